@@ -1,0 +1,6 @@
+"""Lakehouse engines: one interface, one implementation per environment."""
+
+from retail_assets.lib.engine.base import CommitInfo, LakehouseEngine, PartitionRange
+from retail_assets.lib.engine.local import DeltaRsEngine
+
+__all__ = ["CommitInfo", "DeltaRsEngine", "LakehouseEngine", "PartitionRange"]

@@ -1,0 +1,145 @@
+"""The lakehouse engine interface.
+
+Assets speak only to this interface: read chosen partitions of a registered table into Spark,
+overwrite a partition range, append, and report versions and history. The local engine
+writes Delta through delta-rs (SPEC §9); the Databricks engine through delta-spark.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from retail_assets.lib.tables import TableSpec
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+@dataclass(frozen=True)
+class PartitionRange:
+    """An inclusive range of daily partitions."""
+
+    start: dt.date
+    end: dt.date
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError(f"partition range ends ({self.end}) before it starts ({self.start})")
+
+    @classmethod
+    def single(cls, day: dt.date | str) -> PartitionRange:
+        d = dt.date.fromisoformat(day) if isinstance(day, str) else day
+        return cls(d, d)
+
+    @classmethod
+    def around(cls, day: dt.date | str, before: int, after: int) -> PartitionRange:
+        """The window `day - before … day + after`."""
+        d = dt.date.fromisoformat(day) if isinstance(day, str) else day
+        return cls(d - dt.timedelta(days=before), d + dt.timedelta(days=after))
+
+    def days(self) -> list[dt.date]:
+        return [self.start + dt.timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+
+    def sql_predicate(self, column: str) -> str:
+        if self.start == self.end:
+            return f"{column} = '{self.start.isoformat()}'"
+        return f"{column} >= '{self.start.isoformat()}' AND {column} <= '{self.end.isoformat()}'"
+
+    def __str__(self) -> str:
+        return self.start.isoformat() if self.start == self.end else f"{self.start}…{self.end}"
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """What a write produced, reported as materialization metadata."""
+
+    table: str
+    location: str
+    version: int
+    operation: str
+    rows_written: int
+
+
+class LakehouseEngine(ABC):
+    """Reads and writes registered tables; knows nothing about what the tables mean."""
+
+    @property
+    @abstractmethod
+    def spark(self) -> SparkSession: ...
+
+    @abstractmethod
+    def location(self, spec: TableSpec) -> str:
+        """Path or catalog name of the table."""
+
+    @abstractmethod
+    def exists(self, spec: TableSpec) -> bool: ...
+
+    @abstractmethod
+    def read(
+        self,
+        spec: TableSpec,
+        partitions: PartitionRange | None = None,
+        *,
+        columns: list[str] | None = None,
+    ) -> DataFrame:
+        """Read the table (or only the given partitions) as a Spark DataFrame.
+
+        A table that does not exist yet reads as an empty DataFrame with the registry schema,
+        so the first partition of a new lakehouse needs no special case.
+        """
+
+    @abstractmethod
+    def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table, partitions: PartitionRange) -> CommitInfo:
+        """Atomically replace the rows of the partition range with `data` (one commit).
+
+        Every row of `data` must fall inside the range; a row outside it is a programming error
+        and fails the write rather than silently landing in another partition.
+        """
+
+    @abstractmethod
+    def append(
+        self,
+        spec: TableSpec,
+        data: DataFrame | pa.Table,
+        *,
+        app_id: str | None = None,
+        app_version: int | None = None,
+    ) -> CommitInfo:
+        """Append in one commit; with `app_id`/`app_version` the commit also records an
+        idempotent-writer transaction so a resume point can be derived from the table itself."""
+
+    @abstractmethod
+    def version(self, spec: TableSpec) -> int | None:
+        """Current table version, or None when the table does not exist."""
+
+    @abstractmethod
+    def history(self, spec: TableSpec, limit: int = 5) -> list[dict[str, Any]]:
+        """Latest commits, newest first."""
+
+    @abstractmethod
+    def app_transaction_version(self, spec: TableSpec, app_id: str) -> int | None:
+        """The last `app_version` committed by `app_id`, or None."""
+
+    def read_arrow(self, spec: TableSpec, partitions: PartitionRange | None = None) -> pa.Table:
+        """Read into Arrow (for small control reads and tests); default goes through Spark."""
+        return self.read(spec, partitions).toArrow()
+
+    # ---- helpers shared by implementations -----------------------------------------------
+
+    def empty_frame(self, spec: TableSpec) -> DataFrame:
+        return self.spark.createDataFrame([], spec.spark_ddl())
+
+    @staticmethod
+    def check_columns(spec: TableSpec, columns: list[str]) -> None:
+        expected = spec.column_names
+        missing = [c for c in expected if c not in columns]
+        extra = [c for c in columns if c not in expected]
+        if missing or extra:
+            raise ValueError(
+                f"data for {spec.key} does not match its registered schema: missing {missing or 'none'}, unexpected {extra or 'none'}"
+            )

@@ -1,0 +1,168 @@
+"""The local engine: Delta tables on disk through delta-rs, Spark exchanging data as Arrow.
+
+No Delta jar can be fetched here (SPEC §9), so Spark never touches the Delta log: reads go
+delta-rs → Arrow → `spark.createDataFrame`, writes go `DataFrame.toArrow()` → delta-rs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from retail_assets.lib.engine.base import CommitInfo, LakehouseEngine, PartitionRange
+from retail_assets.lib.spark import get_spark
+from retail_assets.lib.tables import TableSpec
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+class DeltaRsEngine(LakehouseEngine):
+    def __init__(self, root: str | Path, spark: SparkSession | None = None) -> None:
+        self.root = Path(root).resolve()
+        self._spark = spark
+
+    @property
+    def spark(self) -> SparkSession:
+        if self._spark is None:
+            self._spark = get_spark()
+        return self._spark
+
+    def location(self, spec: TableSpec) -> str:
+        return str(self.root / spec.layer.value / spec.name)
+
+    def _table(self, spec: TableSpec) -> DeltaTable | None:
+        try:
+            return DeltaTable(self.location(spec))
+        except TableNotFoundError:
+            return None
+
+    def exists(self, spec: TableSpec) -> bool:
+        return DeltaTable.is_deltatable(self.location(spec))
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    def read_arrow(self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None) -> pa.Table:
+        table = self._table(spec)
+        wanted = columns or spec.column_names
+        if table is None:
+            return spec.arrow_schema().empty_table().select(wanted)
+        dataset = table.to_pyarrow_dataset()
+        flt = None
+        if partitions is not None:
+            col = ds.field(spec.partition_column)
+            flt = (col >= pa.scalar(partitions.start, pa.date32())) & (col <= pa.scalar(partitions.end, pa.date32()))
+        present = [c for c in wanted if c in dataset.schema.names]
+        data = dataset.to_table(columns=present, filter=flt)
+        # Columns registered after the table was written read as nulls (additive evolution).
+        schema = spec.arrow_schema()
+        for name in wanted:
+            if name not in data.column_names:
+                data = data.append_column(pa.field(name, schema.field(name).type), pa.nulls(data.num_rows, schema.field(name).type))
+        return data.select(wanted).cast(pa.schema([schema.field(n) for n in wanted]))
+
+    def read(self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None) -> DataFrame:
+        data = self.read_arrow(spec, partitions, columns=columns)
+        wanted = columns or spec.column_names
+        ddl = ", ".join(f"`{c.name}` {c.type}" for c in spec.columns if c.name in wanted)
+        if data.num_rows == 0:
+            return self.spark.createDataFrame([], ddl).select(*wanted)
+        return self.spark.createDataFrame(data).select(*wanted)
+
+    # ---- writes --------------------------------------------------------------------------
+
+    def _to_arrow(self, spec: TableSpec, data: DataFrame | pa.Table) -> pa.Table:
+        if not isinstance(data, pa.Table):
+            self.check_columns(spec, data.columns)
+            data = data.select(*spec.column_names).toArrow()
+        self.check_columns(spec, data.column_names)
+        schema = spec.arrow_schema()
+        data = data.select(spec.column_names)
+        for f in schema:
+            if not f.nullable and data.column(f.name).null_count:
+                raise ValueError(f"{spec.key}.{f.name} is declared NOT NULL but {data.column(f.name).null_count} rows are null")
+        return data.cast(schema)
+
+    def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table, partitions: PartitionRange) -> CommitInfo:
+        arrow = self._to_arrow(spec, data)
+        if arrow.num_rows:
+            col = arrow.column(spec.partition_column)
+            lo, hi = pc.min(col).as_py(), pc.max(col).as_py()
+            if lo < partitions.start or hi > partitions.end:
+                raise ValueError(
+                    f"refusing to write {spec.key}: rows for {lo}…{hi} fall outside the partitions being replaced ({partitions})"
+                )
+        write_deltalake(
+            self.location(spec),
+            arrow,
+            mode="overwrite",
+            predicate=partitions.sql_predicate(spec.partition_column),
+            partition_by=[spec.partition_column],
+            schema_mode="merge" if self.exists(spec) else None,
+            description=spec.description,
+            name=spec.name,
+        )
+        return self._commit_info(spec, "overwrite", arrow.num_rows)
+
+    def append(
+        self,
+        spec: TableSpec,
+        data: DataFrame | pa.Table,
+        *,
+        app_id: str | None = None,
+        app_version: int | None = None,
+    ) -> CommitInfo:
+        arrow = self._to_arrow(spec, data)
+        commit_properties = None
+        if app_id is not None:
+            if app_version is None:
+                raise ValueError("append with app_id needs app_version")
+            commit_properties = CommitProperties(app_transactions=[Transaction(app_id=app_id, version=app_version)])
+        write_deltalake(
+            self.location(spec),
+            arrow,
+            mode="append",
+            partition_by=[spec.partition_column],
+            schema_mode="merge" if self.exists(spec) else None,
+            commit_properties=commit_properties,
+            name=spec.name,
+            description=spec.description,
+        )
+        return self._commit_info(spec, "append", arrow.num_rows)
+
+    def _commit_info(self, spec: TableSpec, operation: str, rows: int) -> CommitInfo:
+        return CommitInfo(table=spec.key, location=self.location(spec), version=self.version(spec) or 0, operation=operation, rows_written=rows)
+
+    # ---- table state ---------------------------------------------------------------------
+
+    def version(self, spec: TableSpec) -> int | None:
+        table = self._table(spec)
+        return None if table is None else table.version()
+
+    def history(self, spec: TableSpec, limit: int = 5) -> list[dict[str, Any]]:
+        table = self._table(spec)
+        if table is None:
+            return []
+        out = []
+        for entry in table.history(limit):
+            ts = entry.get("timestamp")
+            out.append(
+                {
+                    "version": entry.get("version"),
+                    "timestamp": dt.datetime.fromtimestamp(ts / 1000, dt.UTC).isoformat() if ts else None,
+                    "operation": entry.get("operation"),
+                    "parameters": entry.get("operationParameters"),
+                }
+            )
+        return out
+
+    def app_transaction_version(self, spec: TableSpec, app_id: str) -> int | None:
+        table = self._table(spec)
+        return None if table is None else table.transaction_version(app_id)

@@ -1,0 +1,48 @@
+"""The one Spark session of a process.
+
+Locally a `local[*]` session with UTC session time and Arrow exchange; on Databricks the
+cluster's session (the step launcher hands it to us through `getOrCreate`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from pyspark.sql import SparkSession
+
+_lock = threading.Lock()
+
+LOCAL_CONF = {
+    # Every timestamp in the lakehouse is UTC; Arrow exchange with delta-rs relies on it.
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
+    # Small daily partitions: a handful of shuffle partitions beats the default 200.
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "4",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.driver.memory": "2g",
+    "spark.sql.ansi.enabled": "false",
+}
+
+
+def get_spark(master: str | None = None, app_name: str = "retail-assets") -> SparkSession:
+    """Return the process-wide session, creating a local one if none is active."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    with _lock:
+        # Loopback only: the machine's other interfaces are not ours to bind.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            return active
+        builder = SparkSession.builder.appName(app_name).master(master or os.environ.get("RETAIL_SPARK_MASTER", "local[*]"))
+        for key, value in LOCAL_CONF.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        spark.sparkContext.setLogLevel("ERROR")
+        return spark
