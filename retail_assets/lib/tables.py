@@ -50,6 +50,9 @@ class TableSpec:
     # Columns that must never be negative / must hold one of a set of values.
     non_negative: tuple[str, ...] = ()
     accepted_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # A rebuilt table is recomputed whole by every run (dimensions built from the full change
+    # history) and replaced in one commit; all others overwrite only their own partition.
+    rebuild: bool = False
 
     @property
     def key(self) -> str:
@@ -420,10 +423,11 @@ GOLD_DIM_CUSTOMER = TableSpec(
         Column("birth_date", "date"),
         Column("loyalty_tier", "string"),
         *_SCD2,
-        Column("_arrival_date", "date", False, "Latest arrival partition whose changes this table incorporates."),
+        Column("_arrival_date", "date", False, "Arrival partition of the run that last rebuilt the table."),
     ),
     description="Customer dimension with full history. Rebuilt from every Silver change record, so any run order gives the same table.",
     volatile_columns=("_processed_at", "_arrival_date"),
+    rebuild=True,
 )
 GOLD_DIM_PRODUCT = TableSpec(
     layer=Layer.GOLD,
@@ -442,10 +446,11 @@ GOLD_DIM_PRODUCT = TableSpec(
         Column("list_price", "decimal(12,2)"),
         Column("status", "string"),
         *_SCD2,
-        Column("_arrival_date", "date", False, "Latest arrival partition whose changes this table incorporates."),
+        Column("_arrival_date", "date", False, "Arrival partition of the run that last rebuilt the table."),
     ),
     description="Product dimension with full history. Rebuilt from every Silver change record, so any run order gives the same table.",
     volatile_columns=("_processed_at", "_arrival_date"),
+    rebuild=True,
 )
 GOLD_DIM_STORE = TableSpec(
     layer=Layer.GOLD,
@@ -465,10 +470,11 @@ GOLD_DIM_STORE = TableSpec(
         Column("status", "string"),
         Column("updated_at", "timestamp", True, "`updated_at` of the latest change applied."),
         Column("_processed_at", "timestamp", False),
-        Column("_arrival_date", "date", False, "Latest arrival partition whose changes this table incorporates."),
+        Column("_arrival_date", "date", False, "Arrival partition of the run that last rebuilt the table."),
     ),
     description="Store dimension, overwritten in place with the latest value of each attribute.",
     volatile_columns=("_processed_at", "_arrival_date"),
+    rebuild=True,
 )
 GOLD_DIM_DATE = TableSpec(
     layer=Layer.GOLD,

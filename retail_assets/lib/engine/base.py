@@ -63,6 +63,8 @@ class CommitInfo:
     version: int
     operation: str
     rows_written: int
+    # A few of the rows written, for the materialization's preview.
+    preview: pa.Table | None = None
 
 
 class LakehouseEngine(ABC):
@@ -102,6 +104,16 @@ class LakehouseEngine(ABC):
         """
 
     @abstractmethod
+    def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table) -> CommitInfo:
+        """Atomically replace the whole table with `data` (one commit; used by rebuilt tables)."""
+
+    def write(self, spec: TableSpec, data: DataFrame | pa.Table, partitions: PartitionRange) -> CommitInfo:
+        """Write an asset's output the way its registry entry says: rebuild or partition overwrite."""
+        if spec.rebuild:
+            return self.overwrite_table(spec, data)
+        return self.overwrite_partitions(spec, data, partitions)
+
+    @abstractmethod
     def append(
         self,
         spec: TableSpec,
@@ -112,6 +124,10 @@ class LakehouseEngine(ABC):
     ) -> CommitInfo:
         """Append in one commit; with `app_id`/`app_version` the commit also records an
         idempotent-writer transaction so a resume point can be derived from the table itself."""
+
+    @abstractmethod
+    def stored_schema(self, spec: TableSpec) -> list[tuple[str, str]]:
+        """(column, Spark SQL type) pairs as stored in the table's Delta log."""
 
     @abstractmethod
     def version(self, spec: TableSpec) -> int | None:
@@ -125,9 +141,9 @@ class LakehouseEngine(ABC):
     def app_transaction_version(self, spec: TableSpec, app_id: str) -> int | None:
         """The last `app_version` committed by `app_id`, or None."""
 
-    def read_arrow(self, spec: TableSpec, partitions: PartitionRange | None = None) -> pa.Table:
+    def read_arrow(self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None) -> pa.Table:
         """Read into Arrow (for small control reads and tests); default goes through Spark."""
-        return self.read(spec, partitions).toArrow()
+        return self.read(spec, partitions, columns=columns).toArrow()
 
     # ---- helpers shared by implementations -----------------------------------------------
 

@@ -109,7 +109,19 @@ class DeltaRsEngine(LakehouseEngine):
             description=spec.description,
             name=spec.name,
         )
-        return self._commit_info(spec, "overwrite", arrow.num_rows)
+        return self._commit_info(spec, "overwrite", arrow)
+
+    def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table) -> CommitInfo:
+        arrow = self._to_arrow(spec, data)
+        write_deltalake(
+            self.location(spec),
+            arrow,
+            mode="overwrite",
+            schema_mode="overwrite" if self.exists(spec) else None,
+            name=spec.name,
+            description=spec.description,
+        )
+        return self._commit_info(spec, "overwrite", arrow)
 
     def append(
         self,
@@ -135,12 +147,25 @@ class DeltaRsEngine(LakehouseEngine):
             name=spec.name,
             description=spec.description,
         )
-        return self._commit_info(spec, "append", arrow.num_rows)
+        return self._commit_info(spec, "append", arrow)
 
-    def _commit_info(self, spec: TableSpec, operation: str, rows: int) -> CommitInfo:
-        return CommitInfo(table=spec.key, location=self.location(spec), version=self.version(spec) or 0, operation=operation, rows_written=rows)
+    def _commit_info(self, spec: TableSpec, operation: str, arrow: pa.Table) -> CommitInfo:
+        return CommitInfo(
+            table=spec.key,
+            location=self.location(spec),
+            version=self.version(spec) or 0,
+            operation=operation,
+            rows_written=arrow.num_rows,
+            preview=arrow.slice(0, 5),
+        )
 
     # ---- table state ---------------------------------------------------------------------
+
+    def stored_schema(self, spec: TableSpec) -> list[tuple[str, str]]:
+        table = self._table(spec)
+        if table is None:
+            return []
+        return [(f.name, spark_type_name(f.type)) for f in pa.schema(table.schema().to_arrow())]
 
     def version(self, spec: TableSpec) -> int | None:
         table = self._table(spec)
@@ -166,3 +191,18 @@ class DeltaRsEngine(LakehouseEngine):
     def app_transaction_version(self, spec: TableSpec, app_id: str) -> int | None:
         table = self._table(spec)
         return None if table is None else table.transaction_version(app_id)
+
+
+def spark_type_name(arrow: pa.DataType) -> str:
+    """The Spark SQL name of an Arrow type as delta-rs stores it."""
+    if pa.types.is_string(arrow) or pa.types.is_large_string(arrow) or pa.types.is_string_view(arrow):
+        return "string"
+    if pa.types.is_binary(arrow) or pa.types.is_large_binary(arrow) or pa.types.is_binary_view(arrow):
+        return "binary"
+    if pa.types.is_decimal(arrow):
+        return f"decimal({arrow.precision},{arrow.scale})"
+    if pa.types.is_timestamp(arrow):
+        return "timestamp" if arrow.tz else "timestamp_ntz"
+    names = {pa.int8(): "tinyint", pa.int16(): "smallint", pa.int32(): "int", pa.int64(): "bigint", pa.float32(): "float",
+             pa.float64(): "double", pa.bool_(): "boolean", pa.date32(): "date"}
+    return names.get(arrow, str(arrow))

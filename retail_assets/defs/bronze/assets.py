@@ -1,0 +1,136 @@
+"""Bronze: source records exactly as they arrived, one partition per arrival date."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from retail_assets.lib import kafka as kafka_lib
+from retail_assets.lib.factories import TableOutput, TableRun, build_table_asset
+from retail_assets.lib.ingest import parse_landing_file, parse_pos_message, pos_rows_to_table
+from retail_assets.lib.landing import scan_landing
+from retail_assets.lib.resources import KafkaResource
+from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, LANDING_SOURCES, TableSpec
+
+
+def files_held_elsewhere(run: TableRun, spec: TableSpec) -> set[str]:
+    """Landing files Bronze already holds in another arrival partition.
+
+    A file's arrival date is fixed by its folder, but a loose file's comes from its mtime and a
+    touched file would otherwise be ingested a second time under a new date.
+    """
+    held = run.engine.read_arrow(spec, columns=["_source_file", "_arrival_date"])
+    if held.num_rows == 0:
+        return set()
+    elsewhere = held.filter(pc.not_equal(held["_arrival_date"], pa.scalar(run.day, pa.date32())))
+    return set(pc.unique(elsewhere["_source_file"]).to_pylist())
+
+
+def landing_compute(source: str, spec: TableSpec):
+    def compute(run: TableRun) -> TableOutput:
+        files = scan_landing(
+            run.lakehouse.landing_path,
+            source,
+            partitions=run.partition,
+            stable_seconds=run.lakehouse.landing_stable_seconds,
+        )
+        held = files_held_elsewhere(run, spec)
+        fresh = [f for f in files if f.relative not in held]
+        for f in files:
+            if f.relative in held:
+                run.context.log.warning(f"{f.relative} is already in {spec.key} under another arrival date; not ingested again")
+        ingested_at = dt.datetime.now(dt.UTC)
+        parsed = [parse_landing_file(f, spec, batch_id=run.run_id, ingested_at=ingested_at) for f in fresh]
+        data = pa.concat_tables(parsed) if parsed else spec.arrow_schema().empty_table()
+        parse_errors = data.num_rows - data["_parse_error"].null_count
+        return TableOutput(
+            data,
+            {
+                "files": len(fresh),
+                "files_already_ingested": len(files) - len(fresh),
+                "records": data.num_rows,
+                "unparseable_records": parse_errors,
+                "bytes": sum(f.size for f in fresh),
+            },
+        )
+
+    return compute
+
+
+landing_assets = [
+    build_table_asset(spec=spec, upstream=[], compute=landing_compute(source, spec)) for source, spec in LANDING_SOURCES.items()
+]
+
+
+def pos_transactions_compute(run: TableRun) -> TableOutput:
+    """Re-read the ranges this partition already holds; the newest partition also takes
+    everything after the highest committed offset up to the watermark at run start."""
+    spec = BRONZE_POS_TRANSACTIONS
+    kafka: KafkaResource = run.resource("kafka")
+    held = run.engine.read_arrow(spec, columns=["_partition", "_offset", "_arrival_date"])
+    day = pa.scalar(run.day, pa.date32())
+    mine = held.filter(pc.equal(held["_arrival_date"], day))
+    later = held.filter(pc.greater(held["_arrival_date"], day)).num_rows
+    ranges = recorded_ranges(mine)
+    if later:
+        run.context.log.info(f"later arrival partitions hold newer offsets; re-reading only the {len(ranges)} ranges recorded for {run.day}")
+    else:
+        high = {p: hw for p, (_, hw) in kafka_lib.watermarks(kafka.client_config(), kafka.topic, timeout=kafka.request_timeout_s).items()}
+        ranges += kafka_lib.pending_ranges(high, committed_max(held))
+    ingested_at = dt.datetime.now(dt.UTC)
+    rows = [
+        parse_pos_message(
+            msg.value(),
+            topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            timestamp=kafka_timestamp(msg),
+            arrival_date=run.day,
+            batch_id=run.run_id,
+            ingested_at=ingested_at,
+        )
+        for msg in kafka_lib.read_ranges(kafka.client_config(), kafka.topic, ranges, timeout=kafka.read_timeout_s)
+    ]
+    data = pos_rows_to_table(rows)
+    return TableOutput(
+        data,
+        {
+            "offset_ranges": ", ".join(str(r) for r in ranges) or "none",
+            "messages": data.num_rows,
+            "unparseable_messages": data.num_rows - data["_parse_error"].null_count,
+        },
+    )
+
+
+def recorded_ranges(held: pa.Table) -> list[kafka_lib.OffsetRange]:
+    """Per Kafka partition, the contiguous offset range a Bronze partition holds."""
+    if held.num_rows == 0:
+        return []
+    grouped = held.group_by("_partition").aggregate([("_offset", "min"), ("_offset", "max")])
+    return sorted(
+        kafka_lib.OffsetRange(p, lo, hi + 1)
+        for p, lo, hi in zip(grouped["_partition"].to_pylist(), grouped["_offset_min"].to_pylist(), grouped["_offset_max"].to_pylist())
+    )
+
+
+def committed_max(held: pa.Table) -> dict[int, int]:
+    if held.num_rows == 0:
+        return {}
+    grouped = held.group_by("_partition").aggregate([("_offset", "max")])
+    return dict(zip(grouped["_partition"].to_pylist(), grouped["_offset_max"].to_pylist()))
+
+
+def kafka_timestamp(msg) -> dt.datetime | None:
+    kind, ms = msg.timestamp()
+    return None if ms is None or ms < 0 else dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
+
+pos_transactions = build_table_asset(
+    spec=BRONZE_POS_TRANSACTIONS,
+    upstream=[],
+    compute=pos_transactions_compute,
+    kinds={"kafka", "spark", "delta"},
+    resources=frozenset({"kafka"}),
+)

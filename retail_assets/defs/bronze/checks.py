@@ -1,0 +1,18 @@
+"""Bronze checks: keys, schema, and that every source record is held exactly once."""
+
+from __future__ import annotations
+
+from retail_assets.lib import quality
+from retail_assets.lib.factories import TableCheck, build_table_checks, standard_checks
+from retail_assets.lib.tables import TABLES, Layer
+
+EXACTLY_ONCE_CHECK = TableCheck(
+    quality.EXACTLY_ONCE,
+    "Every source record (file line or Kafka offset) is held by one row of one partition, across the whole table.",
+    lambda r: quality.exactly_once(r.read_all(r.spec).select("_source", r.spec.partition_column), r.spec.partition_column),
+    blocking=True,
+)
+
+bronze_checks = [
+    build_table_checks(spec, [*standard_checks(spec), EXACTLY_ONCE_CHECK]) for spec in TABLES if spec.layer is Layer.BRONZE
+]

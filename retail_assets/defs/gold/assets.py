@@ -1,0 +1,154 @@
+"""Gold: dimensions, the sales fact and business aggregates for analysts."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import functions as F
+
+from retail_assets.lib.factories import TableOutput, TableRun, Upstream, build_table_asset, window
+from retail_assets.lib.settings import lateness_days
+from retail_assets.lib.tables import (
+    GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
+    GOLD_AGG_DAILY_STORE_SALES,
+    GOLD_AGG_INVENTORY_COVER,
+    GOLD_AGG_PRODUCT_PERFORMANCE,
+    GOLD_DIM_CUSTOMER,
+    GOLD_DIM_DATE,
+    GOLD_DIM_PRODUCT,
+    GOLD_DIM_STORE,
+    GOLD_FACT_SALES,
+    SILVER_CUSTOMERS,
+    SILVER_INVENTORY,
+    SILVER_PRODUCTS,
+    SILVER_RETURNS,
+    SILVER_SALES_LINES,
+    SILVER_STORES,
+)
+from retail_assets.lib.transforms import gold
+
+L = lateness_days()
+COVER_WINDOW_DAYS = 7
+# Dimensions are rebuilt whole; running them one at a time keeps the last commit the newest.
+DIMENSION_POOL = "gold_dimensions"
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def dimension_compute(silver_spec, build):
+    def compute(run: TableRun) -> TableOutput:
+        # The whole change history, not just this day's: a late, out-of-order change must slot
+        # into place among the versions that already exist.
+        built = build(run.read_all(silver_spec), processed_at=now(), arrival_date=run.day).cache()
+        versions = built.count()
+        return TableOutput(built, {"versions": versions})
+
+    return compute
+
+
+dim_customer = build_table_asset(
+    spec=GOLD_DIM_CUSTOMER,
+    upstream=[Upstream(SILVER_CUSTOMERS)],
+    compute=dimension_compute(SILVER_CUSTOMERS, gold.build_dim_customer),
+    pool=DIMENSION_POOL,
+)
+dim_product = build_table_asset(
+    spec=GOLD_DIM_PRODUCT,
+    upstream=[Upstream(SILVER_PRODUCTS)],
+    compute=dimension_compute(SILVER_PRODUCTS, gold.build_dim_product),
+    pool=DIMENSION_POOL,
+)
+dim_store = build_table_asset(
+    spec=GOLD_DIM_STORE,
+    upstream=[Upstream(SILVER_STORES)],
+    compute=dimension_compute(SILVER_STORES, gold.build_dim_store),
+    pool=DIMENSION_POOL,
+)
+dim_date = build_table_asset(
+    spec=GOLD_DIM_DATE,
+    upstream=[],
+    compute=lambda run: TableOutput(gold.build_dim_date([run.day], run.engine.spark)),
+)
+
+DIMENSIONS = (GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE)
+
+
+def fact_sales_compute(run: TableRun) -> TableOutput:
+    fact = gold.build_fact_sales(
+        run.read(SILVER_SALES_LINES),
+        run.read(SILVER_RETURNS),
+        run.read_all(GOLD_DIM_CUSTOMER),
+        run.read_all(GOLD_DIM_PRODUCT),
+        run.read_all(GOLD_DIM_STORE),
+        processed_at=now(),
+    ).cache()
+    figures = fact.agg(
+        F.sum(F.when(F.col("line_type") == "sale", F.col("net_amount")).otherwise(0)).alias("revenue"),
+        F.sum(F.when(F.col("line_type") == "return", -F.col("net_amount")).otherwise(0)).alias("returns_amount"),
+        F.sum(F.when(F.col("customer_sk") == -1, 1).otherwise(0)).alias("unknown_customer_lines"),
+        F.sum(F.when(F.col("product_sk") == -1, 1).otherwise(0)).alias("unknown_product_lines"),
+    ).first()
+    return TableOutput(fact, {k: float(v or 0) for k, v in figures.asDict().items()})
+
+
+fact_sales = build_table_asset(
+    spec=GOLD_FACT_SALES,
+    upstream=[
+        Upstream(SILVER_SALES_LINES),
+        Upstream(SILVER_RETURNS),
+        Upstream(GOLD_DIM_DATE),
+        # A dimension change for day D can arrive up to L days later.
+        *(Upstream(d, window(0, L)) for d in DIMENSIONS),
+    ],
+    compute=fact_sales_compute,
+)
+
+
+def daily_store_sales_compute(run: TableRun) -> TableOutput:
+    agg = gold.agg_daily_store_sales(run.read(GOLD_FACT_SALES)).cache()
+    totals = agg.agg(F.sum("revenue").alias("revenue"), F.sum("net_revenue").alias("net_revenue"), F.sum("transactions").alias("transactions")).first()
+    return TableOutput(agg, {k: float(v or 0) for k, v in totals.asDict().items()})
+
+
+agg_daily_store_sales = build_table_asset(
+    spec=GOLD_AGG_DAILY_STORE_SALES, upstream=[Upstream(GOLD_FACT_SALES)], compute=daily_store_sales_compute
+)
+agg_product_performance = build_table_asset(
+    spec=GOLD_AGG_PRODUCT_PERFORMANCE,
+    upstream=[Upstream(GOLD_FACT_SALES), Upstream(GOLD_DIM_PRODUCT, window(0, L))],
+    compute=lambda run: TableOutput(gold.agg_product_performance(run.read(GOLD_FACT_SALES), run.read_all(GOLD_DIM_PRODUCT))),
+)
+
+
+def customer_lifetime_value_compute(run: TableRun) -> TableOutput:
+    history = run.read_all(GOLD_FACT_SALES).filter(F.col("event_date") <= F.lit(run.day))
+    return TableOutput(gold.agg_customer_lifetime_value(history, as_of=run.day))
+
+
+agg_customer_lifetime_value = build_table_asset(
+    spec=GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
+    # Lifetime = all history up to the day; the declared dependency is the day itself, and
+    # re-materializing a day picks up any earlier day that changed.
+    upstream=[Upstream(GOLD_FACT_SALES)],
+    compute=customer_lifetime_value_compute,
+)
+
+
+def inventory_cover_compute(run: TableRun) -> TableOutput:
+    return TableOutput(
+        gold.agg_inventory_cover(
+            run.read(SILVER_INVENTORY, 0, run.lateness_days),
+            run.read(GOLD_FACT_SALES, COVER_WINDOW_DAYS - 1, 0),
+            snapshot_date=run.day,
+            window_days=COVER_WINDOW_DAYS,
+        )
+    )
+
+
+agg_inventory_cover = build_table_asset(
+    spec=GOLD_AGG_INVENTORY_COVER,
+    upstream=[Upstream(SILVER_INVENTORY, window(0, L)), Upstream(GOLD_FACT_SALES, window(COVER_WINDOW_DAYS - 1, 0))],
+    compute=inventory_cover_compute,
+)

@@ -1,0 +1,110 @@
+"""Quarantine: every record Silver could not accept, with its rule and original payload."""
+
+from __future__ import annotations
+
+from functools import reduce
+
+import dagster as dg
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from retail_assets.defs.silver.assets import MASTER_DATA, clean_sales_window, known_keys
+from retail_assets.lib.factories import TableOutput, TableRun, Upstream, build_table_asset, window
+from retail_assets.lib.settings import lateness_days
+from retail_assets.lib.tables import (
+    BRONZE_CUSTOMERS,
+    BRONZE_INVENTORY,
+    BRONZE_POS_TRANSACTIONS,
+    BRONZE_PRODUCTS,
+    BRONZE_SALES_FILES,
+    BRONZE_STORES,
+    QUARANTINE_INGEST_REJECTS,
+    QUARANTINE_RULE_VIOLATIONS,
+    SILVER_INVENTORY,
+    SILVER_RETURNS,
+    SILVER_SALES_LINES,
+    TableSpec,
+)
+from retail_assets.lib.transforms import silver
+
+L = lateness_days()
+BRONZE_TABLES: tuple[TableSpec, ...] = (
+    BRONZE_SALES_FILES,
+    BRONZE_POS_TRANSACTIONS,
+    BRONZE_CUSTOMERS,
+    BRONZE_PRODUCTS,
+    BRONZE_STORES,
+    BRONZE_INVENTORY,
+)
+MASTER_CLEANERS = {
+    BRONZE_CUSTOMERS: silver.clean_customers,
+    BRONZE_PRODUCTS: silver.clean_products,
+    BRONZE_STORES: silver.clean_stores,
+}
+
+
+def union(frames: list[DataFrame]) -> DataFrame:
+    return reduce(DataFrame.unionByName, frames)
+
+
+def ingest_rejects_compute(run: TableRun) -> TableOutput:
+    frames = [silver.ingest_rejects(run.read(spec), source_table=spec.key, batch_id=run.run_id) for spec in BRONZE_TABLES]
+    return TableOutput(union(frames))
+
+
+ingest_rejects = build_table_asset(
+    spec=QUARANTINE_INGEST_REJECTS,
+    upstream=[Upstream(spec) for spec in BRONZE_TABLES],
+    compute=ingest_rejects_compute,
+)
+
+
+class Screening:
+    """Everything the Silver rules decide about the records that arrived on one day."""
+
+    def __init__(self, run: TableRun) -> None:
+        self.run = run
+        # Whether a sales record is a duplicate or late depends on every copy that shares its
+        # event date, and those arrived within L+1 days either side of this day.
+        window_days = run.lateness_days + 1
+        self.sales = clean_sales_window(run, window_days, window_days)
+        keys = known_keys(run)
+        on_day = F.col("_arrival_date") == F.lit(run.day)
+        self.masters = {spec: clean(run.read(spec), batch_id=run.run_id) for spec, clean in MASTER_CLEANERS.items()}
+        self.inventory = silver.clean_inventory(run.read(BRONZE_INVENTORY), keys, lateness_days=run.lateness_days, batch_id=run.run_id)
+        self.violations = union(
+            [self.sales.violations.filter(on_day)]
+            + [r.violations for r in self.masters.values()]
+            + [self.inventory.violations]
+        )
+        self.duplicates = union(
+            [self.sales.duplicates.filter(on_day).select("source_table", "_source", "record_key", "_arrival_date")]
+            + [r.duplicates.select("source_table", "_source", "record_key", "_arrival_date") for r in (*self.masters.values(), self.inventory)]
+        )
+
+
+def rule_violations_compute(run: TableRun) -> TableOutput:
+    screening = Screening(run)
+    violations = screening.violations.cache()
+    by_rule = {r["rule"]: r["n"] for r in violations.groupBy("rule").agg(F.count(F.lit(1)).alias("n")).collect()}
+    return TableOutput(violations, {f"rule_{k}": v for k, v in sorted(by_rule.items())})
+
+
+rule_violations = build_table_asset(
+    spec=QUARANTINE_RULE_VIOLATIONS,
+    upstream=[
+        Upstream(BRONZE_SALES_FILES, window(L + 1, L + 1)),
+        Upstream(BRONZE_POS_TRANSACTIONS, window(L + 1, L + 1)),
+        Upstream(BRONZE_CUSTOMERS),
+        Upstream(BRONZE_PRODUCTS),
+        Upstream(BRONZE_STORES),
+        Upstream(BRONZE_INVENTORY),
+        *MASTER_DATA,
+        # Runs after the Silver partitions its records could have gone to, so the
+        # conservation check sees both sides.
+        Upstream(SILVER_SALES_LINES, window(L, 1)),
+        Upstream(SILVER_RETURNS, window(L, 1)),
+        Upstream(SILVER_INVENTORY),
+    ],
+    compute=rule_violations_compute,
+)

@@ -1,0 +1,78 @@
+"""Quarantine checks: nothing lost (conservation) and the share of rejected records."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pyspark.sql import functions as F
+
+from retail_assets.defs.quarantine.assets import BRONZE_TABLES, Screening
+from retail_assets.lib import quality
+from retail_assets.lib.factories import CheckRun, TableCheck, build_table_checks, standard_checks
+from retail_assets.lib.tables import (
+    QUARANTINE_INGEST_REJECTS,
+    QUARANTINE_RULE_VIOLATIONS,
+    SILVER_CUSTOMERS,
+    SILVER_INVENTORY,
+    SILVER_PRODUCTS,
+    SILVER_RETURNS,
+    SILVER_SALES_LINES,
+    SILVER_STORES,
+)
+from retail_assets.lib.transforms import silver
+
+ARRIVAL_SILVER = (SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES, SILVER_INVENTORY)
+EVENT_SILVER = (SILVER_SALES_LINES, SILVER_RETURNS)
+
+
+def records_in(run: CheckRun) -> int:
+    total = 0
+    for spec in BRONZE_TABLES:
+        counted = silver.count_records_in(run.read(spec), spec.key).agg(F.sum("records").alias("n")).first()["n"]
+        total += int(counted or 0)
+    return total
+
+
+def accepted(run: CheckRun) -> int:
+    on_day = F.col("_arrival_date") == F.lit(run.day)
+    # A record that arrived on this day has an event date within L days before and 1 day after.
+    from_events = sum(run.read(spec, run.lateness_days, 1).filter(on_day).count() for spec in EVENT_SILVER)
+    return from_events + sum(run.read(spec).count() for spec in ARRIVAL_SILVER)
+
+
+def conservation(run: CheckRun) -> quality.CheckOutcome:
+    return quality.conservation(
+        records_in=records_in(run),
+        accepted=accepted(run),
+        rejected=run.read(QUARANTINE_INGEST_REJECTS).count(),
+        violations=run.frame.count(),
+        duplicates=Screening(run).duplicates.count(),
+    )
+
+
+def reject_rate(run: CheckRun) -> quality.CheckOutcome:
+    return quality.reject_rate(quarantined=run.frame.count(), records_in=records_in(run), max_rate=run.lakehouse.max_reject_rate)
+
+
+REJECT_RATE_CHECK = TableCheck(
+    quality.REJECT_RATE,
+    "The share of the day's records sent to this quarantine table stays under the configured threshold.",
+    reject_rate,
+    severity=dg.AssetCheckSeverity.WARN,
+)
+
+quarantine_checks = [
+    build_table_checks(QUARANTINE_INGEST_REJECTS, [*standard_checks(QUARANTINE_INGEST_REJECTS), REJECT_RATE_CHECK]),
+    build_table_checks(
+        QUARANTINE_RULE_VIOLATIONS,
+        [
+            *standard_checks(QUARANTINE_RULE_VIOLATIONS),
+            REJECT_RATE_CHECK,
+            TableCheck(
+                quality.CONSERVATION,
+                "Records in = accepted + quarantined + counted duplicates, for the records that arrived this day (SPEC §5).",
+                conservation,
+                reads=(QUARANTINE_INGEST_REJECTS, *ARRIVAL_SILVER, *EVENT_SILVER),
+            ),
+        ],
+    ),
+]

@@ -1,0 +1,1 @@
+"""Silver layer definitions."""

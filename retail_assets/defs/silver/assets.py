@@ -1,0 +1,100 @@
+"""Silver: typed, validated, deduplicated records; sales at line grain by business date."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from retail_assets.lib.factories import TableOutput, TableRun, Upstream, build_multi_table_asset, build_table_asset, window
+from retail_assets.lib.settings import lateness_days
+from retail_assets.lib.tables import (
+    BRONZE_CUSTOMERS,
+    BRONZE_INVENTORY,
+    BRONZE_POS_TRANSACTIONS,
+    BRONZE_PRODUCTS,
+    BRONZE_SALES_FILES,
+    BRONZE_STORES,
+    SILVER_CUSTOMERS,
+    SILVER_INVENTORY,
+    SILVER_PRODUCTS,
+    SILVER_RETURNS,
+    SILVER_SALES_LINES,
+    SILVER_STORES,
+)
+from retail_assets.lib.transforms import silver
+
+L = lateness_days()
+
+# Reference data decides whether a key is known; every partition of it can matter.
+MASTER_DATA = [Upstream(s, dg.AllPartitionMapping()) for s in (SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES)]
+
+
+def known_keys(run: TableRun) -> DataFrame:
+    return silver.known_keys(run.read_all(SILVER_CUSTOMERS), run.read_all(SILVER_PRODUCTS), run.read_all(SILVER_STORES))
+
+
+def sales_candidates(run: TableRun, before: int, after: int) -> DataFrame:
+    """Sales lines from files and from Kafka events, arrivals day-before … day+after."""
+    files = silver.sales_candidates_from_files(run.read(BRONZE_SALES_FILES, before, after))
+    events = silver.sales_candidates_from_events(run.read(BRONZE_POS_TRANSACTIONS, before, after))
+    return files.unionByName(events)
+
+
+def clean_sales_window(run: TableRun, before: int, after: int) -> silver.SalesResult:
+    return silver.clean_sales(sales_candidates(run, before, after), known_keys(run), lateness_days=run.lateness_days, batch_id=run.run_id)
+
+
+def sales_compute(run: TableRun) -> dict[str, TableOutput]:
+    # Event date D can only have arrived on D-1 … D+L (earlier would be future, later late).
+    result = clean_sales_window(run, 1, run.lateness_days)
+    on_day = F.col("event_date") == F.lit(run.day)
+    sales = result.sales_lines.filter(on_day)
+    returns = result.returns.filter(on_day)
+    return {
+        SILVER_SALES_LINES.name: TableOutput(sales),
+        SILVER_RETURNS.name: TableOutput(returns),
+    }
+
+
+sales_lines_and_returns = build_multi_table_asset(
+    name="silver_sales_lines_and_returns",
+    specs=[SILVER_SALES_LINES, SILVER_RETURNS],
+    upstream=[
+        Upstream(BRONZE_SALES_FILES, window(1, L)),
+        Upstream(BRONZE_POS_TRANSACTIONS, window(1, L)),
+        *MASTER_DATA,
+    ],
+    compute=sales_compute,
+)
+
+
+def master_compute(bronze_spec, clean):
+    def compute(run: TableRun) -> TableOutput:
+        result = clean(run.read(bronze_spec), batch_id=run.run_id)
+        return TableOutput(result.accepted)
+
+    return compute
+
+
+customers = build_table_asset(
+    spec=SILVER_CUSTOMERS, upstream=[Upstream(BRONZE_CUSTOMERS)], compute=master_compute(BRONZE_CUSTOMERS, silver.clean_customers)
+)
+products = build_table_asset(
+    spec=SILVER_PRODUCTS, upstream=[Upstream(BRONZE_PRODUCTS)], compute=master_compute(BRONZE_PRODUCTS, silver.clean_products)
+)
+stores = build_table_asset(
+    spec=SILVER_STORES, upstream=[Upstream(BRONZE_STORES)], compute=master_compute(BRONZE_STORES, silver.clean_stores)
+)
+
+
+def inventory_compute(run: TableRun) -> TableOutput:
+    result = silver.clean_inventory(run.read(BRONZE_INVENTORY), known_keys(run), lateness_days=run.lateness_days, batch_id=run.run_id)
+    return TableOutput(result.accepted)
+
+
+inventory = build_table_asset(
+    spec=SILVER_INVENTORY,
+    upstream=[Upstream(BRONZE_INVENTORY), *MASTER_DATA],
+    compute=inventory_compute,
+)

@@ -1,0 +1,370 @@
+"""Factories that turn registry entries into Dagster assets and asset checks.
+
+An asset is: read inputs through the engine, call a pure transformation, write through the
+engine, report metadata. Everything table-specific comes from the registry; everything
+layer-specific from the compute function passed in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+import pyarrow as pa
+
+from retail_assets.lib import quality, settings
+from retail_assets.lib.engine import CommitInfo, LakehouseEngine, PartitionRange
+from retail_assets.lib.resources import LakehouseResource
+from retail_assets.lib.tables import TableSpec
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+OWNERS = ["team:data-platform"]
+KINDS = {"spark", "delta"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Partitions
+# ---------------------------------------------------------------------------------------------
+
+
+@cache
+def daily_partitions() -> dg.DailyPartitionsDefinition:
+    # end_offset=1: today's partition exists, so streaming arrivals land in it as they come.
+    return dg.DailyPartitionsDefinition(start_date=settings.partitions_start(), end_offset=1)
+
+
+def window(before: int, after: int) -> dg.TimeWindowPartitionMapping:
+    """Partition D depends on upstream partitions D-before … D+after."""
+    return dg.TimeWindowPartitionMapping(start_offset=-before, end_offset=after, allow_nonexistent_upstream_partitions=True)
+
+
+def asset_key(spec: TableSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.layer.value, spec.name])
+
+
+def column_schema(spec: TableSpec) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=c.name,
+                type=c.type,
+                description=c.description or None,
+                constraints=dg.TableColumnConstraints(nullable=c.nullable, unique=spec.primary_key == (c.name,)),
+            )
+            for c in spec.columns
+        ]
+    )
+
+
+def definition_metadata(spec: TableSpec) -> dict[str, Any]:
+    return {
+        "dagster/column_schema": column_schema(spec),
+        "dagster/table_name": spec.key,
+        "grain": spec.grain,
+        "primary_key": ", ".join(spec.primary_key),
+        "partitioned_by": f"{spec.partition_column} ({spec.partitioning.value})",
+        "write_mode": "rebuild (whole table, one commit)" if spec.rebuild else "partition overwrite (one commit)",
+    }
+
+
+def describe(spec: TableSpec) -> str:
+    return f"{spec.description}\n\n**Grain:** {spec.grain}.\n\n**Partitioned by** {spec.partitioning.value.replace('_', ' ')} (`{spec.partition_column}`)."
+
+
+# ---------------------------------------------------------------------------------------------
+# Assets
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A dependency on another registered table and how partitions map onto it."""
+
+    spec: TableSpec
+    mapping: dg.PartitionMapping | None = None  # None: the same partition
+
+
+@dataclass
+class TableOutput:
+    """What a compute function returns for one table: the rows and any extra figures."""
+
+    data: DataFrame | pa.Table
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TableRun:
+    """Everything a compute function needs for one partition of one run."""
+
+    context: dg.AssetExecutionContext
+    lakehouse: LakehouseResource
+    day: dt.date
+
+    @property
+    def engine(self) -> LakehouseEngine:
+        return self.lakehouse.engine
+
+    @property
+    def run_id(self) -> str:
+        return self.context.run.run_id
+
+    @property
+    def lateness_days(self) -> int:
+        return self.lakehouse.lateness_days
+
+    @property
+    def partition(self) -> PartitionRange:
+        return PartitionRange.single(self.day)
+
+    def read(self, spec: TableSpec, before: int = 0, after: int = 0) -> DataFrame:
+        """Partitions day-before … day+after of a table."""
+        return self.engine.read(spec, PartitionRange.around(self.day, before, after))
+
+    def read_all(self, spec: TableSpec) -> DataFrame:
+        return self.engine.read(spec)
+
+    def resource(self, name: str) -> Any:
+        return getattr(self.context.resources, name)
+
+
+Compute = Callable[[TableRun], "DataFrame | pa.Table | TableOutput"]
+MultiCompute = Callable[[TableRun], Mapping[str, "DataFrame | pa.Table | TableOutput"]]
+
+
+def materialization_metadata(spec: TableSpec, commit: CommitInfo, day: dt.date, extra: Mapping[str, Any]) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "dagster/row_count": commit.rows_written,
+        "dagster/table_name": spec.key,
+        "dagster/uri": commit.location,
+        "dagster/column_schema": column_schema(spec),
+        "delta_version": commit.version,
+        "delta_operation": commit.operation,
+        "partition": day.isoformat(),
+    }
+    if commit.preview is not None and commit.preview.num_rows:
+        metadata["preview"] = dg.MetadataValue.md(_markdown(commit.preview))
+    metadata.update(extra)
+    return metadata
+
+
+def _markdown(table: pa.Table) -> str:
+    frame = table.drop_columns([n for n in table.column_names if n in ("_raw_bytes",)]).to_pandas()
+    for col in frame.columns:
+        frame[col] = frame[col].map(lambda v: str(v)[:40] if v is not None else "")
+    return frame.to_markdown(index=False)
+
+
+def _deps(upstream: Sequence[Upstream]) -> list[dg.AssetDep]:
+    return [dg.AssetDep(asset_key(u.spec), partition_mapping=u.mapping) for u in upstream]
+
+
+def _write(run: TableRun, spec: TableSpec, produced: DataFrame | pa.Table | TableOutput) -> dg.MaterializeResult:
+    output = produced if isinstance(produced, TableOutput) else TableOutput(produced)
+    commit = run.engine.write(spec, output.data, run.partition)
+    run.context.log.info(f"{spec.key} partition {run.day}: wrote {commit.rows_written} rows, Delta version {commit.version}")
+    return dg.MaterializeResult(asset_key=asset_key(spec), metadata=materialization_metadata(spec, commit, run.day, output.metadata))
+
+
+def _tags(spec: TableSpec) -> dict[str, str]:
+    return {"layer": spec.layer.value, "partitioning": spec.partitioning.value, "domain": "retail"}
+
+
+def build_table_asset(
+    *,
+    spec: TableSpec,
+    upstream: Sequence[Upstream],
+    compute: Compute,
+    automation_condition: dg.AutomationCondition | None = None,
+    pool: str | None = None,
+    kinds: set[str] | None = None,
+    resources: frozenset[str] = frozenset(),
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        required_resource_keys=set(resources) or None,
+        key=asset_key(spec),
+        group_name=spec.layer.value,
+        description=describe(spec),
+        partitions_def=daily_partitions(),
+        deps=_deps(upstream),
+        kinds=kinds or KINDS,
+        owners=OWNERS,
+        tags=_tags(spec),
+        metadata=definition_metadata(spec),
+        automation_condition=automation_condition,
+        pool=pool,
+    )
+    def _asset(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+        run = TableRun(context, lakehouse, dt.date.fromisoformat(context.partition_key))
+        return _write(run, spec, compute(run))
+
+    return _asset
+
+
+def build_multi_table_asset(
+    *,
+    name: str,
+    specs: Sequence[TableSpec],
+    upstream: Sequence[Upstream],
+    compute: MultiCompute,
+    automation_condition: dg.AutomationCondition | None = None,
+    pool: str | None = None,
+) -> dg.AssetsDefinition:
+    """Several tables produced by one computation (e.g. sales lines and returns from one pass)."""
+
+    @dg.multi_asset(
+        name=name,
+        specs=[
+            dg.AssetSpec(
+                key=asset_key(s),
+                group_name=s.layer.value,
+                description=describe(s),
+                deps=_deps(upstream),
+                kinds=KINDS,
+                owners=OWNERS,
+                tags=_tags(s),
+                metadata=definition_metadata(s),
+                automation_condition=automation_condition,
+            )
+            for s in specs
+        ],
+        partitions_def=daily_partitions(),
+        pool=pool,
+    )
+    def _assets(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
+        run = TableRun(context, lakehouse, dt.date.fromisoformat(context.partition_key))
+        produced = compute(run)
+        for s in specs:
+            yield _write(run, s, produced[s.name])
+
+    return _assets
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckRun:
+    """What a check function gets: the checked partition already read, and the engine."""
+
+    context: dg.AssetCheckExecutionContext
+    lakehouse: LakehouseResource
+    spec: TableSpec
+    day: dt.date
+    _frame: DataFrame | None = None
+
+    @property
+    def engine(self) -> LakehouseEngine:
+        return self.lakehouse.engine
+
+    @property
+    def frame(self) -> DataFrame:
+        """The checked table's partition (the whole table for rebuilt tables)."""
+        if self._frame is None:
+            partitions = None if self.spec.rebuild else PartitionRange.single(self.day)
+            self._frame = self.engine.read(self.spec, partitions).cache()
+        return self._frame
+
+    def read(self, spec: TableSpec, before: int = 0, after: int = 0) -> DataFrame:
+        return self.engine.read(spec, PartitionRange.around(self.day, before, after))
+
+    def read_all(self, spec: TableSpec) -> DataFrame:
+        return self.engine.read(spec)
+
+    @property
+    def run_id(self) -> str:
+        return self.context.run.run_id
+
+    @property
+    def lateness_days(self) -> int:
+        return self.lakehouse.lateness_days
+
+    def release(self) -> None:
+        if self._frame is not None:
+            self._frame.unpersist()
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    name: str
+    description: str
+    evaluate: Callable[[CheckRun], quality.CheckOutcome]
+    blocking: bool = False
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
+    reads: tuple[TableSpec, ...] = ()
+
+
+def standard_checks(spec: TableSpec) -> list[TableCheck]:
+    """The checks every table gets: key, schema, and its value rules."""
+    checks = [
+        TableCheck(
+            quality.PRIMARY_KEY,
+            f"Primary key ({', '.join(spec.primary_key)}) is never null and never repeated.",
+            lambda r: quality.primary_key(r.frame, r.spec.primary_key),
+            blocking=spec.layer.value in ("silver", "gold"),
+        ),
+        TableCheck(
+            quality.COLUMN_SCHEMA,
+            "The stored Delta schema has exactly the registry's columns and types.",
+            lambda r: quality.column_schema(r.engine.stored_schema(r.spec), r.spec),
+            severity=dg.AssetCheckSeverity.WARN,
+        ),
+    ]
+    if spec.layer.value != "bronze":
+        checks.append(
+            TableCheck(
+                quality.VALUE_RULES,
+                "Required columns are set, amounts and counts are not negative, coded columns hold accepted values.",
+                lambda r: quality.value_rules(r.frame, r.spec),
+                blocking=spec.layer.value in ("silver", "gold"),
+            )
+        )
+    return checks
+
+
+def build_table_checks(spec: TableSpec, checks: Sequence[TableCheck]) -> dg.AssetChecksDefinition:
+    key = asset_key(spec)
+    by_name = {c.name: c for c in checks}
+    if len(by_name) != len(checks):
+        raise ValueError(f"duplicate check names for {spec.key}")
+
+    @dg.multi_asset_check(
+        name=f"{spec.layer.value}_{spec.name}_checks",
+        specs=[
+            dg.AssetCheckSpec(
+                c.name,
+                asset=key,
+                description=c.description,
+                blocking=c.blocking,
+                partitions_def=daily_partitions(),
+                additional_deps=[asset_key(s) for s in c.reads],
+            )
+            for c in checks
+        ],
+        can_subset=True,
+    )
+    def _checks(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource):
+        run = CheckRun(context, lakehouse, spec, dt.date.fromisoformat(context.partition_key))
+        try:
+            for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
+                check = by_name[check_key.name]
+                outcome = check.evaluate(run)
+                yield dg.AssetCheckResult(
+                    asset_key=key,
+                    check_name=check.name,
+                    passed=outcome.passed,
+                    severity=check.severity,
+                    description=outcome.description,
+                    metadata={"partition": run.day.isoformat(), **outcome.metadata},
+                )
+        finally:
+            run.release()
+
+    return _checks

@@ -1,0 +1,132 @@
+"""Kafka offsets: exact-range reads whose resume point comes from committed Bronze data.
+
+The contract (SPEC §5): every offset lands in Bronze once. A run reads, per Kafka partition,
+from the offset after the highest one Bronze already holds up to the high watermark taken when
+the run starts, and writes rows with their topic/partition/offset in one Delta commit. A crash
+before the commit leaves no trace, so the re-run reads the same range; a crash after it moves
+the resume point past the range, so the re-run skips it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+
+class KafkaUnavailable(RuntimeError):
+    """The broker could not be reached or did not answer in time."""
+
+
+class OffsetsNotRetained(RuntimeError):
+    """A range to re-read is older than what the broker still keeps."""
+
+
+@dataclass(frozen=True, order=True)
+class OffsetRange:
+    """Offsets [start, end) of one Kafka partition."""
+
+    partition: int
+    start: int
+    end: int
+
+    @property
+    def count(self) -> int:
+        return max(0, self.end - self.start)
+
+    def __str__(self) -> str:
+        return f"p{self.partition}[{self.start},{self.end})"
+
+
+def _consumer(config: Mapping[str, Any]) -> Consumer:
+    # The project never commits consumer offsets: the resume point lives in Bronze.
+    base = {"enable.auto.commit": False, "enable.partition.eof": True, "auto.offset.reset": "earliest", "group.id": "retail-assets-bronze"}
+    return Consumer({**base, **config})
+
+
+def partitions_of(consumer: Consumer, topic: str, timeout: float) -> list[int]:
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot list topic {topic!r}: {exc}") from exc
+    info = metadata.topics.get(topic)
+    if info is None or info.error is not None:
+        # An absent topic is "nothing produced yet", not an outage.
+        if info is not None and info.error.code() not in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+            raise KafkaUnavailable(f"topic {topic!r}: {info.error}")
+        return []
+    return sorted(info.partitions)
+
+
+def watermarks(config: Mapping[str, Any], topic: str, *, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
+    """(low, high) watermark of every partition of the topic; bounded by `timeout` per call."""
+    consumer = _consumer({**config, "socket.timeout.ms": int(timeout * 1000)})
+    try:
+        result = {}
+        for p in partitions_of(consumer, topic, timeout):
+            try:
+                result[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)
+            except KafkaException as exc:
+                raise KafkaUnavailable(f"cannot read watermarks of {topic}/{p}: {exc}") from exc
+        return result
+    finally:
+        consumer.close()
+
+
+def pending_ranges(high: Mapping[int, int], committed_max: Mapping[int, int]) -> list[OffsetRange]:
+    """Ranges not yet in Bronze: after the highest committed offset up to the high watermark."""
+    ranges = []
+    for p, hw in sorted(high.items()):
+        start = committed_max.get(p, -1) + 1
+        if hw > start:
+            ranges.append(OffsetRange(p, start, hw))
+    return ranges
+
+
+def read_ranges(config: Mapping[str, Any], topic: str, ranges: list[OffsetRange], *, timeout: float = 60.0) -> Iterator[Message]:
+    """Yield every message of the given ranges, each exactly once, partition by partition.
+
+    Fails with `OffsetsNotRetained` when the broker no longer holds the start of a range and with
+    `KafkaUnavailable` when the range cannot be read completely within `timeout` seconds.
+    """
+    todo = [r for r in ranges if r.count]
+    if not todo:
+        return
+    lows = watermarks(config, topic, timeout=min(timeout, 10.0))
+    for r in todo:
+        low, high = lows.get(r.partition, (0, 0))
+        if r.start < low or r.end > high:
+            raise OffsetsNotRetained(
+                f"{topic} {r} is no longer (or not yet) on the broker, which holds offsets [{low},{high}) of partition "
+                f"{r.partition}; this partition cannot be re-read from Kafka"
+            )
+    consumer = _consumer(config)
+    deadline = time.monotonic() + timeout
+    try:
+        consumer.assign([TopicPartition(topic, r.partition, r.start) for r in todo])
+        next_offset = {r.partition: r.start for r in todo}
+        end = {r.partition: r.end for r in todo}
+        while any(next_offset[p] < end[p] for p in end):
+            if time.monotonic() > deadline:
+                missing = {p: f"{next_offset[p]}..{end[p]}" for p in end if next_offset[p] < end[p]}
+                raise KafkaUnavailable(f"timed out after {timeout:.0f}s reading {topic}; still missing offsets {missing}")
+            for msg in consumer.consume(num_messages=2000, timeout=1.0):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        # Nothing more on the log: offsets up to here were control records or gaps.
+                        p = msg.partition()
+                        if p in end and msg.offset() >= end[p]:
+                            next_offset[p] = end[p]
+                        continue
+                    raise KafkaUnavailable(f"error reading {topic}: {err}")
+                p, off = msg.partition(), msg.offset()
+                if off < next_offset.get(p, 0) or off >= end.get(p, -1):
+                    continue  # outside the range (re-delivery after a seek, or past the watermark)
+                next_offset[p] = off + 1
+                yield msg
+    finally:
+        consumer.close()

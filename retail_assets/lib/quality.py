@@ -1,0 +1,238 @@
+"""Data-quality rules evaluated by the asset checks.
+
+Each function takes Spark DataFrames and returns a `CheckOutcome`: pass/fail plus the figures
+that explain it. They compute everything in one aggregation where they can, so a check costs a
+single Spark job. The Dagster layer only turns outcomes into `AssetCheckResult`s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from retail_assets.lib.tables import UNKNOWN_MEMBER_SK, TableSpec
+
+# Check names, one constant each: the UI shows them and the tests select by them.
+PRIMARY_KEY = "primary_key_unique_not_null"
+COLUMN_SCHEMA = "column_schema_matches_registry"
+VALUE_RULES = "values_within_rules"
+EXACTLY_ONCE = "each_source_record_once"
+CONSERVATION = "records_conserved"
+REJECT_RATE = "reject_rate_below_threshold"
+REFERENTIAL_INTEGRITY = "foreign_keys_resolve"
+SCD2_INTEGRITY = "scd2_history_consistent"
+RECONCILIATION = "amounts_reconcile_with_silver"
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _plain(value: Any) -> Any:
+    """Metadata values the UI can plot: Decimal → float, None → 0."""
+    if isinstance(value, Decimal):
+        return float(value)
+    return 0 if value is None else value
+
+
+def primary_key(df: DataFrame, key: tuple[str, ...]) -> CheckOutcome:
+    any_null = F.greatest(*[F.col(k).isNull().cast("int") for k in key]) if len(key) > 1 else F.col(key[0]).isNull().cast("int")
+    row = df.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(any_null).alias("null_keys"),
+        F.count_distinct(*[F.col(k) for k in key]).alias("distinct_keys"),
+    ).first()
+    rows, nulls = int(row["rows"]), int(_plain(row["null_keys"]))
+    # count_distinct skips rows with a null in any key column
+    duplicates = rows - nulls - int(row["distinct_keys"])
+    passed = nulls == 0 and duplicates == 0
+    return CheckOutcome(
+        passed,
+        f"key ({', '.join(key)}): {nulls} null, {duplicates} duplicated of {rows} rows",
+        {"rows": rows, "null_keys": nulls, "duplicate_keys": duplicates},
+    )
+
+
+def column_schema(actual: list[tuple[str, str]], spec: TableSpec) -> CheckOutcome:
+    """Compare the table's stored columns and types with its registry entry."""
+    expected = {c.name: c.type.replace(" ", "").lower() for c in spec.columns}
+    found = {name: typ.replace(" ", "").lower() for name, typ in actual}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    retyped = sorted(f"{n}: {found[n]} (registry: {expected[n]})" for n in set(expected) & set(found) if found[n] != expected[n])
+    passed = not (missing or unexpected or retyped)
+    parts = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "", f"retyped {retyped}" if retyped else ""]
+    return CheckOutcome(
+        passed,
+        "stored schema matches the registry" if passed else "schema drift: " + "; ".join(p for p in parts if p),
+        {"columns": len(found), "missing": len(missing), "unexpected": len(unexpected), "retyped": len(retyped)},
+    )
+
+
+def value_rules(df: DataFrame, spec: TableSpec) -> CheckOutcome:
+    """Required columns not null, non-negative columns, accepted value sets."""
+    exprs = []
+    for c in spec.columns:
+        if not c.nullable:
+            exprs.append(F.sum(F.col(c.name).isNull().cast("int")).alias(f"null:{c.name}"))
+    for name in spec.non_negative:
+        exprs.append(F.sum((F.col(name) < 0).cast("int")).alias(f"negative:{name}"))
+    for name, values in spec.accepted_values.items():
+        exprs.append(F.sum((F.col(name).isNotNull() & ~F.col(name).isin(*values)).cast("int")).alias(f"not_accepted:{name}"))
+    exprs.append(F.count(F.lit(1)).alias("rows"))
+    row = df.agg(*exprs).first().asDict()
+    rows = int(row.pop("rows"))
+    failures = {k: int(_plain(v)) for k, v in row.items() if _plain(v)}
+    metadata: dict[str, Any] = {"rows": rows, "violating_values": sum(failures.values())}
+    metadata.update({k.replace(":", "_"): v for k, v in failures.items()})
+    if failures:
+        detail = ", ".join(f"{v} × {k}" for k, v in sorted(failures.items()))
+        return CheckOutcome(False, f"value rules broken: {detail}", metadata)
+    return CheckOutcome(True, f"all {rows} rows satisfy the value rules", metadata)
+
+
+def exactly_once(df: DataFrame, partition_column: str) -> CheckOutcome:
+    """Every source record (`_source`) is held by exactly one row of exactly one partition."""
+    grouped = df.groupBy("_source").agg(F.count(F.lit(1)).alias("n"), F.count_distinct(partition_column).alias("parts"))
+    row = grouped.agg(
+        F.count(F.lit(1)).alias("sources"),
+        F.sum((F.col("n") > 1).cast("int")).alias("repeated"),
+        F.sum((F.col("parts") > 1).cast("int")).alias("split"),
+    ).first()
+    repeated, split = int(_plain(row["repeated"])), int(_plain(row["split"]))
+    return CheckOutcome(
+        repeated == 0,
+        f"{repeated} source records held more than once ({split} across partitions)" if repeated else "every source record is held once",
+        {"source_records": int(_plain(row["sources"])), "repeated_sources": repeated, "split_across_partitions": split},
+    )
+
+
+def conservation(*, records_in: int, accepted: int, rejected: int, violations: int, duplicates: int) -> CheckOutcome:
+    accounted = accepted + rejected + violations + duplicates
+    diff = records_in - accounted
+    metadata = {
+        "records_in": records_in,
+        "accepted": accepted,
+        "ingest_rejects": rejected,
+        "rule_violations": violations,
+        "duplicates": duplicates,
+        "unaccounted": diff,
+    }
+    if diff == 0:
+        return CheckOutcome(True, f"{records_in} in = {accepted} accepted + {rejected + violations} quarantined + {duplicates} duplicates", metadata)
+    verb = "lost" if diff > 0 else "invented"
+    return CheckOutcome(False, f"{abs(diff)} records {verb}: {records_in} in but {accounted} accounted for", metadata)
+
+
+def reject_rate(*, quarantined: int, records_in: int, max_rate: float) -> CheckOutcome:
+    rate = quarantined / records_in if records_in else 0.0
+    return CheckOutcome(
+        rate <= max_rate,
+        f"{quarantined} of {records_in} records quarantined ({rate:.2%}; threshold {max_rate:.0%})",
+        {"quarantined": quarantined, "records_in": records_in, "reject_rate": round(rate, 6), "threshold": max_rate},
+    )
+
+
+def referential_integrity(fact: DataFrame, references: dict[str, tuple[DataFrame, str]]) -> CheckOutcome:
+    """Every foreign key of `fact` names a row of its dimension (the unknown member included).
+
+    `references` maps a fact column to (dimension DataFrame, its key column).
+    """
+    metadata: dict[str, Any] = {}
+    broken = []
+    total = fact.count()
+    metadata["rows"] = total
+    for fk, (dim, pk) in references.items():
+        keys = dim.select(F.col(pk).alias("_pk")).distinct()
+        missing = fact.join(keys, fact[fk] == keys["_pk"], "left_anti").count()
+        unknown = fact.filter(F.col(fk) == UNKNOWN_MEMBER_SK).count()
+        metadata[f"{fk}_unresolved"] = missing
+        metadata[f"{fk}_unknown_member"] = unknown
+        if missing:
+            broken.append(f"{missing} × {fk}")
+    if broken:
+        return CheckOutcome(False, "foreign keys without a dimension row: " + ", ".join(broken), metadata)
+    return CheckOutcome(True, f"all {total} rows resolve every foreign key", metadata)
+
+
+def scd2_integrity(dim: DataFrame, *, key: str, surrogate_key: str) -> CheckOutcome:
+    """One current version per key, contiguous non-overlapping validity, one unknown member."""
+    from pyspark.sql.window import Window
+
+    members = dim.filter(F.col(surrogate_key) != UNKNOWN_MEMBER_SK)
+    w = Window.partitionBy(key).orderBy("valid_from")
+    ordered = members.withColumn("_next_from", F.lead("valid_from").over(w))
+    per_key = members.groupBy(key).agg(F.sum(F.col("is_current").cast("int")).alias("current"))
+    row = ordered.agg(
+        F.count(F.lit(1)).alias("versions"),
+        # the next version must start exactly where this one ends
+        F.sum((F.col("_next_from").isNotNull() & ((F.col("valid_to") != F.col("_next_from")) | F.col("valid_to").isNull())).cast("int")).alias("gaps_or_overlaps"),
+        F.sum((F.col("_next_from").isNull() & F.col("valid_to").isNotNull()).cast("int")).alias("closed_last"),
+        F.sum((F.col("valid_to").isNotNull() & (F.col("valid_to") <= F.col("valid_from"))).cast("int")).alias("empty_intervals"),
+    ).first()
+    keys_row = per_key.agg(F.count(F.lit(1)).alias("keys"), F.sum((F.col("current") != 1).cast("int")).alias("bad_current")).first()
+    unknown = dim.filter(F.col(surrogate_key) == UNKNOWN_MEMBER_SK).count()
+    metadata = {
+        "versions": int(_plain(row["versions"])),
+        "keys": int(_plain(keys_row["keys"])),
+        "keys_without_exactly_one_current": int(_plain(keys_row["bad_current"])),
+        "gaps_or_overlaps": int(_plain(row["gaps_or_overlaps"])),
+        "open_versions_not_last": int(_plain(row["closed_last"])),
+        "empty_intervals": int(_plain(row["empty_intervals"])),
+        "unknown_members": unknown,
+    }
+    problems = [k for k in ("keys_without_exactly_one_current", "gaps_or_overlaps", "open_versions_not_last", "empty_intervals") if metadata[k]]
+    if unknown != 1:
+        problems.append(f"unknown_members={unknown}")
+    if problems:
+        return CheckOutcome(False, "SCD2 history inconsistent: " + ", ".join(problems), metadata)
+    return CheckOutcome(True, f"{metadata['versions']} versions of {metadata['keys']} keys, one current each, contiguous", metadata)
+
+
+def reconciliation(figures: dict[str, tuple[Any, Any]]) -> CheckOutcome:
+    """Compare named amounts computed two ways: {name: (gold, silver)}; exact for decimals."""
+    metadata: dict[str, Any] = {}
+    mismatched = []
+    for name, (gold, silver) in figures.items():
+        g, s = _plain(gold), _plain(silver)
+        metadata[f"{name}_gold"] = g
+        metadata[f"{name}_silver"] = s
+        if Decimal(str(g)) != Decimal(str(s)):
+            mismatched.append(f"{name}: gold {g} vs silver {s}")
+    if mismatched:
+        return CheckOutcome(False, "Gold does not reconcile with Silver: " + "; ".join(mismatched), metadata)
+    return CheckOutcome(True, "Gold reconciles with Silver: " + ", ".join(f"{n}={_plain(v[0])}" for n, v in figures.items()), metadata)
+
+NO_RAW_PII = "no_raw_email_or_phone"
+# An e-mail address whose local part is not masked, or a run of 7+ digits as a phone number has.
+RAW_EMAIL = r"(?i)[a-z0-9._%+-]*[a-z0-9%+-][a-z0-9._%+-]*@[a-z0-9.-]+\.[a-z]{2,}"
+MASKED_EMAIL = r"^.\*\*\*@"
+RAW_PHONE = r"(\+?\d[\d\s().-]{6,}\d)"
+
+
+def no_raw_pii(df: DataFrame, *, allowed: tuple[str, ...] = ()) -> CheckOutcome:
+    """No string column holds a raw e-mail address or phone number (hashes and masks only)."""
+    string_columns = [name for name, typ in df.dtypes if typ == "string" and name not in allowed]
+    exprs = []
+    for name in string_columns:
+        col = F.col(name)
+        # SHA-256 hex digests are 64 hex chars: they contain digit runs but are not phones.
+        is_hash = col.rlike(r"^[0-9a-f]{64}$")
+        email = col.rlike(RAW_EMAIL) & ~col.rlike(MASKED_EMAIL)
+        phone = col.rlike(RAW_PHONE) & ~is_hash
+        exprs.append(F.sum((email | phone).cast("int")).alias(name))
+    if not exprs:
+        return CheckOutcome(True, "no string columns to scan", {"columns_scanned": 0})
+    row = df.agg(*exprs).first().asDict()
+    leaks = {k: int(_plain(v)) for k, v in row.items() if _plain(v)}
+    metadata: dict[str, Any] = {"columns_scanned": len(string_columns), "values_with_raw_pii": sum(leaks.values())}
+    if leaks:
+        return CheckOutcome(False, "raw e-mail or phone values in: " + ", ".join(f"{k} ({v})" for k, v in sorted(leaks.items())), metadata)
+    return CheckOutcome(True, f"{len(string_columns)} string columns scanned, no raw e-mail or phone", metadata)

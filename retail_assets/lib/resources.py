@@ -1,0 +1,78 @@
+"""Dagster resources: configuration the assets receive, and the engine built from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from retail_assets.lib.engine import DeltaRsEngine, LakehouseEngine
+from retail_assets.lib.tables import KAFKA_TOPIC
+
+
+class LakehouseResource(dg.ConfigurableResource):
+    """Where the lakehouse lives and how records are judged.
+
+    `create_engine` is the one place an environment's storage technology is chosen; the assets
+    only ever see the `LakehouseEngine` interface.
+    """
+
+    root: str = Field(description="Root folder (local) under which `<layer>/<table>` Delta tables live.")
+    landing_root: str = Field(description="Root of the landing zone (`sales/`, `customers/`, …).")
+    lateness_days: int = Field(default=2, description="Lateness window L in days (SPEC §4).")
+    landing_stable_seconds: float = Field(
+        default=0.0, description="A landing file counts only once unmodified for this long (0 = immediately)."
+    )
+    max_reject_rate: float = Field(default=0.10, description="Share of quarantined records above which the reject-rate check fails.")
+
+    _engine: LakehouseEngine | None = PrivateAttr(default=None)
+
+    def create_engine(self) -> LakehouseEngine:
+        return DeltaRsEngine(self.root)
+
+    @property
+    def engine(self) -> LakehouseEngine:
+        if self._engine is None:
+            self._engine = self.create_engine()
+        return self._engine
+
+    @property
+    def landing_path(self) -> Path:
+        return Path(self.landing_root)
+
+
+class KafkaResource(dg.ConfigurableResource):
+    """Connection settings of the point-of-sale topic; secrets come from `dg.EnvVar`.
+
+    Works unchanged against the local loopback broker and a managed cluster such as
+    Confluent Cloud (`security_protocol="SASL_SSL"`, `sasl_mechanism="PLAIN"`).
+    """
+
+    bootstrap_servers: str = Field(description="Comma-separated host:port list.")
+    topic: str = Field(default=KAFKA_TOPIC)
+    security_protocol: str = Field(default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    sasl_mechanism: str | None = Field(default=None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 …")
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+    request_timeout_s: float = Field(default=10.0, description="Bound on every metadata/watermark call.")
+    read_timeout_s: float = Field(default=120.0, description="Bound on reading one run's offset ranges.")
+
+    def client_config(self) -> dict[str, object]:
+        config: dict[str, object] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+            "socket.timeout.ms": int(self.request_timeout_s * 1000),
+            # Bounded reconnects so an unreachable broker fails fast instead of hanging a tick.
+            "reconnect.backoff.max.ms": 1000,
+        }
+        if self.sasl_mechanism:
+            config["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            config["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            config["sasl.password"] = self.sasl_password
+        if self.ssl_ca_location:
+            config["ssl.ca.location"] = self.ssl_ca_location
+        return config
