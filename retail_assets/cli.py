@@ -1,0 +1,139 @@
+"""`retail-assets`: the project's command line.
+
+    retail-assets demo       generate a week of data and run the whole asset graph (the main job)
+    retail-assets generate   write synthetic landing files, Kafka events and a defect manifest
+    retail-assets broker     run the local Kafka-protocol broker in the foreground
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from retail_assets.lib import settings
+
+
+def dagster_home(root: Path) -> Path:
+    """The persistent Dagster instance the main job and `dagster dev` share."""
+    home = Path(os.environ.get("DAGSTER_HOME") or root / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
+    from retail_assets.lib.generator import GeneratorConfig, generate
+    from retail_assets.lib.pipeline import days, reset_data_root, run_week
+    from retail_assets.lib.summary import gold_summary
+    from retail_assets.lib.tables import KAFKA_TOPIC
+
+    root = Path(args.data_root or settings.local_data_root()).resolve()
+    home = dagster_home(root)
+    os.environ["RETAIL_DATA_ROOT"] = str(root)
+    started = time.monotonic()
+    print(f"retail-assets main job\n  data root      {root}\n  DAGSTER_HOME   {home}")
+
+    reset_data_root(root)
+    overrides = {"seed": args.seed, "days": args.days, "defects": not args.clean, "lateness_days": settings.lateness_days()}
+    if args.start_date:
+        overrides["start_date"] = dt.date.fromisoformat(args.start_date)
+    config = GeneratorConfig.preset(args.preset, **overrides)
+    generated = generate(config, root)
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(generated.counts.items()))
+    print(f"  generated      {counts}; {len(generated.manifest)} injected defects")
+
+    by_day: dict[str, list] = defaultdict(list)
+    for message in generated.kafka_messages:
+        by_day[dt.datetime.fromtimestamp(message.timestamp_ms / 1000, dt.UTC).date().isoformat()].append(message)
+
+    with LocalBroker(log_path=root / "broker.log") as broker:
+        os.environ["RETAIL_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
+        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
+        print(f"  kafka broker   {broker.bootstrap_servers} (topic {KAFKA_TOPIC})")
+
+        from retail_assets.definitions import build_definitions
+
+        defs = build_definitions()
+        instance = dg.DagsterInstance.get()
+        first_event = config.start_date
+        last_event = config.start_date + dt.timedelta(days=config.days - 1)
+        arrival_days = days(first_event, last_event + dt.timedelta(days=settings.lateness_days()))
+        event_days = days(first_event, last_event)
+
+        def produce_day(day: str) -> None:
+            sent = produce(broker.bootstrap_servers, KAFKA_TOPIC, by_day.pop(day, []))
+            if sent:
+                print(f"  kafka          produced {sent} events that arrive on {day}")
+
+        print("  runs:")
+        summaries = run_week(defs, instance, arrival_days=arrival_days, event_days=event_days, before_ingest=produce_day)
+        leftover = sum(len(v) for v in by_day.values())
+        if leftover:
+            print(f"  note           {leftover} generated events arrive after {arrival_days[-1]} and were not produced")
+
+    failed = [s for s in summaries if not s.success or s.checks_failed]
+    print(gold_summary(root / "lakehouse"))
+    print(f"\n{len(summaries)} runs, {len(failed)} with failures, {time.monotonic() - started:.0f}s. "
+          f"Open the UI with:  DAGSTER_HOME={home} dagster dev")
+    return 1 if failed else 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from retail_assets.lib.generator import main as generator_main
+
+    return generator_main(args.rest)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from retail_assets.lib.broker import LocalBroker, ensure_topic
+    from retail_assets.lib.tables import KAFKA_TOPIC
+
+    with LocalBroker(args.port) as broker:
+        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
+        print(f"broker on {broker.bootstrap_servers}, topic {KAFKA_TOPIC}; Ctrl-C stops it", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="retail-assets", description="Retail Medallion lakehouse on Dagster.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="generate a week of data (defects on) and materialize every asset for every partition")
+    demo.add_argument("--data-root", help="landing zone, lakehouse and instance folder (default: RETAIL_DATA_ROOT or ./.lakehouse)")
+    demo.add_argument("--preset", default="tiny", choices=["tiny", "small", "medium"])
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--days", type=int, default=7)
+    demo.add_argument("--start-date", help="first business day (ISO date)")
+    demo.add_argument("--clean", action="store_true", help="generate without defects")
+    demo.set_defaults(func=cmd_demo)
+
+    gen = sub.add_parser("generate", help="synthetic data generator (see `retail-assets generate -- --help`)", add_help=False)
+    gen.add_argument("rest", nargs=argparse.REMAINDER)
+    gen.set_defaults(func=cmd_generate)
+
+    broker = sub.add_parser("broker", help="run the local Kafka-protocol broker in the foreground")
+    broker.add_argument("--port", type=int, default=19092)
+    broker.set_defaults(func=cmd_broker)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
