@@ -49,7 +49,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.start_date:
         overrides["start_date"] = dt.date.fromisoformat(args.start_date)
     config = GeneratorConfig.preset(args.preset, **overrides)
-    generated = generate(config, root)
+    generated = generate(config, root, overwrite=True)
     counts = ", ".join(f"{k}={v}" for k, v in sorted(generated.counts.items()))
     print(f"  generated      {counts}; {len(generated.manifest)} injected defects")
 
@@ -74,7 +74,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         def produce_day(day: str) -> None:
             sent = produce(broker.bootstrap_servers, KAFKA_TOPIC, by_day.pop(day, []))
             if sent:
-                print(f"  kafka          produced {sent} events that arrive on {day}")
+                print(f"  kafka          produced {len(sent)} events that arrive on {day}")
 
         print("  runs:")
         summaries = run_week(defs, instance, arrival_days=arrival_days, event_days=event_days, before_ingest=produce_day)
@@ -92,7 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from retail_assets.lib.generator import main as generator_main
 
-    return generator_main(args.rest)
+    return generator_main(args.rest, prog="retail-assets generate")
 
 
 def cmd_broker(args: argparse.Namespace) -> int:

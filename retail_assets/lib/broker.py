@@ -93,24 +93,32 @@ def ensure_topic(bootstrap_servers: str, topic: str, partitions: int = 3, timeou
                 raise
 
 
-def produce(bootstrap_servers: str, topic: str, messages: Iterable, *, timeout: float = 30.0) -> int:
-    """Send messages (objects with `key`, `value`, `timestamp_ms`); returns how many were acknowledged.
+def produce(bootstrap_servers: str, topic: str, messages: Iterable, *, timeout: float = 30.0) -> dict[int, str]:
+    """Send messages (objects with `index`, `key`, `value`, `timestamp_ms`).
 
+    Returns where each landed, `{index: "topic/partition/offset"}` (the Bronze `_source`).
     One record per batch: the broker reports exact high watermarks only then (SPEC §8).
     """
     producer = Producer({"bootstrap.servers": bootstrap_servers, "batch.num.messages": 1, "linger.ms": 0, "acks": "all"})
     failures: list[str] = []
+    placed: dict[int, str] = {}
+
+    def on_delivery(index: int):
+        def report(err, msg) -> None:
+            if err is not None:
+                failures.append(str(err))
+            else:
+                placed[index] = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
+
+        return report
+
     sent = 0
-
-    def on_delivery(err, _msg) -> None:
-        if err is not None:
-            failures.append(str(err))
-
     for m in messages:
-        producer.produce(topic, key=m.key.encode() if isinstance(m.key, str) else m.key, value=m.value, timestamp=m.timestamp_ms, on_delivery=on_delivery)
+        key = m.key.encode() if isinstance(m.key, str) else m.key
+        producer.produce(topic, key=key, value=m.value, timestamp=m.timestamp_ms, on_delivery=on_delivery(m.index))
         sent += 1
         producer.poll(0)
     remaining = producer.flush(timeout)
     if remaining or failures:
-        raise KafkaUnavailable(f"{remaining} messages unacknowledged and {len(failures)} failed producing to {topic}: {failures[:3]}")
-    return sent
+        raise KafkaUnavailable(f"{remaining} of {sent} messages unacknowledged and {len(failures)} failed producing to {topic}: {failures[:3]}")
+    return placed

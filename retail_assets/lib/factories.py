@@ -186,7 +186,7 @@ def build_table_asset(
     resources: frozenset[str] = frozenset(),
 ) -> dg.AssetsDefinition:
     @dg.asset(
-        required_resource_keys=set(resources) or None,
+        required_resource_keys={"lakehouse", *resources},
         key=asset_key(spec),
         group_name=spec.layer.value,
         description=describe(spec),
@@ -199,8 +199,8 @@ def build_table_asset(
         automation_condition=automation_condition,
         pool=pool,
     )
-    def _asset(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
-        run = TableRun(context, lakehouse, dt.date.fromisoformat(context.partition_key))
+    def _asset(context) -> dg.MaterializeResult:
+        run = TableRun(context, context.resources.lakehouse, dt.date.fromisoformat(context.partition_key))
         return _write(run, spec, compute(run))
 
     return _asset
@@ -236,7 +236,7 @@ def build_multi_table_asset(
         partitions_def=daily_partitions(),
         pool=pool,
     )
-    def _assets(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
+    def _assets(context, lakehouse: LakehouseResource):
         run = TableRun(context, lakehouse, dt.date.fromisoformat(context.partition_key))
         produced = compute(run)
         for s in specs:
@@ -350,7 +350,7 @@ def build_table_checks(spec: TableSpec, checks: Sequence[TableCheck]) -> dg.Asse
         ],
         can_subset=True,
     )
-    def _checks(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource):
+    def _checks(context, lakehouse: LakehouseResource):
         run = CheckRun(context, lakehouse, spec, dt.date.fromisoformat(context.partition_key))
         try:
             for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):

@@ -34,7 +34,7 @@ class Column:
     description: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # registry entries are singletons: identity is equality
 class TableSpec:
     layer: Layer
     name: str
