@@ -3,6 +3,7 @@
     retail-assets demo       generate a week of data and run the whole asset graph (the main job)
     retail-assets generate   write synthetic landing files, Kafka events and a defect manifest
     retail-assets broker     run the local Kafka-protocol broker in the foreground
+    retail-assets ui         open the project in `dagster dev` on the main job's instance
 """
 
 from __future__ import annotations
@@ -89,6 +90,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """`dagster dev` on the same instance and data root the main job uses."""
+    root = Path(args.data_root or settings.local_data_root()).resolve()
+    os.environ["RETAIL_DATA_ROOT"] = str(root)
+    dagster_home(root)
+    workspace = settings.project_root() / "workspace.yaml"
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    os.execv(dagster, [dagster, "dev", "-w", str(workspace), *args.rest])
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from retail_assets.lib.generator import main as generator_main
 
@@ -122,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--start-date", help="first business day (ISO date)")
     demo.add_argument("--clean", action="store_true", help="generate without defects")
     demo.set_defaults(func=cmd_demo)
+
+    ui = sub.add_parser("ui", help="open the project in `dagster dev` (webserver + daemon) on the main job's instance")
+    ui.add_argument("--data-root")
+    ui.add_argument("rest", nargs=argparse.REMAINDER, help="extra `dagster dev` arguments")
+    ui.set_defaults(func=cmd_ui)
 
     gen = sub.add_parser("generate", help="synthetic data generator (see `retail-assets generate -- --help`)", add_help=False)
     gen.add_argument("rest", nargs=argparse.REMAINDER)

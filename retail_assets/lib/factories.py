@@ -132,6 +132,10 @@ class TableRun:
     def resource(self, name: str) -> Any:
         return getattr(self.context.resources, name)
 
+    def release(self) -> None:
+        """Drop what the step cached; steps of a run share one Spark session."""
+        self.engine.spark.catalog.clearCache()
+
 
 Compute = Callable[[TableRun], "DataFrame | pa.Table | TableOutput"]
 MultiCompute = Callable[[TableRun], Mapping[str, "DataFrame | pa.Table | TableOutput"]]
@@ -201,7 +205,10 @@ def build_table_asset(
     )
     def _asset(context) -> dg.MaterializeResult:
         run = TableRun(context, context.resources.lakehouse, dt.date.fromisoformat(context.partition_key))
-        return _write(run, spec, compute(run))
+        try:
+            return _write(run, spec, compute(run))
+        finally:
+            run.release()
 
     return _asset
 
@@ -238,9 +245,12 @@ def build_multi_table_asset(
     )
     def _assets(context, lakehouse: LakehouseResource):
         run = TableRun(context, lakehouse, dt.date.fromisoformat(context.partition_key))
-        produced = compute(run)
-        for s in specs:
-            yield _write(run, s, produced[s.name])
+        try:
+            produced = compute(run)
+            for s in specs:
+                yield _write(run, s, produced[s.name])
+        finally:
+            run.release()
 
     return _assets
 
@@ -259,6 +269,8 @@ class CheckRun:
     spec: TableSpec
     day: dt.date
     _frame: DataFrame | None = None
+    # figures several checks of one table need, computed once per check run
+    memo: dict[str, Any] = field(default_factory=dict)
 
     @property
     def engine(self) -> LakehouseEngine:

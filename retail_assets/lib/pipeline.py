@@ -107,17 +107,31 @@ class RunSummary:
     success: bool
     materialized: int
     checks_passed: int
-    checks_failed: list[str]
+    checks_failed: list[str]  # failed with ERROR severity
+    checks_warned: list[str]  # failed with WARN severity
     seconds: float
     run_id: str
+    # (asset key "layer/table", check name, passed) of every check the run evaluated
+    evaluations: list[tuple[str, str, bool]]
 
 
-def run_stage(defs: dg.Definitions, stage: Stage, partition: str, instance: dg.DagsterInstance) -> RunSummary:
+def run_stage(defs: dg.Definitions, stage: Stage, partition: str, instance: dg.DagsterInstance, *, log_level: str = "WARNING") -> RunSummary:
     job = defs.resolve_job_def(stage.job_name)
     started = time.monotonic()
-    result = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False, tags={"retail/stage": stage.job_name})
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key=partition,
+        raise_on_error=False,
+        tags={"retail/stage": stage.job_name},
+        # The full event log goes to the instance; the console gets warnings and errors only.
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
     evaluations = result.get_asset_check_evaluations()
-    failed = [f"{'/'.join(e.asset_key.path)}:{e.check_name}" for e in evaluations if not e.passed]
+    def named(e) -> str:
+        return f"{'/'.join(e.asset_key.path)}:{e.check_name}"
+
+    failed = [named(e) for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+    warned = [named(e) for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.WARN]
     return RunSummary(
         stage=stage.job_name,
         partition=partition,
@@ -125,8 +139,10 @@ def run_stage(defs: dg.Definitions, stage: Stage, partition: str, instance: dg.D
         materialized=len(result.get_asset_materialization_events()),
         checks_passed=sum(1 for e in evaluations if e.passed),
         checks_failed=failed,
+        checks_warned=warned,
         seconds=time.monotonic() - started,
         run_id=result.run_id,
+        evaluations=[("/".join(e.asset_key.path), e.check_name, e.passed) for e in evaluations],
     )
 
 
@@ -159,6 +175,7 @@ def run_week(
             summaries.append(summary)
             status = "ok  " if summary.success and not summary.checks_failed else "FAIL"
             failed = f"  failed: {', '.join(summary.checks_failed)}" if summary.checks_failed else ""
+            failed += f"  warned: {', '.join(summary.checks_warned)}" if summary.checks_warned else ""
             echo(
                 f"  {status} {stage.job_name:<20} {partition}  {summary.materialized:>2} tables  "
                 f"{summary.checks_passed:>3} checks passed  {summary.seconds:5.1f}s{failed}"

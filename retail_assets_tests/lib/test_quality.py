@@ -111,14 +111,17 @@ def test_reconciliation():
 
 
 def test_no_raw_pii(spark):
+    phones = spark.createDataFrame([("+44 20 7946 0123",)], "phone string")
     clean = spark.createDataFrame(
-        [("j***@example.com", "a" * 64, "*********23", "Berlin")], "email_masked string, email_hash string, phone_masked string, city string"
+        [("j***@example.com", "a" * 64, "*********23", "T0120261101000042")],
+        "email_masked string, email_hash string, phone_masked string, transaction_id string",
     )
-    assert quality.no_raw_pii(clean).passed
+    assert quality.no_raw_pii(clean, phones).passed
     leaked_email = spark.createDataFrame([("jane.doe@example.com",)], "email_masked string")
-    assert not quality.no_raw_pii(leaked_email).passed
-    leaked_phone = spark.createDataFrame([("+44 20 7946 0123",)], "note string")
-    assert not quality.no_raw_pii(leaked_phone).passed
+    assert not quality.no_raw_pii(leaked_email, phones).passed
+    leaked_phone = spark.createDataFrame([("442079460123",)], "note string")
+    out = quality.no_raw_pii(leaked_phone, phones)
+    assert not out.passed and out.metadata["values_with_raw_pii"] == 1
 
 
 def test_dim_product_schema_in_registry():

@@ -68,6 +68,8 @@ class Screening:
         # event date, and those arrived within L+1 days either side of this day.
         window_days = run.lateness_days + 1
         self.sales = clean_sales_window(run, window_days, window_days)
+        # violations and duplicates both come from the classified records: evaluate rules once
+        self.sales.classified.persist()
         keys = known_keys(run)
         on_day = F.col("_arrival_date") == F.lit(run.day)
         self.masters = {spec: clean(run.read(spec), batch_id=run.run_id) for spec, clean in MASTER_CLEANERS.items()}
@@ -83,11 +85,17 @@ class Screening:
         )
 
 
+DUPLICATES_METADATA = "duplicates"
+
+
 def rule_violations_compute(run: TableRun) -> TableOutput:
     screening = Screening(run)
     violations = screening.violations.cache()
     by_rule = {r["rule"]: r["n"] for r in violations.groupBy("rule").agg(F.count(F.lit(1)).alias("n")).collect()}
-    return TableOutput(violations, {f"rule_{k}": v for k, v in sorted(by_rule.items())})
+    # Exact re-sends are dropped, not quarantined; their count is recorded here so the
+    # conservation check can account for them (SPEC §5).
+    duplicates = screening.duplicates.count()
+    return TableOutput(violations, {DUPLICATES_METADATA: duplicates, **{f"rule_{k}": v for k, v in sorted(by_rule.items())}})
 
 
 rule_violations = build_table_asset(

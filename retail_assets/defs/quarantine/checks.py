@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pyspark.sql import functions as F
 
-from retail_assets.defs.quarantine.assets import BRONZE_TABLES, Screening
+from retail_assets.defs.quarantine.assets import BRONZE_TABLES, DUPLICATES_METADATA
 from retail_assets.lib import quality
 from retail_assets.lib.factories import CheckRun, TableCheck, build_table_checks, standard_checks
 from retail_assets.lib.tables import (
@@ -25,11 +25,27 @@ EVENT_SILVER = (SILVER_SALES_LINES, SILVER_RETURNS)
 
 
 def records_in(run: CheckRun) -> int:
-    total = 0
-    for spec in BRONZE_TABLES:
-        counted = silver.count_records_in(run.read(spec), spec.key).agg(F.sum("records").alias("n")).first()["n"]
-        total += int(counted or 0)
-    return total
+    if "records_in" not in run.memo:
+        total = 0
+        for spec in BRONZE_TABLES:
+            counted = silver.count_records_in(run.read(spec), spec.key).agg(F.sum("records").alias("n")).first()["n"]
+            total += int(counted or 0)
+        run.memo["records_in"] = total
+    return run.memo["records_in"]
+
+
+def recorded_duplicates(run: CheckRun) -> int:
+    """The duplicate count the latest materialization of this partition recorded."""
+    records = run.context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["quarantine", "rule_violations"]), asset_partitions=[run.day.isoformat()]),
+        limit=1,
+    ).records
+    if not records:
+        raise RuntimeError(f"quarantine/rule_violations has no materialization for {run.day}; materialize it before checking conservation")
+    entry = records[0].asset_materialization.metadata.get(DUPLICATES_METADATA)
+    if entry is None:
+        raise RuntimeError(f"the materialization of quarantine/rule_violations for {run.day} recorded no duplicate count")
+    return int(entry.value)
 
 
 def accepted(run: CheckRun) -> int:
@@ -45,7 +61,7 @@ def conservation(run: CheckRun) -> quality.CheckOutcome:
         accepted=accepted(run),
         rejected=run.read(QUARANTINE_INGEST_REJECTS).count(),
         violations=run.frame.count(),
-        duplicates=Screening(run).duplicates.count(),
+        duplicates=recorded_duplicates(run),
     )
 
 

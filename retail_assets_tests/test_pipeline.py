@@ -1,0 +1,305 @@
+"""The whole asset graph over a short simulated week, through Dagster, on real Delta tables.
+
+One week with every defect of SPEC §7 injected (and a clean one) runs once per module; the tests
+read what it left: quarantine against the generator's manifest, conservation per partition,
+Gold readable by delta-rs and Spark, idempotent re-runs, order-independent dimensions, and
+checks that fail when the data is broken on purpose.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+from retail_assets.lib import quality, rules
+from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
+from retail_assets.lib.engine import DeltaRsEngine, PartitionRange
+from retail_assets.lib.generator import GeneratorConfig, GenerationResult, generate
+from retail_assets.lib.pipeline import STAGES, RunSummary, days, run_stage, run_week
+from retail_assets.lib.tables import (
+    GOLD_DIM_CUSTOMER,
+    GOLD_DIM_PRODUCT,
+    GOLD_DIM_STORE,
+    KAFKA_TOPIC,
+    QUARANTINE_INGEST_REJECTS,
+    QUARANTINE_RULE_VIOLATIONS,
+    SILVER_CUSTOMERS,
+    SILVER_PRODUCTS,
+    SILVER_RETURNS,
+    SILVER_SALES_LINES,
+    SILVER_STORES,
+    TABLES,
+    Layer,
+    TableSpec,
+)
+
+pytestmark = pytest.mark.slow
+
+LATENESS = 2
+DAYS = 3
+START = dt.date(2026, 11, 2)
+
+
+@dataclass
+class Week:
+    root: Path
+    engine: DeltaRsEngine
+    generated: GenerationResult
+    placed: dict[int, str]  # generator message index → Bronze `_source`
+    summaries: list[RunSummary]
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    arrival_days: list[str]
+    event_days: list[str]
+    # every table before and after materializing one partition of every stage a second time
+    before_rerun: dict[str, pa.Table] | None = None
+    after_rerun: dict[str, pa.Table] | None = None
+
+
+def build_defs(root: Path, bootstrap: str, monkeypatch) -> dg.Definitions:
+    monkeypatch.setenv("RETAIL_DATA_ROOT", str(root))
+    monkeypatch.setenv("RETAIL_KAFKA_BOOTSTRAP", bootstrap)
+    monkeypatch.setenv("RETAIL_LATENESS_DAYS", str(LATENESS))
+    from retail_assets.definitions import build_definitions
+
+    return build_definitions()
+
+
+def rerun_one_partition_per_stage(week: Week) -> None:
+    week.before_rerun = {spec.key: snapshot(week.engine, spec) for spec in TABLES}
+    for stage in STAGES:
+        partitions = week.arrival_days if stage.partitioning.value == "arrival_date" else week.event_days
+        summary = run_stage(week.defs, stage, partitions[len(partitions) // 2], week.instance)
+        assert summary.success and not summary.checks_failed, summary
+    week.after_rerun = {spec.key: snapshot(week.engine, spec) for spec in TABLES}
+
+
+def run_simulated_week(root: Path, spark, *, defects: bool, monkeypatch, rerun: bool = False) -> Week:
+    config = GeneratorConfig.preset("tiny", seed=11, days=DAYS, start_date=START, defects=defects, lateness_days=LATENESS)
+    generated = generate(config, root, overwrite=True)
+    arrival_days = days(START, START + dt.timedelta(days=DAYS - 1 + LATENESS))
+    event_days = days(START, START + dt.timedelta(days=DAYS - 1))
+    placed: dict[int, str] = {}
+    with LocalBroker() as broker:
+        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
+        defs = build_defs(root, broker.bootstrap_servers, monkeypatch)
+        instance = dg.DagsterInstance.ephemeral()
+
+        def produce_day(day: str) -> None:
+            todays = [m for m in generated.kafka_messages if m.arrival_date.isoformat() == day]
+            placed.update(produce(broker.bootstrap_servers, KAFKA_TOPIC, todays))
+
+        summaries = run_week(defs, instance, arrival_days=arrival_days, event_days=event_days, before_ingest=produce_day, echo=lambda _: None)
+        week = Week(root, DeltaRsEngine(root / "lakehouse", spark=spark), generated, placed, summaries, defs, instance, arrival_days, event_days)
+        if rerun:
+            rerun_one_partition_per_stage(week)
+    return week
+
+
+@pytest.fixture(scope="module")
+def monkeymodule():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+@pytest.fixture(scope="module")
+def defect_week(tmp_path_factory, spark, monkeymodule) -> Week:
+    return run_simulated_week(tmp_path_factory.mktemp("defects"), spark, defects=True, monkeypatch=monkeymodule, rerun=True)
+
+
+@pytest.fixture(scope="module")
+def clean_week(tmp_path_factory, spark, monkeymodule) -> Week:
+    return run_simulated_week(tmp_path_factory.mktemp("clean"), spark, defects=False, monkeypatch=monkeymodule)
+
+
+def snapshot(engine: DeltaRsEngine, spec: TableSpec) -> pa.Table:
+    """Table content without run-specific columns, in a canonical order."""
+    table = engine.read_arrow(spec)
+    table = table.drop_columns([c for c in spec.volatile_columns if c in table.column_names])
+    return table.sort_by([(c, "ascending") for c in table.column_names if not pa.types.is_binary(table.schema.field(c).type)])
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_clean_week_passes_every_check(clean_week):
+    failed = [(s.stage, s.partition, s.checks_failed, s.checks_warned) for s in clean_week.summaries if not s.success or s.checks_failed or s.checks_warned]
+    assert failed == []
+    evaluated = {(asset, check) for s in clean_week.summaries for asset, check, _ in s.evaluations}
+    graph = clean_week.defs.resolve_asset_graph()
+    every_check = {("/".join(k.asset_key.path), k.name) for k in graph.asset_check_keys}
+    assert evaluated == every_check
+    assert clean_week.engine.read_arrow(QUARANTINE_RULE_VIOLATIONS).num_rows == 0
+    assert clean_week.engine.read_arrow(QUARANTINE_INGEST_REJECTS).num_rows == 0
+
+
+def test_defect_week_runs_without_failures_and_conserves_every_partition(defect_week):
+    assert [(s.stage, s.partition, s.checks_failed) for s in defect_week.summaries if not s.success or s.checks_failed] == []
+    conserved = {
+        s.partition
+        for s in defect_week.summaries
+        for asset, check, passed in s.evaluations
+        if asset == "quarantine/rule_violations" and check == quality.CONSERVATION and passed
+    }
+    assert conserved == set(defect_week.arrival_days)
+
+
+def _ref_source(week: Week, ref: str) -> str:
+    return week.placed[int(ref.split("#")[1])] if ref.startswith("kafka:#") else ref
+
+
+def test_every_injected_defect_ends_where_the_manifest_says(defect_week):
+    engine = defect_week.engine
+    rejects = engine.read_arrow(QUARANTINE_INGEST_REJECTS).to_pylist()
+    violations = engine.read_arrow(QUARANTINE_RULE_VIOLATIONS).to_pylist()
+    rejects_by_source = {(r["source_table"], r["_source"]): r for r in rejects}
+    violations_by_key = {(r["source_table"], r["_source"], r["record_key"]): r for r in violations}
+    silver_rows = {}
+    for spec in (SILVER_SALES_LINES, SILVER_RETURNS, SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES):
+        for r in engine.read_arrow(spec).to_pylist():
+            silver_rows.setdefault(r["_source"], []).append(r)
+
+    manifest = defect_week.generated.manifest
+    assert {e["expected"] for e in manifest} >= {"ingest_rejects", "rule_violations", "duplicate", "accepted"}
+    landing = defect_week.generated.landing_root
+    problems = []
+    for entry in manifest:
+        source = _ref_source(defect_week, entry["ref"])
+        if entry["expected"] == "ingest_rejects":
+            row = rejects_by_source.get((entry["source_table"], source))
+            if row is None or row["rule"] != entry["rule"]:
+                problems.append((entry, row and row["rule"]))
+                continue
+            if not entry["ref"].startswith("kafka:") and not entry["ref"].endswith(":0"):
+                path, line = entry["ref"].rsplit(":", 1)
+                original = (landing / path).read_bytes().split(b"\n")[int(line) - 1].rstrip(b"\r")
+                stored = row["original_bytes"] if row["original_bytes"] is not None else row["original_record"].encode()
+                if original.lstrip(b"\xef\xbb\xbf") != stored.lstrip(b"\xef\xbb\xbf"):
+                    problems.append((entry, "original record differs"))
+        elif entry["expected"] == "rule_violations":
+            row = violations_by_key.get((entry["source_table"], source, entry["record_key"]))
+            if row is None or row["rule"] != entry["rule"] or not row["reason"] or not row["original_record"]:
+                problems.append((entry, row and row["rule"]))
+        elif entry["expected"] == "duplicate":
+            kept = [r for r in silver_rows.get(source, []) if f"{r.get('transaction_id')}:{r.get('line_number')}" == entry["record_key"]]
+            if kept:
+                problems.append((entry, "duplicate copy was accepted"))
+        elif entry["expected"] == "accepted":
+            if entry["source"] in ("sales", "kafka"):
+                kept = [r for r in silver_rows.get(source, []) if f"{r['transaction_id']}:{r['line_number']}" == entry["record_key"]]
+            else:
+                kept = silver_rows.get(source, [])
+            if not kept:
+                problems.append((entry, "not accepted into Silver"))
+            elif entry["defect"] == "new_column" and not any(r["extra_attributes"] for r in kept):
+                problems.append((entry, "new field vanished"))
+    assert problems == []
+
+
+def test_gold_tables_open_with_deltalake_and_spark(defect_week, spark):
+    for spec in (t for t in TABLES if t.layer is Layer.GOLD):
+        path = defect_week.engine.location(spec)
+        table = DeltaTable(path)
+        rows = table.to_pyarrow_table().num_rows
+        assert rows > 0, spec.key
+        # Spark reads the table's current data files as listed by its Delta log.
+        assert spark.read.parquet(*table.file_uris()).count() == rows, spec.key
+
+
+def test_gold_holds_no_raw_email_or_phone(defect_week):
+    raw = defect_week.engine.read_arrow(SILVER_CUSTOMERS, columns=["email", "phone"])
+    emails = {e.strip().lower() for e in raw["email"].to_pylist() if e}
+    phones = {"".join(ch for ch in p if ch.isdigit()) for p in raw["phone"].to_pylist() if p}
+    assert emails and phones
+    for spec in (t for t in TABLES if t.layer is Layer.GOLD):
+        table = defect_week.engine.read_arrow(spec)
+        for name in table.column_names:
+            if not pa.types.is_string(table.schema.field(name).type):
+                continue
+            for value in set(table[name].to_pylist()) - {None}:
+                assert value.strip().lower() not in emails, f"{spec.key}.{name} holds a raw e-mail"
+                digits = "".join(ch for ch in value if ch.isdigit())
+                assert not (len(digits) >= 7 and digits in phones and not value.startswith("*")), f"{spec.key}.{name} holds a raw phone"
+
+
+def test_materializing_partitions_again_leaves_every_table_identical(defect_week):
+    before, after = defect_week.before_rerun, defect_week.after_rerun
+    assert before is not None and after is not None
+    assert sum(t.num_rows for t in before.values()) > 0
+    assert [key for key in before if not before[key].equals(after[key])] == []
+
+
+def test_dimensions_identical_day_by_day_and_shuffled_backfill(defect_week, tmp_path):
+    """Day by day: master data then dimensions for each day in turn. Backfill: every partition of
+    each stage in a shuffled order. The SCD tables must come out the same."""
+    master, dimensions = STAGES[1], STAGES[4]
+    results = {}
+    for mode in ("day_by_day", "shuffled"):
+        root = tmp_path / mode
+        shutil.copytree(defect_week.root / "lakehouse" / "bronze", root / "lakehouse" / "bronze")
+        defs = build_defs(root, "127.0.0.1:9", pytest.MonkeyPatch())
+        instance = dg.DagsterInstance.ephemeral()
+        if mode == "day_by_day":
+            plan = [(stage, d) for d in defect_week.arrival_days for stage in (master, dimensions)]
+        else:
+            shuffled = defect_week.arrival_days[:]
+            random.Random(3).shuffle(shuffled)
+            plan = [(master, d) for d in shuffled] + [(dimensions, d) for d in reversed(shuffled)]
+        for stage, day in plan:
+            summary = run_stage(defs, stage, day, instance)
+            assert summary.success and not summary.checks_failed, summary
+        engine = DeltaRsEngine(root / "lakehouse")
+        results[mode] = {spec.key: snapshot(engine, spec) for spec in (GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE)}
+    for key, table in results["day_by_day"].items():
+        assert table.num_rows > 1
+        assert table.equals(results["shuffled"][key]), key
+    # and the same as the main run, which ran each stage over all days in order
+    for key, table in results["day_by_day"].items():
+        spec = next(t for t in TABLES if t.key == key)
+        assert table.equals(snapshot(defect_week.engine, spec)), key
+
+
+def _run_checks(week: Week, spec: TableSpec, partition: str) -> dict[str, bool]:
+    key = dg.AssetKey([spec.layer.value, spec.name])
+    job = dg.define_asset_job(f"check_{spec.layer.value}_{spec.name}", selection=dg.AssetSelection.checks_for_assets(key))
+    defs = dg.Definitions.merge(week.defs, dg.Definitions(jobs=[job]))
+    result = defs.resolve_job_def(job.name).execute_in_process(instance=week.instance, partition_key=partition, raise_on_error=False)
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_checks_fail_when_data_is_broken_on_purpose(defect_week):
+    engine = defect_week.engine
+    day = defect_week.event_days[1]
+    arrival = defect_week.arrival_days[1]
+    sales_path = engine.location(SILVER_SALES_LINES)
+    original = engine.read_arrow(SILVER_SALES_LINES, PartitionRange.single(day))
+    assert original.num_rows > 1
+    predicate = f"event_date = '{day}'"
+    try:
+        # a repeated row: primary key fails
+        write_deltalake(sales_path, pa.concat_tables([original, original.slice(0, 1)]), mode="overwrite", predicate=predicate)
+        assert _run_checks(defect_week, SILVER_SALES_LINES, day)[quality.PRIMARY_KEY] is False
+        # a negative amount: value rules fail
+        broken = original.set_column(original.schema.get_field_index("net_amount"), "net_amount",
+                                     pc.multiply(original["net_amount"], pa.scalar(-1, original["net_amount"].type)))
+        write_deltalake(sales_path, broken, mode="overwrite", predicate=predicate)
+        assert _run_checks(defect_week, SILVER_SALES_LINES, day)[quality.VALUE_RULES] is False
+        # Gold no longer reconciles with the tampered Silver
+        assert _run_checks(defect_week, next(t for t in TABLES if t.key == "gold.fact_sales"), day)[quality.RECONCILIATION] is False
+        # a lost row: conservation of the arrival day it came from fails
+        lost_arrival = original["_arrival_date"][0].as_py().isoformat()
+        write_deltalake(sales_path, original.slice(1), mode="overwrite", predicate=predicate)
+        assert _run_checks(defect_week, QUARANTINE_RULE_VIOLATIONS, lost_arrival)[quality.CONSERVATION] is False
+    finally:
+        write_deltalake(sales_path, original, mode="overwrite", predicate=predicate)
+    assert _run_checks(defect_week, SILVER_SALES_LINES, day)[quality.PRIMARY_KEY] is True
+    assert arrival
