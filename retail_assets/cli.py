@@ -19,13 +19,24 @@ from pathlib import Path
 from retail_assets.lib import settings
 
 
+INSTANCE_CONFIG = """\
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    # Dimensions are rebuilt whole (pool `gold_dimensions`): one at a time keeps the last
+    # commit the one that saw every Silver change.
+    default_limit: 1
+"""
+
+
 def dagster_home(root: Path) -> Path:
     """The persistent Dagster instance the main job and `dagster dev` share."""
     home = Path(os.environ.get("DAGSTER_HOME") or root / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+        config.write_text(INSTANCE_CONFIG)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -32,7 +32,7 @@ def test_every_table_is_a_partitioned_asset_with_checks(defs):
 def test_lateness_window_is_expressed_in_partition_mappings(defs):
     graph = defs.resolve_asset_graph()
     sales = graph.get(dg.AssetKey(["silver", "sales_lines"]))
-    mapping = sales.partition_mappings_by_key[dg.AssetKey(["bronze", "sales_files"])]
+    mapping = sales.partition_mappings[dg.AssetKey(["bronze", "sales_files"])]
     assert isinstance(mapping, dg.TimeWindowPartitionMapping)
     assert (mapping.start_offset, mapping.end_offset) == (-1, 2)
 
