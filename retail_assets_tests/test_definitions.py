@@ -27,6 +27,8 @@ def test_every_table_is_a_partitioned_asset_with_checks(defs):
         assert spec.grain in (node.description or "")
         checks = {c.name for c in check_keys if c.asset_key == key}
         assert checks, f"{spec.key} has no asset check"
+        # Bronze is started by sensors; everything downstream follows by itself.
+        assert (node.automation_condition is None) == (spec.layer.value == "bronze"), spec.key
 
 
 def test_lateness_window_is_expressed_in_partition_mappings(defs):

@@ -168,11 +168,33 @@ def _deps(upstream: Sequence[Upstream]) -> list[dg.AssetDep]:
     return [dg.AssetDep(asset_key(u.spec), partition_mapping=u.mapping) for u in upstream]
 
 
+def _history_markdown(history: list[dict[str, Any]]) -> str:
+    rows = ["| version | time (UTC) | operation | predicate |", "|---|---|---|---|"]
+    for h in history:
+        predicate = (h.get("parameters") or {}).get("predicate", "")
+        rows.append(f"| {h['version']} | {h['timestamp']} | {h['operation']} | {predicate} |")
+    return "\n".join(rows)
+
+
 def _write(run: TableRun, spec: TableSpec, produced: DataFrame | pa.Table | TableOutput) -> dg.MaterializeResult:
     output = produced if isinstance(produced, TableOutput) else TableOutput(produced)
     commit = run.engine.write(spec, output.data, run.partition)
+    output.metadata.setdefault("delta_history", dg.MetadataValue.md(_history_markdown(run.engine.history(spec, 3))))
     run.context.log.info(f"{spec.key} partition {run.day}: wrote {commit.rows_written} rows, Delta version {commit.version}")
     return dg.MaterializeResult(asset_key=asset_key(spec), metadata=materialization_metadata(spec, commit, run.day, output.metadata))
+
+
+FOLLOW = object()  # sentinel: the layer's default automation
+
+
+def _automation(spec: TableSpec, given) -> dg.AutomationCondition | None:
+    if given is not FOLLOW:
+        return given
+    if spec.layer.value == "bronze":
+        return None  # started by the landing-zone and Kafka sensors
+    from retail_assets.lib.automation import follow_upstream
+
+    return follow_upstream(settings.lateness_days() + 2)
 
 
 def _tags(spec: TableSpec) -> dict[str, str]:
@@ -184,7 +206,7 @@ def build_table_asset(
     spec: TableSpec,
     upstream: Sequence[Upstream],
     compute: Compute,
-    automation_condition: dg.AutomationCondition | None = None,
+    automation_condition=FOLLOW,
     pool: str | None = None,
     kinds: set[str] | None = None,
     resources: frozenset[str] = frozenset(),
@@ -200,7 +222,7 @@ def build_table_asset(
         owners=OWNERS,
         tags=_tags(spec),
         metadata=definition_metadata(spec),
-        automation_condition=automation_condition,
+        automation_condition=_automation(spec, automation_condition),
         pool=pool,
     )
     def _asset(context) -> dg.MaterializeResult:
@@ -219,7 +241,7 @@ def build_multi_table_asset(
     specs: Sequence[TableSpec],
     upstream: Sequence[Upstream],
     compute: MultiCompute,
-    automation_condition: dg.AutomationCondition | None = None,
+    automation_condition=FOLLOW,
     pool: str | None = None,
 ) -> dg.AssetsDefinition:
     """Several tables produced by one computation (e.g. sales lines and returns from one pass)."""
@@ -236,7 +258,7 @@ def build_multi_table_asset(
                 owners=OWNERS,
                 tags=_tags(s),
                 metadata=definition_metadata(s),
-                automation_condition=automation_condition,
+                automation_condition=_automation(s, automation_condition),
             )
             for s in specs
         ],

@@ -6,6 +6,7 @@ import datetime as dt
 
 from pyspark.sql import functions as F
 
+from retail_assets.lib.automation import fill_missing
 from retail_assets.lib.factories import TableOutput, TableRun, Upstream, build_table_asset, window
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.tables import (
@@ -70,6 +71,7 @@ dim_date = build_table_asset(
     spec=GOLD_DIM_DATE,
     upstream=[],
     compute=lambda run: TableOutput(gold.build_dim_date([run.day], run.engine.spark)),
+    automation_condition=fill_missing(L + 2),
 )
 
 DIMENSIONS = (GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE)
