@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import datetime as dt
 import os
 import sys
@@ -22,6 +23,9 @@ from retail_assets.lib import settings
 INSTANCE_CONFIG = """\
 telemetry:
   enabled: false
+run_queue:
+  # Every run starts its own Spark JVM: two at a time suits a laptop.
+  max_concurrent_runs: 2
 concurrency:
   pools:
     # Dimensions are rebuilt whole (pool `gold_dimensions`): one at a time keeps the last
@@ -102,14 +106,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    """`dagster dev` on the same instance and data root the main job uses."""
+    """`dagster dev` (webserver + daemon) on the main job's instance and data root, with the
+    local Kafka broker running beside it for as long as it runs."""
+    import subprocess  # noqa: PLC0415
+
+    from retail_assets.lib.broker import LocalBroker, ensure_topic
+    from retail_assets.lib.tables import KAFKA_TOPIC
+
     root = Path(args.data_root or settings.local_data_root()).resolve()
     os.environ["RETAIL_DATA_ROOT"] = str(root)
     dagster_home(root)
     workspace = settings.project_root() / "workspace.yaml"
     dagster = str(Path(sys.executable).with_name("dagster"))
-    os.execv(dagster, [dagster, "dev", "-w", str(workspace), *args.rest])
-    return 0
+    with LocalBroker(args.kafka_port, log_path=root / "broker.log") as broker:
+        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
+        os.environ["RETAIL_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
+        print(f"kafka broker on {broker.bootstrap_servers}; DAGSTER_HOME={os.environ['DAGSTER_HOME']}", flush=True)
+        process = subprocess.Popen([dagster, "dev", "-w", str(workspace), *args.rest])
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            process.send_signal(signal.SIGINT)
+            return process.wait()
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -148,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ui = sub.add_parser("ui", help="open the project in `dagster dev` (webserver + daemon) on the main job's instance")
     ui.add_argument("--data-root")
+    ui.add_argument("--kafka-port", type=int, default=19092)
     ui.add_argument("rest", nargs=argparse.REMAINDER, help="extra `dagster dev` arguments")
     ui.set_defaults(func=cmd_ui)
 

@@ -86,13 +86,27 @@ def pending_ranges(high: Mapping[int, int], committed_max: Mapping[int, int]) ->
     return ranges
 
 
+def merge_ranges(ranges: list[OffsetRange]) -> list[OffsetRange]:
+    """One range per partition: a partition's recorded range and its pending tail are adjacent."""
+    merged: dict[int, OffsetRange] = {}
+    for r in sorted(r for r in ranges if r.count):
+        prev = merged.get(r.partition)
+        if prev is None:
+            merged[r.partition] = r
+        elif r.start <= prev.end:
+            merged[r.partition] = OffsetRange(r.partition, prev.start, max(prev.end, r.end))
+        else:
+            raise ValueError(f"offset ranges {prev} and {r} leave a gap; refusing to skip offsets {prev.end}..{r.start - 1}")
+    return [merged[p] for p in sorted(merged)]
+
+
 def read_ranges(config: Mapping[str, Any], topic: str, ranges: list[OffsetRange], *, timeout: float = 60.0) -> Iterator[Message]:
     """Yield every message of the given ranges, each exactly once, partition by partition.
 
     Fails with `OffsetsNotRetained` when the broker no longer holds the start of a range and with
     `KafkaUnavailable` when the range cannot be read completely within `timeout` seconds.
     """
-    todo = [r for r in ranges if r.count]
+    todo = merge_ranges(ranges)
     if not todo:
         return
     lows = watermarks(config, topic, timeout=min(timeout, 10.0))

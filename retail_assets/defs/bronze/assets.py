@@ -79,6 +79,7 @@ def pos_transactions_compute(run: TableRun) -> TableOutput:
     else:
         high = {p: hw for p, (_, hw) in kafka_lib.watermarks(kafka.client_config(), kafka.topic, timeout=kafka.request_timeout_s).items()}
         ranges += kafka_lib.pending_ranges(high, committed_max(held))
+    ranges = kafka_lib.merge_ranges(ranges)
     ingested_at = dt.datetime.now(dt.UTC)
     rows = [
         parse_pos_message(

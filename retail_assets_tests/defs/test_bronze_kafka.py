@@ -1,0 +1,124 @@
+"""Kafka → Bronze exactly once, against the real local broker, across hard kills of the run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.compute as pc
+import pytest
+
+from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
+from retail_assets.lib.engine import DeltaRsEngine
+from retail_assets.lib.generator import KafkaMessage
+from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, KAFKA_TOPIC
+
+DAY = "2026-11-05"
+POS_KEY = dg.AssetKey(["bronze", "pos_transactions"])
+
+# Runs the Bronze Kafka asset for one partition in a separate process. With KILL_AT set, the
+# process SIGKILLs itself just before or just after the Delta commit of the Bronze rows.
+DRIVER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import dagster as dg
+    import retail_assets.lib.engine.local as local
+
+    kill_at = os.environ.get("KILL_AT")
+    real_write = local.write_deltalake
+
+    def write(path, data, **kw):
+        if "pos_transactions" in str(path) and kill_at == "before_commit":
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_write(path, data, **kw)
+        if "pos_transactions" in str(path) and kill_at == "after_commit":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    local.write_deltalake = write
+    from retail_assets.definitions import build_definitions
+
+    defs = build_definitions()
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        asset_selection=[dg.AssetKey(["bronze", "pos_transactions"])],
+        partition_key=sys.argv[1],
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    sys.exit(0 if result.success else 3)
+    """
+)
+
+
+def messages(start: int, count: int) -> list[KafkaMessage]:
+    ts = int(dt.datetime(2026, 11, 5, 12, tzinfo=dt.UTC).timestamp() * 1000)
+    out = []
+    for i in range(start, start + count):
+        value = {"schema_version": 1, "transaction_id": f"K{i:05d}", "event_time": "2026-11-05T12:00:00+00:00", "store_id": "S001",
+                 "customer_id": None, "payment_method": "card",
+                 "lines": [{"line_number": 1, "product_id": "P0001", "quantity": 1, "unit_price": 2.5, "discount": 0}]}
+        out.append(KafkaMessage(index=i, key=f"K{i:05d}", timestamp_ms=ts + i, value=json.dumps(value).encode()))
+    return out
+
+
+@pytest.fixture
+def broker():
+    with LocalBroker() as b:
+        ensure_topic(b.bootstrap_servers, KAFKA_TOPIC, partitions=2)
+        yield b
+
+
+def run_driver(root: Path, bootstrap: str, kill_at: str | None) -> int:
+    env = {**os.environ, "RETAIL_DATA_ROOT": str(root), "RETAIL_KAFKA_BOOTSTRAP": bootstrap, "KILL_AT": kill_at or ""}
+    done = subprocess.run([sys.executable, "-c", DRIVER, DAY], env=env, timeout=300, capture_output=True, text=True)
+    if done.returncode not in (0, -signal.SIGKILL):
+        print(done.stdout[-3000:], done.stderr[-3000:])
+    return done.returncode
+
+
+def bronze_offsets(root: Path) -> list[tuple[int, int]]:
+    table = DeltaRsEngine(root / "lakehouse").read_arrow(BRONZE_POS_TRANSACTIONS, columns=["_partition", "_offset"])
+    return sorted(zip(table["_partition"].to_pylist(), table["_offset"].to_pylist()))
+
+
+def test_kill_before_and_after_commit_leaves_every_offset_once(broker, tmp_path):
+    placed = produce(broker.bootstrap_servers, KAFKA_TOPIC, messages(0, 40))
+
+    # killed after reading, before the commit: nothing of the range reached Bronze
+    assert run_driver(tmp_path, broker.bootstrap_servers, "before_commit") == -signal.SIGKILL
+    assert bronze_offsets(tmp_path) == []
+
+    # the re-run reads the same range again
+    assert run_driver(tmp_path, broker.bootstrap_servers, None) == 0
+    first = bronze_offsets(tmp_path)
+    assert len(first) == 40 and len(set(first)) == 40
+    assert {f"{KAFKA_TOPIC}/{p}/{o}" for p, o in first} == set(placed.values())
+
+    # more events; killed right after the commit: the re-run must not read the range twice
+    placed.update(produce(broker.bootstrap_servers, KAFKA_TOPIC, messages(40, 25)))
+    assert run_driver(tmp_path, broker.bootstrap_servers, "after_commit") == -signal.SIGKILL
+    assert run_driver(tmp_path, broker.bootstrap_servers, None) == 0
+    final = bronze_offsets(tmp_path)
+    assert len(final) == 65 and len(set(final)) == 65
+    assert {f"{KAFKA_TOPIC}/{p}/{o}" for p, o in final} == set(placed.values())
+    ids = DeltaRsEngine(tmp_path / "lakehouse").read_arrow(BRONZE_POS_TRANSACTIONS, columns=["transaction_id"])["transaction_id"]
+    assert pc.count_distinct(ids).as_py() == 65
+
+
+def test_past_partition_cannot_be_reread_from_an_emptied_broker(broker, tmp_path):
+    produce(broker.bootstrap_servers, KAFKA_TOPIC, messages(0, 5))
+    assert run_driver(tmp_path, broker.bootstrap_servers, None) == 0
+    with LocalBroker() as fresh:  # memory-only: a new broker holds nothing
+        ensure_topic(fresh.bootstrap_servers, KAFKA_TOPIC, partitions=2)
+        env = {**os.environ, "RETAIL_DATA_ROOT": str(tmp_path), "RETAIL_KAFKA_BOOTSTRAP": fresh.bootstrap_servers, "KILL_AT": ""}
+        done = subprocess.run([sys.executable, "-c", DRIVER, DAY], env=env, timeout=300, capture_output=True, text=True)
+    assert done.returncode == 3
+    assert "no longer (or not yet) on the broker" in done.stdout + done.stderr
+    assert len(bronze_offsets(tmp_path)) == 5  # the failed re-read changed nothing
