@@ -293,8 +293,9 @@ def test_checks_fail_when_data_is_broken_on_purpose(defect_week):
         write_deltalake(sales_path, pa.concat_tables([original, original.slice(0, 1)]), mode="overwrite", predicate=predicate)
         assert _run_checks(defect_week, SILVER_SALES_LINES, day)[quality.PRIMARY_KEY] is False
         # a negative amount: value rules fail
-        broken = original.set_column(original.schema.get_field_index("net_amount"), "net_amount",
-                                     pc.multiply(original["net_amount"], pa.scalar(-1, original["net_amount"].type)))
+        amount = original["net_amount"]
+        negated = pc.subtract(pa.scalar(0, amount.type), amount).cast(amount.type)
+        broken = original.set_column(original.schema.get_field_index("net_amount"), "net_amount", negated)
         write_deltalake(sales_path, broken, mode="overwrite", predicate=predicate)
         assert _run_checks(defect_week, SILVER_SALES_LINES, day)[quality.VALUE_RULES] is False
         # Gold no longer reconciles with the tampered Silver
