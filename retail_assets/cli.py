@@ -23,10 +23,10 @@ from retail_assets.lib import settings
 INSTANCE_CONFIG = """\
 telemetry:
   enabled: false
-run_queue:
-  # Every run starts its own Spark JVM: two at a time suits a laptop.
-  max_concurrent_runs: 2
 concurrency:
+  runs:
+    # Every run starts its own Spark JVM: two at a time suits a laptop.
+    max_concurrent_runs: 2
   pools:
     # Dimensions are rebuilt whole (pool `gold_dimensions`): one at a time keeps the last
     # commit the one that saw every Silver change.
