@@ -74,6 +74,17 @@ class TableSpec:
     def spark_ddl(self) -> str:
         return ", ".join(f"`{c.name}` {c.type}" for c in self.columns)
 
+    def catalog_name(self, catalog: str, env: str) -> str:
+        """Unity Catalog three-part name, `{catalog}.{env}_{layer}.{table}` (SPEC §3)."""
+        return f"{catalog}.{catalog_schema(self.layer, env)}.{self.name}"
+
+
+def catalog_schema(layer: Layer, env: str) -> str:
+    """Unity Catalog schema of a layer in one deployment environment: `{env}_{layer}`."""
+    if not env or not env.replace("_", "").isalnum():
+        raise ValueError(f"deployment environment name must be alphanumeric (underscores allowed), got {env!r}")
+    return f"{env.lower()}_{layer.value}"
+
 
 def arrow_type(spark_type: str) -> pa.DataType:
     t = spark_type.strip().lower()
