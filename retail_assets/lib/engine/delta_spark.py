@@ -1,0 +1,335 @@
+"""The Databricks engine: Delta tables in Unity Catalog, written natively by delta-spark.
+
+Tables are addressed by three-part names `{catalog}.{env}_{layer}.{table}` (SPEC §3) and
+created as managed tables. A partition write is one `replaceWhere` overwrite, so the Delta log
+itself rejects any row outside the partitions being replaced. Everything that only builds text
+(predicates, DDL, maintenance SQL, writer options) is a plain function, testable without a
+Delta jar; only `DeltaSparkEngine` needs a Spark session with Delta, i.e. a Databricks cluster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from retail_assets.lib.engine.base import CommitInfo, LakehouseEngine, PartitionRange
+from retail_assets.lib.tables import Layer, TableSpec, catalog_schema
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
+
+# Properties every table gets. Optimized writes and auto-compaction keep daily partition
+# overwrites from leaving many small files behind; the deletion-vector default is kept.
+BASE_PROPERTIES: Mapping[str, str] = {
+    "delta.autoOptimize.optimizeWrite": "true",
+    "delta.autoOptimize.autoCompact": "true",
+    "delta.logRetentionDuration": "interval 30 days",
+    "delta.deletedFileRetentionDuration": "interval 7 days",
+}
+# Bronze keeps its change data feed so downstream consumers (and audits) can see exactly which
+# records a re-materialized arrival partition replaced.
+BRONZE_PROPERTIES: Mapping[str, str] = {"delta.enableChangeDataFeed": "true"}
+
+DEFAULT_VACUUM_RETAIN_HOURS = 168
+
+
+def table_properties(spec: TableSpec) -> dict[str, str]:
+    props = dict(BASE_PROPERTIES)
+    if spec.layer is Layer.BRONZE:
+        props.update(BRONZE_PROPERTIES)
+    props["retail.layer"] = spec.layer.value
+    props["retail.grain"] = spec.grain
+    props["retail.primary_key"] = ",".join(spec.primary_key)
+    return props
+
+
+def quote_name(name: str) -> str:
+    """Back-quote every part of a (possibly three-part) name."""
+    return ".".join(f"`{part.replace('`', '``')}`" for part in name.split("."))
+
+
+def sql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def replace_where(spec: TableSpec, partitions: PartitionRange) -> str:
+    """The `replaceWhere` predicate that confines an overwrite to the partition range."""
+    column = f"`{spec.partition_column}`"
+    if partitions.start == partitions.end:
+        return f"{column} = DATE'{partitions.start.isoformat()}'"
+    return f"{column} >= DATE'{partitions.start.isoformat()}' AND {column} <= DATE'{partitions.end.isoformat()}'"
+
+
+def create_schema_sql(catalog: str, layer: Layer, env: str) -> str:
+    return f"CREATE SCHEMA IF NOT EXISTS {quote_name(catalog)}.{quote_name(catalog_schema(layer, env))}"
+
+
+def create_table_sql(spec: TableSpec, name: str) -> str:
+    """DDL of a registered table: columns with nullability and comments, partitioning, properties."""
+    columns = ",\n  ".join(
+        f"`{c.name}` {c.type.upper()}{'' if c.nullable else ' NOT NULL'}"
+        + (f" COMMENT {sql_string(c.description)}" if c.description else "")
+        for c in spec.columns
+    )
+    props = ",\n  ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in table_properties(spec).items())
+    return (
+        f"CREATE TABLE IF NOT EXISTS {quote_name(name)} (\n  {columns}\n)\nUSING DELTA\n"
+        f"PARTITIONED BY (`{spec.partition_column}`)\n"
+        f"COMMENT {sql_string(spec.description or spec.grain)}\n"
+        f"TBLPROPERTIES (\n  {props}\n)"
+    )
+
+
+def set_properties_sql(spec: TableSpec, name: str) -> str:
+    """Re-assert the properties on an existing table (they may predate a registry change)."""
+    props = ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in table_properties(spec).items())
+    return f"ALTER TABLE {quote_name(name)} SET TBLPROPERTIES ({props})"
+
+
+def zorder_columns(spec: TableSpec) -> list[str]:
+    """Columns to cluster files by: the key columns, never the partition column (Delta forbids it)."""
+    return [c for c in spec.primary_key if c != spec.partition_column][:4]
+
+
+def optimize_sql(spec: TableSpec, name: str, partitions: PartitionRange | None = None, *, zorder: bool = True) -> str:
+    sql = f"OPTIMIZE {quote_name(name)}"
+    if partitions is not None:
+        sql += f" WHERE {replace_where(spec, partitions)}"
+    cols = zorder_columns(spec) if zorder else []
+    if cols:
+        sql += " ZORDER BY (" + ", ".join(f"`{c}`" for c in cols) + ")"
+    return sql
+
+
+def vacuum_sql(name: str, retain_hours: int = DEFAULT_VACUUM_RETAIN_HOURS) -> str:
+    if retain_hours < DEFAULT_VACUUM_RETAIN_HOURS:
+        # Shorter than the deleted-file retention would break time travel and concurrent readers.
+        raise ValueError(f"refusing to VACUUM with {retain_hours}h retention; the minimum is {DEFAULT_VACUUM_RETAIN_HOURS}h")
+    return f"VACUUM {quote_name(name)} RETAIN {retain_hours} HOURS"
+
+
+def history_sql(name: str, limit: int) -> str:
+    return f"DESCRIBE HISTORY {quote_name(name)} LIMIT {int(limit)}"
+
+
+def writer_options(
+    *,
+    mode: str,
+    partitions: tuple[TableSpec, PartitionRange] | None = None,
+    app_id: str | None = None,
+    app_version: int | None = None,
+) -> dict[str, str]:
+    """Options of one Delta write.
+
+    `mergeSchema` lets a registry column added later evolve the table additively; a full
+    rebuild may change the schema outright (`overwriteSchema`); `txnAppId`/`txnVersion` make an
+    append idempotent and leave the resume point in the Delta log itself (SPEC §5).
+    """
+    options: dict[str, str] = {}
+    if mode == "overwrite_partitions":
+        if partitions is None:
+            raise ValueError("a partition overwrite needs its partition range")
+        spec, rng = partitions
+        options["replaceWhere"] = replace_where(spec, rng)
+        options["mergeSchema"] = "true"
+    elif mode == "overwrite_table":
+        options["overwriteSchema"] = "true"
+    elif mode == "append":
+        options["mergeSchema"] = "true"
+        if app_id is not None:
+            if app_version is None:
+                raise ValueError("append with app_id needs app_version")
+            options["txnAppId"] = app_id
+            options["txnVersion"] = str(int(app_version))
+    else:
+        raise ValueError(f"unknown write mode {mode!r}")
+    return options
+
+
+class DeltaSparkEngine(LakehouseEngine):
+    """Unity Catalog managed Delta tables through delta-spark (a Databricks cluster's session)."""
+
+    def __init__(self, catalog: str, env: str, spark: SparkSession | None = None) -> None:
+        if not catalog or not catalog.replace("_", "").isalnum():
+            raise ValueError(f"catalog name must be alphanumeric (underscores allowed), got {catalog!r}")
+        catalog_schema(Layer.BRONZE, env)  # validates the environment name early
+        self.catalog = catalog
+        self.env = env
+        self._spark = spark
+        self._prepared: set[str] = set()
+
+    @property
+    def spark(self) -> SparkSession:
+        if self._spark is None:
+            from retail_assets.lib.spark import get_spark
+
+            # On a Databricks cluster this returns the cluster's own session.
+            self._spark = get_spark()
+        return self._spark
+
+    def location(self, spec: TableSpec) -> str:
+        return spec.catalog_name(self.catalog, self.env)
+
+    def exists(self, spec: TableSpec) -> bool:
+        return self.spark.catalog.tableExists(self.location(spec))
+
+    def _writer(self, data: DataFrame) -> DataFrameWriter:
+        return data.write
+
+    def _ensure_table(self, spec: TableSpec) -> None:
+        name = self.location(spec)
+        if name in self._prepared:
+            return
+        self.spark.sql(create_schema_sql(self.catalog, spec.layer, self.env))
+        self.spark.sql(create_table_sql(spec, name))
+        self.spark.sql(set_properties_sql(spec, name))
+        self._prepared.add(name)
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    def read(self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None) -> DataFrame:
+        from pyspark.sql import functions as F
+
+        wanted = columns or spec.column_names
+        if not self.exists(spec):
+            return self.empty_frame(spec).select(*wanted)
+        frame = self.spark.read.table(self.location(spec))
+        if partitions is not None:
+            frame = frame.where(replace_where(spec, partitions))
+        # Columns registered after the table was written read as nulls (additive evolution).
+        for name in wanted:
+            if name not in frame.columns:
+                frame = frame.withColumn(name, F.lit(None).cast(spec.column(name).type))
+        return frame.select(*wanted)
+
+    # ---- writes --------------------------------------------------------------------------
+
+    def _frame(self, spec: TableSpec, data: DataFrame | pa.Table) -> DataFrame:
+        if isinstance(data, pa.Table):
+            self.check_columns(spec, data.column_names)
+            data = self.spark.createDataFrame(data.select(spec.column_names).cast(spec.arrow_schema()))
+        self.check_columns(spec, data.columns)
+        return data.select(*(data[c].cast(spec.column(c).type).alias(c) for c in spec.column_names))
+
+    def _save(self, spec: TableSpec, frame: DataFrame, mode: str, options: Mapping[str, str]) -> None:
+        writer = self._writer(frame).format("delta").mode(mode)
+        for key, value in options.items():
+            writer = writer.option(key, value)
+        writer.saveAsTable(self.location(spec))
+
+    def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table, partitions: PartitionRange) -> CommitInfo:
+        frame = self._frame(spec, data)
+        self._ensure_table(spec)
+        # replaceWhere's own constraint check also rejects stray rows; this message names them.
+        from pyspark.sql import functions as F
+
+        bounds = frame.agg(F.min(spec.partition_column).alias("lo"), F.max(spec.partition_column).alias("hi"), F.count(F.lit(1)).alias("n")).first()
+        if bounds["n"] and (bounds["lo"] < partitions.start or bounds["hi"] > partitions.end):
+            raise ValueError(
+                f"refusing to write {spec.key}: rows for {bounds['lo']}…{bounds['hi']} fall outside the partitions being replaced ({partitions})"
+            )
+        self._save(spec, frame, "overwrite", writer_options(mode="overwrite_partitions", partitions=(spec, partitions)))
+        return self._commit_info(spec, "overwrite", frame, int(bounds["n"]))
+
+    def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table) -> CommitInfo:
+        frame = self._frame(spec, data)
+        self._ensure_table(spec)
+        self._save(spec, frame, "overwrite", writer_options(mode="overwrite_table"))
+        return self._commit_info(spec, "overwrite", frame, None)
+
+    def append(self, spec: TableSpec, data: DataFrame | pa.Table, *, app_id: str | None = None, app_version: int | None = None) -> CommitInfo:
+        frame = self._frame(spec, data)
+        self._ensure_table(spec)
+        self._save(spec, frame, "append", writer_options(mode="append", app_id=app_id, app_version=app_version))
+        return self._commit_info(spec, "append", frame, None)
+
+    def _commit_info(self, spec: TableSpec, operation: str, frame: DataFrame, rows: int | None) -> CommitInfo:
+        latest = self.history(spec, 1)
+        metrics = (latest[0].get("metrics") or {}) if latest else {}
+        written = rows if rows is not None else int(metrics.get("numOutputRows", 0))
+        return CommitInfo(
+            table=spec.key,
+            location=self.location(spec),
+            version=int(latest[0]["version"]) if latest else 0,
+            operation=operation,
+            rows_written=written,
+            preview=frame.limit(5).toArrow(),
+        )
+
+    # ---- table state ---------------------------------------------------------------------
+
+    def stored_schema(self, spec: TableSpec) -> list[tuple[str, str]]:
+        if not self.exists(spec):
+            return []
+        return [(f.name, f.dataType.simpleString()) for f in self.spark.read.table(self.location(spec)).schema.fields]
+
+    def version(self, spec: TableSpec) -> int | None:
+        latest = self.history(spec, 1) if self.exists(spec) else []
+        return int(latest[0]["version"]) if latest else None
+
+    def history(self, spec: TableSpec, limit: int = 5) -> list[dict[str, Any]]:
+        if not self.exists(spec):
+            return []
+        rows = self.spark.sql(history_sql(self.location(spec), limit)).collect()
+        return [history_entry(r.asDict(recursive=True)) for r in rows]
+
+    def app_transaction_version(self, spec: TableSpec, app_id: str) -> int | None:
+        """The idempotent-writer version recorded in the Delta log (`txn` actions).
+
+        delta-spark has no public reader for `txn`; the log's JSON commits and checkpoints are
+        read directly. Versions only grow per app id, so the maximum over what is still retained
+        is the latest one.
+        """
+        if not self.exists(spec):
+            return None
+        from pyspark.sql import functions as F
+
+        detail = self.spark.sql(f"DESCRIBE DETAIL {quote_name(self.location(spec))}").first()
+        log = f"{detail['location']}/_delta_log"
+        txns = [self.spark.read.json(f"{log}/*.json").select("txn")]
+        try:
+            txns.append(self.spark.read.parquet(f"{log}/*.checkpoint*.parquet").select("txn"))
+        except Exception:  # noqa: BLE001 - no checkpoint written yet is the normal young-table case
+            pass
+        versions = None
+        for frame in txns:
+            if "txn" not in frame.columns:
+                continue
+            row = frame.where(F.col("txn.appId") == app_id).agg(F.max("txn.version").alias("v")).first()
+            if row["v"] is not None:
+                versions = max(versions or 0, int(row["v"]))
+        return versions
+
+    # ---- maintenance ---------------------------------------------------------------------
+
+    def optimize(self, spec: TableSpec, partitions: PartitionRange | None = None, *, zorder: bool = True) -> dict[str, Any]:
+        if not self.exists(spec):
+            return {"skipped": "table does not exist"}
+        sql = optimize_sql(spec, self.location(spec), partitions, zorder=zorder)
+        row = self.spark.sql(sql).first()
+        metrics = row.asDict(recursive=True).get("metrics", {}) if row is not None else {}
+        return {"sql": sql, "files_added": metrics.get("numFilesAdded"), "files_removed": metrics.get("numFilesRemoved")}
+
+    def vacuum(self, spec: TableSpec, retain_hours: int = DEFAULT_VACUUM_RETAIN_HOURS) -> dict[str, Any]:
+        if not self.exists(spec):
+            return {"skipped": "table does not exist"}
+        sql = vacuum_sql(self.location(spec), retain_hours)
+        self.spark.sql(sql)
+        return {"sql": sql}
+
+
+def history_entry(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One `DESCRIBE HISTORY` row in the engine-neutral shape of `LakehouseEngine.history`."""
+    ts = row.get("timestamp")
+    if isinstance(ts, dt.datetime):
+        ts = (ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)).isoformat()
+    return {
+        "version": row.get("version"),
+        "timestamp": ts,
+        "operation": row.get("operation"),
+        "parameters": row.get("operationParameters"),
+        "metrics": row.get("operationMetrics"),
+    }
