@@ -10,12 +10,31 @@ import dagster as dg
 
 import retail_assets.defs
 from retail_assets.lib.environments import resources_for
-from retail_assets.lib.settings import get_environment
+from retail_assets.lib.settings import get_environment, sensors_running_by_default
+
+AUTOMATION_SENSOR = "downstream_automation"
+AUTOMATION_INTERVAL_S = 15
+
+
+def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    """Evaluates every table's automation condition: once Bronze partitions land, the Silver,
+    quarantine, dimension, fact and aggregate partitions that read them are requested, each run
+    tagged with the evaluation that explains why it started."""
+    return dg.AutomationConditionSensorDefinition(
+        AUTOMATION_SENSOR,
+        target=dg.AssetSelection.all(),
+        minimum_interval_seconds=AUTOMATION_INTERVAL_S,
+        default_status=dg.DefaultSensorStatus.RUNNING if sensors_running_by_default() else dg.DefaultSensorStatus.STOPPED,
+        description="Materializes every table below Bronze when the partitions it reads were updated and their blocking checks passed.",
+    )
 
 
 def build_definitions() -> dg.Definitions:
     layers = dg.components.load_defs(retail_assets.defs)
-    return dg.Definitions.merge(layers, dg.Definitions(resources=resources_for(get_environment())))
+    return dg.Definitions.merge(
+        layers,
+        dg.Definitions(sensors=[automation_sensor()], resources=resources_for(get_environment())),
+    )
 
 
 defs = build_definitions()

@@ -17,3 +17,15 @@ def spark():
 @pytest.fixture
 def engine(spark, tmp_path):
     return DeltaRsEngine(tmp_path / "lakehouse", spark=spark)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """One local Kafka-protocol broker (SPEC §8) on a free loopback port for the session.
+
+    Its storage is memory only; tests that need a clean log use their own topic name.
+    """
+    from retail_assets.lib.broker import LocalBroker
+
+    with LocalBroker() as broker:
+        yield broker

@@ -51,3 +51,45 @@ def local_data_root() -> Path:
 
 def env(name: str, default: str) -> str:
     return os.environ.get(name, default)
+
+
+def sensors_running_by_default() -> bool:
+    """Whether the project's sensors start running on a fresh instance (`RETAIL_SENSORS_DEFAULT`).
+
+    `running` (the default) makes `dagster dev` ingest and refine with no click; `stopped` is for
+    sessions that drive materializations by hand (backfill tests, demos of the Materialize button).
+    """
+    value = os.environ.get("RETAIL_SENSORS_DEFAULT", "running").strip().lower()
+    if value not in ("running", "stopped"):
+        raise ValueError(f"RETAIL_SENSORS_DEFAULT must be 'running' or 'stopped', got {value!r}")
+    return value == "running"
+
+
+def kafka_lag_threshold() -> int:
+    """Pending offsets that trigger a Bronze run at once (`RETAIL_KAFKA_LAG_THRESHOLD`)."""
+    return int(os.environ.get("RETAIL_KAFKA_LAG_THRESHOLD", "500"))
+
+
+def kafka_max_wait_seconds() -> float:
+    """Longest an offset waits below the lag threshold before a run is requested anyway."""
+    return float(os.environ.get("RETAIL_KAFKA_MAX_WAIT_SECONDS", "20"))
+
+
+def deployment_env() -> str:
+    """The deployment environment name that prefixes Unity Catalog schemas (`{env}_{layer}`).
+
+    `RETAIL_DEPLOYMENT_ENV` wins. Otherwise Dagster+ decides: a branch deployment gets its own
+    `pr_<number>` schemas so a pull request never writes production tables, a full deployment
+    uses its name (`prod`), and anything else is `dev`.
+    """
+    explicit = os.environ.get("RETAIL_DEPLOYMENT_ENV", "").strip()
+    if explicit:
+        return _schema_safe(explicit)
+    if os.environ.get("DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT", "") == "1":
+        pr = os.environ.get("DAGSTER_CLOUD_PULL_REQUEST_ID", "").strip()
+        return _schema_safe(f"pr_{pr}" if pr else f"branch_{os.environ.get('DAGSTER_CLOUD_GIT_BRANCH', 'unknown')}")
+    return _schema_safe(os.environ.get("DAGSTER_CLOUD_DEPLOYMENT_NAME", "").strip() or "dev")
+
+
+def _schema_safe(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_") or "dev"

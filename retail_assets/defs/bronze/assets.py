@@ -92,7 +92,7 @@ def pos_transactions_compute(run: TableRun) -> TableOutput:
             batch_id=run.run_id,
             ingested_at=ingested_at,
         )
-        for msg in kafka_lib.read_ranges(kafka.client_config(), kafka.topic, ranges, timeout=kafka.read_timeout_s)
+        for msg in kafka.read_ranges(ranges, spark=run.engine.spark if kafka.reader == "spark" else None)
     ]
     data = pos_rows_to_table(rows)
     return TableOutput(
@@ -134,4 +134,7 @@ pos_transactions = build_table_asset(
     compute=pos_transactions_compute,
     kinds={"kafka", "spark", "delta"},
     resources=frozenset({"kafka"}),
+    # One Kafka ingestion at a time: two runs reading the same pending offsets into different
+    # arrival days would hold them twice.
+    pool="bronze_kafka",
 )

@@ -1,0 +1,127 @@
+"""Sensors that start Bronze: new complete files in the landing zone, and Kafka lag.
+
+Everything below Bronze follows by declarative automation (see `definitions.py`). Both sensors
+decide from committed Bronze data what is already ingested; their run keys make sure the same
+batch of files or the same offset range is never requested twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import dagster as dg
+
+from retail_assets.lib import kafka as kafka_lib
+from retail_assets.lib import settings
+from retail_assets.lib.factories import asset_key
+from retail_assets.lib.resources import KafkaResource, LakehouseResource
+from retail_assets.lib.sensing import KafkaCursor, committed_offsets, decide_kafka_run, new_landing_batches
+from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, LANDING_SOURCES
+
+LANDING_SENSOR = "landing_zone_sensor"
+KAFKA_SENSOR = "kafka_offsets_sensor"
+LANDING_INTERVAL_S = 15
+KAFKA_INTERVAL_S = 10
+# A Kafka tick makes at most two bounded broker calls (metadata, watermarks); a landing tick none.
+KAFKA_TICK_TIMEOUT_S = 5.0
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def default_status() -> dg.DefaultSensorStatus:
+    return dg.DefaultSensorStatus.RUNNING if settings.sensors_running_by_default() else dg.DefaultSensorStatus.STOPPED
+
+
+def days_in_flight(instance: dg.DagsterInstance, sensor_name: str) -> dict[str, str]:
+    """Partition → run id of this sensor's runs that have not finished yet."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT, tags={"dagster/sensor_name": sensor_name}))
+    return {run.tags["dagster/partition"]: run.run_id for run in runs if "dagster/partition" in run.tags}
+
+
+@dg.sensor(
+    name=LANDING_SENSOR,
+    description=(
+        "Finds complete files in the landing zone that Bronze does not hold yet and requests one run "
+        "per arrival day for the Bronze tables of their folders. Files still being written "
+        "(temporary names, or modified within the stability window) wait for a later tick."
+    ),
+    target=dg.AssetSelection.assets(*(asset_key(spec) for spec in LANDING_SOURCES.values())),
+    minimum_interval_seconds=LANDING_INTERVAL_S,
+    default_status=default_status(),
+)
+def landing_zone_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
+    started = time.perf_counter()
+    batches, seen = new_landing_batches(
+        lakehouse.landing_path, LANDING_SOURCES, lakehouse.engine, stable_seconds=lakehouse.landing_stable_seconds
+    )
+    if not batches:
+        yield dg.SkipReason(f"no new complete files among the {seen} in {lakehouse.landing_path} ({time.perf_counter() - started:.2f}s)")
+        return
+    busy = days_in_flight(context.instance, LANDING_SENSOR)
+    for batch in batches:
+        day = batch.day.isoformat()
+        if day in busy:
+            # The running ingestion of this day may not see these files; the next tick asks again.
+            context.log.info(f"{batch.describe()}; waiting for run {busy[day]} of that day to finish")
+            continue
+        yield dg.RunRequest(
+            run_key=batch.run_key,
+            partition_key=day,
+            asset_selection=[asset_key(LANDING_SOURCES[source]) for source in batch.sources],
+            tags={"retail/trigger": batch.describe()[:250], "retail/new_files": str(len(batch.files))},
+        )
+    context.log.info(f"{len(batches)} arrival day(s) with new files among {seen}; tick took {time.perf_counter() - started:.2f}s")
+
+
+def last_run_status(instance: dg.DagsterInstance, run_key: str | None) -> str | None:
+    if run_key is None:
+        return None
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1)
+    return runs[0].status.value if runs else None
+
+
+@dg.sensor(
+    name=KAFKA_SENSOR,
+    description=(
+        "Compares the topic's high watermarks with the offsets committed to Bronze and requests a "
+        "Bronze run for today's arrival partition when the lag passes a threshold or the oldest "
+        "pending offset has waited too long. Broker calls are bounded; an unreachable broker skips "
+        "the tick with the reason."
+    ),
+    target=dg.AssetSelection.assets(asset_key(BRONZE_POS_TRANSACTIONS)),
+    minimum_interval_seconds=KAFKA_INTERVAL_S,
+    default_status=default_status(),
+)
+def kafka_offsets_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource, kafka: KafkaResource):
+    cursor = KafkaCursor.loads(context.cursor)
+    timeout = min(kafka.request_timeout_s, KAFKA_TICK_TIMEOUT_S)
+    try:
+        high = {p: hw for p, (_, hw) in kafka_lib.watermarks(kafka.client_config(), kafka.topic, timeout=timeout).items()}
+    except kafka_lib.KafkaUnavailable as exc:
+        return dg.SkipReason(f"Kafka broker {kafka.bootstrap_servers} unreachable; will retry next tick: {exc}")
+    decision = decide_kafka_run(
+        topic=kafka.topic,
+        high=high,
+        committed=committed_offsets(lakehouse.engine, BRONZE_POS_TRANSACTIONS),
+        cursor=cursor,
+        now=time.time(),
+        lag_threshold=settings.kafka_lag_threshold(),
+        max_wait_s=settings.kafka_max_wait_seconds(),
+        last_run_status=last_run_status(context.instance, cursor.last_run_key),
+    )
+    context.update_cursor(decision.cursor.dumps())
+    if not decision.request:
+        return dg.SkipReason(decision.reason)
+    return dg.RunRequest(
+        run_key=decision.run_key,
+        partition_key=dt.datetime.now(dt.UTC).date().isoformat(),
+        asset_selection=[asset_key(BRONZE_POS_TRANSACTIONS)],
+        tags={"retail/trigger": decision.reason[:250], "retail/offset_ranges": ",".join(map(str, decision.ranges))[:250]},
+    )

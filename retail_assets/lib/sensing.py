@@ -1,0 +1,194 @@
+"""What the sensors decide, as plain functions: which landing files are new, and when Kafka lag
+is worth a Bronze run.
+
+Both decisions derive "already ingested" from committed Bronze data (SPEC §5), never from the
+sensor cursor alone: the cursor only remembers what was *requested*, so a request whose run
+failed is made again, and a request whose run committed is never repeated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow.compute as pc
+
+from retail_assets.lib.engine import LakehouseEngine
+from retail_assets.lib.kafka import OffsetRange, pending_ranges
+from retail_assets.lib.landing import LandingFile, scan_landing
+from retail_assets.lib.tables import TableSpec
+
+# ---------------------------------------------------------------------------------------------
+# What Bronze already holds
+# ---------------------------------------------------------------------------------------------
+
+# (table location, Delta version) → files held. A committed version never changes, so a tick
+# reads Bronze again only after a new commit.
+_HELD_CACHE: dict[tuple[str, int], frozenset[str]] = {}
+
+
+def held_files(engine: LakehouseEngine, spec: TableSpec) -> frozenset[str]:
+    """Landing files (relative paths) that Bronze table `spec` holds, in any arrival partition."""
+    version = engine.version(spec)
+    if version is None:
+        return frozenset()
+    key = (engine.location(spec), version)
+    if key not in _HELD_CACHE:
+        table = engine.read_arrow(spec, columns=["_source_file"])
+        _HELD_CACHE[key] = frozenset(pc.unique(table["_source_file"]).to_pylist()) if table.num_rows else frozenset()
+        while len(_HELD_CACHE) > 64:
+            _HELD_CACHE.pop(next(iter(_HELD_CACHE)))
+    return _HELD_CACHE[key]
+
+
+def committed_offsets(engine: LakehouseEngine, spec: TableSpec) -> dict[int, int]:
+    """Per Kafka partition, the highest offset Bronze holds (the resume point is this + 1)."""
+    if engine.version(spec) is None:
+        return {}
+    held = engine.read_arrow(spec, columns=["_partition", "_offset"])
+    if held.num_rows == 0:
+        return {}
+    grouped = held.group_by("_partition").aggregate([("_offset", "max")])
+    return dict(zip(grouped["_partition"].to_pylist(), grouped["_offset_max"].to_pylist()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Landing zone
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LandingBatch:
+    """New complete files of one arrival day: one Bronze run for that day's partition."""
+
+    day: dt.date
+    files: tuple[LandingFile, ...]
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted({f.source for f in self.files})
+
+    @property
+    def run_key(self) -> str:
+        # Size and mtime are part of the identity: a file replaced under the same name is new.
+        digest = hashlib.sha1()
+        for f in sorted(self.files, key=lambda f: f.relative):
+            digest.update(f"{f.relative}|{f.size}|{f.mtime:.6f}\n".encode())
+        return f"landing:{self.day.isoformat()}:{digest.hexdigest()[:20]}"
+
+    def describe(self) -> str:
+        counts = defaultdict(int)
+        for f in self.files:
+            counts[f.source] += 1
+        parts = ", ".join(f"{n} {source}" for source, n in sorted(counts.items()))
+        return f"{len(self.files)} new landing file(s) arrived on {self.day}: {parts}"
+
+
+def new_landing_batches(
+    landing_root: str | Path,
+    bronze_by_source: Mapping[str, TableSpec],
+    engine: LakehouseEngine,
+    *,
+    stable_seconds: float,
+    now: float | None = None,
+) -> tuple[list[LandingBatch], int]:
+    """Complete landing files not yet in Bronze, grouped by arrival day; and how many files were seen."""
+    by_day: dict[dt.date, list[LandingFile]] = defaultdict(list)
+    seen = 0
+    for source, spec in bronze_by_source.items():
+        files = scan_landing(landing_root, source, stable_seconds=stable_seconds, now=now)
+        seen += len(files)
+        if not files:
+            continue
+        # A file is held once in Bronze, in any partition (a touched loose file may change day).
+        held = held_files(engine, spec)
+        for f in files:
+            if f.relative not in held:
+                by_day[f.arrival_date].append(f)
+    batches = [LandingBatch(day, tuple(files)) for day, files in sorted(by_day.items())]
+    return batches, seen
+
+
+# ---------------------------------------------------------------------------------------------
+# Kafka
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KafkaCursor:
+    """What the Kafka sensor remembers between ticks."""
+
+    # When the sensor first saw offsets waiting (epoch seconds); None when Bronze was caught up.
+    pending_since: float | None = None
+    # The run key of the last request and the watermarks it was made for.
+    last_run_key: str | None = None
+    requested_high: dict[int, int] = field(default_factory=dict)
+
+    def dumps(self) -> str:
+        return json.dumps({**asdict(self), "requested_high": {str(k): v for k, v in self.requested_high.items()}})
+
+    @classmethod
+    def loads(cls, text: str | None) -> KafkaCursor:
+        if not text:
+            return cls()
+        raw = json.loads(text)
+        return cls(raw.get("pending_since"), raw.get("last_run_key"), {int(k): int(v) for k, v in (raw.get("requested_high") or {}).items()})
+
+
+@dataclass(frozen=True)
+class KafkaDecision:
+    request: bool
+    reason: str
+    ranges: tuple[OffsetRange, ...]
+    run_key: str | None
+    cursor: KafkaCursor
+
+
+def ranges_label(ranges: Iterable[OffsetRange]) -> str:
+    return ",".join(str(r) for r in ranges)
+
+
+def decide_kafka_run(
+    *,
+    topic: str,
+    high: Mapping[int, int],
+    committed: Mapping[int, int],
+    cursor: KafkaCursor,
+    now: float,
+    lag_threshold: int,
+    max_wait_s: float,
+    last_run_status: str | None,
+) -> KafkaDecision:
+    """Whether the offsets Bronze does not hold yet are worth a run now.
+
+    `last_run_status` is the status of the run made for `cursor.last_run_key` (None if there is
+    none): while it is queued or running the sensor waits for it rather than racing it.
+    """
+    pending = tuple(pending_ranges(high, committed))
+    lag = sum(r.count for r in pending)
+    if lag == 0:
+        caught_up = ", ".join(f"p{p}@{hw}" for p, hw in sorted(high.items())) or "no partitions yet"
+        return KafkaDecision(False, f"Bronze holds every offset of {topic} ({caught_up})", (), None, KafkaCursor(None, cursor.last_run_key, cursor.requested_high))
+    pending_since = cursor.pending_since if cursor.pending_since is not None else now
+    waited = now - pending_since
+    covered = bool(cursor.requested_high) and all(cursor.requested_high.get(p, -1) >= hw for p, hw in high.items())
+    if covered and last_run_status in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"):
+        keep = KafkaCursor(pending_since, cursor.last_run_key, cursor.requested_high)
+        return KafkaDecision(False, f"{lag} offsets pending; run {cursor.last_run_key} for them is {last_run_status.lower()}", pending, None, keep)
+    if lag < lag_threshold and waited < max_wait_s:
+        keep = KafkaCursor(pending_since, cursor.last_run_key, cursor.requested_high)
+        reason = f"{lag} offsets pending ({ranges_label(pending)}), below the lag threshold {lag_threshold}; oldest seen {waited:.0f}s ago (max {max_wait_s:.0f}s)"
+        return KafkaDecision(False, reason, pending, None, keep)
+    run_key = f"kafka:{topic}:{ranges_label(pending)}"
+    if cursor.last_run_key is not None and cursor.last_run_key.split(":retry@")[0] == run_key:
+        # The same range was requested before and its run ended without committing it (failed
+        # or canceled): ask again under a new key, since run keys never repeat a request.
+        run_key = f"{run_key}:retry@{int(now)}"
+    why = f"lag {lag} >= {lag_threshold}" if lag >= lag_threshold else f"oldest pending offset waited {waited:.0f}s >= {max_wait_s:.0f}s"
+    reason = f"{lag} offsets pending on {topic} ({ranges_label(pending)}): {why}"
+    return KafkaDecision(True, reason, pending, run_key, KafkaCursor(pending_since, run_key, dict(high)))

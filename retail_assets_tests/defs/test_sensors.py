@@ -1,0 +1,299 @@
+"""The sensors against real components: files on disk, the local Kafka broker, Delta tables and a
+Dagster instance in a temporary DAGSTER_HOME. Runs the sensors request are executed, and the
+declarative automation that follows Bronze is evaluated and executed until it settles."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from retail_assets.defs.bronze.sensors import kafka_offsets_sensor, landing_zone_sensor
+from retail_assets.lib import quality
+from retail_assets.lib.broker import LocalBroker, ensure_topic
+from retail_assets.lib.engine import DeltaRsEngine, PartitionRange
+from retail_assets.lib.generator import GeneratorConfig, generate
+from retail_assets.lib.resources import KafkaResource, LakehouseResource
+from retail_assets.lib.sensing import KafkaCursor, decide_kafka_run
+from retail_assets.lib.stream import NEW_FIELD, StreamConfig, send_stream, stream_messages
+from retail_assets.lib.tables import (
+    BRONZE_POS_TRANSACTIONS,
+    BRONZE_SALES_FILES,
+    GOLD_FACT_SALES,
+    KAFKA_TOPIC,
+    QUARANTINE_INGEST_REJECTS,
+    QUARANTINE_RULE_VIOLATIONS,
+    SILVER_RETURNS,
+    SILVER_SALES_LINES,
+)
+
+pytestmark = pytest.mark.slow
+
+LATENESS = 2
+
+
+@pytest.fixture
+def instance(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        yield inst
+
+
+def load_defs(root: Path, bootstrap: str, monkeypatch) -> dg.Definitions:
+    monkeypatch.setenv("RETAIL_DATA_ROOT", str(root))
+    monkeypatch.setenv("RETAIL_KAFKA_BOOTSTRAP", bootstrap)
+    monkeypatch.setenv("RETAIL_LATENESS_DAYS", str(LATENESS))
+    from retail_assets.definitions import build_definitions
+
+    return build_definitions()
+
+
+def execute(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    """Run what a sensor requested, tagged the way the daemon tags it."""
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        asset_selection=list(request.asset_selection),
+        partition_key=request.partition_key,
+        instance=instance,
+        tags={**request.tags, "dagster/run_key": request.run_key},
+        raise_on_error=False,
+    )
+
+
+def tick(sensor, instance, resources, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    result = sensor(context)
+    if isinstance(result, (dg.SkipReason, dg.RunRequest)):
+        result = [result]
+    result = list(result or [])
+    requests = [r for r in result if isinstance(r, dg.RunRequest)]
+    skips = [r for r in result if isinstance(r, dg.SkipReason)]
+    return requests, skips, context.cursor
+
+
+def settle_automation(defs: dg.Definitions, instance: dg.DagsterInstance, rounds: int = 6) -> list[dg.ExecuteInProcessResult]:
+    """Evaluate every automation condition and run what it requests, one run per partition key
+    as the daemon does, until nothing more is requested."""
+    job = defs.resolve_implicit_global_asset_job_def()
+    keys = list(defs.resolve_asset_graph().get_all_asset_keys())
+    cursor = None
+    runs = []
+    for _ in range(rounds):
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        by_partition: dict[str, list[dg.AssetKey]] = defaultdict(list)
+        for key in keys:
+            for partition in result.get_requested_partitions(key):
+                by_partition[partition].append(key)
+        if not by_partition:
+            return runs
+        for partition in sorted(by_partition):
+            run = job.execute_in_process(
+                asset_selection=by_partition[partition], partition_key=partition, instance=instance, raise_on_error=False
+            )
+            assert run.success, f"automation run for {partition} {by_partition[partition]} failed"
+            runs.append(run)
+    raise AssertionError(f"automation did not settle within {rounds} rounds")
+
+
+# ---------------------------------------------------------------------------------------------
+# Landing zone
+# ---------------------------------------------------------------------------------------------
+
+
+def test_landing_sensor_takes_each_complete_file_once(tmp_path, instance, spark, monkeypatch):
+    root = tmp_path / "data"
+    start = dt.date(2026, 11, 2)
+    generate(GeneratorConfig.preset("tiny", seed=5, days=1, start_date=start, kafka_share=0.0), root)
+    landing = root / "landing"
+    day_dir = landing / "sales" / start.isoformat()
+    # still being written: a temporary name, and a file modified within the stability window
+    (day_dir / "pos_S999_upload.csv.part").write_text("transaction_id\n")
+    growing = day_dir / "pos_S998_growing.csv"
+    growing.write_text((next(day_dir.glob("pos_*.csv"))).read_text())
+    monkeypatch.setenv("RETAIL_LANDING_STABLE_SECONDS", "600")
+    defs = load_defs(root, "127.0.0.1:9", monkeypatch)
+    old = time.time() - 1200
+    for path in landing.rglob("*"):
+        if path.is_file() and path != growing:
+            os.utime(path, (old, old))
+    lakehouse = LakehouseResource(root=str(root / "lakehouse"), landing_root=str(landing), landing_stable_seconds=600)
+    resources = {"lakehouse": lakehouse}
+
+    requests, _, _ = tick(landing_zone_sensor, instance, resources)
+    assert requests, "complete files must be requested"
+    requested_days = {r.partition_key for r in requests}
+    assert all(r.run_key.startswith("landing:") for r in requests)
+    # the same state asks for the same batches under the same keys (the daemon drops repeats)
+    again, _, _ = tick(landing_zone_sensor, instance, resources)
+    assert sorted(r.run_key for r in again) == sorted(r.run_key for r in requests)
+    for request in requests:
+        assert execute(defs, instance, request).success
+
+    engine = DeltaRsEngine(root / "lakehouse", spark=spark)
+    held = set(engine.read_arrow(BRONZE_SALES_FILES, columns=["_source_file"])["_source_file"].to_pylist())
+    assert not any(name.endswith((".part", "_growing.csv")) for name in held), "a file still being written was ingested"
+    assert held, requested_days
+
+    requests, skips, _ = tick(landing_zone_sensor, instance, resources)
+    assert requests == [] and "no new complete files" in skips[0].skip_message, [(r.partition_key, r.tags) for r in requests]
+
+    # the growing file settles: exactly it is requested, then ingested once
+    os.utime(growing, (old, old))
+    requests, _, _ = tick(landing_zone_sensor, instance, resources)
+    assert [r.tags["retail/new_files"] for r in requests] == ["1"]
+    assert execute(defs, instance, requests[0]).success
+    sources = engine.read_arrow(BRONZE_SALES_FILES, columns=["_source", "_source_file", "_arrival_date"])
+    assert growing.relative_to(landing).as_posix() in set(sources["_source_file"].to_pylist())
+    assert pc.count_distinct(sources["_source"]).as_py() == sources.num_rows, "a landing line is held twice"
+    assert tick(landing_zone_sensor, instance, resources)[0] == []
+
+
+def test_landing_sensor_tick_with_ten_thousand_files(tmp_path, instance, spark, capsys):
+    """10,000 files in the landing zone, Bronze holding all but ten: one batch with those ten."""
+    landing = tmp_path / "landing"
+    day = dt.date(2026, 11, 3)
+    folder = landing / "sales" / day.isoformat()
+    folder.mkdir(parents=True)
+    names = [f"sales/{day.isoformat()}/pos_S{i // 100:03d}_{i:05d}.csv" for i in range(10_000)]
+    for name in names:
+        (landing / name).write_bytes(b"transaction_id\n")
+    engine = DeltaRsEngine(tmp_path / "lakehouse", spark=spark)
+    held = names[:-10]
+    now = dt.datetime.now(dt.UTC)
+    schema = BRONZE_SALES_FILES.arrow_schema()
+    columns = {
+        "_source": [f"{n}:1" for n in held],
+        "_raw_record": ["transaction_id"] * len(held),
+        "_source_file": held,
+        "_source_line": [1] * len(held),
+        "_ingested_at": [now] * len(held),
+        "_batch_id": ["seed"] * len(held),
+        "_arrival_date": [day] * len(held),
+    }
+    rows = pa.table({f.name: pa.array(columns.get(f.name, [None] * len(held)), f.type) for f in schema}, schema=schema)
+    engine.overwrite_partitions(BRONZE_SALES_FILES, rows, PartitionRange.single(day))
+    resources = {"lakehouse": LakehouseResource(root=str(tmp_path / "lakehouse"), landing_root=str(landing))}
+
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        requests, _, _ = tick(landing_zone_sensor, instance, resources)
+        timings.append(time.perf_counter() - started)
+    assert [r.tags["retail/new_files"] for r in requests] == ["10"]
+    with capsys.disabled():
+        print(f"\nlanding sensor tick with 10,000 files: first {timings[0]:.3f}s, then {min(timings[1:]):.3f}s")
+
+
+# ---------------------------------------------------------------------------------------------
+# Kafka
+# ---------------------------------------------------------------------------------------------
+
+
+def test_kafka_decisions():
+    base = dict(topic="t", committed={0: 9}, now=1000.0, lag_threshold=100, max_wait_s=30, last_run_status=None)
+    caught_up = decide_kafka_run(high={0: 10}, cursor=KafkaCursor(), **base)
+    assert not caught_up.request and "holds every offset" in caught_up.reason
+    small = decide_kafka_run(high={0: 15}, cursor=KafkaCursor(), **base)
+    assert not small.request and "below the lag threshold" in small.reason and small.cursor.pending_since == 1000.0
+    waited = decide_kafka_run(high={0: 15}, cursor=small.cursor, **{**base, "now": 1031.0})
+    assert waited.request and "waited 31s" in waited.reason and waited.run_key == "kafka:t:p0[10,15)"
+    big = decide_kafka_run(high={0: 500}, cursor=KafkaCursor(), **base)
+    assert big.request and "lag 490" in big.reason
+    running = decide_kafka_run(high={0: 500}, cursor=big.cursor, **{**base, "last_run_status": "STARTED"})
+    assert not running.request and "started" in running.reason
+    # the run ended without committing the range: asked again, under a new key
+    failed = decide_kafka_run(high={0: 500}, cursor=big.cursor, **{**base, "last_run_status": "FAILURE"})
+    assert failed.request and failed.run_key != big.run_key and failed.run_key.startswith(big.run_key)
+
+
+def test_kafka_sensor_skips_with_reason_when_broker_unreachable(tmp_path, instance):
+    resources = {
+        "lakehouse": LakehouseResource(root=str(tmp_path / "lakehouse"), landing_root=str(tmp_path / "landing")),
+        "kafka": KafkaResource(bootstrap_servers="127.0.0.1:9", request_timeout_s=2),
+    }
+    started = time.monotonic()
+    requests, skips, _ = tick(kafka_offsets_sensor, instance, resources)
+    assert requests == [] and "unreachable" in skips[0].skip_message
+    assert time.monotonic() - started < 15, "a tick must never hang on a dead broker"
+
+
+def test_stream_to_gold_exactly_once(tmp_path, instance, spark, monkeypatch):
+    """Events with duplicates, late and future events and a new field, sent in two bursts: the
+    sensor requests Bronze runs, automation builds everything below, and every line is accounted for."""
+    today = dt.datetime.now(dt.UTC).date()
+    root = tmp_path / "data"
+    (root / "landing").mkdir(parents=True)
+    messages = stream_messages(StreamConfig(seed=3, day=today, stores=2, transactions_per_store_day=12))
+    assert any(NEW_FIELD.encode() in m.value for m in messages)
+    monkeypatch.setenv("RETAIL_KAFKA_LAG_THRESHOLD", "1")
+    with LocalBroker() as broker:
+        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
+        defs = load_defs(root, broker.bootstrap_servers, monkeypatch)
+        lakehouse = LakehouseResource(root=str(root / "lakehouse"), landing_root=str(root / "landing"), lateness_days=LATENESS)
+        resources = {"lakehouse": lakehouse, "kafka": KafkaResource(bootstrap_servers=broker.bootstrap_servers)}
+        half = len(messages) // 2
+        cursor = None
+        for burst in (messages[:half], messages[half:]):
+            send_stream(broker.bootstrap_servers, KAFKA_TOPIC, burst, rate_per_s=0)
+            requests, _, cursor = tick(kafka_offsets_sensor, instance, resources, cursor)
+            assert len(requests) == 1 and requests[0].partition_key == today.isoformat()
+            assert execute(defs, instance, requests[0]).success
+            # caught up: the next tick does nothing, and says so
+            again, skips, cursor = tick(kafka_offsets_sensor, instance, resources, cursor)
+            assert again == [] and "holds every offset" in skips[0].skip_message
+        automation_runs = settle_automation(defs, instance)
+    assert automation_runs
+
+    engine = DeltaRsEngine(root / "lakehouse", spark=spark)
+    bronze = engine.read_arrow(BRONZE_POS_TRANSACTIONS, columns=["_source", "_partition", "_offset"])
+    # every offset exactly once
+    assert bronze.num_rows == len(messages)
+    assert pc.count_distinct(bronze["_source"]).as_py() == len(messages)
+
+    # lines in = Silver + quarantine + counted duplicates, for today's arrivals
+    def lines_of(value: bytes) -> int:
+        try:
+            event = json.loads(value)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return 1
+        lines = event.get("lines") if isinstance(event, dict) else None
+        return len(lines) if isinstance(lines, list) and lines else 1
+
+    produced_lines = sum(lines_of(m.value) for m in messages)
+    kafka_rows = lambda spec: engine.read_arrow(spec).filter(pc.starts_with(engine.read_arrow(spec)["_source"], KAFKA_TOPIC))  # noqa: E731
+    accepted = kafka_rows(SILVER_SALES_LINES).num_rows + kafka_rows(SILVER_RETURNS).num_rows
+    rejected = kafka_rows(QUARANTINE_INGEST_REJECTS).num_rows
+    violations = kafka_rows(QUARANTINE_RULE_VIOLATIONS)
+    materialization = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["quarantine", "rule_violations"]), asset_partitions=[today.isoformat()]), limit=1
+    ).records[0]
+    duplicates = int(materialization.asset_materialization.metadata["duplicates"].value)
+    assert duplicates > 0 and violations.num_rows > 0 and rejected > 0
+    assert {"late_event"} <= set(violations["rule"].to_pylist())
+    assert accepted + rejected + violations.num_rows + duplicates == produced_lines
+
+    # the conservation check, run by automation with its table, agrees for today's partition
+    conservation = [
+        e
+        for run in automation_runs
+        for e in run.get_asset_check_evaluations()
+        if e.check_name == quality.CONSERVATION and e.metadata["partition"].value == today.isoformat()
+    ]
+    assert conservation and conservation[-1].passed
+
+    # Gold reflects every accepted Kafka line, and the new field did not vanish
+    fact = engine.read_arrow(GOLD_FACT_SALES)
+    fact_from_kafka = fact.filter(pc.equal(fact["channel"], "pos_stream")).num_rows
+    assert fact_from_kafka == accepted
+    silver = kafka_rows(SILVER_SALES_LINES)
+    assert any(NEW_FIELD in (x or "") for x in silver["extra_attributes"].to_pylist())
