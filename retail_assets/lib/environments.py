@@ -6,9 +6,20 @@ from typing import Any
 
 import dagster as dg
 
-from retail_assets.lib import settings
-from retail_assets.lib.resources import KafkaResource, LakehouseResource
+from retail_assets.lib import cluster, settings
+from retail_assets.lib.resources import DatabricksLakehouseResource, KafkaResource, LakehouseResource
 from retail_assets.lib.settings import Environment
+
+
+def kafka_resource(**overrides: Any) -> KafkaResource:
+    return KafkaResource(
+        bootstrap_servers=settings.env("RETAIL_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
+        security_protocol=settings.env("RETAIL_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+        sasl_mechanism=settings.env("RETAIL_KAFKA_SASL_MECHANISM", "") or None,
+        sasl_username=dg.EnvVar("RETAIL_KAFKA_SASL_USERNAME") if settings.env("RETAIL_KAFKA_SASL_USERNAME", "") else None,
+        sasl_password=dg.EnvVar("RETAIL_KAFKA_SASL_PASSWORD") if settings.env("RETAIL_KAFKA_SASL_PASSWORD", "") else None,
+        **overrides,
+    )
 
 
 def local_resources() -> dict[str, Any]:
@@ -20,17 +31,33 @@ def local_resources() -> dict[str, Any]:
             lateness_days=settings.lateness_days(),
             landing_stable_seconds=float(settings.env("RETAIL_LANDING_STABLE_SECONDS", "0")),
         ),
-        "kafka": KafkaResource(
-            bootstrap_servers=settings.env("RETAIL_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
-            security_protocol=settings.env("RETAIL_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-            sasl_mechanism=settings.env("RETAIL_KAFKA_SASL_MECHANISM", "") or None,
-            sasl_username=dg.EnvVar("RETAIL_KAFKA_SASL_USERNAME") if settings.env("RETAIL_KAFKA_SASL_USERNAME", "") else None,
-            sasl_password=dg.EnvVar("RETAIL_KAFKA_SASL_PASSWORD") if settings.env("RETAIL_KAFKA_SASL_PASSWORD", "") else None,
-        ),
+        "kafka": kafka_resource(),
+        # Locally every step runs in the Dagster run's own process.
+        "pyspark_step_launcher": dg.ResourceDefinition.none_resource(),
     }
 
 
 def resources_for(environment: Environment) -> dict[str, Any]:
     if environment is Environment.LOCAL:
         return local_resources()
+    if environment is Environment.DATABRICKS:
+        return databricks_resources()
     raise NotImplementedError(f"the {environment.value} environment is not configured in this version")
+
+
+def databricks_resources() -> dict[str, Any]:
+    """Every Spark step on a Databricks job cluster; tables in Unity Catalog (SPEC §3, §6)."""
+    return {
+        "lakehouse": DatabricksLakehouseResource(
+            catalog=cluster.catalog(),
+            deployment_env=settings.deployment_env(),
+            table_engine=settings.env("RETAIL_DATABRICKS_TABLE_ENGINE", "delta_spark"),
+            root=settings.env("RETAIL_DATABRICKS_TABLE_ROOT", ""),
+            landing_root=cluster.landing_root(),
+            lateness_days=settings.lateness_days(),
+            landing_stable_seconds=float(settings.env("RETAIL_LANDING_STABLE_SECONDS", "0")),
+        ),
+        # The cluster ships Spark's Kafka connector; offsets still come from Bronze.
+        "kafka": kafka_resource(reader=settings.env("RETAIL_KAFKA_READER", "spark")),
+        "pyspark_step_launcher": cluster.step_launcher(),
+    }

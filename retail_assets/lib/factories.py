@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 OWNERS = ["team:data-platform"]
+# Every Spark step names the step launcher: none locally, a Databricks job cluster in production.
+STEP_LAUNCHER = "pyspark_step_launcher"
 KINDS = {"spark", "delta"}
 
 
@@ -212,7 +214,7 @@ def build_table_asset(
     resources: frozenset[str] = frozenset(),
 ) -> dg.AssetsDefinition:
     @dg.asset(
-        required_resource_keys={"lakehouse", *resources},
+        required_resource_keys={"lakehouse", STEP_LAUNCHER, *resources},
         key=asset_key(spec),
         group_name=spec.layer.value,
         description=describe(spec),
@@ -264,9 +266,10 @@ def build_multi_table_asset(
         ],
         partitions_def=daily_partitions(),
         pool=pool,
+        required_resource_keys={"lakehouse", STEP_LAUNCHER},
     )
-    def _assets(context, lakehouse: LakehouseResource):
-        run = TableRun(context, lakehouse, dt.date.fromisoformat(context.partition_key))
+    def _assets(context):
+        run = TableRun(context, context.resources.lakehouse, dt.date.fromisoformat(context.partition_key))
         try:
             produced = compute(run)
             for s in specs:
@@ -383,9 +386,10 @@ def build_table_checks(spec: TableSpec, checks: Sequence[TableCheck]) -> dg.Asse
             for c in checks
         ],
         can_subset=True,
+        required_resource_keys={"lakehouse", STEP_LAUNCHER},
     )
-    def _checks(context, lakehouse: LakehouseResource):
-        run = CheckRun(context, lakehouse, spec, dt.date.fromisoformat(context.partition_key))
+    def _checks(context):
+        run = CheckRun(context, context.resources.lakehouse, spec, dt.date.fromisoformat(context.partition_key))
         try:
             for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
                 check = by_name[check_key.name]

@@ -141,6 +141,14 @@ class LakehouseEngine(ABC):
     def app_transaction_version(self, spec: TableSpec, app_id: str) -> int | None:
         """The last `app_version` committed by `app_id`, or None."""
 
+    @abstractmethod
+    def optimize(self, spec: TableSpec, partitions: PartitionRange | None = None, *, zorder: bool = True) -> dict[str, Any]:
+        """Compact small files (and cluster them by key when `zorder`); returns what it did."""
+
+    @abstractmethod
+    def vacuum(self, spec: TableSpec, retain_hours: int = 168) -> dict[str, Any]:
+        """Delete files no version younger than `retain_hours` still references."""
+
     def read_arrow(self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None) -> pa.Table:
         """Read into Arrow (for small control reads and tests); default goes through Spark."""
         return self.read(spec, partitions, columns=columns).toArrow()

@@ -17,6 +17,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from retail_assets.lib.engine.base import CommitInfo, LakehouseEngine, PartitionRange
+from retail_assets.lib.engine.delta_spark import zorder_columns
 from retail_assets.lib.spark import get_spark
 from retail_assets.lib.tables import TableSpec
 
@@ -191,6 +192,27 @@ class DeltaRsEngine(LakehouseEngine):
     def app_transaction_version(self, spec: TableSpec, app_id: str) -> int | None:
         table = self._table(spec)
         return None if table is None else table.transaction_version(app_id)
+
+    # ---- maintenance ---------------------------------------------------------------------
+
+    def optimize(self, spec: TableSpec, partitions: PartitionRange | None = None, *, zorder: bool = True) -> dict[str, Any]:
+        table = self._table(spec)
+        if table is None:
+            return {"skipped": "table does not exist"}
+        filters = None if partitions is None else [(spec.partition_column, "in", [d.isoformat() for d in partitions.days()])]
+        columns = zorder_columns(spec) if zorder else []
+        if columns:
+            metrics = table.optimize.z_order(columns, partition_filters=filters)
+        else:
+            metrics = table.optimize.compact(partition_filters=filters)
+        return {"files_added": metrics.get("numFilesAdded"), "files_removed": metrics.get("numFilesRemoved")}
+
+    def vacuum(self, spec: TableSpec, retain_hours: int = 168) -> dict[str, Any]:
+        table = self._table(spec)
+        if table is None:
+            return {"skipped": "table does not exist"}
+        removed = table.vacuum(retention_hours=retain_hours, dry_run=False, enforce_retention_duration=retain_hours >= 168)
+        return {"files_deleted": len(removed)}
 
 
 def spark_type_name(arrow: pa.DataType) -> str:

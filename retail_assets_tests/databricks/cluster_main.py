@@ -1,0 +1,111 @@
+"""The driver of one emulated job-cluster task (run by the emulator in a fresh process).
+
+Provides what the Databricks runtime provides before a `spark_python_task` starts — a Spark
+session as `spark` and `sc`, and `dbutils` — then runs the submitted file as `__main__` with the
+submitted parameters. Deliberately imports nothing of the project: on a real cluster the
+project arrives only through the task's libraries and the launcher's code upload.
+
+argv: <local path of python_file> <parameters…> (the emulator maps `/dbfs/...` onto its folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import runpy
+import shutil
+import sys
+from pathlib import Path
+
+
+class SecretNotFound(Exception):
+    pass
+
+
+class _Secrets:
+    def __init__(self, entries: list[dict[str, str]]) -> None:
+        self._values = {(e["scope"], e["key"]): e["value"] for e in entries}
+
+    def get(self, scope: str, key: str) -> str:
+        try:
+            return self._values[(scope, key)]
+        except KeyError:
+            # Databricks' own wording, so a missing secret reads the same as on a cluster.
+            raise SecretNotFound(f"Secret does not exist with scope: {scope} and key: {key}") from None
+
+    def listScopes(self) -> list[str]:  # noqa: N802 - dbutils' naming
+        return sorted({s for s, _ in self._values})
+
+
+class _Fs:
+    """`dbutils.fs` on the emulator's DBFS folder (`dbfs:/x` and `/dbfs/x` both mean `/x`)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def _path(self, path: str) -> Path:
+        p = path[len("dbfs:") :] if path.startswith("dbfs:") else path
+        p = p[len("/dbfs") :] if p.startswith("/dbfs/") else p
+        return self._root / posixpath.normpath("/" + p.lstrip("/")).lstrip("/")
+
+    def ls(self, path: str) -> list[str]:
+        return sorted(str(c.name) for c in self._path(path).iterdir())
+
+    def head(self, path: str, max_bytes: int = 65536) -> str:
+        with self._path(path).open("rb") as f:
+            return f.read(max_bytes).decode(errors="replace")
+
+    def put(self, path: str, contents: str, overwrite: bool = False) -> bool:
+        target = self._path(path)
+        if target.exists() and not overwrite:
+            raise FileExistsError(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(contents)
+        return True
+
+    def cp(self, src: str, dst: str) -> bool:
+        self._path(dst).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self._path(src), self._path(dst))
+        return True
+
+    def mkdirs(self, path: str) -> bool:
+        self._path(path).mkdir(parents=True, exist_ok=True)
+        return True
+
+    def rm(self, path: str, recurse: bool = False) -> bool:
+        target = self._path(path)
+        if target.is_dir():
+            shutil.rmtree(target) if recurse else target.rmdir()
+        elif target.exists():
+            target.unlink()
+        return True
+
+
+class DBUtils:
+    def __init__(self, dbfs_root: Path, secrets: list[dict[str, str]]) -> None:
+        self.fs = _Fs(dbfs_root)
+        self.secrets = _Secrets(secrets)
+
+
+def main() -> None:
+    python_file, parameters = sys.argv[1], sys.argv[2:]
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master("local[1]").appName("emulated-job-cluster")
+    # The cluster's own spark_conf first, then what keeps one local JVM small and quiet.
+    conf = {**json.loads(os.environ.get("EMULATOR_SPARK_CONF", "{}")), "spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"}
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    dbutils = DBUtils(Path(os.environ["EMULATOR_DBFS_ROOT"]), json.loads(os.environ.get("EMULATOR_SECRETS", "[]")))
+    sys.argv = [python_file, *parameters]
+    try:
+        runpy.run_path(python_file, init_globals={"spark": spark, "sc": spark.sparkContext, "dbutils": dbutils}, run_name="__main__")
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()
