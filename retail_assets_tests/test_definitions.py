@@ -59,3 +59,53 @@ def test_environment_selection(monkeypatch):
     monkeypatch.setenv(ENV_VAR, "moon")
     with pytest.raises(ValueError, match="not a known environment"):
         get_environment()
+
+
+def test_databricks_definitions_load_and_validate(monkeypatch):
+    """The production code location: same graph, same resource keys, every Spark step launched
+    on a job cluster, tables named in Unity Catalog — and nothing connects while loading."""
+    from dagster_databricks import DatabricksPySparkStepLauncher
+
+    from retail_assets.lib.engine import DeltaSparkEngine
+    from retail_assets.lib.environments import resources_for
+
+    monkeypatch.setenv(ENV_VAR, "databricks")
+    monkeypatch.setenv("RETAIL_UC_CATALOG", "retail")
+    monkeypatch.setenv("RETAIL_DEPLOYMENT_ENV", "prod")
+    # An unroutable host: loading must not try to reach it.
+    monkeypatch.setenv("DATABRICKS_HOST", "https://adb-0000000000000000.0.azuredatabricks.net")
+    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-not-a-real-token")
+    databricks = build_definitions()
+    dg.Definitions.validate_loadable(databricks)
+    local = resources_for(Environment.LOCAL)
+    assert set(databricks.resources) >= set(local) == {"lakehouse", "kafka", "pyspark_step_launcher"}
+    assert {j.name for j in databricks.resolve_all_job_defs()} >= {"ingest_bronze", "build_gold", "lakehouse_maintenance"}
+
+    lakehouse = databricks.resources["lakehouse"]
+    engine = lakehouse.create_engine()
+    assert isinstance(engine, DeltaSparkEngine)
+    silver_stores = next(t for t in TABLES if t.key == "silver.stores")
+    assert engine.location(silver_stores) == "retail.prod_silver.stores"
+    assert databricks.resources["kafka"].reader == "spark"
+
+    launcher_def = databricks.resources["pyspark_step_launcher"]
+    with dg.build_resources({"pyspark_step_launcher": launcher_def}) as built:
+        launcher = built.pyspark_step_launcher
+    assert isinstance(launcher, DatabricksPySparkStepLauncher)
+    assert launcher.databricks_host == "https://adb-0000000000000000.0.azuredatabricks.net"
+    assert launcher.env_variables["RETAIL_ENV"] == "databricks"
+    assert launcher.env_variables["RETAIL_DEPLOYMENT_ENV"] == "prod"
+    assert not any("TOKEN" in k or "PASSWORD" in k for k in launcher.env_variables)
+    assert {s["name"] for s in launcher.secrets} >= {"DATABRICKS_HOST", "DATABRICKS_TOKEN"}
+    assert launcher.run_config["cluster"]["new"]["data_security_mode"] == "SINGLE_USER"
+    assert any("whl" in lib for lib in launcher.run_config["libraries"])
+
+    # Every asset and every check step requires the launcher, so none runs off the cluster.
+    graph = databricks.resolve_asset_graph()
+    for spec in TABLES:
+        node = graph.get(dg.AssetKey([spec.layer.value, spec.name]))
+        assert "pyspark_step_launcher" in node.assets_def.required_resource_keys, spec.key
+    checks_defs = [a for a in databricks.asset_checks or []] + [a for a in databricks.assets or [] if isinstance(a, dg.AssetChecksDefinition)]
+    assert checks_defs
+    for checks_def in checks_defs:
+        assert "pyspark_step_launcher" in checks_def.required_resource_keys, checks_def.node_def.name

@@ -1,0 +1,250 @@
+"""The Databricks engine's SQL, writer options and naming, offline (no Delta or Kafka jar).
+
+What these cannot prove — that a Databricks runtime accepts the statements and options — is
+said in the README's "Deploy to Databricks" section.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from types import SimpleNamespace
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from retail_assets.defs.maintenance.jobs import lakehouse_maintenance
+from retail_assets.lib import settings, spark_kafka
+from retail_assets.lib.engine import DeltaRsEngine, DeltaSparkEngine, PartitionRange
+from retail_assets.lib.engine import delta_spark as ds
+from retail_assets.lib.kafka import OffsetRange, OffsetsNotRetained
+from retail_assets.lib.resources import DatabricksLakehouseResource, KafkaResource, LakehouseResource
+from retail_assets.lib.tables import BRONZE_STORES, GOLD_DIM_DATE, GOLD_FACT_SALES, SILVER_STORES, TABLES, Layer
+
+DAY = dt.date(2026, 11, 2)
+
+
+# ---- Unity Catalog naming -------------------------------------------------------------------
+
+
+def test_unity_catalog_names_follow_catalog_env_layer_table():
+    engine = DeltaSparkEngine("retail", "prod")
+    assert engine.location(SILVER_STORES) == "retail.prod_silver.stores"
+    assert engine.location(GOLD_FACT_SALES) == "retail.prod_gold.fact_sales"
+    names = {engine.location(t) for t in TABLES}
+    assert len(names) == len(TABLES)  # no two tables share a name
+    with pytest.raises(ValueError, match="alphanumeric"):
+        DeltaSparkEngine("retail", "pr-12")
+    with pytest.raises(ValueError, match="catalog"):
+        DeltaSparkEngine("retail;drop", "prod")
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"RETAIL_DEPLOYMENT_ENV": "Staging-EU"}, "staging_eu"),
+        ({"DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1", "DAGSTER_CLOUD_PULL_REQUEST_ID": "42"}, "pr_42"),
+        ({"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod"}, "prod"),
+        ({}, "dev"),
+    ],
+)
+def test_deployment_env_maps_branch_deployments_to_their_own_schemas(monkeypatch, env, expected):
+    for name in ("RETAIL_DEPLOYMENT_ENV", "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT", "DAGSTER_CLOUD_PULL_REQUEST_ID", "DAGSTER_CLOUD_DEPLOYMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert settings.deployment_env() == expected
+    assert DeltaSparkEngine("retail", settings.deployment_env()).location(BRONZE_STORES) == f"retail.{expected}_bronze.stores"
+
+
+# ---- SQL and writer options -----------------------------------------------------------------
+
+
+def test_replace_where_confines_the_overwrite_to_the_partition_range():
+    assert ds.replace_where(SILVER_STORES, PartitionRange.single(DAY)) == "`_arrival_date` = DATE'2026-11-02'"
+    assert ds.replace_where(GOLD_DIM_DATE, PartitionRange.around(DAY, 1, 2)) == "`date` >= DATE'2026-11-01' AND `date` <= DATE'2026-11-04'"
+
+
+def test_create_table_sql_declares_columns_partitioning_and_properties():
+    sql = ds.create_table_sql(BRONZE_STORES, "retail.prod_bronze.stores")
+    assert sql.startswith("CREATE TABLE IF NOT EXISTS `retail`.`prod_bronze`.`stores` (")
+    assert "USING DELTA" in sql and "PARTITIONED BY (`_arrival_date`)" in sql
+    assert "`_arrival_date` DATE NOT NULL" in sql
+    assert "`store_id` STRING COMMENT" in sql
+    assert "'delta.enableChangeDataFeed' = 'true'" in sql  # Bronze keeps its change feed
+    assert "'delta.autoOptimize.optimizeWrite' = 'true'" in sql
+    silver = ds.create_table_sql(SILVER_STORES, "retail.prod_silver.stores")
+    assert "enableChangeDataFeed" not in silver
+    assert ds.create_schema_sql("retail", Layer.SILVER, "prod") == "CREATE SCHEMA IF NOT EXISTS `retail`.`prod_silver`"
+    assert ds.set_properties_sql(BRONZE_STORES, "retail.prod_bronze.stores").startswith("ALTER TABLE `retail`.`prod_bronze`.`stores` SET TBLPROPERTIES (")
+
+
+def test_comments_with_quotes_are_escaped():
+    assert ds.sql_string("it's a \\ path") == "'it\\'s a \\\\ path'"
+
+
+def test_maintenance_sql():
+    assert ds.optimize_sql(GOLD_FACT_SALES, "retail.prod_gold.fact_sales") == (
+        "OPTIMIZE `retail`.`prod_gold`.`fact_sales` ZORDER BY (" + ", ".join(f"`{c}`" for c in ds.zorder_columns(GOLD_FACT_SALES)) + ")"
+    )
+    assert GOLD_FACT_SALES.partition_column not in ds.zorder_columns(GOLD_FACT_SALES)
+    assert ds.optimize_sql(SILVER_STORES, "c.s.t", PartitionRange.single(DAY), zorder=False) == (
+        "OPTIMIZE `c`.`s`.`t` WHERE `_arrival_date` = DATE'2026-11-02'"
+    )
+    assert ds.vacuum_sql("c.s.t") == "VACUUM `c`.`s`.`t` RETAIN 168 HOURS"
+    with pytest.raises(ValueError, match="refusing to VACUUM"):
+        ds.vacuum_sql("c.s.t", 1)
+
+
+def test_writer_options():
+    assert ds.writer_options(mode="overwrite_partitions", partitions=(SILVER_STORES, PartitionRange.single(DAY))) == {
+        "replaceWhere": "`_arrival_date` = DATE'2026-11-02'",
+        "mergeSchema": "true",
+    }
+    assert ds.writer_options(mode="overwrite_table") == {"overwriteSchema": "true"}
+    assert ds.writer_options(mode="append", app_id="kafka-bronze", app_version=7) == {"mergeSchema": "true", "txnAppId": "kafka-bronze", "txnVersion": "7"}
+    with pytest.raises(ValueError):
+        ds.writer_options(mode="append", app_id="kafka-bronze")
+    with pytest.raises(ValueError):
+        ds.writer_options(mode="overwrite_partitions")
+
+
+class RecordingWriter:
+    def __init__(self, log: list) -> None:
+        self.log = log
+        self.options: dict[str, str] = {}
+
+    def format(self, fmt):
+        self.log.append(("format", fmt))
+        return self
+
+    def mode(self, mode):
+        self.log.append(("mode", mode))
+        return self
+
+    def option(self, key, value):
+        self.options[key] = value
+        return self
+
+    def saveAsTable(self, name):  # noqa: N802 - Spark's naming
+        self.log.append(("saveAsTable", name, dict(self.options)))
+
+
+class RecordingSpark:
+    """A real local session for DataFrames; SQL and the catalog are recorded, not executed."""
+
+    def __init__(self, spark) -> None:
+        self._spark = spark
+        self.statements: list[str] = []
+        self.catalog = SimpleNamespace(tableExists=lambda name: True)
+
+    def createDataFrame(self, *args, **kwargs):  # noqa: N802
+        return self._spark.createDataFrame(*args, **kwargs)
+
+    def sql(self, statement):
+        self.statements.append(statement)
+        row = SimpleNamespace(asDict=lambda recursive=True: {"version": 3, "timestamp": dt.datetime(2026, 11, 2, 12), "operation": "WRITE", "operationParameters": {"mode": "Overwrite"}, "operationMetrics": {}})
+        return SimpleNamespace(collect=lambda: [row], first=lambda: row)
+
+
+def test_partition_overwrite_is_one_replace_where_save_as_table(spark):
+    recorder = RecordingSpark(spark)
+    log: list = []
+    engine = DeltaSparkEngine("retail", "prod", spark=recorder)
+    engine._writer = lambda frame: RecordingWriter(log)
+    rows = stores_rows(DAY)
+    commit = engine.overwrite_partitions(SILVER_STORES, rows, PartitionRange.single(DAY))
+    assert ("saveAsTable", "retail.prod_silver.stores", {"replaceWhere": "`_arrival_date` = DATE'2026-11-02'", "mergeSchema": "true"}) in log
+    assert ("format", "delta") in log and ("mode", "overwrite") in log
+    assert recorder.statements[0] == "CREATE SCHEMA IF NOT EXISTS `retail`.`prod_silver`"
+    assert recorder.statements[1].startswith("CREATE TABLE IF NOT EXISTS `retail`.`prod_silver`.`stores`")
+    assert commit.location == "retail.prod_silver.stores" and commit.version == 3 and commit.rows_written == rows.num_rows
+    # a row outside the partition is refused before anything is written
+    with pytest.raises(ValueError, match="outside the partitions"):
+        engine.overwrite_partitions(SILVER_STORES, stores_rows(DAY + dt.timedelta(days=1)), PartitionRange.single(DAY))
+    assert sum(1 for entry in log if entry[0] == "saveAsTable") == 1
+
+
+def stores_rows(day: dt.date) -> pa.Table:
+    schema = SILVER_STORES.arrow_schema()
+    values = {
+        pa.string(): "x",
+        pa.date32(): day,
+        pa.timestamp("us", tz="UTC"): dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
+        pa.int64(): 1,
+        pa.int32(): 1,
+        pa.float64(): 1.0,
+        pa.bool_(): True,
+    }
+    columns = {}
+    for f in schema:
+        value = day if f.name == SILVER_STORES.partition_column else values.get(f.type, None)
+        columns[f.name] = pa.array([value, value], f.type)
+    return pa.table(columns, schema=schema)
+
+
+# ---- the Kafka source on Databricks ---------------------------------------------------------
+
+
+def test_kafka_source_options_carry_the_offset_contract():
+    kafka = KafkaResource(bootstrap_servers="b1:9092,b2:9092", security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="svc", sasl_password='p"w')
+    ranges = [OffsetRange(1, 10, 20), OffsetRange(0, 5, 8), OffsetRange(1, 20, 25)]
+    options = spark_kafka.source_options(kafka.client_config(), "retail.pos.transactions", ranges)
+    assert json.loads(options["startingOffsets"]) == {"retail.pos.transactions": {"0": 5, "1": 10}}
+    assert json.loads(options["endingOffsets"]) == {"retail.pos.transactions": {"0": 8, "1": 25}}  # end exclusive, as [start, end)
+    assert json.loads(options["assign"]) == {"retail.pos.transactions": [0, 1]}
+    assert options["failOnDataLoss"] == "true"
+    assert options["kafka.bootstrap.servers"] == "b1:9092,b2:9092"
+    assert options["kafka.sasl.jaas.config"] == (
+        'kafkashaded.org.apache.kafka.common.security.plain.PlainLoginModule required username="svc" password="p\\"w";'
+    )
+    with pytest.raises(ValueError, match="leave a gap"):
+        spark_kafka.source_options(kafka.client_config(), "t", [OffsetRange(0, 0, 5), OffsetRange(0, 7, 9)])
+
+
+def test_spark_kafka_read_is_checked_against_its_ranges():
+    ranges = [OffsetRange(0, 5, 8)]
+    spark_kafka.check_offsets(ranges, [(0, 5), (0, 7)])  # a gap (transaction marker) is fine
+    with pytest.raises(OffsetsNotRetained):
+        spark_kafka.check_offsets(ranges, [(0, 8)])
+    with pytest.raises(ValueError, match="twice"):
+        spark_kafka.check_offsets(ranges, [(0, 5), (0, 5)])
+    msg = spark_kafka.SparkKafkaMessage("t", 0, 5, b"{}", dt.datetime(2026, 11, 2, tzinfo=dt.UTC))
+    assert msg.timestamp() == (1, int(dt.datetime(2026, 11, 2, tzinfo=dt.UTC).timestamp() * 1000))
+
+
+# ---- resources ------------------------------------------------------------------------------
+
+
+def test_databricks_lakehouse_resource_chooses_the_engine():
+    uc = DatabricksLakehouseResource(catalog="retail", deployment_env="prod", landing_root="/Volumes/retail/prod_bronze/landing")
+    assert isinstance(uc.create_engine(), DeltaSparkEngine)
+    assert uc.create_engine().location(SILVER_STORES) == "retail.prod_silver.stores"
+    emulated = DatabricksLakehouseResource(catalog="retail", deployment_env="ci", landing_root="/l", table_engine="delta_rs", root="/x")
+    assert isinstance(emulated.create_engine(), DeltaRsEngine)
+
+
+# ---- maintenance (locally through delta-rs) -------------------------------------------------
+
+
+def test_maintenance_job_compacts_and_vacuums_local_tables(tmp_path):
+    engine = DeltaRsEngine(tmp_path / "lakehouse")
+    for _ in range(3):  # three commits, each leaving a file of the partition behind
+        engine.overwrite_partitions(SILVER_STORES, stores_rows(DAY), PartitionRange.single(DAY))
+        engine.append(SILVER_STORES, stores_rows(DAY))
+    before = len(DeltaTable(engine.location(SILVER_STORES)).file_uris())
+    assert before > 1
+    result = lakehouse_maintenance.execute_in_process(
+        resources={
+            "lakehouse": LakehouseResource(root=str(tmp_path / "lakehouse"), landing_root=str(tmp_path / "landing")),
+            "pyspark_step_launcher": dg.ResourceDefinition.none_resource(),
+        },
+        run_config={"ops": {"optimize_and_vacuum": {"config": {"tables": ["silver.stores"], "zorder": False}}}},
+    )
+    assert result.success
+    table = DeltaTable(engine.location(SILVER_STORES))
+    assert len(table.file_uris()) == 1
+    assert table.history(1)[0]["operation"] in ("OPTIMIZE", "VACUUM END")
+    assert table.to_pyarrow_table().num_rows == 4  # the data is unchanged
