@@ -16,6 +16,7 @@ import posixpath
 import runpy
 import shutil
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -88,8 +89,23 @@ class DBUtils:
         self.secrets = _Secrets(secrets)
 
 
-def main() -> None:
-    python_file, parameters = sys.argv[1], sys.argv[2:]
+class _Starting:
+    """`spark` / `sc` while the session is still starting in the background.
+
+    On Databricks the session is up before the task starts; here its JVM start overlaps the
+    task's own imports instead of preceding them. Attribute access waits for the session.
+    """
+
+    def __init__(self, future: Future, attribute: str | None = None) -> None:
+        self._future, self._attribute = future, attribute
+
+    def __getattr__(self, name: str):
+        session = self._future.result()
+        target = getattr(session, self._attribute) if self._attribute else session
+        return getattr(target, name)
+
+
+def start_session():
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.master("local[1]").appName("emulated-job-cluster")
@@ -99,12 +115,24 @@ def main() -> None:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def main() -> None:
+    python_file, parameters = sys.argv[1], sys.argv[2:]
+    pool = ThreadPoolExecutor(max_workers=1)
+    session = pool.submit(start_session)
     dbutils = DBUtils(Path(os.environ["EMULATOR_DBFS_ROOT"]), json.loads(os.environ.get("EMULATOR_SECRETS", "[]")))
     sys.argv = [python_file, *parameters]
     try:
-        runpy.run_path(python_file, init_globals={"spark": spark, "sc": spark.sparkContext, "dbutils": dbutils}, run_name="__main__")
+        runpy.run_path(
+            python_file,
+            init_globals={"spark": _Starting(session), "sc": _Starting(session, "sparkContext"), "dbutils": dbutils},
+            run_name="__main__",
+        )
     finally:
-        spark.stop()
+        session.result().stop()
+        pool.shutdown()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 from deltalake import DeltaTable
 
+from retail_assets.lib import quality
 from retail_assets.lib.generator import GeneratorConfig, generate
 from retail_assets.lib.settings import project_root
 from retail_assets_tests.databricks import jobs
@@ -111,7 +112,7 @@ def test_bronze_silver_gold_chain_runs_through_the_step_launcher(workspace, depl
         r.dagster_event.event_specific_data
         for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     ]
-    assert {e.check_name for e in evaluations} == {"primary_key", "column_schema", "value_rules"}
+    assert {e.check_name for e in evaluations} == {quality.PRIMARY_KEY, quality.COLUMN_SCHEMA, quality.VALUE_RULES}
     for evaluation in evaluations:
         assert evaluation.asset_key == jobs.CHECKED
         assert evaluation.passed, evaluation.check_name
