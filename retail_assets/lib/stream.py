@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from retail_assets.lib.broker import produce
 from retail_assets.lib.generator import GeneratorConfig, KafkaMessage, generate
@@ -33,8 +34,12 @@ class StreamConfig:
     disorder: int = 5  # an event may overtake up to this many earlier ones
 
 
-def stream_messages(config: StreamConfig) -> list[KafkaMessage]:
-    """The whole day's events in sending order (deterministic for a config and day)."""
+def stream_messages(config: StreamConfig, out_dir: str | Path | None = None) -> list[KafkaMessage]:
+    """The whole day's events in sending order (deterministic for a config and day).
+
+    With `out_dir`, the generator's landing zone for the same day (customer, product and store
+    change records, inventory) is kept there: the reference data the events point to.
+    """
     day = config.day or dt.datetime.now(dt.UTC).date()
     generator = GeneratorConfig(
         seed=config.seed,
@@ -47,8 +52,11 @@ def stream_messages(config: StreamConfig) -> list[KafkaMessage]:
         kafka_share=1.0,
         defects=config.defects,
     )
-    with tempfile.TemporaryDirectory(prefix="retail-stream-") as out:
-        messages = generate(generator, out).kafka_messages
+    if out_dir is not None:
+        messages = generate(generator, out_dir, overwrite=True).kafka_messages
+    else:
+        with tempfile.TemporaryDirectory(prefix="retail-stream-") as out:
+            messages = generate(generator, out).kafka_messages
     rng = random.Random(f"{config.seed}:stream")
     ordered = sorted(messages, key=lambda m: (m.timestamp_ms, m.index))
     # bounded disorder: sort by a jittered position
