@@ -4,6 +4,7 @@
     retail-assets generate   write synthetic landing files, Kafka events and a defect manifest
     retail-assets broker     run the local Kafka-protocol broker in the foreground
     retail-assets ui         open the project in `dagster dev` on the main job's instance
+    retail-assets grants     print the Unity Catalog grants of one environment
 """
 
 from __future__ import annotations
@@ -151,6 +152,13 @@ def cmd_broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grants(args: argparse.Namespace) -> int:
+    from retail_assets.lib.grants import grants_sql
+
+    print(grants_sql(args.env, args.catalog), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="retail-assets", description="Retail Medallion lakehouse on Dagster.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     broker = sub.add_parser("broker", help="run the local Kafka-protocol broker in the foreground")
     broker.add_argument("--port", type=int, default=19092)
     broker.set_defaults(func=cmd_broker)
+
+    grants = sub.add_parser("grants", help="print the Unity Catalog GRANT statements of one environment (SQL)")
+    grants.add_argument("--env", required=True, help="deployment environment, e.g. dev, staging, prod")
+    grants.add_argument("--catalog", required=True, help="Unity Catalog catalog holding the {env}_{layer} schemas")
+    grants.set_defaults(func=cmd_grants)
 
     args = parser.parse_args(argv)
     return args.func(args)

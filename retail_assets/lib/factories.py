@@ -212,7 +212,10 @@ def build_table_asset(
     pool: str | None = None,
     kinds: set[str] | None = None,
     resources: frozenset[str] = frozenset(),
+    retry_policy: dg.RetryPolicy | None = None,
 ) -> dg.AssetsDefinition:
+    """`retry_policy`: for tables whose source can be briefly unavailable (a broker)."""
+
     @dg.asset(
         required_resource_keys={"lakehouse", STEP_LAUNCHER, *resources},
         key=asset_key(spec),
@@ -226,6 +229,7 @@ def build_table_asset(
         metadata=definition_metadata(spec),
         automation_condition=_automation(spec, automation_condition),
         pool=pool,
+        retry_policy=retry_policy,
     )
     def _asset(context) -> dg.MaterializeResult:
         run = TableRun(context, context.resources.lakehouse, dt.date.fromisoformat(context.partition_key))

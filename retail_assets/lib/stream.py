@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -34,11 +35,12 @@ class StreamConfig:
     disorder: int = 5  # an event may overtake up to this many earlier ones
 
 
-def stream_messages(config: StreamConfig, out_dir: str | Path | None = None) -> list[KafkaMessage]:
+def stream_messages(config: StreamConfig, landing_root: str | Path | None = None) -> list[KafkaMessage]:
     """The whole day's events in sending order (deterministic for a config and day).
 
-    With `out_dir`, the generator's landing zone for the same day (customer, product and store
-    change records, inventory) is kept there: the reference data the events point to.
+    With `landing_root`, the generator's reference data for the same day (customer, product and
+    store change records, inventory) is dropped there as a producer would: written under a
+    temporary name and renamed, never replacing a file that is already there.
     """
     day = config.day or dt.datetime.now(dt.UTC).date()
     generator = GeneratorConfig(
@@ -52,17 +54,32 @@ def stream_messages(config: StreamConfig, out_dir: str | Path | None = None) -> 
         kafka_share=1.0,
         defects=config.defects,
     )
-    if out_dir is not None:
-        messages = generate(generator, out_dir, overwrite=True).kafka_messages
-    else:
-        with tempfile.TemporaryDirectory(prefix="retail-stream-") as out:
-            messages = generate(generator, out).kafka_messages
+    with tempfile.TemporaryDirectory(prefix="retail-stream-") as out:
+        result = generate(generator, out)
+        messages = result.kafka_messages
+        if landing_root is not None:
+            drop_files(result.landing_root, Path(landing_root))
     rng = random.Random(f"{config.seed}:stream")
     ordered = sorted(messages, key=lambda m: (m.timestamp_ms, m.index))
     # bounded disorder: sort by a jittered position
     ordered = [m for _, m in sorted(((i + rng.uniform(0, config.disorder), m) for i, m in enumerate(ordered)), key=lambda x: x[0])]
     cut = int(len(ordered) * config.evolve_at)
     return ordered[:cut] + [with_new_field(m) for m in ordered[cut:]]
+
+
+def drop_files(source: Path, landing_root: Path) -> list[Path]:
+    """Copy every file under `source` into `landing_root` (same relative path), atomically."""
+    dropped = []
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        target = landing_root / path.relative_to(source)
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.part")
+        shutil.copyfile(path, partial)
+        partial.rename(target)
+        dropped.append(target)
+    return dropped
 
 
 def with_new_field(message: KafkaMessage) -> KafkaMessage:

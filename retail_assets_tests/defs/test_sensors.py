@@ -158,6 +158,18 @@ def test_landing_sensor_takes_each_complete_file_once(tmp_path, instance, spark,
     assert tick(landing_zone_sensor, instance, resources)[0] == []
 
 
+def test_landing_sensor_defers_files_outside_the_calendar(tmp_path, instance):
+    landing = tmp_path / "landing"
+    for day in ("2099-01-01", "2001-01-01"):
+        (landing / "stores" / day).mkdir(parents=True)
+        (landing / "stores" / day / "stores_changes.csv").write_text("store_id,updated_at\nS1,2026-11-01T00:00:00Z\n")
+    resources = {"lakehouse": LakehouseResource(root=str(tmp_path / "lakehouse"), landing_root=str(landing))}
+    requests, skips, _ = tick(landing_zone_sensor, instance, resources)
+    assert requests == []
+    assert "arrived on 2099-01-01: 1 stores; waits for that partition to open" in skips[0].skip_message
+    assert "2001-01-01: 1 stores; is before the first partition" in skips[0].skip_message
+
+
 def test_landing_sensor_tick_with_ten_thousand_files(tmp_path, instance, spark, capsys):
     """10,000 files in the landing zone, Bronze holding all but ten: one batch with those ten."""
     landing = tmp_path / "landing"
@@ -233,7 +245,7 @@ def test_stream_to_gold_exactly_once(tmp_path, instance, spark, monkeypatch):
     today = dt.datetime.now(dt.UTC).date()
     root = tmp_path / "data"
     # the reference data the events point to lands as files, taken by the landing sensor
-    messages = stream_messages(StreamConfig(seed=3, day=today, stores=2, transactions_per_store_day=12), root)
+    messages = stream_messages(StreamConfig(seed=3, day=today, stores=2, transactions_per_store_day=12), root / "landing")
     assert any(NEW_FIELD.encode() in m.value for m in messages)
     monkeypatch.setenv("RETAIL_KAFKA_LAG_THRESHOLD", "1")
     with LocalBroker() as broker:

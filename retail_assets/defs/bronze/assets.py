@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from retail_assets.lib import kafka as kafka_lib
 from retail_assets.lib.factories import TableOutput, TableRun, build_table_asset
-from retail_assets.lib.ingest import parse_landing_file, parse_pos_message, pos_rows_to_table
+from retail_assets.lib.ingest import compare_with_held, parse_landing_file, parse_pos_message, pos_rows_to_table
 from retail_assets.lib.landing import scan_landing
 from retail_assets.lib.resources import KafkaResource
 from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, LANDING_SOURCES, TableSpec
@@ -44,12 +45,29 @@ def landing_compute(source: str, spec: TableSpec):
         ingested_at = dt.datetime.now(dt.UTC)
         parsed = [parse_landing_file(f, spec, batch_id=run.run_id, ingested_at=ingested_at) for f in fresh]
         data = pa.concat_tables(parsed) if parsed else spec.arrow_schema().empty_table()
+        carried, changed = compare_with_held(run.engine.read_arrow(spec, run.partition), data)
+        if changed:
+            listed = "; ".join(f"{name}: {what}" for name, what in sorted(changed.items()))
+            # Not retried: the landing zone needs a person, and the partition stays as it was.
+            raise dg.Failure(
+                description=(
+                    f"{len(changed)} landing file(s) of {run.day} no longer hold what {spec.key} ingested from them ({listed}). "
+                    "Bronze keeps the records it ingested first; restore the original file, or give the new export a new "
+                    "file name, then re-run this partition."
+                ),
+                allow_retries=False,
+            )
+        gone = sorted(set(carried["_source_file"].to_pylist()))
+        if gone:
+            run.context.log.warning(f"{len(gone)} file(s) ingested into {run.day} are no longer in the landing zone; keeping their records")
+            data = pa.concat_tables([data, carried.cast(data.schema)])
         parse_errors = data.num_rows - data["_parse_error"].null_count
         return TableOutput(
             data,
             {
                 "files": len(fresh),
                 "files_already_ingested": len(files) - len(fresh),
+                "files_kept_from_earlier_runs": len(gone),
                 "records": data.num_rows,
                 "unparseable_records": parse_errors,
                 "bytes": sum(f.size for f in fresh),
@@ -64,11 +82,30 @@ landing_assets = [
 ]
 
 
+# A broker outage is usually short: retry the step with exponential backoff (about 2, 4, 8 s).
+# Nothing is written before every message of the ranges has been read, so a retry starts clean.
+KAFKA_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+
+
 def pos_transactions_compute(run: TableRun) -> TableOutput:
+    kafka: KafkaResource = run.resource("kafka")
+    try:
+        return read_pos_transactions(run, kafka)
+    except kafka_lib.OffsetsNotRetained as exc:
+        # Retrying cannot bring back offsets the broker has dropped.
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    except kafka_lib.KafkaUnavailable as exc:
+        raise kafka_lib.KafkaUnavailable(
+            f"Kafka at {kafka.bootstrap_servers} is unavailable ({exc}); nothing was written to "
+            f"{BRONZE_POS_TRANSACTIONS.key} for {run.day}. The step is retried with backoff; if it keeps failing, "
+            "check that the broker is up and reachable, then re-run the partition."
+        ) from exc
+
+
+def read_pos_transactions(run: TableRun, kafka: KafkaResource) -> TableOutput:
     """Re-read the ranges this partition already holds; the newest partition also takes
     everything after the highest committed offset up to the watermark at run start."""
     spec = BRONZE_POS_TRANSACTIONS
-    kafka: KafkaResource = run.resource("kafka")
     held = run.engine.read_arrow(spec, columns=["_partition", "_offset", "_arrival_date"])
     day = pa.scalar(run.day, pa.date32())
     mine = held.filter(pc.equal(held["_arrival_date"], day))
@@ -134,6 +171,7 @@ pos_transactions = build_table_asset(
     compute=pos_transactions_compute,
     kinds={"kafka", "spark", "delta"},
     resources=frozenset({"kafka"}),
+    retry_policy=KAFKA_RETRY_POLICY,
     # One Kafka ingestion at a time: two runs reading the same pending offsets into different
     # arrival days would hold them twice.
     pool="bronze_kafka",

@@ -14,7 +14,7 @@ import dagster as dg
 
 from retail_assets.lib import kafka as kafka_lib
 from retail_assets.lib import settings
-from retail_assets.lib.factories import asset_key
+from retail_assets.lib.factories import asset_key, daily_partitions
 from retail_assets.lib.resources import KafkaResource, LakehouseResource
 from retail_assets.lib.sensing import KafkaCursor, committed_offsets, decide_kafka_run, new_landing_batches
 from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, LANDING_SOURCES
@@ -65,19 +65,34 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakehous
         yield dg.SkipReason(f"no new complete files among the {seen} in {lakehouse.landing_path} ({time.perf_counter() - started:.2f}s)")
         return
     busy = days_in_flight(context.instance, LANDING_SENSOR)
+    partitions = daily_partitions()
+    first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
+    waiting: list[str] = []
+    requested = 0
     for batch in batches:
         day = batch.day.isoformat()
-        if day in busy:
-            # The running ingestion of this day may not see these files; the next tick asks again.
-            context.log.info(f"{batch.describe()}; waiting for run {busy[day]} of that day to finish")
+        if not first <= day <= last:
+            # A folder dated ahead of the calendar waits for its day; one before the first
+            # partition can never be ingested and needs a person (RETAIL_PARTITIONS_START).
+            when = "waits for that partition to open" if day > last else f"is before the first partition {first}; move it or lower RETAIL_PARTITIONS_START"
+            waiting.append(f"{batch.describe()}; {when}")
             continue
+        if day in busy:
+            # The running ingestion of this day may not see these files; a later tick asks again.
+            waiting.append(f"{batch.describe()}; waiting for run {busy[day]} of that day to finish")
+            continue
+        requested += 1
         yield dg.RunRequest(
             run_key=batch.run_key,
             partition_key=day,
             asset_selection=[asset_key(LANDING_SOURCES[source]) for source in batch.sources],
             tags={"retail/trigger": batch.describe()[:250], "retail/new_files": str(len(batch.files))},
         )
-    context.log.info(f"{len(batches)} arrival day(s) with new files among {seen}; tick took {time.perf_counter() - started:.2f}s")
+    for note in waiting:
+        context.log.warning(note)
+    if not requested:
+        yield dg.SkipReason(" | ".join(waiting)[:1000])
+    context.log.info(f"{requested} run(s) requested for new files among {seen}; tick took {time.perf_counter() - started:.2f}s")
 
 
 def last_run_status(instance: dg.DagsterInstance, run_key: str | None) -> str | None:
