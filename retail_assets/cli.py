@@ -3,6 +3,8 @@
     retail-assets demo       generate a week of data and run the whole asset graph (the main job)
     retail-assets generate   write synthetic landing files, Kafka events and a defect manifest
     retail-assets broker     run the local Kafka-protocol broker in the foreground
+    retail-assets produce    send today's POS events to Kafka at a rate (a live stream)
+    retail-assets latency    measure event → Gold latency with `dagster dev` running the sensors
     retail-assets ui         open the project in `dagster dev` on the main job's instance
     retail-assets grants     print the Unity Catalog grants of one environment
 """
@@ -115,6 +117,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from retail_assets.lib.tables import KAFKA_TOPIC
 
     root = Path(args.data_root or settings.local_data_root()).resolve()
+    # A fresh data root (DAGSTER_HOME set elsewhere) still needs a folder for the broker's log.
+    root.mkdir(parents=True, exist_ok=True)
     os.environ["RETAIL_DATA_ROOT"] = str(root)
     dagster_home(root)
     workspace = settings.project_root() / "workspace.yaml"
@@ -123,7 +127,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
         ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
         os.environ["RETAIL_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
         print(f"kafka broker on {broker.bootstrap_servers}; DAGSTER_HOME={os.environ['DAGSTER_HOME']}", flush=True)
-        process = subprocess.Popen([dagster, "dev", "-w", str(workspace), *args.rest])
+        # `retail-assets ui -- -h 127.0.0.1 -p 3001`: everything after `--` goes to `dagster dev`.
+        rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+        process = subprocess.Popen([dagster, "dev", "-w", str(workspace), *rest])
         try:
             return process.wait()
         except KeyboardInterrupt:
@@ -159,6 +165,41 @@ def cmd_grants(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_produce(args: argparse.Namespace) -> int:
+    import datetime as dt  # noqa: PLC0415
+
+    from retail_assets.lib.broker import ensure_topic
+    from retail_assets.lib.stream import StreamConfig, send_stream, stream_messages
+    from retail_assets.lib.tables import KAFKA_TOPIC
+
+    day = dt.date.fromisoformat(args.day) if args.day else None
+    config = StreamConfig(seed=args.seed, day=day, stores=args.stores, transactions_per_store_day=args.transactions_per_store, defects=not args.clean)
+    # With a data root, the day's reference data (customers, products, stores, inventory) lands
+    # as files beside the events, so the stream's keys resolve once the landing sensor takes them.
+    messages = stream_messages(config, Path(args.data_root).resolve() / "landing" if args.data_root else None)
+    bootstrap = args.bootstrap or settings.env("RETAIL_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+    ensure_topic(bootstrap, KAFKA_TOPIC)
+    print(f"sending {len(messages)} events to {bootstrap} {KAFKA_TOPIC} at {args.rate:g}/s", flush=True)
+
+    def report(number, batch, placed, sent_at) -> None:
+        print(f"  batch {number:>3}: {len(batch)} events, offsets {min(placed.values())} … {max(placed.values())}", flush=True)
+
+    send_stream(bootstrap, KAFKA_TOPIC, messages, rate_per_s=args.rate, batch_size=args.batch_size, on_batch=report)
+    return 0
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from retail_assets.lib.latency import measure_latency
+
+    figures = measure_latency(batches=args.batches, events_per_batch=args.events, interval_s=args.interval)
+    print(json.dumps({k: v for k, v in figures.items() if k != "latency_samples_s"}, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0 if figures["latency_batches_seen"] == figures["latency_batches"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="retail-assets", description="Retail Medallion lakehouse on Dagster.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +226,25 @@ def main(argv: list[str] | None = None) -> int:
     broker = sub.add_parser("broker", help="run the local Kafka-protocol broker in the foreground")
     broker.add_argument("--port", type=int, default=19092)
     broker.set_defaults(func=cmd_broker)
+
+    produce = sub.add_parser("produce", help="send today's POS events (duplicates, late events, a new field mid-stream) to Kafka at a rate")
+    produce.add_argument("--bootstrap", help="bootstrap servers (default: RETAIL_KAFKA_BOOTSTRAP or 127.0.0.1:19092)")
+    produce.add_argument("--rate", type=float, default=20.0, help="events per second (0 = as fast as possible)")
+    produce.add_argument("--batch-size", type=int, default=10)
+    produce.add_argument("--seed", type=int, default=7)
+    produce.add_argument("--day", help="business day of the events (default: today, UTC)")
+    produce.add_argument("--stores", type=int, default=6)
+    produce.add_argument("--transactions-per-store", type=int, default=40)
+    produce.add_argument("--clean", action="store_true", help="no defects")
+    produce.add_argument("--data-root", help="also write the day's reference data into <data-root>/landing")
+    produce.set_defaults(func=cmd_produce)
+
+    latency = sub.add_parser("latency", help="start dagster dev with sensors on and measure event → Gold latency (p50/p95)")
+    latency.add_argument("--batches", type=int, default=20)
+    latency.add_argument("--events", type=int, default=20, help="events per batch")
+    latency.add_argument("--interval", type=float, default=10.0, help="seconds between batches")
+    latency.add_argument("--out", help="write the figures as JSON")
+    latency.set_defaults(func=cmd_latency)
 
     grants = sub.add_parser("grants", help="print the Unity Catalog GRANT statements of one environment (SQL)")
     grants.add_argument("--env", required=True, help="deployment environment, e.g. dev, staging, prod")
