@@ -18,6 +18,8 @@ def kafka_resource(**overrides: Any) -> KafkaResource:
         sasl_mechanism=settings.env("RETAIL_KAFKA_SASL_MECHANISM", "") or None,
         sasl_username=dg.EnvVar("RETAIL_KAFKA_SASL_USERNAME") if settings.env("RETAIL_KAFKA_SASL_USERNAME", "") else None,
         sasl_password=dg.EnvVar("RETAIL_KAFKA_SASL_PASSWORD") if settings.env("RETAIL_KAFKA_SASL_PASSWORD", "") else None,
+        # a private CA for SSL / SASL_SSL listeners; public CAs come from the system store
+        ssl_ca_location=settings.env("RETAIL_KAFKA_SSL_CA_LOCATION", "") or None,
         **overrides,
     )
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from retail_assets.lib import rules
 from retail_assets.lib.landing import LandingFile
@@ -235,12 +236,28 @@ def _parse_csv(rows: _BronzeRows, lines: list[_Line], key_fields: tuple[str, ...
         rows.add(line.no, line.text, values=values, extra=extra)
 
 
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated key makes the record ambiguous (json.loads would silently keep the last value).
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        repeated = sorted({k for k, _ in pairs if k in seen or seen.add(k)})
+        raise _RepeatedKey(f"invalid JSON: an object repeats key {', '.join(repr(k) for k in repeated)}")
+    return obj
+
+
 def _json_object(text: str) -> tuple[dict[str, Any] | None, str | None, str | None]:
     """(object, rule, reason): the parsed object, or the ingest rule it breaks."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         return None, rules.INVALID_JSON, f"invalid JSON at column {err.colno}: {err.msg}"
+    except _RepeatedKey as err:
+        return None, rules.INVALID_JSON, str(err)
     except RecursionError:
         return None, rules.INVALID_JSON, "invalid JSON: nested too deeply to read"
     if not isinstance(value, dict):
@@ -288,6 +305,35 @@ def parse_landing_file(file: LandingFile, spec: TableSpec, *, batch_id: str, ing
     else:
         _parse_jsonl(rows, lines)
     return rows.table()
+
+
+def compare_with_held(held: pa.Table, parsed: pa.Table) -> tuple[pa.Table, dict[str, str]]:
+    """What one Bronze arrival partition already holds against a fresh parse of its files.
+
+    Returns `(carried, changed)`. `carried`: held rows of files no longer in the scan (archived,
+    deleted, or touched into another arrival date after ingestion); a re-run keeps them, since
+    overwriting the partition without them would lose records Bronze already had. `changed`:
+    file → what differs, for files whose content is no longer what Bronze ingested (a new export
+    renamed over an ingested one); Bronze must not silently swap records it already holds.
+    Lines appended to an ingested file are neither: they are new records.
+    """
+    if held.num_rows == 0:
+        return held, {}
+    present = pc.unique(parsed["_source_file"])
+    carried = held.filter(pc.invert(pc.is_in(held["_source_file"], value_set=present)))
+    mine = held.filter(pc.is_in(held["_source_file"], value_set=present))
+    now = dict(zip(parsed["_source"].to_pylist(), parsed["_raw_record"].to_pylist()))
+    changed: dict[str, str] = {}
+    for file, source, line, raw in zip(
+        mine["_source_file"].to_pylist(), mine["_source"].to_pylist(), mine["_source_line"].to_pylist(), mine["_raw_record"].to_pylist()
+    ):
+        if file in changed:
+            continue
+        if source not in now:
+            changed[file] = f"line {line} is gone"
+        elif now[source] != raw:
+            changed[file] = f"line {line} differs"
+    return carried, changed
 
 
 # ---------------------------------------------------------------------------------------------

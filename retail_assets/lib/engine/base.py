@@ -54,6 +54,12 @@ class PartitionRange:
         return self.start.isoformat() if self.start == self.end else f"{self.start}…{self.end}"
 
 
+class ConcurrentWriteError(RuntimeError):
+    """Another writer committed to the table between this write's read and its commit.
+
+    Delta's optimistic concurrency refused this commit, so nothing of it is in the table."""
+
+
 @dataclass(frozen=True)
 class CommitInfo:
     """What a write produced, reported as materialization metadata."""

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from retail_assets.lib.engine.base import CommitInfo, LakehouseEngine, PartitionRange
+from retail_assets.lib.engine.base import CommitInfo, ConcurrentWriteError, LakehouseEngine, PartitionRange
 from retail_assets.lib.engine.delta_spark import zorder_columns
 from retail_assets.lib.spark import get_spark
 from retail_assets.lib.tables import TableSpec
@@ -100,7 +100,8 @@ class DeltaRsEngine(LakehouseEngine):
                 raise ValueError(
                     f"refusing to write {spec.key}: rows for {lo}…{hi} fall outside the partitions being replaced ({partitions})"
                 )
-        write_deltalake(
+        self._write_delta(
+            spec,
             self.location(spec),
             arrow,
             mode="overwrite",
@@ -114,7 +115,8 @@ class DeltaRsEngine(LakehouseEngine):
 
     def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table) -> CommitInfo:
         arrow = self._to_arrow(spec, data)
-        write_deltalake(
+        self._write_delta(
+            spec,
             self.location(spec),
             arrow,
             mode="overwrite",
@@ -138,7 +140,8 @@ class DeltaRsEngine(LakehouseEngine):
             if app_version is None:
                 raise ValueError("append with app_id needs app_version")
             commit_properties = CommitProperties(app_transactions=[Transaction(app_id=app_id, version=app_version)])
-        write_deltalake(
+        self._write_delta(
+            spec,
             self.location(spec),
             arrow,
             mode="append",
@@ -149,6 +152,17 @@ class DeltaRsEngine(LakehouseEngine):
             description=spec.description,
         )
         return self._commit_info(spec, "append", arrow)
+
+    def _write_delta(self, spec: TableSpec, location: str, data: pa.Table, **kwargs: Any) -> None:
+        try:
+            write_deltalake(location, data, **kwargs)
+        except CommitFailedError as exc:
+            what = f"partitions where {kwargs['predicate']}" if kwargs.get("predicate") else "the table"
+            raise ConcurrentWriteError(
+                f"another run committed to {spec.key} while this run was writing {what}; Delta refused this run's commit, "
+                f"so the table holds the other run's data and nothing of this one. Re-run the partition if its result is "
+                f"still wanted (it replaces, never adds to, the other run's rows). delta-rs: {str(exc).splitlines()[0]}"
+            ) from exc
 
     def _commit_info(self, spec: TableSpec, operation: str, arrow: pa.Table) -> CommitInfo:
         return CommitInfo(

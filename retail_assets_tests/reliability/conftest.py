@@ -1,0 +1,74 @@
+"""A small lakehouse built once from hostile inputs: one arrival day of landing files and Kafka
+events (see `hostile.py`) run through every stage job. It is the fault-free reference the crash
+tests compare against and the Gold the security tests scan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+
+from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
+from retail_assets.lib.engine import DeltaRsEngine
+from retail_assets.lib.pipeline import STAGES, RunSummary, run_stage
+from retail_assets.lib.tables import KAFKA_TOPIC, TableSpec
+from retail_assets_tests.reliability import hostile
+
+
+@dataclass
+class HostileLake:
+    root: Path
+    engine: DeltaRsEngine
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    summaries: list[RunSummary]
+    expected: list[hostile.Expected]  # refs resolved to Bronze `_source`
+    kafka_values: dict[str, bytes | None]  # Bronze `_source` of each message → the bytes sent
+    day: str
+
+
+def build_defs(root: Path, bootstrap: str, mp: pytest.MonkeyPatch, **env: str) -> dg.Definitions:
+    """Definitions of the local environment over `root`; env vars stay set for the caller's scope."""
+    mp.setenv("RETAIL_DATA_ROOT", str(root))
+    mp.setenv("RETAIL_KAFKA_BOOTSTRAP", bootstrap)
+    for name, value in env.items():
+        mp.setenv(name, value)
+    from retail_assets.definitions import build_definitions
+
+    return build_definitions()
+
+
+def snapshot(engine: DeltaRsEngine, spec: TableSpec) -> pa.Table:
+    """Table content without run-specific columns, in a canonical order."""
+    table = engine.read_arrow(spec)
+    table = table.drop_columns([c for c in spec.volatile_columns if c in table.column_names])
+    return table.sort_by([(c, "ascending") for c in table.column_names if not pa.types.is_binary(table.schema.field(c).type)])
+
+
+def run_all_stages(defs: dg.Definitions, instance: dg.DagsterInstance, day: str, *, stages=STAGES) -> list[RunSummary]:
+    # Every file and event arrives on `day` and (apart from late and future ones) happens on it,
+    # so one partition of each stage builds the whole lakehouse.
+    return [run_stage(defs, stage, day, instance) for stage in stages]
+
+
+@pytest.fixture(scope="session")
+def hostile_lake(tmp_path_factory, spark) -> HostileLake:
+    root = tmp_path_factory.mktemp("hostile_lake")
+    landing = hostile.landing_files()
+    hostile.write_landing(root / "landing", landing)
+    messages, kafka_expected = hostile.kafka_messages()
+    with pytest.MonkeyPatch.context() as mp, LocalBroker() as broker:
+        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC, partitions=1)
+        placed = produce(broker.bootstrap_servers, KAFKA_TOPIC, messages)
+        defs = build_defs(root, broker.bootstrap_servers, mp)
+        instance = dg.DagsterInstance.ephemeral()
+        summaries = run_all_stages(defs, instance, hostile.D)
+    resolved = [
+        hostile.Expected(e.case, placed[int(e.ref.split("#")[1])], e.outcome, e.rule, e.record_key) for e in kafka_expected
+    ]
+    values = {placed[m.index]: m.value for m in messages}
+    return HostileLake(root, DeltaRsEngine(root / "lakehouse", spark=spark), defs, instance, summaries,
+                       landing.expected + resolved, values, hostile.D)

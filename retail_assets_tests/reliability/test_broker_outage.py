@@ -1,0 +1,117 @@
+"""The Kafka broker goes away: ingestion fails clearly and commits nothing, the step is retried
+with backoff, and a retry that finds the broker back ingests every offset exactly once."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from retail_assets.defs.bronze.assets import KAFKA_RETRY_POLICY, pos_transactions, pos_transactions_compute
+from retail_assets.lib import kafka as kafka_lib
+from retail_assets.lib.broker import LocalBroker, ensure_topic, free_port, produce
+from retail_assets.lib.engine import DeltaRsEngine
+from retail_assets.lib.factories import build_table_asset
+from retail_assets.lib.resources import KafkaResource, LakehouseResource
+from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, KAFKA_TOPIC
+from retail_assets_tests.reliability import hostile
+from retail_assets_tests.reliability.conftest import snapshot
+
+pytestmark = pytest.mark.reliability
+
+# The Bronze Kafka asset without its retry policy: the same computation, so a failure shows at
+# once instead of after the backoff (the retries themselves are proven below).
+UNRETRIED = build_table_asset(spec=BRONZE_POS_TRANSACTIONS, upstream=[], compute=pos_transactions_compute, resources=frozenset({"kafka"}))
+
+
+def resources(root, port: int) -> dict:
+    return {
+        "lakehouse": LakehouseResource(root=str(root / "lakehouse"), landing_root=str(root / "landing")),
+        "kafka": KafkaResource(bootstrap_servers=f"127.0.0.1:{port}", request_timeout_s=2, read_timeout_s=5),
+        "pyspark_step_launcher": dg.ResourceDefinition.none_resource(),
+    }
+
+
+def ingest(root, port: int, instance: dg.DagsterInstance, asset=UNRETRIED) -> dg.ExecuteInProcessResult:
+    return dg.materialize([asset], resources=resources(root, port), partition_key=hostile.D, instance=instance, raise_on_error=False)
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    return "\n".join(e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure)
+
+
+def test_kafka_bronze_has_a_retry_policy_with_backoff():
+    policy = pos_transactions.op.retry_policy
+    assert policy is KAFKA_RETRY_POLICY
+    assert policy.max_retries >= 2 and policy.delay and policy.backoff is dg.Backoff.EXPONENTIAL
+
+
+def test_unreachable_broker_fails_clearly_and_commits_nothing(tmp_path, spark, monkeypatch):
+    engine = DeltaRsEngine(tmp_path / "lakehouse", spark=spark)
+    instance = dg.DagsterInstance.ephemeral()
+    messages = hostile.kafka_messages()[0][:6]
+    port = free_port()
+    with LocalBroker(port) as broker:
+        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC, partitions=1)
+        produce(broker.bootstrap_servers, KAFKA_TOPIC, messages)
+        assert ingest(tmp_path, port, instance).success
+    before, version = snapshot(engine, BRONZE_POS_TRANSACTIONS), engine.version(BRONZE_POS_TRANSACTIONS)
+    assert before.num_rows == 6
+
+    # down before the run starts
+    down = ingest(tmp_path, port, instance)
+    assert not down.success
+    message = failure_message(down)
+    assert f"127.0.0.1:{port} is unavailable" in message and "nothing was written" in message, message
+    assert engine.version(BRONZE_POS_TRANSACTIONS) == version
+
+    # up for the watermarks, gone while the range is read
+    with LocalBroker(port) as broker:
+        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC, partitions=1)
+        produce(broker.bootstrap_servers, KAFKA_TOPIC, messages + hostile.kafka_messages()[0][6:9])
+        real = kafka_lib.watermarks
+        calls = []
+
+        def watermarks(config, topic, **kw):
+            calls.append(topic)
+            if len(calls) == 2:  # read_ranges checks retention first: the broker dies right then
+                broker.stop()
+            return real(config, topic, **kw)
+
+        monkeypatch.setattr(kafka_lib, "watermarks", watermarks)
+        mid = ingest(tmp_path, port, instance)
+    assert not mid.success and len(calls) == 2
+    assert "is unavailable" in failure_message(mid)
+    assert engine.version(BRONZE_POS_TRANSACTIONS) == version
+    assert snapshot(engine, BRONZE_POS_TRANSACTIONS).equals(before)
+
+
+def test_retry_with_backoff_ingests_once_when_the_broker_returns(tmp_path, spark, monkeypatch):
+    engine = DeltaRsEngine(tmp_path / "lakehouse", spark=spark)
+    messages = hostile.kafka_messages()[0][:8]
+    port = free_port()
+    broker = LocalBroker(port)
+    real = kafka_lib.watermarks
+    failures = []
+
+    def watermarks(config, topic, **kw):
+        try:
+            return real(config, topic, **kw)
+        except kafka_lib.KafkaUnavailable:
+            if not failures:
+                # the outage ends during the backoff before the first retry
+                broker.start()
+                ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC, partitions=1)
+                produce(broker.bootstrap_servers, KAFKA_TOPIC, messages)
+            failures.append(topic)
+            raise
+
+    monkeypatch.setattr(kafka_lib, "watermarks", watermarks)
+    try:
+        result = ingest(tmp_path, port, dg.DagsterInstance.ephemeral(), asset=pos_transactions)
+    finally:
+        broker.stop()
+    assert result.success and failures == [KAFKA_TOPIC]
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 1 and retries[0].event_specific_data.seconds_to_wait >= KAFKA_RETRY_POLICY.delay
+    held = engine.read_arrow(BRONZE_POS_TRANSACTIONS, columns=["_offset"])["_offset"].to_pylist()
+    assert sorted(held) == list(range(len(messages)))

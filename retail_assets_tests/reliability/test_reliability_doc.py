@@ -1,0 +1,69 @@
+"""docs/reliability.md and the reliability tests cannot drift apart."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from retail_assets_tests.reliability import hostile
+
+pytestmark = pytest.mark.reliability
+
+HERE = Path(__file__).parent
+DOC = HERE.parents[1] / "docs" / "reliability.md"
+REFERENCE = re.compile(r"`(test_\w+)\.py::(test_\w+)`")
+CASE = re.compile(r"`([a-z0-9_]+)`")
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def _reliability_tests() -> dict[str, set[str]]:
+    """module → test functions, for every module of this package marked `reliability`."""
+    found = {}
+    for path in sorted(HERE.glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        marked = any(
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets)
+            and "reliability" in ast.unparse(node.value)
+            for node in tree.body
+        )
+        assert marked, f"{path.name} lacks pytestmark = pytest.mark.reliability"
+        found[path.stem] = {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
+    return found
+
+
+def test_doc_and_tests_match():
+    rows = _table_rows(DOC.read_text())
+    assert len(rows) > 40
+    tests = _reliability_tests()
+    referenced = set()
+    for row in rows:
+        if row[-1] == "test":
+            continue  # a header
+        assert len(row) == 3, row
+        refs = REFERENCE.findall(row[2])
+        assert refs, f"row without a test: {row[0]}"
+        for module, name in refs:
+            assert name in tests.get(module, set()), f"docs/reliability.md names {module}.py::{name}, which does not exist"
+            referenced.add((module, name))
+    unnamed = sorted(f"{m}.py::{n}" for m, names in tests.items() for n in names if (m, n) not in referenced)
+    assert unnamed == [], "reliability tests missing from docs/reliability.md"
+
+    # every hostile case has its row, in the table of its channel
+    text = DOC.read_text()
+    files_part, kafka_part = text.split("## Hostile Kafka events")
+    file_cases = {e.case for e in hostile.landing_files().expected} - {"clean_file"}
+    kafka_cases = {case for case, *_ in hostile.KAFKA_CASES}
+    in_files = {c for row in _table_rows(files_part) for c in CASE.findall(row[0])}
+    in_kafka = {c for row in _table_rows(kafka_part.split("## Faults")[0]) for c in CASE.findall(row[0])}
+    assert sorted(file_cases - in_files) == [] and sorted(kafka_cases - in_kafka) == []
