@@ -193,6 +193,8 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
     from retail_assets.lib.latency import measure_latency
 
+    # SIGTERM unwinds like Ctrl-C, so the dagster dev it started is stopped with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     figures = measure_latency(batches=args.batches, events_per_batch=args.events, interval_s=args.interval)
     print(json.dumps({k: v for k, v in figures.items() if k != "latency_samples_s"}, indent=2))
     if args.out:

@@ -13,11 +13,16 @@ import datetime as dt
 import dagster as dg
 
 
-def follow_upstream(lookback_days: int) -> dg.AutomationCondition:
+def follow_upstream(lookback_days: int, *, not_triggered_by: tuple[dg.AssetKey, ...] = ()) -> dg.AutomationCondition:
+    """`not_triggered_by`: inputs whose updates alone should not rebuild the table (the calendar,
+    which only ever gains new days); they still gate it through their checks."""
     blocking_check_failed = dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed(), blocking_only=True)
+    updated = dg.AutomationCondition.any_deps_updated()
+    if not_triggered_by:
+        updated = updated.ignore(dg.AssetSelection.assets(*not_triggered_by))
     return (
         dg.AutomationCondition.in_latest_time_window(lookback_delta=dt.timedelta(days=lookback_days))
-        & dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & updated.since_last_handled()
         & ~dg.AutomationCondition.any_deps_match(blocking_check_failed)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
