@@ -67,12 +67,12 @@ def sensors_running_by_default() -> bool:
 
 def kafka_lag_threshold() -> int:
     """Pending offsets that trigger a Bronze run at once (`RETAIL_KAFKA_LAG_THRESHOLD`)."""
-    return int(os.environ.get("RETAIL_KAFKA_LAG_THRESHOLD", "500"))
+    return int(os.environ.get("RETAIL_KAFKA_LAG_THRESHOLD", "200"))
 
 
 def kafka_max_wait_seconds() -> float:
     """Longest an offset waits below the lag threshold before a run is requested anyway."""
-    return float(os.environ.get("RETAIL_KAFKA_MAX_WAIT_SECONDS", "20"))
+    return float(os.environ.get("RETAIL_KAFKA_MAX_WAIT_SECONDS", "10"))
 
 
 def deployment_env() -> str:
