@@ -115,3 +115,20 @@ def test_retry_with_backoff_ingests_once_when_the_broker_returns(tmp_path, spark
     assert len(retries) == 1 and retries[0].event_specific_data.seconds_to_wait >= KAFKA_RETRY_POLICY.delay
     held = engine.read_arrow(BRONZE_POS_TRANSACTIONS, columns=["_offset"])["_offset"].to_pylist()
     assert sorted(held) == list(range(len(messages)))
+
+
+def test_offsets_the_broker_no_longer_holds_fail_without_retry(tmp_path, spark):
+    instance = dg.DagsterInstance.ephemeral()
+    port = free_port()
+    with LocalBroker(port) as broker:
+        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC, partitions=1)
+        produce(broker.bootstrap_servers, KAFKA_TOPIC, hostile.kafka_messages()[0][:4])
+        assert ingest(tmp_path, port, instance, asset=pos_transactions).success
+    # the local broker keeps nothing across a restart: the recorded range cannot be re-read
+    with LocalBroker(port) as broker:
+        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC, partitions=1)
+        result = ingest(tmp_path, port, instance, asset=pos_transactions)
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"], "retrying cannot bring offsets back"
+    assert "no longer (or not yet) on the broker" in failure_message(result)
+    assert DeltaRsEngine(tmp_path / "lakehouse", spark=spark).read_arrow(BRONZE_POS_TRANSACTIONS).num_rows == 4

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
@@ -161,7 +162,7 @@ def _stale(engine: DeltaRsEngine, spec: TableSpec, keep: int) -> pa.Table:
 def test_kill_during_silver_partition_overwrite(hostile_lake, tmp_path, monkeypatch):
     """Sales lines and returns are two commits of one step: killed after the first and in the
     middle of the second, the re-run still leaves both equal to the fault-free run."""
-    inputs = [t for t in STAGE["ingest_bronze"].tables + STAGE["refine_master_data"].tables]
+    inputs = STAGE["ingest_bronze"].tables + STAGE["refine_master_data"].tables
     copy_lake(hostile_lake.root, tmp_path, *inputs, SILVER_SALES_LINES, SILVER_RETURNS)
     engine = DeltaRsEngine(tmp_path / "lakehouse", spark=hostile_lake.engine.spark)
     stale_lines = _stale(engine, SILVER_SALES_LINES, 3)
@@ -199,5 +200,6 @@ def test_kill_during_scd2_update(hostile_lake, tmp_path, monkeypatch):
         assert expected.num_rows > 1, spec.key
         assert snapshot(engine, spec).equals(expected), spec.key
     # C001 changed twice: two versions, one of them current
-    versions = engine.read_arrow(GOLD_DIM_CUSTOMER).filter(pa.compute.equal(engine.read_arrow(GOLD_DIM_CUSTOMER)["customer_id"], "C001"))
+    dim = engine.read_arrow(GOLD_DIM_CUSTOMER)
+    versions = dim.filter(pc.equal(dim["customer_id"], "C001"))
     assert versions.num_rows == 2 and versions["is_current"].to_pylist().count(True) == 1

@@ -3,7 +3,6 @@ no way out of the landing root, SASL_SSL for a managed Kafka, Unity Catalog gran
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import uuid
