@@ -10,7 +10,12 @@ import dagster as dg
 
 import retail_assets.defs
 from retail_assets.lib.environments import resources_for
-from retail_assets.lib.settings import get_environment, sensors_running_by_default
+from retail_assets.lib.settings import Environment, get_environment, sensors_running_by_default
+
+# Locally the steps of a run share its process and so one Spark JVM: starting a JVM per step
+# costs more than the steps of a daily partition do. On Databricks the step launcher submits
+# each step to a job cluster, and independent steps run side by side.
+EXECUTORS = {Environment.LOCAL: dg.in_process_executor, Environment.DATABRICKS: dg.multiprocess_executor}
 
 AUTOMATION_SENSOR = "downstream_automation"
 AUTOMATION_INTERVAL_S = 15
@@ -33,7 +38,9 @@ def build_definitions() -> dg.Definitions:
     layers = dg.components.load_defs(retail_assets.defs)
     return dg.Definitions.merge(
         layers,
-        dg.Definitions(sensors=[automation_sensor()], resources=resources_for(get_environment())),
+        dg.Definitions(
+            sensors=[automation_sensor()], resources=resources_for(get_environment()), executor=EXECUTORS[get_environment()]
+        ),
     )
 
 

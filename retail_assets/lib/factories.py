@@ -8,6 +8,8 @@ layer-specific from the compute function passed in.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -73,6 +75,48 @@ def definition_metadata(spec: TableSpec) -> dict[str, Any]:
         "partitioned_by": f"{spec.partition_column} ({spec.partitioning.value})",
         "write_mode": "rebuild (whole table, one commit)" if spec.rebuild else "partition overwrite (one commit)",
     }
+
+
+# A column of this table and the (input table, column) pairs it is computed from.
+ColumnSources = Mapping[str, Sequence[tuple[TableSpec, str]]]
+COLUMN_LINEAGE = "dagster/column_lineage"
+CODE_REFERENCES = "dagster/code_references"
+
+
+def column_lineage(
+    spec: TableSpec, upstream: Sequence[Upstream], sources: Sequence[dg.AssetSpec] = (), derived: ColumnSources | None = None
+) -> dg.TableColumnLineage | None:
+    """Column lineage where it is simple to state: a column fed by the same-named column of a
+    direct input (reference data read whole only validates keys, it feeds no values; audit
+    columns are the layer's own), plus the derivations a layer declares (aggregates, hashes)."""
+    feeding = [(asset_key(u.spec), set(u.spec.column_names)) for u in upstream if not isinstance(u.mapping, dg.AllPartitionMapping)]
+    for source in sources:
+        schema = source.metadata.get("dagster/column_schema")
+        feeding.append((source.key, {c.name for c in schema.columns} if schema else set()))
+    deps_by_column: dict[str, list[dg.TableColumnDep]] = {}
+    for column in spec.column_names:
+        deps = [] if column.startswith("_") else [dg.TableColumnDep(key, column) for key, names in feeding if column in names]
+        deps += [dg.TableColumnDep(asset_key(s), c) for s, c in (derived or {}).get(column, ())]
+        if deps:
+            deps_by_column[column] = deps
+    return dg.TableColumnLineage(deps_by_column) if deps_by_column else None
+
+
+def code_references(fn: Callable[..., Any]) -> dg.CodeReferencesMetadataValue:
+    """Where the table-specific code of an asset lives (its compute function, not the factory).
+
+    On Dagster+ the reference links to the deployed commit in git; elsewhere it opens the file.
+    """
+    fn = inspect.unwrap(fn)
+    path = inspect.getsourcefile(fn) or ""
+    line = inspect.getsourcelines(fn)[1]
+    git_url, git_sha = os.environ.get("DAGSTER_CLOUD_GIT_URL"), os.environ.get("DAGSTER_CLOUD_GIT_SHA")
+    if git_url and git_sha:
+        relative = os.path.relpath(path, settings.project_root())
+        reference = dg.UrlCodeReference(url=f"{git_url.rstrip('/')}/blob/{git_sha}/{relative}#L{line}", label="compute")
+    else:
+        reference = dg.LocalFileCodeReference(file_path=path, line_number=line, label="compute")
+    return dg.CodeReferencesMetadataValue(code_references=[reference])
 
 
 def describe(spec: TableSpec) -> str:
@@ -143,7 +187,9 @@ Compute = Callable[[TableRun], "DataFrame | pa.Table | TableOutput"]
 MultiCompute = Callable[[TableRun], Mapping[str, "DataFrame | pa.Table | TableOutput"]]
 
 
-def materialization_metadata(spec: TableSpec, commit: CommitInfo, day: dt.date, extra: Mapping[str, Any]) -> dict[str, Any]:
+def materialization_metadata(
+    spec: TableSpec, commit: CommitInfo, day: dt.date, extra: Mapping[str, Any], lineage: dg.TableColumnLineage | None = None
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "dagster/row_count": commit.rows_written,
         "dagster/table_name": spec.key,
@@ -153,6 +199,8 @@ def materialization_metadata(spec: TableSpec, commit: CommitInfo, day: dt.date, 
         "delta_operation": commit.operation,
         "partition": day.isoformat(),
     }
+    if lineage is not None:
+        metadata[COLUMN_LINEAGE] = lineage
     if commit.preview is not None and commit.preview.num_rows:
         metadata["preview"] = dg.MetadataValue.md(_markdown(commit.preview))
     metadata.update(extra)
@@ -166,8 +214,9 @@ def _markdown(table: pa.Table) -> str:
     return frame.to_markdown(index=False)
 
 
-def _deps(upstream: Sequence[Upstream]) -> list[dg.AssetDep]:
-    return [dg.AssetDep(asset_key(u.spec), partition_mapping=u.mapping) for u in upstream]
+def _deps(upstream: Sequence[Upstream], sources: Sequence[dg.AssetSpec] = ()) -> list[dg.AssetDep]:
+    # External sources (landing folders, the Kafka topic) are not partitioned: every partition reads them.
+    return [dg.AssetDep(asset_key(u.spec), partition_mapping=u.mapping) for u in upstream] + [dg.AssetDep(s.key) for s in sources]
 
 
 def _history_markdown(history: list[dict[str, Any]]) -> str:
@@ -178,12 +227,14 @@ def _history_markdown(history: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def _write(run: TableRun, spec: TableSpec, produced: DataFrame | pa.Table | TableOutput) -> dg.MaterializeResult:
+def _write(
+    run: TableRun, spec: TableSpec, produced: DataFrame | pa.Table | TableOutput, lineage: dg.TableColumnLineage | None = None
+) -> dg.MaterializeResult:
     output = produced if isinstance(produced, TableOutput) else TableOutput(produced)
     commit = run.engine.write(spec, output.data, run.partition)
     output.metadata.setdefault("delta_history", dg.MetadataValue.md(_history_markdown(run.engine.history(spec, 3))))
     run.context.log.info(f"{spec.key} partition {run.day}: wrote {commit.rows_written} rows, Delta version {commit.version}")
-    return dg.MaterializeResult(asset_key=asset_key(spec), metadata=materialization_metadata(spec, commit, run.day, output.metadata))
+    return dg.MaterializeResult(asset_key=asset_key(spec), metadata=materialization_metadata(spec, commit, run.day, output.metadata, lineage))
 
 
 FOLLOW = object()  # sentinel: the layer's default automation
@@ -212,9 +263,17 @@ def build_table_asset(
     pool: str | None = None,
     kinds: set[str] | None = None,
     resources: frozenset[str] = frozenset(),
+    sources: Sequence[dg.AssetSpec] = (),
+    derived_columns: ColumnSources | None = None,
     retry_policy: dg.RetryPolicy | None = None,
 ) -> dg.AssetsDefinition:
-    """`retry_policy`: for tables whose source can be briefly unavailable (a broker)."""
+    """`sources`: external assets the table reads (landing folders, the Kafka topic);
+    `derived_columns`: column lineage that is not a same-named input column;
+    `retry_policy`: for tables whose source can be briefly unavailable (a broker)."""
+    lineage = column_lineage(spec, upstream, sources, derived_columns)
+    metadata = {**definition_metadata(spec), CODE_REFERENCES: code_references(compute)}
+    if lineage is not None:
+        metadata[COLUMN_LINEAGE] = lineage
 
     @dg.asset(
         required_resource_keys={"lakehouse", STEP_LAUNCHER, *resources},
@@ -222,11 +281,11 @@ def build_table_asset(
         group_name=spec.layer.value,
         description=describe(spec),
         partitions_def=daily_partitions(),
-        deps=_deps(upstream),
+        deps=_deps(upstream, sources),
         kinds=kinds or KINDS,
         owners=OWNERS,
         tags=_tags(spec),
-        metadata=definition_metadata(spec),
+        metadata=metadata,
         automation_condition=_automation(spec, automation_condition),
         pool=pool,
         retry_policy=retry_policy,
@@ -234,7 +293,7 @@ def build_table_asset(
     def _asset(context) -> dg.MaterializeResult:
         run = TableRun(context, context.resources.lakehouse, dt.date.fromisoformat(context.partition_key))
         try:
-            return _write(run, spec, compute(run))
+            return _write(run, spec, compute(run), lineage)
         finally:
             run.release()
 
@@ -263,7 +322,11 @@ def build_multi_table_asset(
                 kinds=KINDS,
                 owners=OWNERS,
                 tags=_tags(s),
-                metadata=definition_metadata(s),
+                metadata={
+                    **definition_metadata(s),
+                    CODE_REFERENCES: code_references(compute),
+                    **({COLUMN_LINEAGE: lineage} if (lineage := column_lineage(s, upstream)) else {}),
+                },
                 automation_condition=_automation(s, automation_condition),
             )
             for s in specs
@@ -277,7 +340,7 @@ def build_multi_table_asset(
         try:
             produced = compute(run)
             for s in specs:
-                yield _write(run, s, produced[s.name])
+                yield _write(run, s, produced[s.name], column_lineage(s, upstream))
         finally:
             run.release()
 

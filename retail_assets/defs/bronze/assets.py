@@ -8,6 +8,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from retail_assets.defs.sources.assets import LANDING_ZONE, POS_TOPIC
 from retail_assets.lib import kafka as kafka_lib
 from retail_assets.lib.factories import TableOutput, TableRun, build_table_asset
 from retail_assets.lib.ingest import compare_with_held, parse_landing_file, parse_pos_message, pos_rows_to_table
@@ -78,7 +79,8 @@ def landing_compute(source: str, spec: TableSpec):
 
 
 landing_assets = [
-    build_table_asset(spec=spec, upstream=[], compute=landing_compute(source, spec)) for source, spec in LANDING_SOURCES.items()
+    build_table_asset(spec=spec, upstream=[], sources=[LANDING_ZONE[source]], compute=landing_compute(source, spec))
+    for source, spec in LANDING_SOURCES.items()
 ]
 
 
@@ -168,6 +170,7 @@ def kafka_timestamp(msg) -> dt.datetime | None:
 pos_transactions = build_table_asset(
     spec=BRONZE_POS_TRANSACTIONS,
     upstream=[],
+    sources=[POS_TOPIC],
     compute=pos_transactions_compute,
     kinds={"kafka", "spark", "delta"},
     resources=frozenset({"kafka"}),

@@ -52,6 +52,12 @@ def dimension_compute(silver_spec, build):
 dim_customer = build_table_asset(
     spec=GOLD_DIM_CUSTOMER,
     upstream=[Upstream(SILVER_CUSTOMERS)],
+    derived_columns={
+        "email_hash": [(SILVER_CUSTOMERS, "email")],
+        "email_masked": [(SILVER_CUSTOMERS, "email")],
+        "phone_hash": [(SILVER_CUSTOMERS, "phone")],
+        "phone_masked": [(SILVER_CUSTOMERS, "phone")],
+    },
     compute=dimension_compute(SILVER_CUSTOMERS, gold.build_dim_customer),
     pool=DIMENSION_POOL,
 )
@@ -114,13 +120,29 @@ def daily_store_sales_compute(run: TableRun) -> TableOutput:
     return TableOutput(agg, {k: float(v or 0) for k, v in totals.asDict().items()})
 
 
+# Aggregate columns and the fact columns they sum or count.
+FACT_MEASURES = {
+    "revenue": [(GOLD_FACT_SALES, "net_amount"), (GOLD_FACT_SALES, "line_type")],
+    "returns_amount": [(GOLD_FACT_SALES, "net_amount"), (GOLD_FACT_SALES, "line_type")],
+    "net_revenue": [(GOLD_FACT_SALES, "net_amount")],
+    "transactions": [(GOLD_FACT_SALES, "transaction_id")],
+    "units": [(GOLD_FACT_SALES, "quantity")],
+    "units_sold": [(GOLD_FACT_SALES, "quantity")],
+    "units_returned": [(GOLD_FACT_SALES, "quantity")],
+    "unique_customers": [(GOLD_FACT_SALES, "customer_id")],
+}
+
 agg_daily_store_sales = build_table_asset(
-    spec=GOLD_AGG_DAILY_STORE_SALES, upstream=[Upstream(GOLD_FACT_SALES)], compute=daily_store_sales_compute
+    spec=GOLD_AGG_DAILY_STORE_SALES,
+    upstream=[Upstream(GOLD_FACT_SALES)],
+    compute=daily_store_sales_compute,
+    derived_columns=FACT_MEASURES,
 )
 agg_product_performance = build_table_asset(
     spec=GOLD_AGG_PRODUCT_PERFORMANCE,
     upstream=[Upstream(GOLD_FACT_SALES), Upstream(GOLD_DIM_PRODUCT, window(0, L))],
     compute=lambda run: TableOutput(gold.agg_product_performance(run.read(GOLD_FACT_SALES), run.read_all(GOLD_DIM_PRODUCT))),
+    derived_columns={**FACT_MEASURES, "gross_margin": [(GOLD_FACT_SALES, "net_amount"), (GOLD_DIM_PRODUCT, "unit_cost")]},
 )
 
 
@@ -135,6 +157,13 @@ agg_customer_lifetime_value = build_table_asset(
     # re-materializing a day picks up any earlier day that changed.
     upstream=[Upstream(GOLD_FACT_SALES)],
     compute=customer_lifetime_value_compute,
+    derived_columns={
+        "total_spend": [(GOLD_FACT_SALES, "net_amount")],
+        "orders": [(GOLD_FACT_SALES, "transaction_id")],
+        "first_purchase": [(GOLD_FACT_SALES, "event_date")],
+        "last_purchase": [(GOLD_FACT_SALES, "event_date")],
+        "average_order_value": [(GOLD_FACT_SALES, "net_amount"), (GOLD_FACT_SALES, "transaction_id")],
+    },
 )
 
 

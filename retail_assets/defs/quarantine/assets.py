@@ -47,15 +47,29 @@ def union(frames: list[DataFrame]) -> DataFrame:
     return reduce(DataFrame.unionByName, frames)
 
 
+def day_records_in(run: TableRun) -> int:
+    """Records that arrived on the partition's day, in the unit conservation counts in."""
+    counted = union([silver.count_records_in(run.read(spec), spec.key) for spec in BRONZE_TABLES]).agg(F.sum("records").alias("n")).first()
+    return int(counted["n"] or 0)
+
+
+def reject_figures(run: TableRun, quarantined: DataFrame) -> dict[str, float | int]:
+    """Numeric per-partition figures the UI plots: the share of the day's records quarantined."""
+    rows, records_in = quarantined.count(), day_records_in(run)
+    return {"records_in": records_in, "reject_rate": round(rows / records_in, 6) if records_in else 0.0}
+
+
 def ingest_rejects_compute(run: TableRun) -> TableOutput:
     frames = [silver.ingest_rejects(run.read(spec), source_table=spec.key, batch_id=run.run_id) for spec in BRONZE_TABLES]
-    return TableOutput(union(frames))
+    rejects = union(frames).cache()
+    return TableOutput(rejects, reject_figures(run, rejects))
 
 
 ingest_rejects = build_table_asset(
     spec=QUARANTINE_INGEST_REJECTS,
     upstream=[Upstream(spec) for spec in BRONZE_TABLES],
     compute=ingest_rejects_compute,
+    derived_columns={"original_record": [(spec, "_raw_record") for spec in BRONZE_TABLES], "original_bytes": [(spec, "_raw_bytes") for spec in BRONZE_TABLES]},
 )
 
 
@@ -95,7 +109,10 @@ def rule_violations_compute(run: TableRun) -> TableOutput:
     # Exact re-sends are dropped, not quarantined; their count is recorded here so the
     # conservation check can account for them (SPEC §5).
     duplicates = screening.duplicates.count()
-    return TableOutput(violations, {DUPLICATES_METADATA: duplicates, **{f"rule_{k}": v for k, v in sorted(by_rule.items())}})
+    return TableOutput(
+        violations,
+        {DUPLICATES_METADATA: duplicates, **reject_figures(run, violations), **{f"rule_{k}": v for k, v in sorted(by_rule.items())}},
+    )
 
 
 rule_violations = build_table_asset(

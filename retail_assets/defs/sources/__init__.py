@@ -1,0 +1,1 @@
+"""Sources: the landing zone folders and the Kafka topic that Bronze reads."""
