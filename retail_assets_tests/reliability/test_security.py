@@ -104,7 +104,7 @@ def test_no_gold_table_holds_raw_email_or_phone(hostile_lake):
     phones = {"".join(ch for ch in p if ch.isdigit()) for p in customers["phone"].to_pylist() if p}
     assert emails == {"ada.lovelace@example.com", "alan.turing@example.org"} and len(phones) == 2
     gold = [t for t in TABLES if t.layer is Layer.GOLD]
-    assert len(gold) == 10
+    assert {"dim_customer", "fact_sales", "agg_customer_lifetime_value"} <= {t.name for t in gold}
     raw_phones = engine.read(SILVER_CUSTOMERS, columns=["phone"])
     for spec in gold:
         table = engine.read_arrow(spec)
