@@ -7,6 +7,7 @@
     retail-assets latency    measure event → Gold latency with `dagster dev` running the sensors
     retail-assets ui         open the project in `dagster dev` on the main job's instance
     retail-assets grants     print the Unity Catalog grants of one environment
+    retail-assets bench      time the asset graph against a plain PySpark job (throughput, memory, latency)
 """
 
 from __future__ import annotations
@@ -202,6 +203,31 @@ def cmd_latency(args: argparse.Namespace) -> int:
     return 0 if figures["latency_batches_seen"] == figures["latency_batches"] else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from retail_assets.lib.bench.report import summary, write_chart, write_json
+    from retail_assets.lib.bench.runner import run_bench
+
+    out = Path(args.out).resolve()
+    results = run_bench(
+        args.size or ["small"],
+        work_dir=Path(args.work_dir) if args.work_dir else None,
+        seed=args.seed,
+        days=args.days,
+        skip_latency=args.skip_latency,
+        skip_sensor=args.skip_sensor,
+        keep=args.keep,
+    )
+    write_json(results, out)
+    chart = out.with_suffix(".png")
+    write_chart(results, chart)
+    print(summary(results))
+    print(f"wrote {out} and {chart}")
+    if not results["gold_equal"]:
+        print("Gold differs between the pipeline and the baseline (see gold_tables above)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="retail-assets", description="Retail Medallion lakehouse on Dagster.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -247,6 +273,17 @@ def main(argv: list[str] | None = None) -> int:
     latency.add_argument("--interval", type=float, default=10.0, help="seconds between batches")
     latency.add_argument("--out", help="write the figures as JSON")
     latency.set_defaults(func=cmd_latency)
+
+    bench = sub.add_parser("bench", help="time the asset graph through Dagster against a plain PySpark job; write bench-results.json and .png")
+    bench.add_argument("--size", action="append", choices=["tiny", "small", "medium"], help="workload size; repeat for several (default: small)")
+    bench.add_argument("--out", default="bench-results.json", help="results JSON; the chart goes beside it as .png")
+    bench.add_argument("--skip-latency", action="store_true", help="skip the event → Gold latency measurement (dagster dev, several minutes)")
+    bench.add_argument("--skip-sensor", action="store_true", help="skip the landing-sensor tick with 10,000 files")
+    bench.add_argument("--seed", type=int, default=7)
+    bench.add_argument("--days", type=int, help="business days of the workload (default: the size's)")
+    bench.add_argument("--work-dir", help="where workloads and lakehouses go (default: a temporary folder)")
+    bench.add_argument("--keep", action="store_true", help="keep the workloads, lakehouses and logs")
+    bench.set_defaults(func=cmd_bench)
 
     grants = sub.add_parser("grants", help="print the Unity Catalog GRANT statements of one environment (SQL)")
     grants.add_argument("--env", required=True, help="deployment environment, e.g. dev, staging, prod")

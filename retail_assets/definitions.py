@@ -6,6 +6,8 @@ resources are configuration, and clients are built when a run first uses them.
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 import retail_assets.defs
@@ -35,7 +37,13 @@ def automation_sensor() -> dg.AutomationConditionSensorDefinition:
 
 
 def build_definitions() -> dg.Definitions:
-    layers = dg.components.load_defs(retail_assets.defs)
+    # Every module under defs/ holds plain definitions (no YAML components), so the package
+    # loader gives the same Definitions as `load_defs` without building the JSON schema of every
+    # installed component type for the UI's component catalog: ~0.7 s off every process that
+    # loads the code location (webserver, daemon, each run worker, each sensor tick's server).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        layers = dg.load_definitions_from_package_module(retail_assets.defs)
     return dg.Definitions.merge(
         layers,
         dg.Definitions(

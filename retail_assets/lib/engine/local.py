@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
@@ -51,6 +50,10 @@ class DeltaRsEngine(LakehouseEngine):
     # ---- reads ---------------------------------------------------------------------------
 
     def read_arrow(self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None) -> pa.Table:
+        # Imported here: pyarrow.dataset pulls in pandas, a third of a second every process that
+        # only loads the definitions (webserver, daemon, sensors) would pay for nothing.
+        import pyarrow.dataset as ds  # noqa: PLC0415
+
         table = self._table(spec)
         wanted = columns or spec.column_names
         if table is None:

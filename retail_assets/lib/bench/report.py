@@ -1,0 +1,101 @@
+"""The bench's outputs: `bench-results.json`, a PNG chart and the text the CLI prints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TARGETS = {
+    "overhead_ratio": ("<=", 1.3),
+    "definitions_load_s": ("<=", 2.0),
+    "sensor_tick_s": ("<=", 1.0),
+    "kafka_events_per_s": (">=", 20_000),
+    "latency_p95_s": ("<=", 60.0),
+    "peak_rss_mb": ("<=", 4096),
+}
+
+
+def target_status(results: dict[str, object]) -> dict[str, str]:
+    status = {}
+    for key, (op, limit) in TARGETS.items():
+        value = results.get(key)
+        if value is None:
+            status[key] = "not measured"
+        else:
+            met = value <= limit if op == "<=" else value >= limit
+            status[key] = f"{value} ({'meets' if met else 'MISSES'} {op} {limit})"
+    return status
+
+
+def write_json(results: dict[str, object], path: Path) -> None:
+    results = {**results, "targets": target_status(results)}
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+def write_chart(results: dict[str, object], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    sizes = results["sizes"]
+    labels = [f"{s['size']}\n{s['workload']['sales_lines']:,} lines" for s in sizes]
+    fig, (walls, rates, text) = plt.subplots(1, 3, figsize=(17, 5.5), gridspec_kw={"width_ratios": [1.1, 1.1, 1.2]})
+
+    x = range(len(sizes))
+    width = 0.38
+    pipeline = [s["pipeline_wall_s"] for s in sizes]
+    baseline = [s["baseline_wall_s"] for s in sizes]
+    walls.bar([i - width / 2 for i in x], pipeline, width, label="pipeline (Dagster, per partition)")
+    walls.bar([i + width / 2 for i in x], baseline, width, label="baseline (one PySpark job)")
+    for i, s in enumerate(sizes):
+        walls.annotate(f"×{s['overhead_ratio']}", (i, max(pipeline[i], baseline[i])), ha="center", va="bottom")
+    walls.set_xticks(list(x), labels)
+    walls.set_ylabel("wall time (s)")
+    walls.set_title("Wall time to Gold")
+    walls.legend(fontsize=8)
+
+    layers = ["bronze", "silver", "gold"]
+    for k, s in enumerate(sizes):
+        values = [s["rows_per_s"].get(layer, 0) for layer in layers]
+        rates.bar([i + (k - (len(sizes) - 1) / 2) * width for i in range(len(layers))], values, width, label=s["size"])
+    rates.set_xticks(range(len(layers)), layers)
+    rates.set_ylabel("rows written / s of the layer's stage runs")
+    rates.set_title("Pipeline throughput per layer")
+    rates.legend(fontsize=8)
+
+    text.axis("off")
+    lines = [f"measured {results['measured_at']}, {results['machine']['cpus']} CPUs", ""]
+    for key, value in target_status(results).items():
+        lines.append(f"{key}: {value}")
+    lines.append("")
+    for s in sizes:
+        lines.append(
+            f"{s['size']}: peak RSS {s['peak_rss_mb']} MB (baseline {s['baseline_peak_rss_mb']} MB), "
+            f"Kafka {s['kafka_events_per_s']}/s, Gold {'equal' if s['gold_equal'] else 'DIFFERENT'}"
+        )
+    if "scaling" in results:
+        sc = results["scaling"]
+        lines.append(f"{sc['from']}→{sc['to']}: lines ×{sc['sales_lines_ratio']}, pipeline time ×{sc['pipeline_time_ratio']}, baseline ×{sc['baseline_time_ratio']}")
+    text.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=8.5, wrap=True)
+    fig.suptitle("retail-assets bench: pipeline vs plain PySpark")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def summary(results: dict[str, object]) -> str:
+    lines = []
+    for s in results["sizes"]:
+        w = s["workload"]
+        lines.append(
+            f"{s['size']:<7} {w['sales_lines']:>9,} lines  pipeline {s['pipeline_wall_s']:7.1f}s  baseline {s['baseline_wall_s']:6.1f}s  "
+            f"overhead ×{s['overhead_ratio']:<5} peak RSS {s['peak_rss_mb']:>5} MB  Kafka {s['kafka_events_per_s']}/s  "
+            f"Gold {'equal' if s['gold_equal'] else 'DIFFERENT'}"
+        )
+        lines.append(f"        rows/s per layer: {s['rows_per_s']}")
+    if "scaling" in results:
+        lines.append(f"scaling: {results['scaling']}")
+    for key, value in target_status(results).items():
+        lines.append(f"{key:<20} {value}")
+    return "\n".join(lines)

@@ -1,0 +1,193 @@
+"""`retail-assets bench`: every size's pipeline and baseline, Gold compared, then the figures
+that do not depend on size (definitions load, sensor tick, event → Gold latency)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from retail_assets.lib.bench.compare import compare_gold
+from retail_assets.lib.bench.measure import ProcessFigures, definitions_load_s, run_measured, sensor_tick_s
+from retail_assets.lib.bench.workload import Workload, build_workload
+
+# Which stage jobs write which layer (quarantine is written beside Bronze and Silver).
+LAYER_STAGES = {
+    "bronze": ("ingest_bronze",),
+    "silver": ("refine_master_data", "refine_sales", "screen_arrivals"),
+    "gold": ("build_dimensions", "build_gold"),
+}
+
+
+class BenchFailed(RuntimeError):
+    pass
+
+
+def layer_rows(lakehouse: Path) -> dict[str, int]:
+    from deltalake import DeltaTable  # noqa: PLC0415
+
+    from retail_assets.lib.tables import TABLES  # noqa: PLC0415
+
+    rows: dict[str, int] = {}
+    for spec in TABLES:
+        path = lakehouse / spec.layer.value / spec.name
+        if DeltaTable.is_deltatable(str(path)):
+            rows[spec.layer.value] = rows.get(spec.layer.value, 0) + DeltaTable(str(path)).count()
+    return rows
+
+
+def bench_size(workload: Workload, work: Path, *, echo: Callable[[str], None]) -> dict[str, object]:
+    """Pipeline, then baseline, on one workload and one broker; then the Gold comparison."""
+    import json  # noqa: PLC0415
+
+    from retail_assets.lib.bench.baseline import GOLD_TABLES  # noqa: PLC0415
+    from retail_assets.lib.broker import LocalBroker, ensure_topic  # noqa: PLC0415
+    from retail_assets.lib.tables import KAFKA_TOPIC  # noqa: PLC0415
+
+    pipeline_root, baseline_out = work / "pipeline", work / "baseline"
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env["DAGSTER_HOME"] = str(pipeline_root / "dagster_home")
+    env["RETAIL_LATENESS_DAYS"] = str(workload.lateness_days)
+    with LocalBroker(log_path=work / "broker.log") as broker:
+        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
+        echo(f"  pipeline: {len(workload.arrival_days)} arrival days, {len(workload.event_days)} event days through Dagster (log {work / 'pipeline.log'})")
+        pipeline_report = work / "pipeline.json"
+        pipeline = run_measured(
+            [sys.executable, "-m", "retail_assets.lib.bench.measure", "pipeline", "--workload", str(workload.root), "--root", str(pipeline_root),
+             "--bootstrap", broker.bootstrap_servers, "--report", str(pipeline_report), "--kafka-ingestion"],
+            env=env, log=work / "pipeline.log",
+        )
+        if not pipeline_report.exists():
+            raise BenchFailed(f"the pipeline process exited with {pipeline.returncode} without a report; see {work / 'pipeline.log'}")
+        figures = json.loads(pipeline_report.read_text())
+        echo(f"  pipeline: {figures['wall_s']:.1f}s (+{figures['produce_s']:.1f}s producing {figures['events_produced']} events), peak RSS {pipeline.peak_rss_mb:.0f} MB")
+        echo(f"  baseline: one PySpark job over the same landing files and topic (log {work / 'baseline.log'})")
+        baseline_report = work / "baseline.json"
+        baseline = run_measured(
+            [sys.executable, "-m", "retail_assets.lib.bench.baseline", "--landing", str(workload.landing), "--bootstrap", broker.bootstrap_servers,
+             "--start-date", workload.event_days[0], "--days", str(len(workload.event_days)), "--lateness-days", str(workload.lateness_days),
+             "--out", str(baseline_out), "--report", str(baseline_report)],
+            env=env, log=work / "baseline.log",
+        )
+    if baseline.returncode:
+        raise BenchFailed(f"the baseline exited with {baseline.returncode}; see {work / 'baseline.log'}")
+    echo(f"  baseline: {baseline.wall_s:.1f}s, peak RSS {baseline.peak_rss_mb:.0f} MB")
+    comparisons = compare_gold(pipeline_root / "lakehouse", baseline_out, GOLD_TABLES)
+    for c in comparisons:
+        echo(f"    {c.describe()}")
+    return assemble(workload, pipeline, figures, baseline, json.loads(baseline_report.read_text()), comparisons, layer_rows(pipeline_root / "lakehouse"))
+
+
+def assemble(workload, pipeline: ProcessFigures, figures, baseline: ProcessFigures, baseline_figures, comparisons, rows) -> dict[str, object]:
+    # The pipeline process's wall time without the seconds it spent producing the events to
+    # Kafka (the baseline finds them already on the topic); both include interpreter and JVM start.
+    pipeline_wall = pipeline.wall_s - figures["produce_s"]
+    stage_s: dict[str, float] = {}
+    for run in figures["runs"]:
+        stage_s[run["stage"]] = stage_s.get(run["stage"], 0.0) + run["seconds"]
+    rows_per_s = {
+        layer: round(rows.get(layer, 0) / sum(stage_s.get(s, 0.0) for s in stages), 1)
+        for layer, stages in LAYER_STAGES.items()
+        if sum(stage_s.get(s, 0.0) for s in stages)
+    }
+    rows_per_s["sales_lines_end_to_end"] = round(workload.sales_lines / pipeline_wall, 1)
+    failed_runs = [f"{r['stage']} {r['partition']}" for r in figures["runs"] if not r["success"] or r["checks_failed"]]
+    return {
+        "workload": workload.describe(),
+        "pipeline_wall_s": round(pipeline_wall, 2),
+        "pipeline_in_runs_s": round(sum(stage_s.values()), 2),
+        "pipeline_runs": len(figures["runs"]),
+        "pipeline_failed_runs": failed_runs,
+        "stage_s": {k: round(v, 2) for k, v in stage_s.items()},
+        "baseline_wall_s": round(baseline.wall_s, 2),
+        "baseline_phases_s": {k: baseline_figures[k] for k in ("session_s", "read_s", "compute_write_s")},
+        "overhead_ratio": round(pipeline_wall / baseline.wall_s, 2),
+        "rows_per_s": rows_per_s,
+        "rows_by_layer": rows,
+        "baseline_rows_per_s": {"sales_lines_end_to_end": round(workload.sales_lines / baseline.wall_s, 1)},
+        "peak_rss_mb": round(pipeline.peak_rss_mb),
+        "baseline_peak_rss_mb": round(baseline.peak_rss_mb),
+        "kafka_events_per_s": figures.get("kafka_events_per_s"),
+        "kafka_events_ingested": figures.get("kafka_events_ingested"),
+        "kafka_produce_events_per_s": round(figures["events_produced"] / figures["produce_s"], 1) if figures["produce_s"] else None,
+        "gold_equal": all(c.equal for c in comparisons),
+        "gold_tables": {c.table: c.describe() for c in comparisons},
+    }
+
+
+def latency_figures(echo: Callable[[str], None]) -> dict[str, object]:
+    try:
+        from retail_assets.lib.latency import measure_latency  # noqa: PLC0415
+    except ImportError as exc:
+        return {"latency_p50_s": None, "latency_p95_s": None, "latency_note": f"retail_assets.lib.latency is not available ({exc})"}
+    try:
+        figures = measure_latency(echo=lambda line: echo(f"  {line}"))
+    except Exception as exc:  # noqa: BLE001 - the other figures stand; say why this one is missing
+        return {"latency_p50_s": None, "latency_p95_s": None, "latency_note": f"latency measurement failed: {type(exc).__name__}: {exc}"}
+    return figures
+
+
+def run_bench(
+    sizes: list[str],
+    *,
+    work_dir: Path | None = None,
+    seed: int = 7,
+    days: int | None = None,
+    skip_latency: bool = False,
+    skip_sensor: bool = False,
+    keep: bool = False,
+    echo: Callable[[str], None] = print,
+) -> dict[str, object]:
+    root = Path(work_dir or tempfile.mkdtemp(prefix="retail-bench-")).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    results: dict[str, object] = {
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "work_dir": str(root),
+        "sizes": [],
+    }
+    try:
+        for size in sizes:
+            work = root / size
+            echo(f"{size}: generating the workload")
+            workload = build_workload(size, work / "input", seed=seed, days=days)
+            echo(f"{size}: {workload.sales_lines} sales lines, {workload.counts.get('kafka_events', 0)} Kafka events, {workload.files} landing files")
+            results["sizes"].append({"size": size, **bench_size(workload, work, echo=echo)})
+        largest = results["sizes"][-1]
+        for key in ("overhead_ratio", "rows_per_s", "peak_rss_mb", "kafka_events_per_s"):
+            results[key] = largest[key]
+        results["gold_equal"] = all(s["gold_equal"] for s in results["sizes"])
+        if len(results["sizes"]) > 1:
+            first = results["sizes"][0]
+            results["scaling"] = {
+                "from": first["size"],
+                "to": largest["size"],
+                "sales_lines_ratio": round(largest["workload"]["sales_lines"] / first["workload"]["sales_lines"], 2),
+                "pipeline_time_ratio": round(largest["pipeline_wall_s"] / first["pipeline_wall_s"], 2),
+                "baseline_time_ratio": round(largest["baseline_wall_s"] / first["baseline_wall_s"], 2),
+            }
+        echo("definitions load (fresh interpreter)")
+        results.update(definitions_load_s())
+        if skip_sensor:
+            results.update(sensor_tick_s=None, sensor_tick_note="skipped (--skip-sensor)")
+        else:
+            echo("landing sensor tick with 10,000 files")
+            results.update(sensor_tick_s(root / "sensor"))
+        if skip_latency:
+            results.update(latency_p50_s=None, latency_p95_s=None, latency_note="skipped (--skip-latency)")
+        else:
+            echo("event → Gold latency with dagster dev's daemon and default sensor intervals")
+            results.update(latency_figures(echo))
+    finally:
+        if not keep:
+            for name in [*sizes, "sensor"]:
+                shutil.rmtree(root / name, ignore_errors=True)
+            if work_dir is None:
+                shutil.rmtree(root, ignore_errors=True)
+    return results
