@@ -1,0 +1,319 @@
+"""The Dagster UI as a user meets it: a partition-range backfill launched through GraphQL on a
+running `dagster dev`, its materializations and check results read back through GraphQL, and
+the lineage graph and a checks tab looked at in a real (headless) Chromium.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from retail_assets.lib import quality
+from retail_assets.lib.generator import GeneratorConfig, generate
+from retail_assets.lib.devserver import DagsterDev
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+# A small Bronze → Silver → Gold chain: one Spark JVM per partition run.
+SELECTION = (("bronze", "stores"), ("silver", "stores"), ("gold", "dim_store"))
+DAYS = 2
+BACKFILL_TIMEOUT_S = 420.0
+CHROMIUM = Path("/usr/bin/chromium")
+# Debian's Chromium as root, with no network beyond loopback (see the machine notes in README).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+GROUPS = ("sources", "bronze", "quarantine", "silver", "gold")
+GOLD_TABLES = ("dim_customer", "dim_product", "dim_store", "dim_date", "fact_sales", "agg_daily_store_sales")
+
+LAUNCH = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+    ... on PythonError { stack }
+  }
+}
+"""
+
+BACKFILL = """
+query Backfill($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill {
+      status
+      partitionNames
+      error { message }
+      runs(limit: 50) { runId status tags { key value } }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+ASSET = """
+query Asset($key: AssetKeyInput!, $partitions: [String!]) {
+  assetNodeOrError(assetKey: $key) {
+    __typename
+    ... on AssetNode {
+      groupName
+      description
+      kinds
+      owners { ... on TeamAssetOwner { team } }
+      metadataEntries { label }
+      assetChecksOrError { ... on AssetChecks { checks { name blocking } } }
+      assetPartitionStatuses { ... on TimePartitionStatuses { ranges { startKey endKey status } } }
+      assetMaterializations(partitions: $partitions) {
+        partition
+        runId
+        metadataEntries {
+          label
+          __typename
+          ... on IntMetadataEntry { intValue }
+          ... on TableColumnLineageMetadataEntry { lineage { columnName columnDeps { assetKey { path } columnName } } }
+        }
+      }
+    }
+  }
+}
+"""
+
+CHECK_EXECUTIONS = """
+query Checks($key: AssetKeyInput!, $check: String!, $partition: String) {
+  assetCheckExecutions(assetKey: $key, checkName: $check, partition: $partition, limit: 10) {
+    runId
+    status
+    partition
+    evaluation { success metadataEntries { label } }
+  }
+}
+"""
+
+
+def days(first: dt.date, n: int) -> list[str]:
+    return [(first + dt.timedelta(days=i)).isoformat() for i in range(n)]
+
+
+def key_input(key: tuple[str, ...]) -> dict:
+    return {"path": list(key)}
+
+
+@pytest.fixture(scope="module")
+def backfill(dagster_dev: DagsterDev):
+    """Generate two days into the landing zone, backfill the chain over that partition range
+    through GraphQL, wait for the daemon to finish it; returns (backfill, partitions)."""
+    first = dt.date.today() - dt.timedelta(days=4)
+    partitions = days(first, DAYS)
+    config = GeneratorConfig.preset("tiny", days=DAYS, start_date=first, defects=False)
+    generate(config, dagster_dev.data_root, overwrite=True)
+    stores_landed = sorted(p.name for p in (dagster_dev.landing / "stores").iterdir())
+    assert stores_landed == partitions, f"generator put store files under {stores_landed}, expected {partitions}"
+
+    partition_range = {"range": {"start": partitions[0], "end": partitions[-1]}}
+    launched = dagster_dev.graphql(
+        LAUNCH,
+        {
+            "params": {
+                "partitionsByAssets": [{"assetKey": key_input(k), "partitions": partition_range} for k in SELECTION],
+                "title": "e2e: stores chain",
+            }
+        },
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", f"backfill not launched: {launched}"
+    backfill_id = launched["backfillId"]
+
+    deadline = time.monotonic() + BACKFILL_TIMEOUT_S
+    while True:
+        state = dagster_dev.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
+        assert state["__typename"] == "PartitionBackfill", state
+        if state["status"] not in ("REQUESTED", "CANCELING", "FAILING"):
+            break
+        if time.monotonic() > deadline:
+            raise dagster_dev.fail(f"backfill {backfill_id} still {state['status']} after {BACKFILL_TIMEOUT_S:.0f}s; runs: {state['runs']}")
+        time.sleep(3)
+    return state, partitions
+
+
+def asset_node(dev: DagsterDev, key: tuple[str, ...], partitions: list[str]) -> dict:
+    node = dev.graphql(ASSET, {"key": key_input(key), "partitions": partitions})["assetNodeOrError"]
+    assert node["__typename"] == "AssetNode", f"{'/'.join(key)}: {node}"
+    return node
+
+
+def test_backfill_of_a_partition_range_succeeds_one_run_per_partition(dagster_dev, backfill):
+    state, partitions = backfill
+    assert state["status"] == "COMPLETED_SUCCESS", f"backfill ended {state['status']}: {state['error']}; runs {state['runs']}\n{dagster_dev.log_tail()}"
+    # The chain shares one partitioning, so each day's three tables and their checks run together.
+    run_partitions = sorted(next(t["value"] for t in run["tags"] if t["key"] == "dagster/partition") for run in state["runs"])
+    assert run_partitions == partitions
+    assert {run["status"] for run in state["runs"]} == {"SUCCESS"}
+
+
+def test_every_selected_asset_is_materialized_per_partition_with_row_counts(dagster_dev, backfill):
+    state, partitions = backfill
+    run_ids = {run["runId"] for run in state["runs"]}
+    for key in SELECTION:
+        node = asset_node(dagster_dev, key, partitions)
+        materializations = node["assetMaterializations"]
+        assert sorted(m["partition"] for m in materializations) == partitions, f"{'/'.join(key)}: {materializations}"
+        assert {m["runId"] for m in materializations} <= run_ids
+        for m in materializations:
+            entries = {e["label"]: e for e in m["metadataEntries"]}
+            assert entries["dagster/row_count"]["__typename"] == "IntMetadataEntry"
+            assert entries["dagster/row_count"]["intValue"] > 0, f"{'/'.join(key)} {m['partition']} wrote no rows"
+        ranges = node["assetPartitionStatuses"]["ranges"]
+        assert [(r["startKey"], r["endKey"], r["status"]) for r in ranges] == [(partitions[0], partitions[-1], "MATERIALIZED")]
+
+
+def test_materializations_carry_column_lineage_back_to_the_landing_zone(dagster_dev, backfill):
+    _, partitions = backfill
+    expected = {("bronze", "stores"): ["landing", "stores"], ("silver", "stores"): ["bronze", "stores"], ("gold", "dim_store"): ["silver", "stores"]}
+    for key, upstream in expected.items():
+        latest = asset_node(dagster_dev, key, partitions[-1:])["assetMaterializations"][0]
+        lineage = next(e["lineage"] for e in latest["metadataEntries"] if e["label"] == "dagster/column_lineage")
+        store_id = next(entry for entry in lineage if entry["columnName"] == "store_id")
+        assert {"assetKey": {"path": upstream}, "columnName": "store_id"} in store_id["columnDeps"]
+
+
+def test_definitions_show_layer_grain_owner_kinds_and_code_reference(dagster_dev):
+    node = asset_node(dagster_dev, ("gold", "dim_store"), [])
+    assert node["groupName"] == "gold"
+    assert "**Grain:**" in node["description"]
+    assert {"spark", "delta"} <= set(node["kinds"])
+    assert {"team": "data-platform"} in node["owners"]
+    labels = {e["label"] for e in node["metadataEntries"]}
+    assert {"dagster/column_schema", "dagster/code_references", "dagster/column_lineage"} <= labels
+    source = asset_node(dagster_dev, ("landing", "stores"), [])
+    assert source["groupName"] == "sources"
+
+
+def test_every_check_of_the_selection_passed_for_every_partition(dagster_dev, backfill):
+    state, partitions = backfill
+    run_ids = {run["runId"] for run in state["runs"]}
+    evaluated = 0
+    for key in SELECTION:
+        checks = asset_node(dagster_dev, key, partitions)["assetChecksOrError"]["checks"]
+        assert checks, f"{'/'.join(key)} has no checks"
+        for check in checks:
+            for partition in partitions:
+                executions = dagster_dev.graphql(CHECK_EXECUTIONS, {"key": key_input(key), "check": check["name"], "partition": partition})[
+                    "assetCheckExecutions"
+                ]
+                assert executions, f"{'/'.join(key)}:{check['name']} was not executed for {partition}"
+                latest = executions[0]
+                assert latest["runId"] in run_ids
+                assert latest["partition"] == partition
+                assert latest["status"] == "SUCCEEDED", f"{'/'.join(key)}:{check['name']} {partition}: {latest}"
+                assert latest["evaluation"]["success"] is True
+                # Every check reports its figures, the partition among them.
+                assert "partition" in {e["label"] for e in latest["evaluation"]["metadataEntries"]}
+                evaluated += 1
+    assert evaluated >= len(SELECTION) * 2 * len(partitions)
+
+
+# ---------------------------------------------------------------------------------------------
+# In the browser
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser(dagster_dev: DagsterDev):
+    # What the UI's "Skip" on its first-visit newsletter dialog records: the dialog stays away.
+    assert dagster_dev.graphql("mutation { setNuxSeen }")["setNuxSeen"] is True
+    from playwright.sync_api import sync_playwright  # the dev extra; `.ci/run` installs it
+
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `.ci/run` installs Debian's chromium"
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        # A persistent context is the way to hand Chromium a fresh --user-data-dir.
+        context = playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            # The graph runs top to bottom, from the sources to Gold: a tall window shows it all
+            # at a readable scale, sharpened for the README screenshot.
+            viewport={"width": 1400, "height": 2200},
+            device_scale_factor=1.5,
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def open_page(context, url: str):
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    page.goto(url)
+    return page
+
+
+def on_graph(page, name: str) -> bool:
+    """Whether a node or group label is drawn wholly inside the graph's part of the screen
+    (the graph draws only what is in view; the sidebar lists group names too)."""
+    toolbar = page.get_by_role("button", name="Materialize all").bounding_box()
+    bottom = page.viewport_size["height"]
+    for element in page.get_by_text(name, exact=True).all():
+        box = element.bounding_box()
+        # Clear of the toolbar, whose bar reaches a little below its buttons.
+        if box and box["y"] >= toolbar["y"] + toolbar["height"] + 24 and box["y"] + box["height"] <= bottom:
+            return True
+    return False
+
+
+def graph_full_width(page) -> None:
+    """Fold away the navigation and the group tree: the graph gets the whole window."""
+    page.get_by_text("Hide navigation").click()
+    page.locator("button:has([aria-label='panel_show_right'])").click()
+
+
+def zoom_out_until_shown(page, names: tuple[str, ...], max_steps: int = 20) -> None:
+    zoom_out = page.locator("button:has([aria-label='zoom_out'])")
+    for _ in range(max_steps):
+        if all(on_graph(page, n) for n in names):
+            return
+        zoom_out.click()
+        page.wait_for_timeout(400)
+    missing = [n for n in names if not on_graph(page, n)]
+    raise AssertionError(f"the lineage graph never showed {missing} on one screen")
+
+
+# The ends of the graph: where data enters, and the tables analysts read.
+GRAPH_TOP = ("sources", "pos_transactions", "sales_files")
+GRAPH_BOTTOM = ("dim_store", "dim_customer", "dim_product", "dim_date", "fact_sales")
+
+
+def test_lineage_graph_shows_sources_through_gold(dagster_dev, backfill, browser, artifacts):
+    expanded = ",".join(f"global@global:{g}" for g in GROUPS)
+    page = open_page(browser, f"{dagster_dev.base_url}/asset-groups?expanded={expanded}")
+    page.get_by_text("sales_files", exact=True).first.wait_for()
+    graph_full_width(page)
+    zoom_out_until_shown(page, (*GRAPH_TOP, *GRAPH_BOTTOM))
+    page.wait_for_timeout(1_000)
+    page.screenshot(path=str(artifacts / "lineage.png"))
+    # Sources, every layer and the Gold tables are on screen at once.
+    for group in GROUPS:
+        assert on_graph(page, group), f"group {group} not on the lineage graph"
+
+
+def test_checks_tab_shows_the_passed_checks_of_dim_store(dagster_dev, backfill, browser, artifacts):
+    page = open_page(browser, f"{dagster_dev.base_url}/assets/gold/dim_store?view=checks")
+    page.set_viewport_size({"width": 2000, "height": 1200})
+    for name in (quality.PRIMARY_KEY, quality.VALUE_RULES, quality.COLUMN_SCHEMA):
+        # Long names are drawn middle-truncated; the full name is in the page either way.
+        page.get_by_text(name, exact=True).first.wait_for(state="attached")
+    page.get_by_text("Succeeded").first.wait_for()
+    page.screenshot(path=str(artifacts / "dim_store_checks.png"), full_page=True)
+    # One status per check in the list, every one of them a pass.
+    assert page.get_by_text("Succeeded", exact=True).count() >= 3
