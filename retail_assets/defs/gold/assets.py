@@ -6,8 +6,8 @@ import datetime as dt
 
 from pyspark.sql import functions as F
 
-from retail_assets.lib.automation import fill_missing
-from retail_assets.lib.factories import TableOutput, TableRun, Upstream, build_table_asset, window
+from retail_assets.lib.automation import fill_missing, follow_upstream
+from retail_assets.lib.factories import TableOutput, TableRun, Upstream, asset_key, build_table_asset, window
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.tables import (
     GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
@@ -111,6 +111,8 @@ fact_sales = build_table_asset(
         *(Upstream(d, window(0, L)) for d in DIMENSIONS),
     ],
     compute=fact_sales_compute,
+    # A new calendar day alone changes no sale; the fact follows Silver and the dimensions.
+    automation_condition=follow_upstream(L + 2, not_triggered_by=(asset_key(GOLD_DIM_DATE),)),
 )
 
 
