@@ -77,7 +77,10 @@ dim_date = build_table_asset(
     spec=GOLD_DIM_DATE,
     upstream=[],
     compute=lambda run: TableOutput(gold.build_dim_date([run.day], run.engine.spark)),
-    automation_condition=fill_missing(L + 2),
+    # Only the newest day opens by itself: a running deployment has every earlier calendar row
+    # from its own day, and one run per missing past day would crowd the run queue at start-up
+    # (a new deployment backfills the calendar once).
+    automation_condition=fill_missing(1),
 )
 
 DIMENSIONS = (GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE)
