@@ -128,31 +128,30 @@ def per_arrival_day(bronze: DataFrame, days: list[dt.date], clean) -> DataFrame:
 
 def build_gold(bronze: dict[TableSpec, DataFrame], *, event_days: list[dt.date], arrival_days: list[dt.date], lateness_days: int) -> dict[str, DataFrame]:
     L = lateness_days
-    customers = per_arrival_day(bronze[BRONZE_CUSTOMERS], arrival_days, lambda b: silver.clean_customers(b, batch_id=BATCH_ID))
-    products = per_arrival_day(bronze[BRONZE_PRODUCTS], arrival_days, lambda b: silver.clean_products(b, batch_id=BATCH_ID))
-    stores = per_arrival_day(bronze[BRONZE_STORES], arrival_days, lambda b: silver.clean_stores(b, batch_id=BATCH_ID))
-    for df in (customers, products, stores):
-        df.cache()
-    known = silver.known_keys(customers, products, stores).cache()
+    # Every intermediate used more than once is materialized with its lineage cut
+    # (`localCheckpoint`): without it each Gold write would re-plan the whole Silver logic.
+    customers = per_arrival_day(bronze[BRONZE_CUSTOMERS], arrival_days, lambda b: silver.clean_customers(b, batch_id=BATCH_ID)).localCheckpoint()
+    products = per_arrival_day(bronze[BRONZE_PRODUCTS], arrival_days, lambda b: silver.clean_products(b, batch_id=BATCH_ID)).localCheckpoint()
+    stores = per_arrival_day(bronze[BRONZE_STORES], arrival_days, lambda b: silver.clean_stores(b, batch_id=BATCH_ID)).localCheckpoint()
+    known = silver.known_keys(customers, products, stores).localCheckpoint()
     inventory = per_arrival_day(
         bronze[BRONZE_INVENTORY], arrival_days, lambda b: silver.clean_inventory(b, known, lateness_days=L, batch_id=BATCH_ID)
-    ).cache()
+    ).localCheckpoint()
 
     candidates = silver.sales_candidates_from_files(bronze[BRONZE_SALES_FILES]).unionByName(
         silver.sales_candidates_from_events(bronze[BRONZE_POS_TRANSACTIONS])
     )
     sales = silver.clean_sales(candidates, known, lateness_days=L, batch_id=BATCH_ID)
-    sales.classified.cache()
     in_range = F.col("event_date").between(F.lit(event_days[0]), F.lit(event_days[-1]))
+    sales_lines = sales.sales_lines.where(in_range).localCheckpoint()
+    returns = sales.returns.where(in_range).localCheckpoint()
 
     processed_at = dt.datetime.now(dt.UTC)
     dims = {"processed_at": processed_at, "arrival_date": arrival_days[-1]}
-    dim_customer = gold.build_dim_customer(customers, **dims).cache()
-    dim_product = gold.build_dim_product(products, **dims).cache()
-    dim_store = gold.build_dim_store(stores, **dims).cache()
-    fact = gold.build_fact_sales(
-        sales.sales_lines.where(in_range), sales.returns.where(in_range), dim_customer, dim_product, dim_store, processed_at=processed_at
-    ).cache()
+    dim_customer = gold.build_dim_customer(customers, **dims).localCheckpoint()
+    dim_product = gold.build_dim_product(products, **dims).localCheckpoint()
+    dim_store = gold.build_dim_store(stores, **dims).localCheckpoint()
+    fact = gold.build_fact_sales(sales_lines, returns, dim_customer, dim_product, dim_store, processed_at=processed_at).localCheckpoint()
     spark = fact.sparkSession
     return {
         GOLD_DIM_CUSTOMER.name: dim_customer,
@@ -202,7 +201,6 @@ def run(
         rows[name] = spark.read.parquet(str(out / "gold" / name)).count()
     compute_s = time.monotonic() - compute_started
     return {
-        "bronze_rows": sum(df.count() for df in bronze.values()),
         "gold_rows": rows,
         "session_s": round(session_s, 2),
         "read_s": round(read_s, 2),

@@ -139,6 +139,7 @@ def run_bench(
     work_dir: Path | None = None,
     seed: int = 7,
     days: int | None = None,
+    lateness_days: int = 2,
     skip_latency: bool = False,
     skip_sensor: bool = False,
     keep: bool = False,
@@ -156,7 +157,7 @@ def run_bench(
         for size in sizes:
             work = root / size
             echo(f"{size}: generating the workload")
-            workload = build_workload(size, work / "input", seed=seed, days=days)
+            workload = build_workload(size, work / "input", seed=seed, days=days, lateness_days=lateness_days)
             echo(f"{size}: {workload.sales_lines} sales lines, {workload.counts.get('kafka_events', 0)} Kafka events, {workload.files} landing files")
             results["sizes"].append({"size": size, **bench_size(workload, work, echo=echo)})
         largest = results["sizes"][-1]

@@ -1,0 +1,106 @@
+"""The benchmark machinery: Gold comparison, and one tiny end-to-end bench.
+
+The end-to-end test runs the real thing on the smallest workload (one business day, lateness 0,
+so six stage runs): the pipeline through Dagster and the plain PySpark baseline, each in its own
+process, and requires the same Gold from both; then it alters one baseline table and requires
+the comparison to say so. Figures are reported, never asserted (no timed tests).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from retail_assets.lib.bench.compare import compare_gold, compare_tables
+from retail_assets.lib.bench.report import write_chart, write_json
+from retail_assets.lib.tables import GOLD_DIM_DATE, GOLD_FACT_SALES
+
+
+def dim_date_rows(days: list[dt.date]) -> pa.Table:
+    columns = {
+        "date_sk": [int(d.strftime("%Y%m%d")) for d in days],
+        "date": days,
+        "year": [d.year for d in days],
+        "quarter": [(d.month - 1) // 3 + 1 for d in days],
+        "month": [d.month for d in days],
+        "month_name": [d.strftime("%B") for d in days],
+        "day_of_month": [d.day for d in days],
+        "day_of_week": [d.isoweekday() for d in days],
+        "day_name": [d.strftime("%A") for d in days],
+        "iso_week": [d.isocalendar()[1] for d in days],
+        "is_weekend": [d.isoweekday() >= 6 for d in days],
+    }
+    return pa.table(columns).cast(GOLD_DIM_DATE.arrow_schema())
+
+
+def test_comparison_ignores_row_order_and_reports_a_changed_value():
+    days = [dt.date(2026, 11, 1) + dt.timedelta(days=i) for i in range(4)]
+    pipeline = dim_date_rows(days)
+    assert compare_tables(GOLD_DIM_DATE, pipeline, pipeline.take([3, 1, 0, 2])).equal
+
+    changed = pipeline.set_column(2, "year", pa.array([2026, 2026, 2027, 2026], pa.int32()))
+    result = compare_tables(GOLD_DIM_DATE, pipeline, changed)
+    assert not result.equal
+    assert (result.only_in_pipeline, result.only_in_baseline) == (1, 1)
+    assert "year=2027" in result.describe()
+
+    missing = compare_tables(GOLD_DIM_DATE, pipeline, pipeline.slice(0, 3))
+    assert not missing.equal and missing.only_in_pipeline == 1 and missing.baseline_rows == 3
+
+
+def test_comparison_skips_volatile_columns_only():
+    schema = GOLD_FACT_SALES.arrow_schema()
+    row = {
+        "transaction_id": "T1", "line_number": 1, "line_type": "sale", "date_sk": 20261101,
+        "event_time": dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC), "event_date": dt.date(2026, 11, 1),
+        "customer_sk": -1, "product_sk": 7, "store_sk": 3, "customer_id": None, "product_id": "P1", "store_id": "S1",
+        "quantity": 2, "unit_price": 1, "gross_amount": 2, "discount_amount": 0, "net_amount": 2,
+        "payment_method": "cash", "channel": "store_file", "_processed_at": dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
+    }
+    pipeline = pa.Table.from_pylist([row], schema=schema)
+    later = pa.Table.from_pylist([{**row, "_processed_at": dt.datetime(2027, 1, 1, tzinfo=dt.UTC)}], schema=schema)
+    assert GOLD_FACT_SALES.volatile_columns == ("_processed_at",)
+    assert compare_tables(GOLD_FACT_SALES, pipeline, later).equal
+    other_store = pa.Table.from_pylist([{**row, "store_sk": 4}], schema=schema)
+    assert not compare_tables(GOLD_FACT_SALES, pipeline, other_store).equal
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_bench_end_to_end_on_a_tiny_workload(tmp_path):
+    from retail_assets.lib.bench.baseline import GOLD_TABLES
+    from retail_assets.lib.bench.runner import run_bench
+
+    results = run_bench(["tiny"], work_dir=tmp_path, days=1, lateness_days=0, skip_latency=True, skip_sensor=True, keep=True, echo=lambda line: None)
+
+    (size,) = results["sizes"]
+    assert size["pipeline_failed_runs"] == [] and size["pipeline_runs"] == 6
+    assert results["gold_equal"], size["gold_tables"]
+    assert size["workload"]["sales_lines"] > 0 and size["kafka_events_ingested"] == size["workload"]["kafka_events"]
+    for key in ("overhead_ratio", "peak_rss_mb", "kafka_events_per_s", "definitions_load_s"):
+        assert results[key] > 0, key
+    assert set(size["rows_per_s"]) >= {"bronze", "silver", "gold"}
+    assert results["latency_p95_s"] is None and "skipped" in results["latency_note"]
+
+    out = tmp_path / "bench-results.json"
+    write_json(results, out)
+    write_chart(results, out.with_suffix(".png"))
+    assert json.loads(out.read_text())["targets"]["latency_p95_s"] == "not measured"
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+    # one sale line fewer in the baseline's fact: the comparison must name the table
+    lakehouse, baseline = tmp_path / "tiny" / "pipeline" / "lakehouse", tmp_path / "tiny" / "baseline"
+    fact_dir = baseline / "gold" / "fact_sales"
+    fact = pq.read_table(fact_dir)
+    drop = pc.index(fact["line_type"], "sale").as_py()
+    for f in fact_dir.glob("*.parquet"):
+        f.unlink()
+    pq.write_table(pa.concat_tables([fact.slice(0, drop), fact.slice(drop + 1)]), fact_dir / "altered.parquet")
+    compared = {c.table: c for c in compare_gold(lakehouse, baseline, GOLD_TABLES)}
+    assert not compared["gold.fact_sales"].equal and compared["gold.fact_sales"].only_in_pipeline == 1
+    assert all(c.equal for name, c in compared.items() if name != "gold.fact_sales")
