@@ -25,6 +25,27 @@ class OffsetsNotRetained(RuntimeError):
     """A range to re-read is older than what the broker still keeps."""
 
 
+class LogBehindBronze(RuntimeError):
+    """The broker's log ends before offsets Bronze already holds: the topic was recreated or the
+    broker restarted empty, so its new offsets would repeat ingested ones."""
+
+
+def log_behind(high: Mapping[int, int], committed: Mapping[int, int]) -> dict[int, tuple[int, int]]:
+    """Partitions whose log ends at or before the highest offset Bronze holds: {p: (end, held)}."""
+    return {p: (high.get(p, 0), held) for p, held in sorted(committed.items()) if high.get(p, 0) <= held}
+
+
+def check_log_not_behind(topic: str, high: Mapping[int, int], committed: Mapping[int, int]) -> None:
+    behind = log_behind(high, committed)
+    if behind:
+        detail = ", ".join(f"p{p}: log ends at {end}, Bronze holds up to offset {held}" for p, (end, held) in behind.items())
+        raise LogBehindBronze(
+            f"the broker's log of {topic} ends before what Bronze already holds ({detail}): the topic was recreated "
+            "or the broker restarted empty, and its offsets would repeat ones already ingested, so nothing is read. "
+            "Point RETAIL_KAFKA_BOOTSTRAP at the broker that holds those offsets, or use a fresh data root for a new topic."
+        )
+
+
 @dataclass(frozen=True, order=True)
 class OffsetRange:
     """Offsets [start, end) of one Kafka partition."""

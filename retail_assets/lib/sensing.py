@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from retail_assets.lib.engine import LakehouseEngine
-from retail_assets.lib.kafka import OffsetRange, pending_ranges
+from retail_assets.lib.kafka import LogBehindBronze, OffsetRange, check_log_not_behind, pending_ranges
 from retail_assets.lib.landing import LandingFile, scan_landing
 from retail_assets.lib.tables import TableSpec
 
@@ -169,6 +169,10 @@ def decide_kafka_run(
     `last_run_status` is the status of the run made for `cursor.last_run_key` (None if there is
     none): while it is queued or running the sensor waits for it rather than racing it.
     """
+    try:
+        check_log_not_behind(topic, high, committed)
+    except LogBehindBronze as exc:
+        return KafkaDecision(False, str(exc), (), None, KafkaCursor(None, cursor.last_run_key, cursor.requested_high))
     pending = tuple(pending_ranges(high, committed))
     lag = sum(r.count for r in pending)
     if lag == 0:

@@ -122,3 +122,12 @@ def test_past_partition_cannot_be_reread_from_an_emptied_broker(broker, tmp_path
     assert done.returncode == 3
     assert "no longer (or not yet) on the broker" in done.stdout + done.stderr
     assert len(bronze_offsets(tmp_path)) == 5  # the failed re-read changed nothing
+    # a new arrival day on the emptied broker: its offsets would repeat ingested ones, so refused
+    with LocalBroker() as fresh:
+        ensure_topic(fresh.bootstrap_servers, KAFKA_TOPIC, partitions=2)
+        produce(fresh.bootstrap_servers, KAFKA_TOPIC, messages(0, 2))
+        env = {**os.environ, "RETAIL_DATA_ROOT": str(tmp_path), "RETAIL_KAFKA_BOOTSTRAP": fresh.bootstrap_servers, "KILL_AT": ""}
+        done = subprocess.run([sys.executable, "-c", DRIVER, "2026-11-06"], env=env, timeout=300, capture_output=True, text=True)
+    assert done.returncode == 3
+    assert "ends before what Bronze already holds" in done.stdout + done.stderr
+    assert len(bronze_offsets(tmp_path)) == 5

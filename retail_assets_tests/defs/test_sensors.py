@@ -226,6 +226,9 @@ def test_kafka_decisions():
     # the run ended without committing the range: asked again, under a new key
     failed = decide_kafka_run(high={0: 500}, cursor=big.cursor, **{**base, "last_run_status": "FAILURE"})
     assert failed.request and failed.run_key != big.run_key and failed.run_key.startswith(big.run_key)
+    # a broker that restarted empty would hand out offsets Bronze already holds: never read them
+    reset = decide_kafka_run(high={0: 3}, cursor=KafkaCursor(), **base)
+    assert not reset.request and "p0: log ends at 3, Bronze holds up to offset 9" in reset.reason
 
 
 def test_kafka_sensor_skips_with_reason_when_broker_unreachable(tmp_path, instance):

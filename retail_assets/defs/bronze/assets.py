@@ -93,7 +93,7 @@ def pos_transactions_compute(run: TableRun) -> TableOutput:
     kafka: KafkaResource = run.resource("kafka")
     try:
         return read_pos_transactions(run, kafka)
-    except kafka_lib.OffsetsNotRetained as exc:
+    except (kafka_lib.OffsetsNotRetained, kafka_lib.LogBehindBronze) as exc:
         # Retrying cannot bring back offsets the broker has dropped.
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     except kafka_lib.KafkaUnavailable as exc:
@@ -117,7 +117,12 @@ def read_pos_transactions(run: TableRun, kafka: KafkaResource) -> TableOutput:
         run.context.log.info(f"later arrival partitions hold newer offsets; re-reading only the {len(ranges)} ranges recorded for {run.day}")
     else:
         high = {p: hw for p, (_, hw) in kafka_lib.watermarks(kafka.client_config(), kafka.topic, timeout=kafka.request_timeout_s).items()}
-        ranges += kafka_lib.pending_ranges(high, committed_max(held))
+        committed = committed_max(held)
+        if not ranges:
+            # Nothing recorded here to re-read (that would fail as not retained): a log ending
+            # before what Bronze holds would hand out offsets already ingested.
+            kafka_lib.check_log_not_behind(kafka.topic, high, committed)
+        ranges += kafka_lib.pending_ranges(high, committed)
     ranges = kafka_lib.merge_ranges(ranges)
     ingested_at = dt.datetime.now(dt.UTC)
     rows = [
