@@ -55,7 +55,8 @@ class LocalBroker:
             if self._process.poll() is not None:
                 raise KafkaUnavailable(f"broker exited with code {self._process.returncode} while starting on port {self.port}")
             try:
-                AdminClient({"bootstrap.servers": self.bootstrap_servers, "socket.timeout.ms": 1000}).list_topics(timeout=1)
+                # log_level 2: the refused connections of a broker still starting are expected
+                AdminClient({"bootstrap.servers": self.bootstrap_servers, "socket.timeout.ms": 1000, "log_level": 2}).list_topics(timeout=1)
                 return self.bootstrap_servers
             except KafkaException:
                 time.sleep(0.2)

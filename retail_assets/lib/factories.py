@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -107,7 +108,13 @@ def code_references(fn: Callable[..., Any]) -> dg.CodeReferencesMetadataValue:
 
     On Dagster+ the reference links to the deployed commit in git; elsewhere it opens the file.
     """
-    fn = inspect.unwrap(fn)
+    # Code references are a beta API; one warning per asset would drown every command's output.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return _code_references(inspect.unwrap(fn))
+
+
+def _code_references(fn: Callable[..., Any]) -> dg.CodeReferencesMetadataValue:
     path = inspect.getsourcefile(fn) or ""
     line = inspect.getsourcelines(fn)[1]
     git_url, git_sha = os.environ.get("DAGSTER_CLOUD_GIT_URL"), os.environ.get("DAGSTER_CLOUD_GIT_SHA")
