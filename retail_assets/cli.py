@@ -216,6 +216,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         skip_latency=args.skip_latency,
         skip_sensor=args.skip_sensor,
         keep=args.keep,
+        progress=lambda partial: write_json(partial, out),
     )
     write_json(results, out)
     chart = out.with_suffix(".png")

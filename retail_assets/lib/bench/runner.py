@@ -121,6 +121,14 @@ def assemble(workload, pipeline: ProcessFigures, figures, baseline: ProcessFigur
     }
 
 
+def _guarded(key: str, measure: Callable[[], dict[str, object]]) -> dict[str, object]:
+    """A size-independent figure that fails is reported as missing, with the reason."""
+    try:
+        return measure()
+    except Exception as exc:  # noqa: BLE001 - the other figures stand; say why this one is missing
+        return {key: None, f"{key.removesuffix('_s')}_note": f"failed: {type(exc).__name__}: {exc}"}
+
+
 def latency_figures(echo: Callable[[str], None]) -> dict[str, object]:
     try:
         from retail_assets.lib.latency import measure_latency  # noqa: PLC0415
@@ -144,7 +152,9 @@ def run_bench(
     skip_sensor: bool = False,
     keep: bool = False,
     echo: Callable[[str], None] = print,
+    progress: Callable[[dict[str, object]], None] | None = None,
 ) -> dict[str, object]:
+    """Every size, then the size-independent figures; `progress(results)` after each part."""
     root = Path(work_dir or tempfile.mkdtemp(prefix="retail-bench-")).resolve()
     root.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {
@@ -160,6 +170,8 @@ def run_bench(
             workload = build_workload(size, work / "input", seed=seed, days=days, lateness_days=lateness_days)
             echo(f"{size}: {workload.sales_lines} sales lines, {workload.counts.get('kafka_events', 0)} Kafka events, {workload.files} landing files")
             results["sizes"].append({"size": size, **bench_size(workload, work, echo=echo)})
+            if progress is not None:
+                progress(results)  # a size's figures survive whatever fails after it
         largest = results["sizes"][-1]
         for key in ("overhead_ratio", "rows_per_s", "peak_rss_mb", "kafka_events_per_s"):
             results[key] = largest[key]
@@ -173,18 +185,24 @@ def run_bench(
                 "pipeline_time_ratio": round(largest["pipeline_wall_s"] / first["pipeline_wall_s"], 2),
                 "baseline_time_ratio": round(largest["baseline_wall_s"] / first["baseline_wall_s"], 2),
             }
+        if progress is not None:
+            progress(results)
         echo("definitions load (fresh interpreter)")
-        results.update(definitions_load_s())
+        results.update(_guarded("definitions_load_s", lambda: definitions_load_s()))
         if skip_sensor:
             results.update(sensor_tick_s=None, sensor_tick_note="skipped (--skip-sensor)")
         else:
             echo("landing sensor tick with 10,000 files")
-            results.update(sensor_tick_s(root / "sensor"))
+            results.update(_guarded("sensor_tick_s", lambda: sensor_tick_s(root / "sensor")))
         if skip_latency:
             results.update(latency_p50_s=None, latency_p95_s=None, latency_note="skipped (--skip-latency)")
         else:
             echo("event → Gold latency with dagster dev's daemon and default sensor intervals")
             results.update(latency_figures(echo))
+    except BaseException:
+        keep = True  # the logs of a failed bench are what explains it
+        echo(f"bench failed; workloads, lakehouses and logs kept under {root}")
+        raise
     finally:
         if not keep:
             for name in [*sizes, "sensor"]:
