@@ -189,8 +189,12 @@ class TableRun:
         return getattr(self.context.resources, name)
 
     def release(self) -> None:
-        """Drop what the step cached; steps of a run share one Spark session."""
-        self.engine.spark.catalog.clearCache()
+        """Drop what the step cached; steps of a run share one Spark session. A step that never
+        touched Spark (Bronze ingestion works in Arrow) must not start a JVM just to clear it."""
+        from pyspark.sql import SparkSession  # noqa: PLC0415
+
+        if SparkSession.getActiveSession() is not None:
+            self.engine.spark.catalog.clearCache()
 
 
 Compute = Callable[[TableRun], "DataFrame | pa.Table | TableOutput"]
