@@ -83,12 +83,15 @@ def tick(sensor, instance, resources, cursor=None):
 def settle_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursor, rounds: int = 6) -> list[dg.ExecuteInProcessResult]:
     """Evaluate every automation condition and run what it requests, one run per partition key
     as the daemon does, until nothing more is requested. `cursor` is an earlier evaluation's:
-    updates are judged against it, as the running daemon judges them against its last tick."""
+    updates are judged against it, as the running daemon judges them against its last tick.
+    Each round is evaluated as if one catch-up interval had passed, so late partitions follow too."""
     job = defs.resolve_implicit_global_asset_job_def()
     keys = list(defs.resolve_asset_graph().get_all_asset_keys())
     runs = []
+    clock = dt.datetime.now(dt.UTC)
     for _ in range(rounds):
-        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        clock += dt.timedelta(minutes=5)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor, evaluation_time=clock)
         cursor = result.cursor
         by_partition: dict[str, list[dg.AssetKey]] = defaultdict(list)
         for key in keys:

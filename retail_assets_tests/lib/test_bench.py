@@ -70,7 +70,7 @@ def test_comparison_skips_volatile_columns_only():
     assert not compare_tables(GOLD_FACT_SALES, pipeline, other_store).equal
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 @pytest.mark.timeout(900)
 def test_bench_end_to_end_on_a_tiny_workload(tmp_path):
     from retail_assets.lib.bench.baseline import GOLD_TABLES

@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from retail_assets.defs.silver.assets import MASTER_DATA, clean_sales_window, known_keys
+from retail_assets.lib.automation import follow_upstream
 from retail_assets.lib.factories import TableOutput, TableRun, Upstream, build_table_asset, window
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.tables import (
@@ -132,4 +133,7 @@ rule_violations = build_table_asset(
         Upstream(SILVER_INVENTORY),
     ],
     compute=rule_violations_compute,
+    # The ledger reconciles one arrival day against Silver partitions of several business days:
+    # it follows on the catch-up cron, after the late partitions of the same wave.
+    automation_condition=follow_upstream(L + 2, newest_at_once=False),
 )
