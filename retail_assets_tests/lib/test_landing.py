@@ -85,13 +85,12 @@ def test_scan_filters_by_partition_range(tmp_path):
     assert [f.arrival_date.isoformat() for f in files] == ["2026-10-02", "2026-10-03"]
 
 
-def test_scan_of_ten_thousand_files_is_fast(tmp_path):
+def test_scan_of_ten_thousand_files(tmp_path):
+    # Its speed is a benchmark figure (`retail-assets bench`: sensor_tick_s), not a timed test.
     folder = tmp_path / "sales/2026-10-01"
     folder.mkdir(parents=True)
     for i in range(10_000):
         (folder / f"pos_{i:05d}.csv").write_bytes(b"")
-    started = time.perf_counter()
     files = scan_landing(tmp_path, "sales", stable_seconds=1, now=time.time() + 60)
-    elapsed = time.perf_counter() - started
     assert len(files) == 10_000
-    assert elapsed < 1.0, f"scan took {elapsed:.2f}s"
+    assert [f.relative for f in files[:2]] == ["sales/2026-10-01/pos_00000.csv", "sales/2026-10-01/pos_00001.csv"]
