@@ -13,14 +13,14 @@ from collections import defaultdict
 from pathlib import Path
 
 import dagster as dg
-import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
 from retail_assets.defs.bronze.sensors import kafka_offsets_sensor, landing_zone_sensor
 from retail_assets.lib import quality
+from retail_assets.lib.bench.measure import landing_with_held_files
 from retail_assets.lib.broker import ensure_topic
-from retail_assets.lib.engine import DeltaRsEngine, PartitionRange
+from retail_assets.lib.engine import DeltaRsEngine
 from retail_assets.lib.generator import GeneratorConfig, generate
 from retail_assets.lib.resources import KafkaResource, LakehouseResource
 from retail_assets.lib.sensing import KafkaCursor, decide_kafka_run
@@ -176,28 +176,7 @@ def test_landing_sensor_defers_files_outside_the_calendar(tmp_path, instance):
 
 def test_landing_sensor_tick_with_ten_thousand_files(tmp_path, instance, spark, capsys):
     """10,000 files in the landing zone, Bronze holding all but ten: one batch with those ten."""
-    landing = tmp_path / "landing"
-    day = dt.date(2026, 11, 3)
-    folder = landing / "sales" / day.isoformat()
-    folder.mkdir(parents=True)
-    names = [f"sales/{day.isoformat()}/pos_S{i // 100:03d}_{i:05d}.csv" for i in range(10_000)]
-    for name in names:
-        (landing / name).write_bytes(b"transaction_id\n")
-    engine = DeltaRsEngine(tmp_path / "lakehouse", spark=spark)
-    held = names[:-10]
-    now = dt.datetime.now(dt.UTC)
-    schema = BRONZE_SALES_FILES.arrow_schema()
-    columns = {
-        "_source": [f"{n}:1" for n in held],
-        "_raw_record": ["transaction_id"] * len(held),
-        "_source_file": held,
-        "_source_line": [1] * len(held),
-        "_ingested_at": [now] * len(held),
-        "_batch_id": ["seed"] * len(held),
-        "_arrival_date": [day] * len(held),
-    }
-    rows = pa.table({f.name: pa.array(columns.get(f.name, [None] * len(held)), f.type) for f in schema}, schema=schema)
-    engine.overwrite_partitions(BRONZE_SALES_FILES, rows, PartitionRange.single(day))
+    landing = landing_with_held_files(tmp_path, 10_000, 10, spark=spark)
     resources = {"lakehouse": LakehouseResource(root=str(tmp_path / "lakehouse"), landing_root=str(landing))}
 
     timings = []
