@@ -18,7 +18,7 @@ import pytest
 
 from retail_assets.defs.bronze.sensors import kafka_offsets_sensor, landing_zone_sensor
 from retail_assets.lib import quality
-from retail_assets.lib.bench.measure import landing_with_held_files
+from retail_assets.lib.bench.workload import landing_with_held_files
 from retail_assets.lib.broker import ensure_topic
 from retail_assets.lib.engine import DeltaRsEngine
 from retail_assets.lib.generator import GeneratorConfig, generate

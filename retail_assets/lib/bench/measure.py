@@ -89,44 +89,14 @@ def definitions_load_s(runs: int = 3) -> dict[str, object]:
     return {"definitions_load_s": round(statistics.median(samples), 3), "definitions_load_samples_s": [round(s, 3) for s in samples]}
 
 
-def landing_with_held_files(root: Path, files: int, new: int, spark=None) -> Path:
-    """`files` sales files in one arrival day under `root/landing`, all but the last `new` already
-    held by `bronze.sales_files` under `root/lakehouse`: the landing sensor's worst steady case."""
-    import pyarrow as pa  # noqa: PLC0415
-
-    from retail_assets.lib.engine import DeltaRsEngine, PartitionRange  # noqa: PLC0415
-    from retail_assets.lib.tables import BRONZE_SALES_FILES  # noqa: PLC0415
-
-    landing = root / "landing"
-    day = dt.date(2026, 11, 3)
-    folder = landing / "sales" / day.isoformat()
-    folder.mkdir(parents=True, exist_ok=True)
-    names = [f"sales/{day.isoformat()}/pos_S{i // 100:03d}_{i:05d}.csv" for i in range(files)]
-    for name in names:
-        (landing / name).write_bytes(b"transaction_id\n")
-    held = names[:-new]
-    now = dt.datetime.now(dt.UTC)
-    schema = BRONZE_SALES_FILES.arrow_schema()
-    columns = {
-        "_source": [f"{n}:1" for n in held],
-        "_raw_record": ["transaction_id"] * len(held),
-        "_source_file": held,
-        "_source_line": [1] * len(held),
-        "_ingested_at": [now] * len(held),
-        "_batch_id": ["seed"] * len(held),
-        "_arrival_date": [day] * len(held),
-    }
-    rows = pa.table({f.name: pa.array(columns.get(f.name, [None] * len(held)), f.type) for f in schema}, schema=schema)
-    DeltaRsEngine(root / "lakehouse", spark=spark).overwrite_partitions(BRONZE_SALES_FILES, rows, PartitionRange.single(day))
-    return landing
-
-
 def sensor_tick_s(root: Path, files: int = 10_000, new: int = 10, ticks: int = 3) -> dict[str, object]:
     """A landing-sensor tick with `files` landing files, Bronze already holding all but `new`."""
     import dagster as dg  # noqa: PLC0415
 
     from retail_assets.defs.bronze.sensors import landing_zone_sensor  # noqa: PLC0415
     from retail_assets.lib.resources import LakehouseResource  # noqa: PLC0415
+
+    from retail_assets.lib.bench.workload import landing_with_held_files  # noqa: PLC0415
 
     landing = landing_with_held_files(root, files, new)
     resources = {"lakehouse": LakehouseResource(root=str(root / "lakehouse"), landing_root=str(landing))}

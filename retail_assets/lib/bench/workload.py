@@ -1,4 +1,5 @@
-"""Benchmark workloads: deterministic generator configurations at named sizes.
+"""Benchmark workloads: deterministic generator configurations at named sizes, and the
+10,000-file landing zone the landing-sensor tick is measured (and tested) against.
 
 Every size has 50 stores, 5k products and 20k customers with dimension change feeds and every
 defect of SPEC §7; sizes differ only in transactions per store and day, so the time from one
@@ -106,3 +107,35 @@ def build_workload(size: str, root: Path, *, seed: int = 7, lateness_days: int =
     workload = Workload(size, Path(root), config, lateness_days, dict(result.counts), len(result.files), time.monotonic() - started)
     workload.save()
     return workload
+
+
+def landing_with_held_files(root: Path, files: int, new: int, spark=None) -> Path:
+    """`files` sales files in one arrival day under `root/landing`, all but the last `new` already
+    held by `bronze.sales_files` under `root/lakehouse`: the landing sensor's worst steady case."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    from retail_assets.lib.engine import DeltaRsEngine, PartitionRange  # noqa: PLC0415
+    from retail_assets.lib.tables import BRONZE_SALES_FILES  # noqa: PLC0415
+
+    landing = root / "landing"
+    day = dt.date(2026, 11, 3)
+    folder = landing / "sales" / day.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"sales/{day.isoformat()}/pos_S{i // 100:03d}_{i:05d}.csv" for i in range(files)]
+    for name in names:
+        (landing / name).write_bytes(b"transaction_id\n")
+    held = names[:-new]
+    now = dt.datetime.now(dt.UTC)
+    schema = BRONZE_SALES_FILES.arrow_schema()
+    columns = {
+        "_source": [f"{n}:1" for n in held],
+        "_raw_record": ["transaction_id"] * len(held),
+        "_source_file": held,
+        "_source_line": [1] * len(held),
+        "_ingested_at": [now] * len(held),
+        "_batch_id": ["seed"] * len(held),
+        "_arrival_date": [day] * len(held),
+    }
+    rows = pa.table({f.name: pa.array(columns.get(f.name, [None] * len(held)), f.type) for f in schema}, schema=schema)
+    DeltaRsEngine(root / "lakehouse", spark=spark).overwrite_partitions(BRONZE_SALES_FILES, rows, PartitionRange.single(day))
+    return landing
