@@ -29,8 +29,19 @@ telemetry:
   enabled: false
 concurrency:
   runs:
-    # Every run starts its own Spark JVM: two at a time suits a laptop.
-    max_concurrent_runs: 2
+    # Runs share the Spark Connect server `retail-assets ui` starts (one JVM); three at a time
+    # keep a laptop's cores busy.
+    max_concurrent_runs: 3
+    tag_concurrency_limits:
+      # One Kafka run at a time; the next one waits in the queue and takes everything pending.
+      - key: retail/lane
+        value: stream
+        limit: 1
+      # Automation (late partitions catching up, aggregates) never holds every slot: new files
+      # and events always find one.
+      - key: dagster/sensor_name
+        value: downstream_automation
+        limit: 2
   pools:
     # Dimensions are rebuilt whole (pool `gold_dimensions`): one at a time keeps the last
     # commit the one that saw every Silver change.
@@ -111,10 +122,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """`dagster dev` (webserver + daemon) on the main job's instance and data root, with the
-    local Kafka broker running beside it for as long as it runs."""
+    local Kafka broker and one Spark Connect server running beside it for as long as it runs."""
+    import contextlib  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
 
     from retail_assets.lib.broker import LocalBroker, ensure_topic
+    from retail_assets.lib.spark import REMOTE_ENV
+    from retail_assets.lib.spark_server import SparkConnectServer
     from retail_assets.lib.tables import KAFKA_TOPIC
 
     root = Path(args.data_root or settings.local_data_root()).resolve()
@@ -124,10 +138,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
     dagster_home(root)
     workspace = settings.project_root() / "workspace.yaml"
     dagster = str(Path(sys.executable).with_name("dagster"))
-    with LocalBroker(args.kafka_port, log_path=root / "broker.log") as broker:
+    with contextlib.ExitStack() as stack:
+        broker = stack.enter_context(LocalBroker(args.kafka_port, log_path=root / "broker.log"))
         ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
         os.environ["RETAIL_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
         print(f"kafka broker on {broker.bootstrap_servers}; DAGSTER_HOME={os.environ['DAGSTER_HOME']}", flush=True)
+        if os.environ.get(REMOTE_ENV):
+            print(f"runs use the Spark Connect server at {os.environ[REMOTE_ENV]}", flush=True)
+        elif not args.spark_per_run:
+            # Every run attaches to this one JVM instead of starting its own.
+            server = stack.enter_context(SparkConnectServer(log_path=root / "spark-connect.log"))
+            os.environ[REMOTE_ENV] = server.remote
+            print(f"spark connect server on {server.remote} (log {root / 'spark-connect.log'})", flush=True)
         # `retail-assets ui -- -h 127.0.0.1 -p 3001`: everything after `--` goes to `dagster dev`.
         rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
         process = subprocess.Popen([dagster, "dev", "-w", str(workspace), *rest])
@@ -245,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     ui = sub.add_parser("ui", help="open the project in `dagster dev` (webserver + daemon) on the main job's instance")
     ui.add_argument("--data-root")
     ui.add_argument("--kafka-port", type=int, default=19092)
+    ui.add_argument(
+        "--spark-per-run", action="store_true", help="each run starts its own Spark JVM instead of sharing one Spark Connect server"
+    )
     ui.add_argument("rest", nargs=argparse.REMAINDER, help="extra `dagster dev` arguments")
     ui.set_defaults(func=cmd_ui)
 

@@ -12,6 +12,8 @@ import dagster as dg
 import pytest
 
 from retail_assets import cli
+from retail_assets.defs.bronze.sensors import LANE_TAGS
+from retail_assets.definitions import AUTOMATION_SENSOR
 from retail_assets.lib.settings import project_root
 
 
@@ -21,7 +23,12 @@ def test_dagster_home_config_is_a_valid_instance(tmp_path, monkeypatch):
     assert home == (tmp_path / "dagster_home").resolve()
     instance = dg.DagsterInstance.from_config(str(home))
     assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
-    assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
+    queue = instance.get_concurrency_config().run_queue_config
+    assert queue.max_concurrent_runs == 3
+    limits = {(limit["key"], limit["value"]): limit["limit"] for limit in queue.tag_concurrency_limits}
+    # one Kafka run at a time, and automation always leaves a slot for the sensors' runs
+    assert limits[("retail/lane", LANE_TAGS["retail/lane"])] == 1
+    assert limits[("dagster/sensor_name", AUTOMATION_SENSOR)] < queue.max_concurrent_runs
 
 
 def test_unknown_command_is_refused():

@@ -4,6 +4,12 @@ Bronze is started by the sensors; every other table follows its inputs: a partit
 requested when a partition it reads was updated, never while an input is still being written
 or one of its blocking checks failed.
 
+"Updated since" is judged against the last time automation *requested* the partition, not the
+last time anything wrote it: a Kafka run writes today's Silver and fact rows itself (see
+`defs/bronze/sensors.py`), and a dimension rebuilt while that run was writing the fact must still
+rebuild it afterwards; were the run's own write to count as handling, an input update landing
+in the same evaluation interval would be lost.
+
 Two paces. The newest partition (today) follows at once: fresh point-of-sale data reaches Gold
 within a run or two. Older partitions inside the lateness window change only through late data;
 they catch up together on a short cron (`CATCH_UP_CRON`), so one late event does not cost a run
@@ -41,7 +47,7 @@ def follow_upstream(
         pace = f"on '{CATCH_UP_CRON}'"
     return (
         window
-        & updated.since_last_handled()
+        & updated.since(dg.AutomationCondition.newly_requested() | dg.AutomationCondition.initial_evaluation())
         & when
         & ~dg.AutomationCondition.any_deps_match(blocking_check_failed)
         & ~dg.AutomationCondition.any_deps_in_progress()

@@ -140,6 +140,10 @@ class KafkaCursor:
         return cls(raw.get("pending_since"), raw.get("last_run_key"), {int(k): int(v) for k, v in (raw.get("requested_high") or {}).items()})
 
 
+# Run statuses before the run has taken its watermarks.
+NOT_STARTED = ("QUEUED", "NOT_STARTED", "STARTING")
+
+
 @dataclass(frozen=True)
 class KafkaDecision:
     request: bool
@@ -163,11 +167,16 @@ def decide_kafka_run(
     lag_threshold: int,
     max_wait_s: float,
     last_run_status: str | None,
+    blocked_by: str | None = None,
 ) -> KafkaDecision:
     """Whether the offsets Bronze does not hold yet are worth a run now.
 
     `last_run_status` is the status of the run made for `cursor.last_run_key` (None if there is
-    none): while it is queued or running the sensor waits for it rather than racing it.
+    none). A run that has not started yet reads every offset up to the watermark it takes when
+    it starts, so nothing more is requested until it has; a started run is waited for only if it
+    already covers the log's end. At most one run works and one waits, and a waiting run always
+    takes everything pending. `blocked_by` names another run writing the same tables and day
+    (not this sensor's); the sensor waits for it rather than race it.
     """
     try:
         check_log_not_behind(topic, high, committed)
@@ -181,11 +190,15 @@ def decide_kafka_run(
     pending_since = cursor.pending_since if cursor.pending_since is not None else now
     waited = now - pending_since
     covered = bool(cursor.requested_high) and all(cursor.requested_high.get(p, -1) >= hw for p, hw in high.items())
-    if covered and last_run_status in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"):
-        keep = KafkaCursor(pending_since, cursor.last_run_key, cursor.requested_high)
+    keep = KafkaCursor(pending_since, cursor.last_run_key, cursor.requested_high)
+    if last_run_status in NOT_STARTED:
+        reason = f"{lag} offsets pending; run {cursor.last_run_key} is {last_run_status.lower()} and reads up to the log's end when it starts"
+        return KafkaDecision(False, reason, pending, None, keep)
+    if covered and last_run_status in ("STARTED", "CANCELING"):
         return KafkaDecision(False, f"{lag} offsets pending; run {cursor.last_run_key} for them is {last_run_status.lower()}", pending, None, keep)
+    if blocked_by is not None:
+        return KafkaDecision(False, f"{lag} offsets pending; waiting for {blocked_by}", pending, None, keep)
     if lag < lag_threshold and waited < max_wait_s:
-        keep = KafkaCursor(pending_since, cursor.last_run_key, cursor.requested_high)
         reason = f"{lag} offsets pending ({ranges_label(pending)}), below the lag threshold {lag_threshold}; oldest seen {waited:.0f}s ago (max {max_wait_s:.0f}s)"
         return KafkaDecision(False, reason, pending, None, keep)
     run_key = f"kafka:{topic}:{ranges_label(pending)}"

@@ -13,6 +13,10 @@ from pyspark.sql import SparkSession
 
 _lock = threading.Lock()
 
+# `sc://host:port` of a running Spark Connect server (see `lib/spark_server.py`): the process then
+# uses that server's session instead of starting a JVM of its own.
+REMOTE_ENV = "RETAIL_SPARK_REMOTE"
+
 LOCAL_CONF = {
     # Every timestamp in the lakehouse is UTC; Arrow exchange with delta-rs relies on it.
     "spark.sql.session.timeZone": "UTC",
@@ -35,6 +39,9 @@ def get_spark(master: str | None = None, app_name: str = "retail-assets") -> Spa
     if active is not None:
         return active
     with _lock:
+        remote = os.environ.get(REMOTE_ENV)
+        if remote:
+            return SparkSession.builder.remote(remote).getOrCreate()
         # Loopback only: the machine's other interfaces are not ours to bind.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         active = SparkSession.getActiveSession()

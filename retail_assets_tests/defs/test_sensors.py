@@ -16,11 +16,14 @@ import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
-from retail_assets.defs.bronze.sensors import kafka_offsets_sensor, landing_zone_sensor
+from dagster._core.storage.dagster_run import DagsterRun
+
+from retail_assets.defs.bronze.sensors import LANE_TAGS, STREAM_LANE, kafka_offsets_sensor, landing_zone_sensor, other_writer
 from retail_assets.lib import quality
 from retail_assets.lib.bench.workload import landing_with_held_files
 from retail_assets.lib.broker import ensure_topic
 from retail_assets.lib.engine import DeltaRsEngine
+from retail_assets.lib.factories import asset_key
 from retail_assets.lib.generator import GeneratorConfig, generate
 from retail_assets.lib.resources import KafkaResource, LakehouseResource
 from retail_assets.lib.sensing import KafkaCursor, decide_kafka_run
@@ -206,12 +209,39 @@ def test_kafka_decisions():
     assert big.request and "lag 490" in big.reason
     running = decide_kafka_run(high={0: 500}, cursor=big.cursor, **{**base, "last_run_status": "STARTED"})
     assert not running.request and "started" in running.reason
+    # more offsets while the run is queued: it reads them too when it starts, so no second run
+    queued = decide_kafka_run(high={0: 900}, cursor=big.cursor, **{**base, "last_run_status": "QUEUED"})
+    assert not queued.request and "reads up to the log's end when it starts" in queued.reason
+    # more offsets after it started: one more run, for everything pending
+    behind = decide_kafka_run(high={0: 900}, cursor=big.cursor, **{**base, "last_run_status": "STARTED"})
+    assert behind.request and behind.run_key == "kafka:t:p0[10,900)" and behind.cursor.requested_high == {0: 900}
+    # another run writing today's lane tables (say automation rebuilding Silver): wait for it
+    blocked = decide_kafka_run(high={0: 500}, cursor=KafkaCursor(), **{**base, "blocked_by": "run abc writing silver/sales_lines"})
+    assert not blocked.request and "waiting for run abc writing silver/sales_lines" in blocked.reason
     # the run ended without committing the range: asked again, under a new key
     failed = decide_kafka_run(high={0: 500}, cursor=big.cursor, **{**base, "last_run_status": "FAILURE"})
     assert failed.request and failed.run_key != big.run_key and failed.run_key.startswith(big.run_key)
     # a broker that restarted empty would hand out offsets Bronze already holds: never read them
     reset = decide_kafka_run(high={0: 3}, cursor=KafkaCursor(), **base)
     assert not reset.request and "p0: log ends at 3, Bronze holds up to offset 9" in reset.reason
+
+
+def test_kafka_run_waits_for_another_run_writing_todays_lane_tables():
+    instance = dg.DagsterInstance.ephemeral()
+    today, yesterday = "2026-11-23", "2026-11-22"
+
+    def add(status, partition, keys, sensor):
+        tags = {"dagster/partition": partition, "dagster/sensor_name": sensor}
+        selection = frozenset(dg.AssetKey.from_user_string(k) for k in keys)
+        instance.add_run(DagsterRun(job_name="__ASSET_JOB", status=status, tags=tags, asset_selection=selection))
+
+    add(dg.DagsterRunStatus.STARTED, today, ["gold/dim_store"], "downstream_automation")
+    add(dg.DagsterRunStatus.STARTED, yesterday, ["silver/sales_lines"], "downstream_automation")
+    add(dg.DagsterRunStatus.STARTED, today, ["bronze/pos_transactions", "silver/sales_lines"], "kafka_offsets_sensor")
+    add(dg.DagsterRunStatus.SUCCESS, today, ["silver/sales_lines"], "downstream_automation")
+    assert other_writer(instance, today) is None
+    add(dg.DagsterRunStatus.STARTING, today, ["silver/returns", "quarantine/ingest_rejects"], "downstream_automation")
+    assert "(starting) writing silver/returns for 2026-11-23" in other_writer(instance, today)
 
 
 def test_stream_to_gold_exactly_once(tmp_path, instance, spark, monkeypatch, kafka_broker):
@@ -239,6 +269,9 @@ def test_stream_to_gold_exactly_once(tmp_path, instance, spark, monkeypatch, kaf
             send_stream(broker.bootstrap_servers, KAFKA_TOPIC, burst, rate_per_s=0)
             requests, _, cursor = tick(kafka_offsets_sensor, instance, resources, cursor)
             assert len(requests) == 1 and requests[0].partition_key == today.isoformat()
+            # one run takes the events from Bronze down to the fact table
+            assert set(requests[0].asset_selection) == {asset_key(spec) for spec in STREAM_LANE}
+            assert LANE_TAGS.items() <= requests[0].tags.items()
             assert execute(defs, instance, requests[0]).success
             # caught up: the next tick does nothing, and says so
             again, skips, cursor = tick(kafka_offsets_sensor, instance, resources, cursor)

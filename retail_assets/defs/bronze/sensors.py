@@ -1,8 +1,10 @@
 """Sensors that start Bronze: new complete files in the landing zone, and Kafka lag.
 
-Everything below Bronze follows by declarative automation (see `definitions.py`). Both sensors
-decide from committed Bronze data what is already ingested; their run keys make sure the same
-batch of files or the same offset range is never requested twice.
+Everything below Bronze follows by declarative automation (see `definitions.py`), with one
+exception: a Kafka run carries today's events on down to the fact table itself (`STREAM_LANE`),
+so a point-of-sale event reaches Gold in one run rather than three automation hops. Both
+sensors decide from committed Bronze data what is already ingested; their run keys make sure the
+same batch of files or the same offset range is never requested twice.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from retail_assets.lib import settings
 from retail_assets.lib.factories import asset_key, daily_partitions
 from retail_assets.lib.resources import KafkaResource, LakehouseResource
 from retail_assets.lib.sensing import KafkaCursor, committed_offsets, decide_kafka_run, new_landing_batches
-from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, LANDING_SOURCES
+from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, GOLD_FACT_SALES, LANDING_SOURCES, SILVER_RETURNS, SILVER_SALES_LINES
 
 LANDING_SENSOR = "landing_zone_sensor"
 KAFKA_SENSOR = "kafka_offsets_sensor"
@@ -25,6 +27,12 @@ LANDING_INTERVAL_S = 15
 KAFKA_INTERVAL_S = 10
 # A Kafka tick makes at most two bounded broker calls (metadata, watermarks); a landing tick none.
 KAFKA_TICK_TIMEOUT_S = 5.0
+
+# A Kafka run's tables: today's Bronze offsets, the Silver lines and returns they become and the
+# fact rows those feed, in one run and one Spark session. Runs tagged with the lane run one at a
+# time and ahead of queued catch-up work (instance settings in `cli.INSTANCE_CONFIG`).
+STREAM_LANE = (BRONZE_POS_TRANSACTIONS, SILVER_SALES_LINES, SILVER_RETURNS, GOLD_FACT_SALES)
+LANE_TAGS = {"retail/lane": "stream", "dagster/priority": "10"}
 
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -102,15 +110,29 @@ def last_run_status(instance: dg.DagsterInstance, run_key: str | None) -> str | 
     return runs[0].status.value if runs else None
 
 
+def other_writer(instance: dg.DagsterInstance, partition: str) -> str | None:
+    """Another unfinished run (not this sensor's) writing a lane table's `partition`, if any."""
+    lane = {asset_key(spec) for spec in STREAM_LANE}
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT, tags={"dagster/partition": partition}))
+    for run in runs:
+        if run.tags.get("dagster/sensor_name") == KAFKA_SENSOR:
+            continue
+        touched = lane if run.asset_selection is None else lane & set(run.asset_selection)
+        if touched:
+            names = ", ".join(sorted(k.to_user_string() for k in touched))
+            return f"run {run.run_id[:8]} ({run.status.value.lower()}) writing {names} for {partition}"
+    return None
+
+
 @dg.sensor(
     name=KAFKA_SENSOR,
     description=(
         "Compares the topic's high watermarks with the offsets committed to Bronze and requests a "
-        "Bronze run for today's arrival partition when the lag passes a threshold or the oldest "
-        "pending offset has waited too long. Broker calls are bounded; an unreachable broker skips "
-        "the tick with the reason."
+        "run for today's arrival partition when the lag passes a threshold or the oldest pending "
+        "offset has waited too long: Bronze, then the Silver sales lines and returns and the fact "
+        "rows they feed. Broker calls are bounded; an unreachable broker skips the tick with the reason."
     ),
-    target=dg.AssetSelection.assets(asset_key(BRONZE_POS_TRANSACTIONS)),
+    target=dg.AssetSelection.assets(*(asset_key(spec) for spec in STREAM_LANE)),
     minimum_interval_seconds=KAFKA_INTERVAL_S,
     default_status=default_status(),
 )
@@ -121,6 +143,7 @@ def kafka_offsets_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakehou
         high = {p: hw for p, (_, hw) in kafka_lib.watermarks(kafka.client_config(), kafka.topic, timeout=timeout).items()}
     except kafka_lib.KafkaUnavailable as exc:
         return dg.SkipReason(f"Kafka broker {kafka.bootstrap_servers} unreachable; will retry next tick: {exc}")
+    today = dt.datetime.now(dt.UTC).date().isoformat()
     decision = decide_kafka_run(
         topic=kafka.topic,
         high=high,
@@ -130,13 +153,14 @@ def kafka_offsets_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakehou
         lag_threshold=settings.kafka_lag_threshold(),
         max_wait_s=settings.kafka_max_wait_seconds(),
         last_run_status=last_run_status(context.instance, cursor.last_run_key),
+        blocked_by=other_writer(context.instance, today),
     )
     context.update_cursor(decision.cursor.dumps())
     if not decision.request:
         return dg.SkipReason(decision.reason)
     return dg.RunRequest(
         run_key=decision.run_key,
-        partition_key=dt.datetime.now(dt.UTC).date().isoformat(),
-        asset_selection=[asset_key(BRONZE_POS_TRANSACTIONS)],
-        tags={"retail/trigger": decision.reason[:250], "retail/offset_ranges": ",".join(map(str, decision.ranges))[:250]},
+        partition_key=today,
+        asset_selection=[asset_key(spec) for spec in STREAM_LANE],
+        tags={**LANE_TAGS, "retail/trigger": decision.reason[:250], "retail/offset_ranges": ",".join(map(str, decision.ranges))[:250]},
     )
