@@ -1,18 +1,16 @@
-"""The whole asset graph over a short simulated week, through Dagster, on real Delta tables.
+"""The whole asset graph over a short simulated week with every defect of SPEC §7 injected,
+through Dagster, on real Delta tables.
 
-One week with every defect of SPEC §7 injected (and a clean one) runs once per module; the tests
-read what it left: quarantine against the generator's manifest, conservation per partition,
-Gold readable by delta-rs and Spark, idempotent re-runs, order-independent dimensions, and
-checks that fail when the data is broken on purpose.
+The week runs once per module; the tests read what it left: quarantine against the generator's
+manifest, conservation per partition, Gold readable by delta-rs and Spark, idempotent re-runs,
+order-independent dimensions, and checks that fail when the data is broken on purpose. (Clean
+data passing every check is `test_pipeline_clean.py`.)
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 import shutil
-from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
@@ -20,16 +18,13 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from retail_assets.lib import quality, rules
-from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
+from retail_assets.lib import quality
 from retail_assets.lib.engine import DeltaRsEngine, PartitionRange
-from retail_assets.lib.generator import GeneratorConfig, GenerationResult, generate
-from retail_assets.lib.pipeline import STAGES, RunSummary, days, run_stage, run_week
+from retail_assets.lib.pipeline import STAGES, run_stage
 from retail_assets.lib.tables import (
     GOLD_DIM_CUSTOMER,
     GOLD_DIM_PRODUCT,
     GOLD_DIM_STORE,
-    KAFKA_TOPIC,
     QUARANTINE_INGEST_REJECTS,
     QUARANTINE_RULE_VIOLATIONS,
     SILVER_CUSTOMERS,
@@ -41,74 +36,9 @@ from retail_assets.lib.tables import (
     Layer,
     TableSpec,
 )
+from retail_assets_tests.simulated_week import LATENESS, Week, build_defs, run_simulated_week, snapshot
 
 pytestmark = pytest.mark.slow
-
-LATENESS = 2
-DAYS = 3
-START = dt.date(2026, 11, 2)
-
-
-@dataclass
-class Week:
-    root: Path
-    engine: DeltaRsEngine
-    generated: GenerationResult
-    placed: dict[int, str]  # generator message index → Bronze `_source`
-    summaries: list[RunSummary]
-    defs: dg.Definitions
-    instance: dg.DagsterInstance
-    arrival_days: list[str]
-    event_days: list[str]
-    # every table before and after materializing one partition of every stage a second time
-    before_rerun: dict[str, pa.Table] | None = None
-    after_rerun: dict[str, pa.Table] | None = None
-
-
-def build_defs(root: Path, bootstrap: str, monkeypatch) -> dg.Definitions:
-    monkeypatch.setenv("RETAIL_DATA_ROOT", str(root))
-    monkeypatch.setenv("RETAIL_KAFKA_BOOTSTRAP", bootstrap)
-    monkeypatch.setenv("RETAIL_LATENESS_DAYS", str(LATENESS))
-    from retail_assets.definitions import build_definitions
-
-    return build_definitions()
-
-
-def rerun_one_partition_per_stage(week: Week) -> None:
-    week.before_rerun = {spec.key: snapshot(week.engine, spec) for spec in TABLES}
-    for stage in STAGES:
-        partitions = week.arrival_days if stage.partitioning.value == "arrival_date" else week.event_days
-        summary = run_stage(week.defs, stage, partitions[len(partitions) // 2], week.instance)
-        assert summary.success and not summary.checks_failed, summary
-    week.after_rerun = {spec.key: snapshot(week.engine, spec) for spec in TABLES}
-
-
-def run_simulated_week(root: Path, spark, *, defects: bool, monkeypatch, rerun: bool = False, n_days: int = DAYS) -> Week:
-    config = GeneratorConfig.preset("tiny", seed=11, days=n_days, start_date=START, defects=defects, lateness_days=LATENESS)
-    generated = generate(config, root, overwrite=True)
-    arrival_days = days(START, START + dt.timedelta(days=n_days - 1 + LATENESS))
-    event_days = days(START, START + dt.timedelta(days=n_days - 1))
-    placed: dict[int, str] = {}
-    with LocalBroker() as broker:
-        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
-        defs = build_defs(root, broker.bootstrap_servers, monkeypatch)
-        instance = dg.DagsterInstance.ephemeral()
-
-        def produce_day(day: str) -> None:
-            todays = [m for m in generated.kafka_messages if m.arrival_date.isoformat() == day]
-            placed.update(produce(broker.bootstrap_servers, KAFKA_TOPIC, todays))
-
-        summaries = run_week(defs, instance, arrival_days=arrival_days, event_days=event_days, before_ingest=produce_day, echo=lambda _: None)
-        week = Week(root, DeltaRsEngine(root / "lakehouse", spark=spark), generated, placed, summaries, defs, instance, arrival_days, event_days)
-        if rerun:
-            rerun_one_partition_per_stage(week)
-    return week
-
-
-@pytest.fixture(scope="module")
-def monkeymodule():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
 
 
 @pytest.fixture(scope="module")
@@ -116,31 +46,7 @@ def defect_week(tmp_path_factory, spark, monkeymodule) -> Week:
     return run_simulated_week(tmp_path_factory.mktemp("defects"), spark, defects=True, monkeypatch=monkeymodule, rerun=True)
 
 
-@pytest.fixture(scope="module")
-def clean_week(tmp_path_factory, spark, monkeymodule) -> Week:
-    # One business day (and its lateness window) shows that clean data passes every check.
-    return run_simulated_week(tmp_path_factory.mktemp("clean"), spark, defects=False, monkeypatch=monkeymodule, n_days=1)
-
-
-def snapshot(engine: DeltaRsEngine, spec: TableSpec) -> pa.Table:
-    """Table content without run-specific columns, in a canonical order."""
-    table = engine.read_arrow(spec)
-    table = table.drop_columns([c for c in spec.volatile_columns if c in table.column_names])
-    return table.sort_by([(c, "ascending") for c in table.column_names if not pa.types.is_binary(table.schema.field(c).type)])
-
-
 # ---------------------------------------------------------------------------------------------
-
-
-def test_clean_week_passes_every_check(clean_week):
-    failed = [(s.stage, s.partition, s.checks_failed, s.checks_warned) for s in clean_week.summaries if not s.success or s.checks_failed or s.checks_warned]
-    assert failed == []
-    evaluated = {(asset, check) for s in clean_week.summaries for asset, check, _ in s.evaluations}
-    graph = clean_week.defs.resolve_asset_graph()
-    every_check = {("/".join(k.asset_key.path), k.name) for k in graph.asset_check_keys}
-    assert evaluated == every_check
-    assert clean_week.engine.read_arrow(QUARANTINE_RULE_VIOLATIONS).num_rows == 0
-    assert clean_week.engine.read_arrow(QUARANTINE_INGEST_REJECTS).num_rows == 0
 
 
 def test_defect_week_runs_without_failures_and_conserves_every_partition(defect_week):
@@ -247,7 +153,7 @@ def test_dimensions_identical_day_by_day_and_shuffled_backfill(defect_week, tmp_
     for mode in ("day_by_day", "shuffled"):
         root = tmp_path / mode
         shutil.copytree(defect_week.root / "lakehouse" / "bronze", root / "lakehouse" / "bronze")
-        defs = build_defs(root, "127.0.0.1:9", pytest.MonkeyPatch())
+        defs = build_defs(root, "127.0.0.1:9", pytest.MonkeyPatch(), RETAIL_LATENESS_DAYS=str(LATENESS))
         instance = dg.DagsterInstance.ephemeral()
         if mode == "day_by_day":
             plan = [(stage, d) for d in defect_week.arrival_days for stage in (master, dimensions)]

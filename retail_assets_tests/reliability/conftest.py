@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import pyarrow as pa
 import pytest
 
 from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
 from retail_assets.lib.engine import DeltaRsEngine
 from retail_assets.lib.pipeline import STAGES, RunSummary, run_stage
-from retail_assets.lib.tables import KAFKA_TOPIC, TableSpec
+from retail_assets.lib.tables import KAFKA_TOPIC
 from retail_assets_tests.reliability import hostile
+from retail_assets_tests.simulated_week import build_defs
 
 
 @dataclass
@@ -28,24 +28,6 @@ class HostileLake:
     expected: list[hostile.Expected]  # refs resolved to Bronze `_source`
     kafka_values: dict[str, bytes | None]  # Bronze `_source` of each message → the bytes sent
     day: str
-
-
-def build_defs(root: Path, bootstrap: str, mp: pytest.MonkeyPatch, **env: str) -> dg.Definitions:
-    """Definitions of the local environment over `root`; env vars stay set for the caller's scope."""
-    mp.setenv("RETAIL_DATA_ROOT", str(root))
-    mp.setenv("RETAIL_KAFKA_BOOTSTRAP", bootstrap)
-    for name, value in env.items():
-        mp.setenv(name, value)
-    from retail_assets.definitions import build_definitions
-
-    return build_definitions()
-
-
-def snapshot(engine: DeltaRsEngine, spec: TableSpec) -> pa.Table:
-    """Table content without run-specific columns, in a canonical order."""
-    table = engine.read_arrow(spec)
-    table = table.drop_columns([c for c in spec.volatile_columns if c in table.column_names])
-    return table.sort_by([(c, "ascending") for c in table.column_names if not pa.types.is_binary(table.schema.field(c).type)])
 
 
 def run_all_stages(defs: dg.Definitions, instance: dg.DagsterInstance, day: str, *, stages=STAGES) -> list[RunSummary]:

@@ -14,7 +14,7 @@ from retail_assets.lib.factories import build_table_asset
 from retail_assets.lib.resources import KafkaResource, LakehouseResource
 from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, KAFKA_TOPIC
 from retail_assets_tests.reliability import hostile
-from retail_assets_tests.reliability.conftest import snapshot
+from retail_assets_tests.simulated_week import snapshot
 
 pytestmark = pytest.mark.reliability
 

@@ -38,7 +38,7 @@ from retail_assets.lib.tables import (
     TableSpec,
 )
 from retail_assets_tests.reliability import hostile
-from retail_assets_tests.reliability.conftest import build_defs, snapshot
+from retail_assets_tests.simulated_week import build_defs, snapshot
 
 pytestmark = pytest.mark.reliability
 

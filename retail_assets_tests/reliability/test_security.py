@@ -23,7 +23,7 @@ from retail_assets.lib.landing import scan_landing
 from retail_assets.lib.resources import KafkaResource
 from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, BRONZE_SALES_FILES, KAFKA_TOPIC, SILVER_CUSTOMERS, TABLES, Layer
 from retail_assets_tests.reliability import hostile
-from retail_assets_tests.reliability.conftest import build_defs
+from retail_assets_tests.simulated_week import build_defs
 
 pytestmark = pytest.mark.reliability
 

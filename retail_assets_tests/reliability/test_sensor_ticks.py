@@ -15,7 +15,7 @@ from retail_assets.lib.resources import KafkaResource, LakehouseResource
 from retail_assets.lib.sensing import KafkaCursor
 from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, BRONZE_SALES_FILES, KAFKA_TOPIC
 from retail_assets_tests.reliability import hostile
-from retail_assets_tests.reliability.conftest import build_defs
+from retail_assets_tests.simulated_week import build_defs
 
 pytestmark = pytest.mark.reliability
 
