@@ -1,11 +1,44 @@
-"""Fixtures shared by the whole suite: one Spark session, a fresh lakehouse per test."""
+"""Fixtures shared by the whole suite: one Spark server, a fresh lakehouse per test."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
 from retail_assets.lib.engine import DeltaRsEngine
-from retail_assets.lib.spark import get_spark
+from retail_assets.lib.spark import REMOTE_ENV, get_spark
+from retail_assets.lib.spark_server import SparkConnectServer
+
+# Each test process (each xdist worker) computes on one Spark Connect server, as runs under
+# `retail-assets ui` do; subprocesses a test starts (a killed run, `dagster dev` and its run
+# workers, the CLI) inherit RETAIL_SPARK_REMOTE and attach to it instead of starting a JVM.
+# RETAIL_TEST_SPARK=classic runs the suite on an in-process `local[2]` session instead.
+_server: SparkConnectServer | None = None
+
+
+def pytest_configure(config):
+    global _server
+    controller = getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
+    if controller or os.environ.get(REMOTE_ENV) or os.environ.get("RETAIL_TEST_SPARK") == "classic":
+        return
+    _server = SparkConnectServer(master="local[2]")
+    os.environ[REMOTE_ENV] = _server.start()
+
+
+def pytest_unconfigure(config):
+    global _server
+    if _server is not None:
+        from pyspark.sql import SparkSession
+
+        # Close this process's session first: a Connect client left open talks to the server
+        # once more at interpreter exit, and retries for minutes if the server is gone.
+        session = SparkSession.getActiveSession()
+        if session is not None:
+            session.stop()
+        os.environ.pop(REMOTE_ENV, None)
+        _server.stop()
+        _server = None
 
 # Longest modules first. `.ci/run` hands whole modules to two workers in collection order; a
 # long module collected last (the simulated weeks, the `dagster dev` tests) would otherwise run
@@ -23,8 +56,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def spark():
-    session = get_spark(master="local[2]")
-    yield session
+    return get_spark(master="local[2]")
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,10 @@ class SparkConnectServer:
     def start(self, timeout: float = 120.0) -> str:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         command = [sys.executable, "-m", "retail_assets.lib.spark_server", "--port", str(self.port), "--master", self.master]
-        env = {k: v for k, v in os.environ.items() if k != REMOTE_ENV}
+        # A process that already attached to a server carries pyspark's Connect-mode variables;
+        # the server itself must build a classic session.
+        client_only = {REMOTE_ENV, "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE", "SPARK_API_MODE"}
+        env = {k: v for k, v in os.environ.items() if k not in client_only}
         self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
