@@ -52,10 +52,16 @@ def package_dir() -> str:
     return settings.env("RETAIL_DATABRICKS_CODE_PATH", str(Path(__file__).resolve().parents[1]))
 
 
+# Settings that describe this machine's Spark, not the deployment: a cluster uses its own session.
+MACHINE_LOCAL = frozenset({settings.SPARK_REMOTE_ENV, "RETAIL_SPARK_MASTER"})
+
+
 def remote_env_variables() -> dict[str, str]:
     """Non-secret settings the cluster needs to rebuild the same code location."""
     forwarded = {
-        k: v for k, v in os.environ.items() if k.startswith("RETAIL_") and not any(m in k for m in SECRET_MARKERS)
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith("RETAIL_") and not any(m in k for m in SECRET_MARKERS) and k not in MACHINE_LOCAL
     }
     forwarded.update(
         {

@@ -11,11 +11,13 @@ import threading
 
 from pyspark.sql import SparkSession
 
+from retail_assets.lib import settings
+
 _lock = threading.Lock()
 
 # `sc://host:port` of a running Spark Connect server (see `lib/spark_server.py`): the process then
 # uses that server's session instead of starting a JVM of its own.
-REMOTE_ENV = "RETAIL_SPARK_REMOTE"
+REMOTE_ENV = settings.SPARK_REMOTE_ENV
 
 LOCAL_CONF = {
     # Every timestamp in the lakehouse is UTC; Arrow exchange with delta-rs relies on it.
