@@ -78,7 +78,7 @@ def test_databricks_definitions_load_and_validate(monkeypatch):
     databricks = build_definitions()
     dg.Definitions.validate_loadable(databricks)
     local = resources_for(Environment.LOCAL)
-    assert set(databricks.resources) >= set(local) == {"lakehouse", "kafka", "pyspark_step_launcher"}
+    assert set(databricks.resources) == set(local) == {"lakehouse", "kafka", "pyspark_step_launcher"}
     assert {j.name for j in databricks.resolve_all_job_defs()} >= {"ingest_bronze", "build_gold", "lakehouse_maintenance"}
 
     lakehouse = databricks.resources["lakehouse"]

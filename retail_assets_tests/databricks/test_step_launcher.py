@@ -12,6 +12,7 @@ import re
 
 import dagster as dg
 import pytest
+from dagster_shared.serdes import serialize_value
 from deltalake import DeltaTable
 
 from retail_assets.lib import quality
@@ -108,6 +109,13 @@ def test_bronze_silver_gold_chain_runs_through_the_step_launcher(workspace, depl
         version = metadata["delta_version"].value
         table = DeltaTable(str(deployment / "lakehouse" / key.path[0] / key.path[1]))
         assert table.version() == version
+    # The workspace token reached the cluster through the secret scope only: nothing the run
+    # recorded (event log, run config, tags) holds it.
+    run = instance.get_run_by_id(run_id)
+    recorded = [serialize_value(r) for r in instance.all_logs(run_id)] + [serialize_value(run)]
+    assert not [text for text in recorded if workspace.token in text]
+    for submitted in runs:
+        assert workspace.token not in str(submitted.task)
     evaluations = [
         r.dagster_event.event_specific_data
         for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
@@ -138,3 +146,22 @@ def test_a_failing_remote_step_shows_its_remote_error(workspace, deployment):
     stderr = workspace.dbfs_file(f"{STAGING}/{run_id}/emulator__exploding/stderr").read_text()
     assert jobs.EXPLOSION in stderr
     assert any(stderr.strip() and stderr.strip()[:200] in m for m in logs)
+
+
+def test_a_library_the_cluster_cannot_install_fails_the_step_with_the_reason(workspace, deployment, monkeypatch):
+    # The deployment names a project wheel that was never uploaded: Databricks fails the run
+    # while installing libraries (INTERNAL_ERROR), before any code of the step runs.
+    missing = "dbfs:/artifacts/retail_assets-9.9.9-py3-none-any.whl"
+    monkeypatch.setenv("RETAIL_DATABRICKS_WHEEL", missing)
+    instance = dg.DagsterInstance.ephemeral()
+    submitted_before = workspace.count("/jobs/runs/submit")
+    with execute("chain_job", instance) as result:
+        assert not result.success
+        failures = [e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure]
+        run_id = result.run_id
+    # The first step fails with the cluster's reason; nothing downstream is submitted.
+    assert workspace.count("/jobs/runs/submit") - submitted_before == 1
+    assert len(failures) == 1
+    assert "Library installation failed" in failures[0] and missing in failures[0], failures[0]
+    remote = [r for r in workspace.runs.values() if f"/{run_id}/" in r.task["spark_python_task"]["python_file"]]
+    assert [(r.life_cycle_state, r.result_state) for r in remote] == [("INTERNAL_ERROR", "FAILED")]
