@@ -88,6 +88,7 @@ def bronze_offsets(root: Path) -> list[tuple[int, int]]:
     return sorted(zip(table["_partition"].to_pylist(), table["_offset"].to_pylist()))
 
 
+@pytest.mark.reliability
 def test_kill_before_and_after_commit_leaves_every_offset_once(broker, tmp_path):
     placed = produce(broker.bootstrap_servers, KAFKA_TOPIC, messages(0, 40))
 

@@ -4,7 +4,7 @@ tests compare against and the Gold the security tests scan."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import dagster as dg
@@ -48,9 +48,7 @@ def hostile_lake(tmp_path_factory, spark) -> HostileLake:
         defs = build_defs(root, broker.bootstrap_servers, mp)
         instance = dg.DagsterInstance.ephemeral()
         summaries = run_all_stages(defs, instance, hostile.D)
-    resolved = [
-        hostile.Expected(e.case, placed[int(e.ref.split("#")[1])], e.outcome, e.rule, e.record_key) for e in kafka_expected
-    ]
+    resolved = [replace(e, ref=placed[int(e.ref.split("#")[1])]) for e in kafka_expected]
     values = {placed[m.index]: m.value for m in messages}
     return HostileLake(root, DeltaRsEngine(root / "lakehouse", spark=spark), defs, instance, summaries,
                        landing.expected + resolved, values, hostile.D)

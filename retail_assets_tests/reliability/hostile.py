@@ -36,7 +36,8 @@ class Expected:
     ref: str
     outcome: str  # ACCEPTED, DUPLICATE, INGEST_REJECTS or RULE_VIOLATIONS
     rule: str | None = None
-    record_key: str | None = None  # sales line key, for violations and duplicates
+    record_key: str | None = None  # sales line key (a product id for products)
+    reason: str | None = None  # a fragment the quarantine row's reason must contain
 
 
 def sales_line(tid: str, line: int = 1, *, event_time: str = TS, store: str = "S001", product: str = "P001",
@@ -45,11 +46,13 @@ def sales_line(tid: str, line: int = 1, *, event_time: str = TS, store: str = "S
     return ",".join([tid, str(line), event_time, store, product, customer, quantity, price, discount, payment])
 
 
+NON_UTF8_LINE = sales_line("F03", product="P\udcff\udcfe01").encode("utf-8", "surrogateescape")
+
 # (case, hostile line, outcome, rule): one sales file each, `header + hostile + clean line`.
 SALES_LINE_CASES: list[tuple[str, bytes, str, str | None]] = [
     ("wrong_column_count", b"F01,1," + TS.encode() + b",S001,P001,C001,2,9.99,0.1", INGEST_REJECTS, rules.MALFORMED_ROW),
     ("broken_quoting", b'F02,1,"' + TS.encode() + b",S001,P001,C001,2,9.99,0.1,card", INGEST_REJECTS, rules.MALFORMED_ROW),
-    ("non_utf8_bytes", sales_line("F03", product="P\udcff\udcfe01").encode("utf-8", "surrogateescape"), INGEST_REJECTS, rules.INVALID_ENCODING),
+    ("non_utf8_bytes", NON_UTF8_LINE, INGEST_REJECTS, rules.INVALID_ENCODING),
     ("missing_key", sales_line("").encode(), RULE_VIOLATIONS, rules.MISSING_KEY),
     ("wrong_type", sales_line("F05", quantity="two").encode(), RULE_VIOLATIONS, rules.INVALID_TYPE),
     ("negative_price", sales_line("F06", price="-4.50").encode(), RULE_VIOLATIONS, rules.NEGATIVE_PRICE),
@@ -72,6 +75,21 @@ SALES_LINE_CASES: list[tuple[str, bytes, str, str | None]] = [
     ("huge_number", sales_line("F23", quantity="99999999999999999999999").encode(), RULE_VIOLATIONS, rules.INVALID_TYPE),
     ("quoted_number", b'F24,1,' + TS.encode() + b',S001,P001,C001,"2","9.99",0.1,card', ACCEPTED, None),
 ]
+# case → a fragment of the quarantine reason, where docs/reliability.md quotes one
+SALES_REASONS: dict[str, str] = {
+    "wrong_column_count": "line has 9 fields, header has 10",
+    "broken_quoting": "broken quoting",
+    "non_utf8_bytes": f"line is not valid UTF-8: byte 0xff at byte offset {NON_UTF8_LINE.index(0xFF)}",
+    "wrong_type": "quantity 'two' is not a whole number",
+    "unknown_store": "store_id 'S999' is not a known store",
+    "unknown_product": "product_id 'P999' is not a known product",
+    "unknown_customer": "customer_id 'C999' is not a known customer",
+    "conflicting_duplicate": f"same key as sales/{D}/pos_clean.csv:2 (arrived {D}, kept) but different quantity",
+    "timestamp_without_offset": "has no UTC offset (ISO-8601 with offset required",
+    "nan_price": "unit_price 'NaN' is not a number",
+    "infinity_price": "unit_price 'Infinity' is not a number",
+    "huge_field_value": f"payment_method '{HUGE[:60]}…' is not one of",
+}
 
 
 @dataclass
@@ -120,7 +138,7 @@ def landing_files() -> Landing:
         good = f"G-{case}"
         files[path] = SALES_HEADER.encode() + b"\n" + line + b"\n" + sales_line(good).encode() + b"\n"
         key = line.split(b",", 1)[0].decode("utf-8", "replace") + ":1"
-        expected.append(Expected(case, f"{path}:2", outcome, rule, key))
+        expected.append(Expected(case, f"{path}:2", outcome, rule, key, SALES_REASONS.get(case)))
         expected.append(Expected(case, f"{path}:3", ACCEPTED, record_key=f"{good}:1"))
 
     def whole_file(case: str, name: str, content: bytes, outcomes: list[Expected]) -> None:
@@ -141,12 +159,33 @@ def landing_files() -> Landing:
                [Expected("crlf_line_endings", f"{p}/crlf.csv:2", ACCEPTED, record_key="CR-1:1"),
                 Expected("crlf_line_endings", f"{p}/crlf.csv:3", ACCEPTED, record_key="CR-2:1")])
     whole_file("wrong_delimiter", "semicolons.csv", (SALES_HEADER.replace(",", ";") + "\n" + sales_line("SC-1").replace(",", ";") + "\n").encode(),
-               [Expected("wrong_delimiter", f"{p}/semicolons.csv:2", INGEST_REJECTS, rules.MALFORMED_ROW)])
+               [Expected("wrong_delimiter", f"{p}/semicolons.csv:2", INGEST_REJECTS, rules.MALFORMED_ROW,
+                         reason="the file's header (line 1) lacks key column transaction_id")])
     whole_file("duplicated_header", "dup_header.csv",
                (SALES_HEADER.replace("discount", "quantity") + "\n" + sales_line("DH-1") + "\n").encode(),
-               [Expected("duplicated_header", f"{p}/dup_header.csv:2", INGEST_REJECTS, rules.MALFORMED_ROW)])
+               [Expected("duplicated_header", f"{p}/dup_header.csv:2", INGEST_REJECTS, rules.MALFORMED_ROW,
+                         reason="the file's header (line 1) repeats column quantity")])
     whole_file("new_unannounced_column", "new_column.csv", (SALES_HEADER + ",loyalty_card\n" + sales_line("NC-1") + ",LC-77\n").encode(),
                [Expected("new_unannounced_column", f"{p}/new_column.csv:2", ACCEPTED, record_key="NC-1:1")])
+
+    # reference data: a second products file of the day, hostile lines before a clean one
+    path = f"products/{D}/products_hostile.jsonl"
+    files[path] = b"\n".join([
+        b'{"product_id": "P005", "name": "Jam", "list_price": ',
+        b'["P006", "Honey"]',
+        b'{"product_id": "P007", "name": "Salt", "product_id": "P008"}',
+        json.dumps({"product_id": "P003", "name": "Cup", "category": "home", "brand": "Acme", "unit_cost": "1.00",
+                    "list_price": "4.50", "status": "active", "updated_at": f"{D}T06:00:00+00:00"}).encode(),
+    ]) + b"\n"
+    expected += [
+        Expected("reference_invalid_json", f"{path}:1", INGEST_REJECTS, rules.INVALID_JSON,
+                 reason="invalid JSON at column 53: Expecting value"),
+        Expected("reference_not_an_object", f"{path}:2", INGEST_REJECTS, rules.NOT_AN_OBJECT,
+                 reason="JSON value is an array, expected an object"),
+        Expected("reference_repeated_key", f"{path}:3", INGEST_REJECTS, rules.INVALID_JSON,
+                 reason="invalid JSON: an object repeats key 'product_id'"),
+        Expected("reference_clean_line", f"{path}:4", ACCEPTED, record_key="P003"),
+    ]
     return Landing(files, expected)
 
 
@@ -184,6 +223,8 @@ def _nested(depth: int) -> object:
     return value
 
 
+KAFKA_NON_UTF8 = b'{"transaction_id": "K07\xff\xfe"}'
+
 # (case, message value, outcome, rule); every value is sent between two clean events
 KAFKA_CASES: list[tuple[str, bytes | None, str, str | None]] = [
     ("invalid_json", b'{"transaction_id": "K01", "lines": [', INGEST_REJECTS, rules.INVALID_JSON),
@@ -192,7 +233,7 @@ KAFKA_CASES: list[tuple[str, bytes | None, str, str | None]] = [
     ("json_null", b"null", INGEST_REJECTS, rules.NOT_AN_OBJECT),
     ("empty_message", b"", INGEST_REJECTS, rules.INVALID_JSON),
     ("null_message", None, INGEST_REJECTS, rules.INVALID_JSON),
-    ("non_utf8_bytes", b'{"transaction_id": "K07\xff\xfe"}', INGEST_REJECTS, rules.INVALID_ENCODING),
+    ("non_utf8_bytes", KAFKA_NON_UTF8, INGEST_REJECTS, rules.INVALID_ENCODING),
     ("deeply_nested_json", b"[" * 20_000 + b"]" * 20_000, INGEST_REJECTS, rules.INVALID_JSON),
     ("duplicated_json_key", b'{"transaction_id": "K09", "transaction_id": "K09b", "lines": []}', INGEST_REJECTS, rules.INVALID_JSON),
     ("deeply_nested_lines", json.dumps(event("K10", lines=_nested(60))).encode(), RULE_VIOLATIONS, rules.INVALID_TYPE),
@@ -224,6 +265,23 @@ KAFKA_CASES: list[tuple[str, bytes | None, str, str | None]] = [
      ACCEPTED, None),
     ("new_unannounced_field", json.dumps({**event("K31"), "basket_id": "B-9"}).encode(), ACCEPTED, None),
 ]
+# case → a fragment of the quarantine reason, where docs/reliability.md quotes one
+KAFKA_REASONS: dict[str, str] = {
+    "invalid_json": "invalid JSON at column 37: Expecting value",
+    "json_array_not_object": "JSON value is an array, expected an object",
+    "json_string_not_object": "JSON value is a string, expected an object",
+    "json_null": "JSON value is null, expected an object",
+    "empty_message": "message has no value (null or zero bytes)",
+    "null_message": "message has no value (null or zero bytes)",
+    "non_utf8_bytes": f"message value is not valid UTF-8: byte 0xff at byte offset {KAFKA_NON_UTF8.index(0xFF)}",
+    "deeply_nested_json": "invalid JSON: nested too deeply to read",
+    "duplicated_json_key": "invalid JSON: an object repeats key 'transaction_id'",
+    "deeply_nested_lines": "is not an array of JSON objects",
+    "lines_not_an_array": """lines '"three apples"' is not an array of JSON objects""",  # quoted as the JSON it is
+    "lines_empty": "lines is an empty array",
+    "timestamp_without_offset": "has no UTC offset (ISO-8601 with offset required",
+    "huge_field_value": f"payment_method '{'y' * 60}…' is not one of",
+}
 KAFKA_DUPLICATE_OF = "K-OK-0"  # an exact re-send of the first clean event
 
 
@@ -232,17 +290,17 @@ def kafka_messages() -> tuple[list[KafkaMessage], list[Expected]]:
     messages: list[KafkaMessage] = []
     expected: list[Expected] = []
 
-    def add(value: bytes | None, case: str, outcome: str, rule: str | None, key: str | None) -> None:
+    def add(value: bytes | None, case: str, outcome: str, rule: str | None, key: str | None, reason: str | None = None) -> None:
         index = len(messages)
         messages.append(KafkaMessage(index=index, key=f"k{index}", timestamp_ms=ts + index, value=value))
-        expected.append(Expected(case, f"kafka:#{index}", outcome, rule, key))
+        expected.append(Expected(case, f"kafka:#{index}", outcome, rule, key, reason))
 
     add(json.dumps(event("K-OK-0")).encode(), "clean_event", ACCEPTED, None, "K-OK-0:1")
     for i, (case, value, outcome, rule) in enumerate(KAFKA_CASES):
         tid = None
         if outcome in (ACCEPTED, RULE_VIOLATIONS):
             tid = json.loads(value.replace(b"NaN", b"0").replace(b"Infinity", b"0"))["transaction_id"]
-        add(value, case, outcome, rule, f"{tid}:1" if tid else None)
+        add(value, case, outcome, rule, f"{tid}:1" if tid else None, KAFKA_REASONS.get(case))
         add(json.dumps(event(f"K-OK-{i + 1}")).encode(), case, ACCEPTED, None, f"K-OK-{i + 1}:1")
     add(json.dumps(event(KAFKA_DUPLICATE_OF)).encode(), "exact_duplicate_event", DUPLICATE, None, f"{KAFKA_DUPLICATE_OF}:1")
     return messages, expected

@@ -17,6 +17,7 @@ from retail_assets.lib.tables import (
     BRONZE_SALES_FILES,
     QUARANTINE_INGEST_REJECTS,
     QUARANTINE_RULE_VIOLATIONS,
+    SILVER_PRODUCTS,
     SILVER_RETURNS,
     SILVER_SALES_LINES,
 )
@@ -37,8 +38,9 @@ def _by_source(table) -> dict[str, list[dict]]:
 def outcomes(hostile_lake):
     engine = hostile_lake.engine
     accepted = _by_source(engine.read_arrow(SILVER_SALES_LINES))
-    for source, rows in _by_source(engine.read_arrow(SILVER_RETURNS)).items():
-        accepted.setdefault(source, []).extend(rows)
+    for spec in (SILVER_RETURNS, SILVER_PRODUCTS):
+        for source, rows in _by_source(engine.read_arrow(spec)).items():
+            accepted.setdefault(source, []).extend(rows)
     return {
         hostile.INGEST_REJECTS: _by_source(engine.read_arrow(QUARANTINE_INGEST_REJECTS)),
         hostile.RULE_VIOLATIONS: _by_source(engine.read_arrow(QUARANTINE_RULE_VIOLATIONS)),
@@ -57,6 +59,10 @@ def test_every_stage_succeeds_and_conservation_holds(hostile_lake):
         if asset == "quarantine/rule_violations" and check == quality.CONSERVATION
     ]
     assert conservation == [True]
+
+
+def _record_key(row: dict) -> str:
+    return f"{row['transaction_id']}:{row['line_number']}" if "transaction_id" in row else row["product_id"]
 
 
 def _original_line(landing, ref: str) -> bytes:
@@ -85,11 +91,11 @@ def test_every_hostile_record_ends_where_expected(hostile_lake, outcomes, channe
             continue
         rows = {hostile.INGEST_REJECTS: rejects, hostile.RULE_VIOLATIONS: violations, hostile.ACCEPTED: accepted}[e.outcome]
         if e.outcome == hostile.ACCEPTED:
-            if e.record_key and f"{rows[0]['transaction_id']}:{rows[0]['line_number']}" != e.record_key:
-                problems.append((e.case, e.ref, "accepted as", rows[0]["transaction_id"]))
+            if e.record_key and _record_key(rows[0]) != e.record_key:
+                problems.append((e.case, e.ref, "accepted as", _record_key(rows[0])))
             continue
         row = rows[0]
-        if row["rule"] != e.rule or not row["reason"]:
+        if row["rule"] != e.rule or not row["reason"] or (e.reason and e.reason not in row["reason"]):
             problems.append((e.case, e.ref, row["rule"], row["reason"]))
             continue
         # the original record, byte for byte

@@ -13,8 +13,10 @@ from retail_assets_tests.reliability import hostile
 pytestmark = pytest.mark.reliability
 
 HERE = Path(__file__).parent
+TESTS = HERE.parent
 DOC = HERE.parents[1] / "docs" / "reliability.md"
-REFERENCE = re.compile(r"`(test_\w+)\.py::(test_\w+)`")
+# `test_x.py::test_y` for a module of this package, `defs/test_x.py::test_y` for one elsewhere
+REFERENCE = re.compile(r"`((?:\w+/)*test_\w+)\.py::(test_\w+)`")
 CASE = re.compile(r"`([a-z0-9_]+)`")
 
 
@@ -27,7 +29,8 @@ def _table_rows(text: str) -> list[list[str]]:
 
 
 def _reliability_tests() -> dict[str, set[str]]:
-    """module → test functions, for every module of this package marked `reliability`."""
+    """module → test functions: every module of this package (each marked `reliability` as a
+    whole) and, under its path relative to the tests folder, every test elsewhere marked alone."""
     found = {}
     for path in sorted(HERE.glob("test_*.py")):
         tree = ast.parse(path.read_text())
@@ -39,6 +42,18 @@ def _reliability_tests() -> dict[str, set[str]]:
         )
         assert marked, f"{path.name} lacks pytestmark = pytest.mark.reliability"
         found[path.stem] = {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
+    for path in sorted(TESTS.rglob("test_*.py")):
+        text = path.read_text()
+        if path.parent == HERE or "mark.reliability" not in text:
+            continue
+        marked = {
+            n.name
+            for n in ast.parse(text).body
+            if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")
+            and any(ast.unparse(d) == "pytest.mark.reliability" for d in n.decorator_list)
+        }
+        if marked:
+            found[path.relative_to(TESTS).with_suffix("").as_posix()] = marked
     return found
 
 
