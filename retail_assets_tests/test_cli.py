@@ -14,6 +14,7 @@ import pytest
 from retail_assets import cli
 from retail_assets.defs.bronze.sensors import LANE_TAGS
 from retail_assets.definitions import AUTOMATION_SENSOR
+from retail_assets.lib.pipeline import STAGES
 from retail_assets.lib.settings import project_root
 
 
@@ -60,3 +61,40 @@ def test_dagster_asset_materialize_builds_one_partition_from_the_command_line(tm
     assert {e.check_name for e in evaluations} == {"primary_key_unique_not_null", "column_schema_matches_registry", "values_within_rules"}
     assert all(e.passed for e in evaluations)
     assert (tmp_path / "lakehouse" / "gold" / "dim_date" / "_delta_log").is_dir()
+
+
+def test_dagster_job_backfill_queues_one_run_per_partition_of_a_range_from_the_command_line(tmp_path, monkeypatch):
+    """`dagster job backfill -w workspace.yaml -j … --from … --to … --noprompt` as the README shows it:
+    it records the backfill and queues one run of the stage job per partition, which the daemon of
+    a running `dagster dev` then launches."""
+    first = dt.date.today() - dt.timedelta(days=3)
+    partitions = [(first + dt.timedelta(days=i)).isoformat() for i in range(3)]
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))  # not an instance an earlier test left in the environment
+    home = cli.dagster_home(tmp_path)  # the instance config `retail-assets` writes
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "RETAIL_DATA_ROOT": str(tmp_path),
+        "RETAIL_PARTITIONS_START": (first - dt.timedelta(days=2)).isoformat(),
+    }
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    job = "refine_master_data"
+    command = [dagster, "job", "backfill", "-w", "workspace.yaml", "-j", job, "--from", partitions[0], "--to", partitions[-1], "--noprompt"]
+    done = subprocess.run(command, cwd=project_root(), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    [backfill] = instance.get_backfills()
+    assert backfill.job_name == job
+    assert backfill.partition_names == partitions
+    assert f"Launched backfill job `{backfill.backfill_id}`" in done.stdout
+    runs = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))]
+    assert sorted(run.tags["dagster/partition"] for run in runs) == partitions
+    assert {run.job_name for run in runs} == {job}
+    # Queued, not run: the instance's run queue hands them to `dagster dev`'s daemon.
+    assert {run.status for run in runs} == {dg.DagsterRunStatus.QUEUED}
+    # Each run builds the stage's tables and runs their checks.
+    stage = next(s for s in STAGES if s.job_name == job)
+    steps = {step.key for step in instance.get_execution_plan_snapshot(runs[0].execution_plan_snapshot_id).steps}
+    assert {"__".join(key.path) for key in stage.asset_keys()} <= steps
+    assert {f"{t.layer.value}_{t.name}_checks" for t in stage.tables} <= steps

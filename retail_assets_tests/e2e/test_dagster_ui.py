@@ -34,7 +34,19 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 GROUPS = ("sources", "bronze", "quarantine", "silver", "gold")
-GOLD_TABLES = ("dim_customer", "dim_product", "dim_store", "dim_date", "fact_sales", "agg_daily_store_sales")
+GOLD_TABLES = (
+    "dim_customer",
+    "dim_product",
+    "dim_store",
+    "dim_date",
+    "fact_sales",
+    "agg_daily_store_sales",
+    "agg_product_performance",
+    "agg_customer_lifetime_value",
+    "agg_inventory_cover",
+)
+# External source assets: the landing-zone folders and the Kafka topic (`kafka/retail_pos_transactions`).
+SOURCES = ("sales", "customers", "products", "stores", "inventory", "retail_pos_transactions")
 
 LAUNCH = """
 mutation Launch($params: LaunchBackfillParams!) {
@@ -71,6 +83,7 @@ query Asset($key: AssetKeyInput!, $partitions: [String!]) {
       description
       kinds
       owners { ... on TeamAssetOwner { team } }
+      tags { key value }
       metadataEntries { label }
       assetChecksOrError { ... on AssetChecks { checks { name blocking } } }
       assetPartitionStatuses { ... on TimePartitionStatuses { ranges { startKey endKey status } } }
@@ -81,6 +94,7 @@ query Asset($key: AssetKeyInput!, $partitions: [String!]) {
           label
           __typename
           ... on IntMetadataEntry { intValue }
+          ... on FloatMetadataEntry { floatValue }
           ... on TableColumnLineageMetadataEntry { lineage { columnName columnDeps { assetKey { path } columnName } } }
         }
       }
@@ -176,6 +190,27 @@ def test_every_selected_asset_is_materialized_per_partition_with_row_counts(dags
         assert [(r["startKey"], r["endKey"], r["status"]) for r in ranges] == [(partitions[0], partitions[-1], "MATERIALIZED")]
 
 
+def test_materializations_carry_numeric_metadata_the_ui_plots(dagster_dev, backfill):
+    """Numbers the UI plots per partition arrive as numeric entries, not text. The stores chain has
+    no quarantine table and no revenue figures: its numbers are the row count and Delta version on
+    every table and the landing-file figures of Bronze."""
+    _, partitions = backfill
+    numeric = {"IntMetadataEntry", "FloatMetadataEntry"}
+    for key in SELECTION:
+        for m in asset_node(dagster_dev, key, partitions)["assetMaterializations"]:
+            entries = {e["label"]: e for e in m["metadataEntries"]}
+            plotted = {label for label, e in entries.items() if e["__typename"] in numeric}
+            assert {"dagster/row_count", "delta_version"} <= plotted, f"{'/'.join(key)} {m['partition']}: {entries}"
+            assert entries["delta_version"]["intValue"] >= 0
+    for m in asset_node(dagster_dev, ("bronze", "stores"), partitions)["assetMaterializations"]:
+        figures = {e["label"]: e["intValue"] for e in m["metadataEntries"] if e["__typename"] == "IntMetadataEntry"}
+        assert figures["records"] == figures["dagster/row_count"]
+        landed = list((dagster_dev.landing / "stores" / m["partition"]).iterdir())
+        assert figures["files"] == len(landed) > 0
+        assert figures["bytes"] == sum(f.stat().st_size for f in landed)
+        assert figures["unparseable_records"] == 0
+
+
 def test_materializations_carry_column_lineage_back_to_the_landing_zone(dagster_dev, backfill):
     _, partitions = backfill
     expected = {("bronze", "stores"): ["landing", "stores"], ("silver", "stores"): ["bronze", "stores"], ("gold", "dim_store"): ["silver", "stores"]}
@@ -186,12 +221,21 @@ def test_materializations_carry_column_lineage_back_to_the_landing_zone(dagster_
         assert {"assetKey": {"path": upstream}, "columnName": "store_id"} in store_id["columnDeps"]
 
 
-def test_definitions_show_layer_grain_owner_kinds_and_code_reference(dagster_dev):
+def test_definitions_show_layer_grain_owner_tags_kinds_and_code_reference(dagster_dev):
     node = asset_node(dagster_dev, ("gold", "dim_store"), [])
     assert node["groupName"] == "gold"
     assert "**Grain:**" in node["description"]
     assert {"spark", "delta"} <= set(node["kinds"])
     assert {"team": "data-platform"} in node["owners"]
+    expected_tags = {
+        ("silver", "stores"): {"layer": "silver", "partitioning": "arrival_date", "domain": "retail"},
+        ("gold", "dim_store"): {"layer": "gold", "partitioning": "arrival_date", "domain": "retail"},
+        ("gold", "fact_sales"): {"layer": "gold", "partitioning": "event_date", "domain": "retail"},
+    }
+    for key, tags in expected_tags.items():
+        # Kinds come back as `dagster/kind/…` tags too; the project's own tags are the rest.
+        own = {t["key"]: t["value"] for t in asset_node(dagster_dev, key, [])["tags"] if not t["key"].startswith("dagster/")}
+        assert own == tags, f"{'/'.join(key)}: {own}"
     labels = {e["label"] for e in node["metadataEntries"]}
     assert {"dagster/column_schema", "dagster/code_references", "dagster/column_lineage"} <= labels
     source = asset_node(dagster_dev, ("landing", "stores"), [])
@@ -289,6 +333,26 @@ def zoom_out_until_shown(page, names: tuple[str, ...], max_steps: int = 20) -> N
     raise AssertionError(f"the lineage graph never showed {missing} on one screen")
 
 
+def graph_node(page, name: str, *, source: bool = False):
+    """An asset node drawn in detail, by its full name: the graph middle-truncates long names
+    (`agg_d…_store_sales`) but keeps the whole one in the name's `data-tooltip`, beside an icon
+    that tells external sources from materializable assets."""
+    icon = "source_asset" if source else "asset"
+    return page.locator(f"foreignObject div:has(> span [aria-label='{icon}']) > [data-tooltip='{name}']")
+
+
+def zoom_in_until_drawn_in_detail(page, max_steps: int = 10) -> None:
+    """Zoomed out, the graph draws nodes as bare truncated names; from a scale on it draws each
+    node in detail (name, icon, facets)."""
+    zoom_in = page.locator("button:has([aria-label='zoom_in'])")
+    for _ in range(max_steps):
+        if graph_node(page, "fact_sales").count():
+            return
+        zoom_in.click()
+        page.wait_for_timeout(400)
+    raise AssertionError("the lineage graph never drew its nodes in detail")
+
+
 # The ends of the graph: where data enters, and the tables analysts read.
 GRAPH_TOP = ("sources", "pos_transactions", "sales_files")
 GRAPH_BOTTOM = ("dim_store", "dim_customer", "dim_product", "dim_date", "fact_sales")
@@ -305,6 +369,19 @@ def test_lineage_graph_shows_sources_through_gold(dagster_dev, backfill, browser
     # Sources, every layer and the Gold tables are on screen at once.
     for group in GROUPS:
         assert on_graph(page, group), f"group {group} not on the lineage graph"
+
+    # The same graph in a window tall enough to draw every node in detail at once (the graph
+    # draws only what is in view): every Gold table, every landing folder and the Kafka topic.
+    detail = browser.new_page()
+    detail.set_default_timeout(90_000)
+    detail.set_viewport_size({"width": 2000, "height": 5600})
+    detail.goto(f"{dagster_dev.base_url}/asset-groups?expanded={expanded}")
+    detail.get_by_text("sales_files", exact=True).first.wait_for()
+    detail.wait_for_timeout(1_000)
+    zoom_in_until_drawn_in_detail(detail)
+    missing = [n for n in GOLD_TABLES if not graph_node(detail, n).count()]
+    missing += [f"source {n}" for n in SOURCES if not graph_node(detail, n, source=True).count()]
+    assert not missing, f"not on the lineage graph: {missing}"
 
 
 def test_checks_tab_shows_the_passed_checks_of_dim_store(dagster_dev, backfill, browser, artifacts):
