@@ -9,6 +9,7 @@ data passing every check is `test_pipeline_clean.py`.)
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import shutil
 
@@ -22,6 +23,7 @@ from retail_assets.lib import quality
 from retail_assets.lib.engine import DeltaRsEngine, PartitionRange
 from retail_assets.lib.pipeline import STAGES, run_stage
 from retail_assets.lib.tables import (
+    GOLD_AGG_DAILY_STORE_SALES,
     GOLD_DIM_CUSTOMER,
     GOLD_DIM_PRODUCT,
     GOLD_DIM_STORE,
@@ -58,6 +60,42 @@ def test_defect_week_runs_without_failures_and_conserves_every_partition(defect_
         if asset == "quarantine/rule_violations" and check == quality.CONSERVATION and passed
     }
     assert conserved == set(defect_week.arrival_days)
+
+
+def _date(day: str) -> pa.Scalar:
+    return pa.scalar(dt.date.fromisoformat(day), pa.date32())
+
+
+def _latest_metadata(week: Week, spec: TableSpec, partition: str) -> dict:
+    key = dg.AssetKey([spec.layer.value, spec.name])
+    records = week.instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1).records
+    assert records, (spec.key, partition)
+    return records[0].asset_materialization.metadata
+
+
+def test_materializations_carry_the_figures_the_ui_plots(defect_week):
+    """Per partition: the quarantine tables' reject rate over the day's records, and the daily
+    store-sales revenue, as numbers that agree with the tables they describe."""
+    engine = defect_week.engine
+    for spec in (QUARANTINE_INGEST_REJECTS, QUARANTINE_RULE_VIOLATIONS):
+        quarantined = engine.read_arrow(spec, columns=[spec.partition_column])
+        for day in defect_week.arrival_days:
+            metadata = _latest_metadata(defect_week, spec, day)
+            rows = pc.sum(pc.equal(quarantined[spec.partition_column], _date(day))).as_py() or 0
+            records_in, rate = metadata["records_in"].value, metadata["reject_rate"].value
+            assert isinstance(rate, float) and isinstance(records_in, int), (spec.key, day)
+            assert metadata["dagster/row_count"].value == rows, (spec.key, day)
+            assert records_in >= rows and rate == pytest.approx(rows / records_in if records_in else 0.0, abs=1e-6), (spec.key, day)
+    for spec in (QUARANTINE_INGEST_REJECTS, QUARANTINE_RULE_VIOLATIONS):
+        # the defect week quarantines something of both kinds
+        assert any(_latest_metadata(defect_week, spec, d)["reject_rate"].value > 0 for d in defect_week.arrival_days), spec.key
+    sales = engine.read_arrow(GOLD_AGG_DAILY_STORE_SALES, columns=["event_date", "revenue", "net_revenue", "transactions"])
+    for day in defect_week.event_days:
+        on_day = sales.filter(pc.equal(sales["event_date"], _date(day)))
+        metadata = _latest_metadata(defect_week, GOLD_AGG_DAILY_STORE_SALES, day)
+        assert on_day.num_rows and metadata["revenue"].value == pytest.approx(float(pc.sum(on_day["revenue"]).as_py()))
+        assert metadata["net_revenue"].value == pytest.approx(float(pc.sum(on_day["net_revenue"]).as_py()))
+        assert metadata["transactions"].value == pytest.approx(float(pc.sum(on_day["transactions"]).as_py()))
 
 
 def _ref_source(week: Week, ref: str) -> str:
