@@ -82,9 +82,8 @@ class Screening:
         # Whether a sales record is a duplicate or late depends on every copy that shares its
         # event date, and those arrived within L+1 days either side of this day.
         window_days = run.lateness_days + 1
-        self.sales = clean_sales_window(run, window_days, window_days)
         # violations and duplicates both come from the classified records: evaluate rules once
-        self.sales.classified.persist()
+        self.sales = clean_sales_window(run, window_days, window_days).materialized()
         keys = known_keys(run)
         on_day = F.col("_arrival_date") == F.lit(run.day)
         self.masters = {spec: clean(run.read(spec), batch_id=run.run_id) for spec, clean in MASTER_CLEANERS.items()}

@@ -47,8 +47,8 @@ def clean_sales_window(run: TableRun, before: int, after: int) -> silver.SalesRe
 
 def sales_compute(run: TableRun) -> dict[str, TableOutput]:
     # Event date D can only have arrived on D-1 … D+L (earlier would be future, later late).
-    result = clean_sales_window(run, 1, run.lateness_days)
-    result.classified.persist()  # sales lines and returns are two filters of one classification
+    # sales lines and returns are two filters of one classification: evaluate the rules once
+    result = clean_sales_window(run, 1, run.lateness_days).materialized()
     on_day = F.col("event_date") == F.lit(run.day)
     sales = result.sales_lines.filter(on_day)
     returns = result.returns.filter(on_day)
