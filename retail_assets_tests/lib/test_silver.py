@@ -113,7 +113,7 @@ def collect_all(result) -> SimpleNamespace:
     """Every output of a result as rows; the rules are evaluated once (the shared input persisted)."""
     result.classified.persist()
     try:
-        names = [f.name for f in dataclasses.fields(result) if f.name != "classified"]
+        names = [f.name for f in dataclasses.fields(result) if f.name not in ("classified", "batch_id")]
         return SimpleNamespace(**{n: getattr(result, n).collect() for n in names})
     finally:
         result.classified.unpersist()
@@ -298,6 +298,41 @@ def test_outcomes_do_not_depend_on_the_window(spark):
         (path.format(day(2), 4), rules.CONFLICTING_DUPLICATE),
     }
     assert wide == narrow | {(path.format(day(4), 7), rules.LATE_EVENT)}
+
+
+def test_one_arrival_day_is_judged_the_same_from_its_copies_alone(spark):
+    """The screening of arrival day D classifies D's lines with only the lines of other days
+    that share a transaction id: every outcome of D's lines is what the whole window gives."""
+    L = 2
+    files = [
+        sale("T1", _arrival_date=day(-1)),
+        sale("T1", _arrival_date=D),  # exact copy of an earlier arrival: duplicate
+        sale("T2", _arrival_date=D),  # earliest copy: kept …
+        sale("T2", qty="7", _arrival_date=day(2)),  # … over a conflicting later one
+        sale("T3", _arrival_date=day(-2), et="2026-09-30T10:00:00+02:00"),
+        sale("T3", qty="4", _arrival_date=D, et="2026-09-30T10:00:00+02:00"),  # later conflicting copy
+        sale(" T4 ", _arrival_date=D),  # padded id: the same transaction as T4 below
+        sale("T4", _arrival_date=day(-1), price="11.00"),
+        sale("", _arrival_date=D),  # no transaction id: a violation, compared with nothing
+        sale("", _arrival_date=day(1)),
+        sale("T5", _arrival_date=D, et="2026-09-27T10:00:00+02:00"),  # late
+        *[sale(f"X{i}", _arrival_date=day(i % 7 - 3)) for i in range(14)],  # other transactions, other days
+    ]
+    candidates = silver.sales_candidates_from_files(bronze(spark, BRONZE_SALES_FILES, files))
+    kk = default_known(spark)
+
+    def outcomes(frame):
+        classified = silver.clean_sales(frame, kk, lateness_days=L, batch_id=BATCH).classified
+        rows = classified.filter(classified["_arrival_date"] == D).collect()
+        return {(r["_source"], r["_rule"], r["_duplicate"], r["_reason"]) for r in rows}
+
+    narrowed = silver.candidates_judged_with(candidates, D)
+    assert narrowed.count() == 12  # the 8 lines that arrived on D and the 4 copies that share an id with them
+    whole = outcomes(candidates)
+    assert outcomes(narrowed) == whole
+    assert {(rule, duplicate) for _, rule, duplicate, _ in whole} >= {
+        (None, True), (None, False), (rules.CONFLICTING_DUPLICATE, False), (rules.MISSING_KEY, False), (rules.LATE_EVENT, False)
+    }
 
 
 def test_pos_events_explode_to_lines(spark):

@@ -8,7 +8,7 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from retail_assets.defs.silver.assets import MASTER_DATA, clean_sales_window, known_keys
+from retail_assets.defs.silver.assets import MASTER_DATA, known_keys, sales_candidates
 from retail_assets.lib.automation import follow_upstream
 from retail_assets.lib.factories import TableOutput, TableRun, Upstream, build_table_asset, window
 from retail_assets.lib.settings import lateness_days
@@ -79,12 +79,13 @@ class Screening:
 
     def __init__(self, run: TableRun) -> None:
         self.run = run
-        # Whether a sales record is a duplicate or late depends on every copy that shares its
-        # event date, and those arrived within L+1 days either side of this day.
+        # Whether a sales record is a duplicate depends on every copy that shares its event date,
+        # and those arrived within L+1 days either side of this day; only the copies are needed.
         window_days = run.lateness_days + 1
-        # violations and duplicates both come from the classified records: evaluate rules once
-        self.sales = clean_sales_window(run, window_days, window_days).materialized()
+        candidates = silver.candidates_judged_with(sales_candidates(run, window_days, window_days), run.day)
         keys = known_keys(run)
+        # violations and duplicates both come from the classified records: evaluate rules once
+        self.sales = silver.clean_sales(candidates, keys, lateness_days=run.lateness_days, batch_id=run.run_id).materialized()
         on_day = F.col("_arrival_date") == F.lit(run.day)
         self.masters = {spec: clean(run.read(spec), batch_id=run.run_id) for spec, clean in MASTER_CLEANERS.items()}
         self.inventory = silver.clean_inventory(run.read(BRONZE_INVENTORY), keys, lateness_days=run.lateness_days, batch_id=run.run_id)

@@ -461,6 +461,24 @@ def sales_candidates_from_events(bronze_pos: DataFrame) -> DataFrame:
     )
 
 
+def candidates_judged_with(candidates: DataFrame, arrival_date) -> DataFrame:
+    """The candidates that arrived on `arrival_date`, plus those of other days that share a
+    transaction id with one of them: all `clean_sales` needs to classify that day's records.
+
+    Every rule but deduplication judges a line on its own, and deduplication only compares copies
+    with the same (transaction_id, line_number, event_date); a line without a transaction id is
+    a violation and is never compared. So dropping other days' lines whose transaction id none of
+    the day's lines carries changes no outcome of the day's lines, and the classification runs
+    over about one day of data instead of the whole window.
+    """
+    txn = "nullif(trim(transaction_id), '')"
+    arrived = F.col("_arrival_date") == F.lit(arrival_date)
+    ids = candidates.filter(arrived).selectExpr(f"{txn} AS _txn").filter("_txn IS NOT NULL").distinct()
+    others = candidates.filter(~arrived).withColumn("_txn", F.expr(txn))
+    copies = others.join(F.broadcast(ids), "_txn", "left_semi").drop("_txn")
+    return candidates.filter(arrived).unionByName(copies)
+
+
 # ---------------------------------------------------------------------------------------------
 # Sales: clean
 # ---------------------------------------------------------------------------------------------
