@@ -37,20 +37,24 @@ def test_unknown_command_is_refused():
         cli.main(["no-such-command"])
 
 
-def test_dagster_asset_materialize_builds_one_partition_from_the_command_line(tmp_path):
+def dagster_cli(tmp_path: Path, monkeypatch, args: list[str], *, partitions_start: dt.date) -> tuple[Path, subprocess.CompletedProcess]:
+    """Run the `dagster` command line against a fresh instance configured as `retail-assets`
+    writes it (returns its home), on a data root under `tmp_path`; it must succeed."""
+    # `cli.dagster_home` keeps a DAGSTER_HOME already in the environment: give it this test's.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    home = cli.dagster_home(tmp_path)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "RETAIL_DATA_ROOT": str(tmp_path), "RETAIL_PARTITIONS_START": partitions_start.isoformat()}
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    done = subprocess.run([dagster, *args], cwd=project_root(), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return home, done
+
+
+def test_dagster_asset_materialize_builds_one_partition_from_the_command_line(tmp_path, monkeypatch):
     """`dagster asset materialize --select … --partition …` as the README shows it."""
     day = dt.date.today() - dt.timedelta(days=1)
-    home = cli.dagster_home(tmp_path)  # the instance config `retail-assets` writes
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "RETAIL_DATA_ROOT": str(tmp_path),
-        "RETAIL_PARTITIONS_START": (day - dt.timedelta(days=3)).isoformat(),
-    }
-    dagster = str(Path(sys.executable).with_name("dagster"))
-    command = [dagster, "asset", "materialize", "-m", "retail_assets.definitions", "--select", "gold/dim_date", "--partition", day.isoformat()]
-    done = subprocess.run(command, cwd=project_root(), env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    args = ["asset", "materialize", "-m", "retail_assets.definitions", "--select", "gold/dim_date", "--partition", day.isoformat()]
+    home, _ = dagster_cli(tmp_path, monkeypatch, args, partitions_start=day - dt.timedelta(days=3))
 
     instance = dg.DagsterInstance.from_config(str(home))
     records = instance.fetch_materializations(dg.AssetKey(["gold", "dim_date"]), limit=5).records
@@ -69,19 +73,9 @@ def test_dagster_job_backfill_queues_one_run_per_partition_of_a_range_from_the_c
     a running `dagster dev` then launches."""
     first = dt.date.today() - dt.timedelta(days=3)
     partitions = [(first + dt.timedelta(days=i)).isoformat() for i in range(3)]
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))  # not an instance an earlier test left in the environment
-    home = cli.dagster_home(tmp_path)  # the instance config `retail-assets` writes
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "RETAIL_DATA_ROOT": str(tmp_path),
-        "RETAIL_PARTITIONS_START": (first - dt.timedelta(days=2)).isoformat(),
-    }
-    dagster = str(Path(sys.executable).with_name("dagster"))
     job = "refine_master_data"
-    command = [dagster, "job", "backfill", "-w", "workspace.yaml", "-j", job, "--from", partitions[0], "--to", partitions[-1], "--noprompt"]
-    done = subprocess.run(command, cwd=project_root(), env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    args = ["job", "backfill", "-w", "workspace.yaml", "-j", job, "--from", partitions[0], "--to", partitions[-1], "--noprompt"]
+    home, done = dagster_cli(tmp_path, monkeypatch, args, partitions_start=first - dt.timedelta(days=2))
 
     instance = dg.DagsterInstance.from_config(str(home))
     [backfill] = instance.get_backfills()
