@@ -94,13 +94,25 @@ def ensure_topic(bootstrap_servers: str, topic: str, partitions: int = 3, timeou
                 raise
 
 
-def produce(bootstrap_servers: str, topic: str, messages: Iterable, *, timeout: float = 30.0) -> dict[int, str]:
+def produce(
+    bootstrap_servers: str, topic: str, messages: Iterable, *, timeout: float = 30.0, queue_max_messages: int = 100_000
+) -> dict[int, str]:
     """Send messages (objects with `index`, `key`, `value`, `timestamp_ms`).
 
     Returns where each landed, `{index: "topic/partition/offset"}` (the Bronze `_source`).
-    One record per batch: the broker reports exact high watermarks only then (SPEC §8).
+    One record per batch: the broker reports exact high watermarks only then (SPEC §8). Any
+    number of messages: when the client's queue (`queue_max_messages`) is full, sending waits
+    for acknowledgements, up to `timeout` seconds without progress.
     """
-    producer = Producer({"bootstrap.servers": bootstrap_servers, "batch.num.messages": 1, "linger.ms": 0, "acks": "all"})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "batch.num.messages": 1,
+            "linger.ms": 0,
+            "acks": "all",
+            "queue.buffering.max.messages": queue_max_messages,
+        }
+    )
     failures: list[str] = []
     placed: dict[int, str] = {}
 
@@ -116,7 +128,16 @@ def produce(bootstrap_servers: str, topic: str, messages: Iterable, *, timeout: 
     sent = 0
     for m in messages:
         key = m.key.encode() if isinstance(m.key, str) else m.key
-        producer.produce(topic, key=key, value=m.value, timestamp=m.timestamp_ms, on_delivery=on_delivery(m.index))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                producer.produce(topic, key=key, value=m.value, timestamp=m.timestamp_ms, on_delivery=on_delivery(m.index))
+                break
+            except BufferError:
+                # the client's queue is full: let the broker acknowledge some first
+                if time.monotonic() > deadline:
+                    raise KafkaUnavailable(f"{topic}: no message acknowledged for {timeout:.0f}s with {len(producer)} queued") from None
+                producer.poll(0.1)
         sent += 1
         producer.poll(0)
     remaining = producer.flush(timeout)

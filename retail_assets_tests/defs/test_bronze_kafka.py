@@ -18,6 +18,7 @@ import pytest
 from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
 from retail_assets.lib.engine import DeltaRsEngine
 from retail_assets.lib.generator import KafkaMessage
+from retail_assets.lib.kafka import watermarks
 from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, KAFKA_TOPIC
 
 DAY = "2026-11-05"
@@ -132,3 +133,12 @@ def test_past_partition_cannot_be_reread_from_an_emptied_broker(broker, tmp_path
     assert done.returncode == 3
     assert "ends before what Bronze already holds" in done.stdout + done.stderr
     assert len(bronze_offsets(tmp_path)) == 5
+
+
+def test_producing_more_messages_than_the_client_queue_holds_sends_every_one(broker):
+    # The client's queue holds 20; 300 messages wait for acknowledgements instead of failing.
+    placed = produce(broker.bootstrap_servers, KAFKA_TOPIC, messages(0, 300), queue_max_messages=20)
+    assert sorted(placed) == list(range(300))
+    assert len(set(placed.values())) == 300
+    high = watermarks({"bootstrap.servers": broker.bootstrap_servers}, KAFKA_TOPIC)
+    assert sum(hw - low for low, hw in high.values()) == 300
