@@ -118,8 +118,8 @@ class SalesResult:
         """The same outputs derived from the classification computed once, with its lineage cut.
 
         A caller that writes or counts several outputs would otherwise have Spark plan and run the
-        whole rule set once per action; with small daily partitions that planning, not the data,
-        is most of a step's time.
+        whole rule set once per action; with small daily partitions that planning is a large share
+        of a step's time.
         """
         return _sales_outputs(self.classified.localCheckpoint(), batch_id=self.batch_id)
 
