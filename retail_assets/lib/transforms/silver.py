@@ -25,6 +25,7 @@ call, where the same logic through the Column API costs thousands of Py4J round 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -461,7 +462,7 @@ def sales_candidates_from_events(bronze_pos: DataFrame) -> DataFrame:
     )
 
 
-def candidates_judged_with(candidates: DataFrame, arrival_date) -> DataFrame:
+def candidates_judged_with(candidates: DataFrame, arrival_date: dt.date) -> DataFrame:
     """The candidates that arrived on `arrival_date`, plus those of other days that share a
     transaction id with one of them: all `clean_sales` needs to classify that day's records.
 
