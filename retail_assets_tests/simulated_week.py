@@ -52,7 +52,7 @@ def build_defs(root: Path, bootstrap: str, mp, **env: str) -> dg.Definitions:
 def rerun_one_partition_per_stage(week: Week) -> None:
     week.before_rerun = {spec.key: snapshot(week.engine, spec) for spec in TABLES}
     for stage in STAGES:
-        partitions = week.arrival_days if stage.partitioning.value == "arrival_date" else week.event_days
+        partitions = stage.partitions(week.arrival_days, week.event_days)
         summary = run_stage(week.defs, stage, partitions[len(partitions) // 2], week.instance)
         assert summary.success and not summary.checks_failed, summary
     week.after_rerun = {spec.key: snapshot(week.engine, spec) for spec in TABLES}

@@ -59,6 +59,10 @@ class Stage:
     def selection(self) -> dg.AssetSelection:
         return dg.AssetSelection.assets(*self.asset_keys())
 
+    def partitions(self, arrival_days: list[str], event_days: list[str]) -> list[str]:
+        """Of a week's arrival and business days, the ones this stage's partitions are."""
+        return arrival_days if self.partitioning is Partitioning.ARRIVAL_DATE else event_days
+
 
 STAGES: tuple[Stage, ...] = (
     Stage(
@@ -167,7 +171,7 @@ def run_week(
     """
     summaries = []
     for stage in STAGES:
-        partitions = arrival_days if stage.partitioning is Partitioning.ARRIVAL_DATE else event_days
+        partitions = stage.partitions(arrival_days, event_days)
         for partition in order(list(partitions)) if order else partitions:
             if before_ingest is not None and stage is STAGES[0]:
                 before_ingest(partition)
