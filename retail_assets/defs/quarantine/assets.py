@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import reduce
 
-import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 

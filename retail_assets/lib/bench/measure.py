@@ -9,7 +9,6 @@ stage jobs over every partition through Dagster against a fresh instance, exactl
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import statistics
