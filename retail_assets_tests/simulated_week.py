@@ -58,7 +58,7 @@ def rerun_one_partition_per_stage(week: Week) -> None:
     week.after_rerun = {spec.key: snapshot(week.engine, spec) for spec in TABLES}
 
 
-def run_simulated_week(root: Path, spark, *, defects: bool, monkeypatch, rerun: bool = False, n_days: int = DAYS) -> Week:
+def run_simulated_week(root: Path, spark, *, defects: bool, monkeypatch, rerun: bool = False, n_days: int = DAYS, by_range: bool = True) -> Week:
     config = GeneratorConfig.preset("tiny", seed=11, days=n_days, start_date=START, defects=defects, lateness_days=LATENESS)
     generated = generate(config, root, overwrite=True)
     arrival_days = days(START, START + dt.timedelta(days=n_days - 1 + LATENESS))
@@ -73,7 +73,7 @@ def run_simulated_week(root: Path, spark, *, defects: bool, monkeypatch, rerun: 
             todays = [m for m in generated.kafka_messages if m.arrival_date.isoformat() == day]
             placed.update(produce(broker.bootstrap_servers, KAFKA_TOPIC, todays))
 
-        summaries = run_week(defs, instance, arrival_days=arrival_days, event_days=event_days, before_ingest=produce_day, echo=lambda _: None)
+        summaries = run_week(defs, instance, arrival_days=arrival_days, event_days=event_days, before_ingest=produce_day, echo=lambda _: None, by_range=by_range)
         week = Week(root, DeltaRsEngine(root / "lakehouse", spark=spark), generated, placed, summaries, defs, instance, arrival_days, event_days)
         if rerun:
             rerun_one_partition_per_stage(week)

@@ -55,12 +55,15 @@ def defect_week(tmp_path_factory, spark, monkeymodule) -> Week:
 def test_defect_week_runs_without_failures_and_conserves_every_partition(defect_week):
     assert [(s.stage, s.partition, s.checks_failed) for s in defect_week.summaries if not s.success or s.checks_failed] == []
     conserved = {
-        s.partition
+        partition
         for s in defect_week.summaries
-        for asset, check, passed in s.evaluations
+        for asset, check, passed, partition in s.evaluations
         if asset == "quarantine/rule_violations" and check == quality.CONSERVATION and passed
     }
     assert conserved == set(defect_week.arrival_days)
+    # the main job runs every stage after Bronze once over its days; each day's checks are its own
+    ranged = [s for s in defect_week.summaries if s.stage != STAGES[0].job_name]
+    assert len(ranged) == len(STAGES) - 1 and all("…" in s.partition for s in ranged), [s.partition for s in ranged]
 
 
 def _date(day: str) -> pa.Scalar:

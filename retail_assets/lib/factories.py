@@ -11,13 +11,14 @@ import datetime as dt
 import inspect
 import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cache
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cache, reduce
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pyarrow as pa
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
 from retail_assets.lib import quality, settings
 from retail_assets.lib.engine import CommitInfo, LakehouseEngine, PartitionRange
@@ -148,19 +149,33 @@ class Upstream:
 
 @dataclass
 class TableOutput:
-    """What a compute function returns for one table: the rows and any extra figures."""
+    """What a compute function returns for one table: the rows and any extra figures.
+
+    `metadata` describes the whole run; `by_partition` holds figures of single partitions (a
+    run over a range of days reports each day's own on that day's materialization)."""
 
     data: DataFrame | pa.Table
     metadata: dict[str, Any] = field(default_factory=dict)
+    by_partition: dict[dt.date, dict[str, Any]] = field(default_factory=dict)
+
+
+class RangeNotSupported(RuntimeError):
+    """A day-at-a-time computation was asked for the single day of a run over several."""
+
+
+def run_partitions(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> PartitionRange:
+    """The days a run covers: one partition, or the range of a single-run backfill."""
+    keys = context.partition_key_range
+    return PartitionRange(dt.date.fromisoformat(keys.start), dt.date.fromisoformat(keys.end))
 
 
 @dataclass
 class TableRun:
-    """Everything a compute function needs for one partition of one run."""
+    """Everything a compute function needs for the partitions of one run."""
 
     context: dg.AssetExecutionContext
     lakehouse: LakehouseResource
-    day: dt.date
+    partition: PartitionRange
 
     @property
     def engine(self) -> LakehouseEngine:
@@ -175,12 +190,22 @@ class TableRun:
         return self.lakehouse.lateness_days
 
     @property
-    def partition(self) -> PartitionRange:
-        return PartitionRange.single(self.day)
+    def single(self) -> bool:
+        return self.partition.start == self.partition.end
+
+    @property
+    def day(self) -> dt.date:
+        """The run's one day; computations written a day at a time are run per day by the factory."""
+        if not self.single:
+            raise RangeNotSupported(f"this run covers {self.partition}; the computation reads one day at a time")
+        return self.partition.start
+
+    def each_day(self) -> list[TableRun]:
+        return [replace(self, partition=PartitionRange.single(d)) for d in self.partition.days()]
 
     def read(self, spec: TableSpec, before: int = 0, after: int = 0) -> DataFrame:
-        """Partitions day-before … day+after of a table."""
-        return self.engine.read(spec, PartitionRange.around(self.day, before, after))
+        """Partitions first-before … last+after of a table."""
+        return self.engine.read(spec, self.partition.widened(before, after))
 
     def read_all(self, spec: TableSpec) -> DataFrame:
         return self.engine.read(spec)
@@ -199,10 +224,67 @@ class TableRun:
 
 Compute = Callable[[TableRun], "DataFrame | pa.Table | TableOutput"]
 MultiCompute = Callable[[TableRun], Mapping[str, "DataFrame | pa.Table | TableOutput"]]
+OVER_RANGES = "_computes_over_ranges"
+
+
+def over_ranges(compute: Callable[[TableRun], Any]) -> Callable[[TableRun], Any]:
+    """Marks a compute function that takes a run over several days in one pass (reading the
+    range, filtering on it, reporting per-day figures in `TableOutput.by_partition`). Others
+    are called once per day of a range run and their outputs written in one commit."""
+    setattr(compute, OVER_RANGES, True)
+    return compute
+
+
+ONE_DAY_PER_RUN = "_one_day_per_run"
+
+
+def one_day_per_run(compute: Callable[[TableRun], Any]) -> Callable[[TableRun], Any]:
+    """Marks a compute function whose days must each be their own run, in order (what a day
+    takes depends on what the days before it wrote); a range run of it fails, saying so."""
+    setattr(compute, ONE_DAY_PER_RUN, True)
+    return compute
+
+
+def _refuse_range(run: TableRun, compute: Callable[[TableRun], Any]) -> None:
+    if not run.single and getattr(compute, ONE_DAY_PER_RUN, False):
+        raise dg.Failure(
+            description=f"this asset ingests one arrival day per run, in order; run {run.partition} as one run per day",
+            allow_retries=False,
+        )
+
+
+def _as_output(produced: DataFrame | pa.Table | TableOutput) -> TableOutput:
+    return produced if isinstance(produced, TableOutput) else TableOutput(produced)
+
+
+def _combined(by_day: Mapping[dt.date, TableOutput]) -> TableOutput:
+    """Day-at-a-time outputs as one: the rows together, each day's figures kept for its day."""
+    frames = [o.data for o in by_day.values()]
+    if isinstance(frames[0], pa.Table):
+        data = pa.concat_tables(frames)
+    else:
+        data = reduce(lambda a, b: a.unionByName(b), frames)
+    return TableOutput(data, by_partition={day: {**o.metadata, **o.by_partition.get(day, {})} for day, o in by_day.items()})
+
+
+def _produce(run: TableRun, compute: Compute) -> TableOutput:
+    _refuse_range(run, compute)
+    if run.single or getattr(compute, OVER_RANGES, False):
+        return _as_output(compute(run))
+    return _combined({day_run.day: _as_output(compute(day_run)) for day_run in run.each_day()})
+
+
+def _produce_many(run: TableRun, compute: MultiCompute, names: Sequence[str]) -> dict[str, TableOutput]:
+    _refuse_range(run, compute)
+    if run.single or getattr(compute, OVER_RANGES, False):
+        produced = compute(run)
+        return {n: _as_output(produced[n]) for n in names}
+    by_day = {day_run.day: compute(day_run) for day_run in run.each_day()}
+    return {n: _combined({d: _as_output(p[n]) for d, p in by_day.items()}) for n in names}
 
 
 def materialization_metadata(
-    spec: TableSpec, commit: CommitInfo, day: dt.date, extra: Mapping[str, Any], lineage: dg.TableColumnLineage | None = None
+    spec: TableSpec, commit: CommitInfo, partitions: PartitionRange, extra: Mapping[str, Any], lineage: dg.TableColumnLineage | None = None
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "dagster/row_count": commit.rows_written,
@@ -211,7 +293,7 @@ def materialization_metadata(
         "dagster/column_schema": column_schema(spec),
         "delta_version": commit.version,
         "delta_operation": commit.operation,
-        "partition": day.isoformat(),
+        "partition": str(partitions),
     }
     if lineage is not None:
         metadata[COLUMN_LINEAGE] = lineage
@@ -241,14 +323,29 @@ def _history_markdown(history: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def _write(
-    run: TableRun, spec: TableSpec, produced: DataFrame | pa.Table | TableOutput, lineage: dg.TableColumnLineage | None = None
-) -> dg.MaterializeResult:
-    output = produced if isinstance(produced, TableOutput) else TableOutput(produced)
+def _write(run: TableRun, spec: TableSpec, output: TableOutput, lineage: dg.TableColumnLineage | None = None) -> dg.MaterializeResult:
     commit = run.engine.write(spec, output.data, run.partition)
     output.metadata.setdefault("delta_history", dg.MetadataValue.md(_history_markdown(run.engine.history(spec, 3))))
-    run.context.log.info(f"{spec.key} partition {run.day}: wrote {commit.rows_written} rows, Delta version {commit.version}")
-    return dg.MaterializeResult(asset_key=asset_key(spec), metadata=materialization_metadata(spec, commit, run.day, output.metadata, lineage))
+    run.context.log.info(f"{spec.key} partitions {run.partition}: wrote {commit.rows_written} rows, Delta version {commit.version}")
+    key = asset_key(spec)
+    if not run.single:
+        # One commit for the range; each day's materialization still says what that day holds.
+        rows = None if spec.rebuild else partition_rows(run.engine, spec, run.partition)
+        for day in run.partition.days():
+            figures = {"partition": day.isoformat(), "partitions_of_run": str(run.partition), **output.by_partition.get(day, {})}
+            if rows is not None:
+                figures["dagster/row_count"] = rows.get(day, 0)
+            run.context.add_asset_metadata(figures, asset_key=key, partition_key=day.isoformat())
+    elif output.by_partition:
+        output.metadata.update(output.by_partition.get(run.day, {}))
+    return dg.MaterializeResult(asset_key=key, metadata=materialization_metadata(spec, commit, run.partition, output.metadata, lineage))
+
+
+def partition_rows(engine: LakehouseEngine, spec: TableSpec, partitions: PartitionRange) -> dict[dt.date, int]:
+    """Rows per partition of a range, from the partition column alone."""
+    column = engine.read_arrow(spec, partitions, columns=[spec.partition_column])[spec.partition_column]
+    counts = column.value_counts()
+    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
 
 
 FOLLOW = object()  # sentinel: the layer's default automation
@@ -305,9 +402,9 @@ def build_table_asset(
         retry_policy=retry_policy,
     )
     def _asset(context) -> dg.MaterializeResult:
-        run = TableRun(context, context.resources.lakehouse, dt.date.fromisoformat(context.partition_key))
+        run = TableRun(context, context.resources.lakehouse, run_partitions(context))
         try:
-            return _write(run, spec, compute(run), lineage)
+            return _write(run, spec, _produce(run, compute), lineage)
         finally:
             run.release()
 
@@ -350,9 +447,9 @@ def build_multi_table_asset(
         required_resource_keys={"lakehouse", STEP_LAUNCHER},
     )
     def _assets(context):
-        run = TableRun(context, context.resources.lakehouse, dt.date.fromisoformat(context.partition_key))
+        run = TableRun(context, context.resources.lakehouse, run_partitions(context))
         try:
-            produced = compute(run)
+            produced = _produce_many(run, compute, [s.name for s in specs])
             for s in specs:
                 yield _write(run, s, produced[s.name], column_lineage(s, upstream))
         finally:
@@ -368,12 +465,12 @@ def build_multi_table_asset(
 
 @dataclass
 class CheckRun:
-    """What a check function gets: the checked partition already read, and the engine."""
+    """What a check function gets: the checked partitions already read, and the engine."""
 
     context: dg.AssetCheckExecutionContext
     lakehouse: LakehouseResource
     spec: TableSpec
-    day: dt.date
+    partition: PartitionRange
     _frame: DataFrame | None = None
     # figures several checks of one table need, computed once per check run
     memo: dict[str, Any] = field(default_factory=dict)
@@ -383,15 +480,21 @@ class CheckRun:
         return self.lakehouse.engine
 
     @property
+    def day(self) -> dt.date:
+        """The checked day; checks that read a day at a time are evaluated per day of a range run."""
+        if self.partition.start != self.partition.end:
+            raise RangeNotSupported(f"this check run covers {self.partition}; the check reads one day at a time")
+        return self.partition.start
+
+    @property
     def frame(self) -> DataFrame:
-        """The checked table's partition (the whole table for rebuilt tables)."""
+        """The checked table's partitions (the whole table for rebuilt tables)."""
         if self._frame is None:
-            partitions = None if self.spec.rebuild else PartitionRange.single(self.day)
-            self._frame = self.engine.read(self.spec, partitions).cache()
+            self._frame = self.engine.read(self.spec, None if self.spec.rebuild else self.partition).cache()
         return self._frame
 
     def read(self, spec: TableSpec, before: int = 0, after: int = 0) -> DataFrame:
-        return self.engine.read(spec, PartitionRange.around(self.day, before, after))
+        return self.engine.read(spec, self.partition.widened(before, after))
 
     def read_all(self, spec: TableSpec) -> DataFrame:
         return self.engine.read(spec)
@@ -411,28 +514,37 @@ class CheckRun:
 
 @dataclass(frozen=True)
 class TableCheck:
+    """`per_row`: the rule holds for a range of days if and only if it holds for each day (a
+    property of every row or of every key within a day), so a range run evaluates it once over
+    the range, and day by day only to say which days fail."""
+
     name: str
     description: str
     evaluate: Callable[[CheckRun], quality.CheckOutcome]
     blocking: bool = False
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
     reads: tuple[TableSpec, ...] = ()
+    per_row: bool = False
 
 
 def standard_checks(spec: TableSpec) -> list[TableCheck]:
     """The checks every table gets: key, schema, and its value rules."""
+    # A key is unique within a partition; over a range of days it is unique per day.
+    day_key = spec.primary_key if spec.rebuild or spec.partition_column in spec.primary_key else (*spec.primary_key, spec.partition_column)
     checks = [
         TableCheck(
             quality.PRIMARY_KEY,
             f"Primary key ({', '.join(spec.primary_key)}) is never null and never repeated.",
-            lambda r: quality.primary_key(r.frame, r.spec.primary_key),
+            lambda r: quality.primary_key(r.frame, r.spec.primary_key if r.partition.start == r.partition.end else day_key),
             blocking=spec.layer.value in ("silver", "gold"),
+            per_row=True,
         ),
         TableCheck(
             quality.COLUMN_SCHEMA,
             "The stored Delta schema has exactly the registry's columns and types.",
             lambda r: quality.column_schema(r.engine.stored_schema(r.spec), r.spec),
             severity=dg.AssetCheckSeverity.WARN,
+            per_row=True,
         ),
     ]
     if spec.layer.value != "bronze":
@@ -442,9 +554,67 @@ def standard_checks(spec: TableSpec) -> list[TableCheck]:
                 "Required columns are set, amounts and counts are not negative, coded columns hold accepted values.",
                 lambda r: quality.value_rules(r.frame, r.spec),
                 blocking=spec.layer.value in ("silver", "gold"),
+                per_row=True,
             )
         )
     return checks
+
+
+def _check_result(key: dg.AssetKey, check: TableCheck, outcome: quality.CheckOutcome, day: dt.date) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=check.name,
+        passed=outcome.passed,
+        severity=check.severity,
+        description=outcome.description,
+        metadata={"partition": day.isoformat(), **outcome.metadata},
+    )
+
+
+def _range_evaluations(context, key: dg.AssetKey, checks: Sequence[TableCheck], whole: CheckRun) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:
+    """A range run's checks: one evaluation per check and day, each recorded on its day (as a
+    run per day would), against that day's materialization."""
+    days: dict[dt.date, CheckRun] = {}
+
+    def on(day: dt.date) -> CheckRun:
+        if day not in days:
+            days[day] = replace(whole, partition=PartitionRange.single(day), _frame=None, memo={})
+        return days[day]
+
+    try:
+        for check in checks:
+            outcomes: dict[dt.date, quality.CheckOutcome] = {}
+            if check.per_row:
+                over_range = check.evaluate(whole)
+                if over_range.passed:
+                    metadata = {**over_range.metadata, "evaluated_over": str(whole.partition)}
+                    outcomes = {d: replace(over_range, metadata=metadata) for d in whole.partition.days()}
+            if not outcomes:
+                outcomes = {d: check.evaluate(on(d)) for d in whole.partition.days()}
+            check_key = dg.AssetCheckKey(key, check.name)
+            yield dg.Output(None, output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(check_key))
+            for day, outcome in outcomes.items():
+                yield dg.AssetCheckEvaluation(
+                    asset_key=key,
+                    check_name=check.name,
+                    passed=outcome.passed,
+                    metadata={"partition": day.isoformat(), **outcome.metadata},
+                    target_materialization_data=_materialization_of(context.instance, key, day),
+                    severity=check.severity,
+                    description=outcome.description,
+                    blocking=check.blocking,
+                    partition=day.isoformat(),
+                )
+    finally:
+        for run in days.values():
+            run.release()
+
+
+def _materialization_of(instance: dg.DagsterInstance, key: dg.AssetKey, day: dt.date) -> AssetCheckEvaluationTargetMaterializationData | None:
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day.isoformat()]), limit=1).records
+    if not records:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(run_id=records[0].run_id, storage_id=records[0].storage_id, timestamp=records[0].timestamp)
 
 
 def build_table_checks(spec: TableSpec, checks: Sequence[TableCheck]) -> dg.AssetChecksDefinition:
@@ -470,19 +640,14 @@ def build_table_checks(spec: TableSpec, checks: Sequence[TableCheck]) -> dg.Asse
         required_resource_keys={"lakehouse", STEP_LAUNCHER},
     )
     def _checks(context):
-        run = CheckRun(context, context.resources.lakehouse, spec, dt.date.fromisoformat(context.partition_key))
+        run = CheckRun(context, context.resources.lakehouse, spec, run_partitions(context))
+        selected = [by_name[k.name] for k in sorted(context.selected_asset_check_keys, key=lambda k: k.name)]
         try:
-            for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
-                check = by_name[check_key.name]
-                outcome = check.evaluate(run)
-                yield dg.AssetCheckResult(
-                    asset_key=key,
-                    check_name=check.name,
-                    passed=outcome.passed,
-                    severity=check.severity,
-                    description=outcome.description,
-                    metadata={"partition": run.day.isoformat(), **outcome.metadata},
-                )
+            if run.partition.start != run.partition.end:
+                yield from _range_evaluations(context, key, selected, run)
+                return
+            for check in selected:
+                yield _check_result(key, check, check.evaluate(run), run.day)
         finally:
             run.release()
 

@@ -1,7 +1,9 @@
 """The asset graph in stages, and the main job that runs a whole simulated week through it.
 
 Each stage is a Dagster job over one partitioning (arrival or event date). Running the stages
-in order, partition by partition, is what an asset backfill of the graph does; the main job
+in order is what an asset backfill of the graph does: Bronze one arrival day per run (a day's
+Kafka partition takes what is on the topic when it runs), every later stage in one run over
+its whole partition range (a single-run backfill), or partition by partition. The main job
 does it in-process against the persistent instance, so `dagster dev` shows every run, check
 and materialization afterwards.
 """
@@ -16,7 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
+from retail_assets.lib.engine import PartitionRange
 from retail_assets.lib.tables import (
     BRONZE_CUSTOMERS,
     BRONZE_INVENTORY,
@@ -52,6 +57,9 @@ class Stage:
     description: str
     partitioning: Partitioning
     tables: tuple[TableSpec, ...]
+    # Whether one run may cover a range of days; Bronze's Kafka partition takes what is on the
+    # topic when it runs, so arrival days are ingested one run each, in order.
+    over_ranges: bool = True
 
     def asset_keys(self) -> list[dg.AssetKey]:
         return [dg.AssetKey([t.layer.value, t.name]) for t in self.tables]
@@ -70,6 +78,7 @@ STAGES: tuple[Stage, ...] = (
         "Land one arrival day of files and Kafka offsets in Bronze; unparseable records to quarantine.",
         Partitioning.ARRIVAL_DATE,
         (BRONZE_SALES_FILES, BRONZE_POS_TRANSACTIONS, BRONZE_CUSTOMERS, BRONZE_PRODUCTS, BRONZE_STORES, BRONZE_INVENTORY, QUARANTINE_INGEST_REJECTS),
+        over_ranges=False,
     ),
     Stage(
         "refine_master_data",
@@ -115,30 +124,36 @@ class RunSummary:
     checks_warned: list[str]  # failed with WARN severity
     seconds: float
     run_id: str
-    # (asset key "layer/table", check name, passed) of every check the run evaluated
-    evaluations: list[tuple[str, str, bool]]
+    # (asset key "layer/table", check name, passed, partition) of every check the run evaluated
+    evaluations: list[tuple[str, str, bool, str]]
 
 
-def run_stage(defs: dg.Definitions, stage: Stage, partition: str, instance: dg.DagsterInstance, *, log_level: str = "WARNING") -> RunSummary:
+def run_stage(
+    defs: dg.Definitions, stage: Stage, partition: str | PartitionRange, instance: dg.DagsterInstance, *, log_level: str = "WARNING"
+) -> RunSummary:
+    """One run of a stage's job: one partition (a day's key) or a range of them in one run."""
     job = defs.resolve_job_def(stage.job_name)
+    tags = {"retail/stage": stage.job_name}
+    if isinstance(partition, PartitionRange):
+        tags |= {RANGE_START: partition.start.isoformat(), RANGE_END: partition.end.isoformat()}
     started = time.monotonic()
     result = job.execute_in_process(
         instance=instance,
-        partition_key=partition,
+        partition_key=None if isinstance(partition, PartitionRange) else partition,
         raise_on_error=False,
-        tags={"retail/stage": stage.job_name},
+        tags=tags,
         # The full event log goes to the instance; the console gets warnings and errors only.
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     evaluations = result.get_asset_check_evaluations()
     def named(e) -> str:
-        return f"{'/'.join(e.asset_key.path)}:{e.check_name}"
+        return f"{'/'.join(e.asset_key.path)}:{e.check_name}" + (f"@{e.partition}" if isinstance(partition, PartitionRange) else "")
 
     failed = [named(e) for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
     warned = [named(e) for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.WARN]
     return RunSummary(
         stage=stage.job_name,
-        partition=partition,
+        partition=str(partition),
         success=result.success,
         materialized=len(result.get_asset_materialization_events()),
         checks_passed=sum(1 for e in evaluations if e.passed),
@@ -146,7 +161,7 @@ def run_stage(defs: dg.Definitions, stage: Stage, partition: str, instance: dg.D
         checks_warned=warned,
         seconds=time.monotonic() - started,
         run_id=result.run_id,
-        evaluations=[("/".join(e.asset_key.path), e.check_name, e.passed) for e in evaluations],
+        evaluations=[("/".join(e.asset_key.path), e.check_name, e.passed, e.partition) for e in evaluations],
     )
 
 
@@ -163,25 +178,32 @@ def run_week(
     before_ingest: Callable[[str], None] | None = None,
     echo: Callable[[str], None] = print,
     order: Callable[[list[str]], list[str]] | None = None,
+    by_range: bool = True,
 ) -> list[RunSummary]:
     """Run every stage over its partitions, in dependency order; returns one summary per run.
 
-    `before_ingest(day)` runs just before a day's Bronze ingestion (the main job produces that
-    day's Kafka events there); `order` may reorder partitions within a stage (tests shuffle).
+    `by_range`: a stage that allows it runs once over all its days (a single-run backfill);
+    otherwise, and for Bronze, one run per day. `before_ingest(day)` runs just before a day's
+    Bronze ingestion (the main job produces that day's Kafka events there); `order` may reorder
+    the partitions of per-day runs (tests shuffle).
     """
     summaries = []
     for stage in STAGES:
         partitions = stage.partitions(arrival_days, event_days)
-        for partition in order(list(partitions)) if order else partitions:
+        if by_range and stage.over_ranges:
+            runs: list[str | PartitionRange] = [PartitionRange(dt.date.fromisoformat(min(partitions)), dt.date.fromisoformat(max(partitions)))]
+        else:
+            runs = list(order(list(partitions)) if order else partitions)
+        for partition in runs:
             if before_ingest is not None and stage is STAGES[0]:
-                before_ingest(partition)
+                before_ingest(str(partition))
             summary = run_stage(defs, stage, partition, instance)
             summaries.append(summary)
             status = "ok  " if summary.success and not summary.checks_failed else "FAIL"
             failed = f"  failed: {', '.join(summary.checks_failed)}" if summary.checks_failed else ""
             failed += f"  warned: {', '.join(summary.checks_warned)}" if summary.checks_warned else ""
             echo(
-                f"  {status} {stage.job_name:<20} {partition}  {summary.materialized:>2} tables  "
+                f"  {status} {stage.job_name:<20} {summary.partition:<10}  {summary.materialized:>2} tables  "
                 f"{summary.checks_passed:>3} checks passed  {summary.seconds:5.1f}s{failed}"
             )
     return summaries

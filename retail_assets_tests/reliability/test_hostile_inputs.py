@@ -55,7 +55,7 @@ def test_every_stage_succeeds_and_conservation_holds(hostile_lake):
     conservation = [
         passed
         for s in hostile_lake.summaries
-        for asset, check, passed in s.evaluations
+        for asset, check, passed, _ in s.evaluations
         if asset == "quarantine/rule_violations" and check == quality.CONSERVATION
     ]
     assert conservation == [True]

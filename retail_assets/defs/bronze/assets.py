@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 
 from retail_assets.defs.sources.assets import LANDING_ZONE, POS_TOPIC
 from retail_assets.lib import kafka as kafka_lib
-from retail_assets.lib.factories import TableOutput, TableRun, build_table_asset
+from retail_assets.lib.factories import TableOutput, TableRun, build_table_asset, one_day_per_run
 from retail_assets.lib.ingest import compare_with_held, parse_landing_file, parse_pos_message, pos_rows_to_table
 from retail_assets.lib.landing import scan_landing
 from retail_assets.lib.resources import KafkaResource
@@ -89,6 +89,7 @@ landing_assets = [
 KAFKA_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
+@one_day_per_run  # the newest day takes what is on the topic beyond every day before it
 def pos_transactions_compute(run: TableRun) -> TableOutput:
     kafka: KafkaResource = run.resource("kafka")
     try:

@@ -7,7 +7,7 @@ import datetime as dt
 from pyspark.sql import functions as F
 
 from retail_assets.lib.automation import fill_missing, follow_upstream
-from retail_assets.lib.factories import TableOutput, TableRun, Upstream, asset_key, build_table_asset, window
+from retail_assets.lib.factories import TableOutput, TableRun, Upstream, asset_key, build_table_asset, over_ranges, window
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.tables import (
     GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
@@ -39,10 +39,12 @@ def now() -> dt.datetime:
 
 
 def dimension_compute(silver_spec, build):
+    @over_ranges
     def compute(run: TableRun) -> TableOutput:
         # The whole change history, not just this day's: a late, out-of-order change must slot
-        # into place among the versions that already exist.
-        built = build(run.read_all(silver_spec), processed_at=now(), arrival_date=run.day).cache()
+        # into place among the versions that already exist. A run over several arrival days
+        # builds once, as of the last of them (what running them in order leaves).
+        built = build(run.read_all(silver_spec), processed_at=now(), arrival_date=run.partition.end).cache()
         versions = built.count()
         return TableOutput(built, {"versions": versions})
 
@@ -76,7 +78,7 @@ dim_store = build_table_asset(
 dim_date = build_table_asset(
     spec=GOLD_DIM_DATE,
     upstream=[],
-    compute=lambda run: TableOutput(gold.build_dim_date([run.day], run.engine.spark)),
+    compute=over_ranges(lambda run: TableOutput(gold.build_dim_date(run.partition.days(), run.engine.spark))),
     # Only the newest day opens by itself: a running deployment has every earlier calendar row
     # from its own day, and one run per missing past day would crowd the run queue at start-up
     # (a new deployment backfills the calendar once).
@@ -86,6 +88,13 @@ dim_date = build_table_asset(
 DIMENSIONS = (GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE)
 
 
+def figures_by_day(df, date_column: str, **sums) -> dict[dt.date, dict[str, float]]:
+    """Per-partition numeric metadata: each named sum, grouped by the partition column."""
+    rows = df.groupBy(date_column).agg(*[F.sum(c).alias(n) for n, c in sums.items()]).collect()
+    return {r[date_column]: {n: float(r[n] or 0) for n in sums} for r in rows}
+
+
+@over_ranges
 def fact_sales_compute(run: TableRun) -> TableOutput:
     fact = gold.build_fact_sales(
         run.read(SILVER_SALES_LINES),
@@ -95,13 +104,21 @@ def fact_sales_compute(run: TableRun) -> TableOutput:
         run.read_all(GOLD_DIM_STORE),
         processed_at=now(),
     ).cache()
-    figures = fact.agg(
-        F.sum(F.when(F.col("line_type") == "sale", F.col("net_amount")).otherwise(0)).alias("revenue"),
-        F.sum(F.when(F.col("line_type") == "return", -F.col("net_amount")).otherwise(0)).alias("returns_amount"),
-        F.sum(F.when(F.col("customer_sk") == -1, 1).otherwise(0)).alias("unknown_customer_lines"),
-        F.sum(F.when(F.col("product_sk") == -1, 1).otherwise(0)).alias("unknown_product_lines"),
-    ).first()
-    return TableOutput(fact, {k: float(v or 0) for k, v in figures.asDict().items()})
+    figures = figures_by_day(
+        fact,
+        "event_date",
+        revenue=F.when(F.col("line_type") == "sale", F.col("net_amount")).otherwise(0),
+        returns_amount=F.when(F.col("line_type") == "return", -F.col("net_amount")).otherwise(0),
+        unknown_customer_lines=F.when(F.col("customer_sk") == -1, 1).otherwise(0),
+        unknown_product_lines=F.when(F.col("product_sk") == -1, 1).otherwise(0),
+    )
+    return TableOutput(fact, by_partition=with_empty_days(run, figures))
+
+
+def with_empty_days(run: TableRun, figures: dict[dt.date, dict[str, float]]) -> dict[dt.date, dict[str, float]]:
+    """A day without rows still reports its figures, as zeros."""
+    names = {n for f in figures.values() for n in f}
+    return {d: figures.get(d, dict.fromkeys(names, 0.0)) for d in run.partition.days()}
 
 
 fact_sales = build_table_asset(
@@ -119,10 +136,11 @@ fact_sales = build_table_asset(
 )
 
 
+@over_ranges
 def daily_store_sales_compute(run: TableRun) -> TableOutput:
     agg = gold.agg_daily_store_sales(run.read(GOLD_FACT_SALES)).cache()
-    totals = agg.agg(F.sum("revenue").alias("revenue"), F.sum("net_revenue").alias("net_revenue"), F.sum("transactions").alias("transactions")).first()
-    return TableOutput(agg, {k: float(v or 0) for k, v in totals.asDict().items()})
+    totals = figures_by_day(agg, "event_date", revenue="revenue", net_revenue="net_revenue", transactions="transactions")
+    return TableOutput(agg, by_partition=with_empty_days(run, totals))
 
 
 # Aggregate columns and the fact columns they sum or count.
@@ -146,7 +164,7 @@ agg_daily_store_sales = build_table_asset(
 agg_product_performance = build_table_asset(
     spec=GOLD_AGG_PRODUCT_PERFORMANCE,
     upstream=[Upstream(GOLD_FACT_SALES), Upstream(GOLD_DIM_PRODUCT, window(0, L))],
-    compute=lambda run: TableOutput(gold.agg_product_performance(run.read(GOLD_FACT_SALES), run.read_all(GOLD_DIM_PRODUCT))),
+    compute=over_ranges(lambda run: TableOutput(gold.agg_product_performance(run.read(GOLD_FACT_SALES), run.read_all(GOLD_DIM_PRODUCT)))),
     derived_columns={**FACT_MEASURES, "gross_margin": [(GOLD_FACT_SALES, "net_amount"), (GOLD_DIM_PRODUCT, "unit_cost")]},
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import reduce
 
 from pyspark.sql import DataFrame
@@ -9,7 +10,7 @@ from pyspark.sql import functions as F
 
 from retail_assets.defs.silver.assets import MASTER_DATA, known_keys, sales_candidates
 from retail_assets.lib.automation import follow_upstream
-from retail_assets.lib.factories import TableOutput, TableRun, Upstream, build_table_asset, window
+from retail_assets.lib.factories import CheckRun, TableOutput, TableRun, Upstream, build_table_asset, over_ranges, window
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.tables import (
     BRONZE_CUSTOMERS,
@@ -47,22 +48,36 @@ def union(frames: list[DataFrame]) -> DataFrame:
     return reduce(DataFrame.unionByName, frames)
 
 
-def day_records_in(run: TableRun) -> int:
-    """Records that arrived on the partition's day, in the unit conservation counts in."""
-    counted = union([silver.count_records_in(run.read(spec), spec.key) for spec in BRONZE_TABLES]).agg(F.sum("records").alias("n")).first()
-    return int(counted["n"] or 0)
+def records_in_by_day(run: TableRun | CheckRun) -> dict[dt.date, int]:
+    """Records that arrived on each day of the run, in the unit conservation counts in."""
+    counted = (
+        union([silver.count_records_in(run.read(spec), spec.key) for spec in BRONZE_TABLES])
+        .groupBy("_arrival_date")
+        .agg(F.sum("records").alias("n"))
+        .collect()
+    )
+    return {r["_arrival_date"]: int(r["n"] or 0) for r in counted}
 
 
-def reject_figures(run: TableRun, quarantined: DataFrame) -> dict[str, float | int]:
-    """Numeric per-partition figures the UI plots: the share of the day's records quarantined."""
-    rows, records_in = quarantined.count(), day_records_in(run)
-    return {"records_in": records_in, "reject_rate": round(rows / records_in, 6) if records_in else 0.0}
+def counts_by_day(df: DataFrame, *by: str) -> dict[tuple, int]:
+    return {tuple(r[c] for c in ("_arrival_date", *by)): int(r["n"]) for r in df.groupBy("_arrival_date", *by).agg(F.count(F.lit(1)).alias("n")).collect()}
 
 
+def reject_figures(run: TableRun, quarantined: DataFrame) -> dict[dt.date, dict[str, float | int]]:
+    """Numeric per-partition figures the UI plots: the share of each day's records quarantined."""
+    rows, records_in = counts_by_day(quarantined), records_in_by_day(run)
+    figures = {}
+    for day in run.partition.days():
+        quarantined_rows, day_in = rows.get((day,), 0), records_in.get(day, 0)
+        figures[day] = {"records_in": day_in, "reject_rate": round(quarantined_rows / day_in, 6) if day_in else 0.0}
+    return figures
+
+
+@over_ranges
 def ingest_rejects_compute(run: TableRun) -> TableOutput:
     frames = [silver.ingest_rejects(run.read(spec), source_table=spec.key, batch_id=run.run_id) for spec in BRONZE_TABLES]
     rejects = union(frames).cache()
-    return TableOutput(rejects, reject_figures(run, rejects))
+    return TableOutput(rejects, by_partition=reject_figures(run, rejects))
 
 
 ingest_rejects = build_table_asset(
@@ -74,27 +89,28 @@ ingest_rejects = build_table_asset(
 
 
 class Screening:
-    """Everything the Silver rules decide about the records that arrived on one day."""
+    """Everything the Silver rules decide about the records that arrived on the run's days."""
 
     def __init__(self, run: TableRun) -> None:
         self.run = run
+        first, last = run.partition.start, run.partition.end
         # Whether a sales record is a duplicate depends on every copy that shares its event date,
-        # and those arrived within L+1 days either side of this day; only the copies are needed.
+        # and those arrived within L+1 days either side of its day; only the copies are needed.
         window_days = run.lateness_days + 1
-        candidates = silver.candidates_judged_with(sales_candidates(run, window_days, window_days), run.day)
+        candidates = silver.candidates_judged_with(sales_candidates(run, window_days, window_days), first, last)
         keys = known_keys(run)
         # violations and duplicates both come from the classified records: evaluate rules once
         self.sales = silver.clean_sales(candidates, keys, lateness_days=run.lateness_days, batch_id=run.run_id).materialized()
-        on_day = F.col("_arrival_date") == F.lit(run.day)
+        in_run = F.col("_arrival_date").between(F.lit(first), F.lit(last))
         self.masters = {spec: clean(run.read(spec), batch_id=run.run_id) for spec, clean in MASTER_CLEANERS.items()}
         self.inventory = silver.clean_inventory(run.read(BRONZE_INVENTORY), keys, lateness_days=run.lateness_days, batch_id=run.run_id)
         self.violations = union(
-            [self.sales.violations.filter(on_day)]
+            [self.sales.violations.filter(in_run)]
             + [r.violations for r in self.masters.values()]
             + [self.inventory.violations]
         )
         self.duplicates = union(
-            [self.sales.duplicates.filter(on_day).select("source_table", "_source", "record_key", "_arrival_date")]
+            [self.sales.duplicates.filter(in_run).select("source_table", "_source", "record_key", "_arrival_date")]
             + [r.duplicates.select("source_table", "_source", "record_key", "_arrival_date") for r in (*self.masters.values(), self.inventory)]
         )
 
@@ -102,17 +118,19 @@ class Screening:
 DUPLICATES_METADATA = "duplicates"
 
 
+@over_ranges
 def rule_violations_compute(run: TableRun) -> TableOutput:
     screening = Screening(run)
     violations = screening.violations.cache()
-    by_rule = {r["rule"]: r["n"] for r in violations.groupBy("rule").agg(F.count(F.lit(1)).alias("n")).collect()}
-    # Exact re-sends are dropped, not quarantined; their count is recorded here so the
-    # conservation check can account for them (SPEC §5).
-    duplicates = screening.duplicates.count()
-    return TableOutput(
-        violations,
-        {DUPLICATES_METADATA: duplicates, **reject_figures(run, violations), **{f"rule_{k}": v for k, v in sorted(by_rule.items())}},
-    )
+    by_rule = counts_by_day(violations, "rule")
+    # Exact re-sends are dropped, not quarantined; each day's count is recorded on its
+    # materialization so the conservation check can account for them (SPEC §5).
+    duplicates = counts_by_day(screening.duplicates)
+    figures = reject_figures(run, violations)
+    for day, day_figures in figures.items():
+        day_figures[DUPLICATES_METADATA] = duplicates.get((day,), 0)
+        day_figures.update({f"rule_{rule}": n for (d, rule), n in sorted(by_rule.items()) if d == day})
+    return TableOutput(violations, by_partition=figures)
 
 
 rule_violations = build_table_asset(

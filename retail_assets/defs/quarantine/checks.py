@@ -8,7 +8,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from retail_assets.defs.quarantine.assets import DUPLICATES_METADATA, day_records_in
+from retail_assets.defs.quarantine.assets import DUPLICATES_METADATA, records_in_by_day
 from retail_assets.lib import quality
 from retail_assets.lib.engine import PartitionRange
 from retail_assets.lib.factories import CheckRun, TableCheck, build_table_checks, standard_checks
@@ -31,7 +31,7 @@ EVENT_SILVER = (SILVER_SALES_LINES, SILVER_RETURNS)
 def records_in(run: CheckRun) -> int:
     if "records_in" not in run.memo:
         # One Spark job over the six Bronze tables, the same count the materialization recorded.
-        run.memo["records_in"] = day_records_in(run)
+        run.memo["records_in"] = records_in_by_day(run).get(run.day, 0)
     return run.memo["records_in"]
 
 

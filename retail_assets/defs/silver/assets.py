@@ -6,7 +6,7 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from retail_assets.lib.factories import TableOutput, TableRun, Upstream, build_multi_table_asset, build_table_asset, window
+from retail_assets.lib.factories import TableOutput, TableRun, Upstream, build_multi_table_asset, build_table_asset, over_ranges, window
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.tables import (
     BRONZE_CUSTOMERS,
@@ -45,13 +45,14 @@ def clean_sales_window(run: TableRun, before: int, after: int) -> silver.SalesRe
     return silver.clean_sales(sales_candidates(run, before, after), known_keys(run), lateness_days=run.lateness_days, batch_id=run.run_id)
 
 
+@over_ranges
 def sales_compute(run: TableRun) -> dict[str, TableOutput]:
     # Event date D can only have arrived on D-1 … D+L (earlier would be future, later late).
     # sales lines and returns are two filters of one classification: evaluate the rules once
     result = clean_sales_window(run, 1, run.lateness_days).materialized()
-    on_day = F.col("event_date") == F.lit(run.day)
-    sales = result.sales_lines.filter(on_day)
-    returns = result.returns.filter(on_day)
+    in_run = F.col("event_date").between(F.lit(run.partition.start), F.lit(run.partition.end))
+    sales = result.sales_lines.filter(in_run)
+    returns = result.returns.filter(in_run)
     return {
         SILVER_SALES_LINES.name: TableOutput(sales),
         SILVER_RETURNS.name: TableOutput(returns),
@@ -71,6 +72,7 @@ sales_lines_and_returns = build_multi_table_asset(
 
 
 def master_compute(bronze_spec, clean):
+    @over_ranges  # cleaned within each arrival day
     def compute(run: TableRun) -> TableOutput:
         result = clean(run.read(bronze_spec), batch_id=run.run_id)
         return TableOutput(result.accepted)
@@ -89,6 +91,7 @@ stores = build_table_asset(
 )
 
 
+@over_ranges  # cleaned within each arrival day
 def inventory_compute(run: TableRun) -> TableOutput:
     result = silver.clean_inventory(run.read(BRONZE_INVENTORY), known_keys(run), lateness_days=run.lateness_days, batch_id=run.run_id)
     return TableOutput(result.accepted)

@@ -42,6 +42,10 @@ class PartitionRange:
         d = dt.date.fromisoformat(day) if isinstance(day, str) else day
         return cls(d - dt.timedelta(days=before), d + dt.timedelta(days=after))
 
+    def widened(self, before: int, after: int) -> PartitionRange:
+        """The window `start - before … end + after`."""
+        return PartitionRange(self.start - dt.timedelta(days=before), self.end + dt.timedelta(days=after))
+
     def days(self) -> list[dt.date]:
         return [self.start + dt.timedelta(days=i) for i in range((self.end - self.start).days + 1)]
 

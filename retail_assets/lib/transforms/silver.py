@@ -462,9 +462,10 @@ def sales_candidates_from_events(bronze_pos: DataFrame) -> DataFrame:
     )
 
 
-def candidates_judged_with(candidates: DataFrame, arrival_date: dt.date) -> DataFrame:
-    """The candidates that arrived on `arrival_date`, plus those of other days that share a
-    transaction id with one of them: all `clean_sales` needs to classify that day's records.
+def candidates_judged_with(candidates: DataFrame, arrival_date: dt.date, last_arrival_date: dt.date | None = None) -> DataFrame:
+    """The candidates that arrived on `arrival_date` (… `last_arrival_date`), plus those of
+    other days that share a transaction id with one of them: all `clean_sales` needs to
+    classify those days' records.
 
     Every rule but deduplication judges a line on its own, and deduplication only compares copies
     with the same (transaction_id, line_number, event_date); a line without a transaction id is
@@ -473,7 +474,7 @@ def candidates_judged_with(candidates: DataFrame, arrival_date: dt.date) -> Data
     over about one day of data instead of the whole window.
     """
     txn = "nullif(trim(transaction_id), '')"
-    arrived = F.col("_arrival_date") == F.lit(arrival_date)
+    arrived = F.col("_arrival_date").between(F.lit(arrival_date), F.lit(last_arrival_date or arrival_date))
     ids = candidates.filter(arrived).selectExpr(f"{txn} AS _txn").filter("_txn IS NOT NULL").distinct()
     others = candidates.filter(~arrived).withColumn("_txn", F.expr(txn))
     copies = others.join(F.broadcast(ids), "_txn", "left_semi").drop("_txn")
@@ -703,7 +704,9 @@ def _clean_master(
     attributes = [c.name for c in shape.silver.columns if c.name not in _LINEAGE]
     identity = [value_of[k] for k in shape.identity] + (["v_updated_at"] if shape.versioned else [])
     content = {value_of[a]: a for a in attributes if value_of[a] not in identity}
-    classified = _dedup(df, identity, ("_arrival_date", "_source_file", "_source_line"), content)
+    # Master data is deduplicated within an arrival day (a record re-sent on a later day is
+    # that day's change too), so any range of days is cleaned in one pass.
+    classified = _dedup(df, ["_arrival_date", *identity], ("_source_file", "_source_line"), content)
 
     accepted = classified.filter("_rule IS NULL AND NOT _duplicate").selectExpr(
         *[f"{value_of[a]} AS {a}" for a in attributes],
