@@ -22,7 +22,7 @@ from deltalake import DeltaTable, write_deltalake
 from retail_assets.lib import quality
 from retail_assets.lib.engine import DeltaRsEngine, PartitionRange
 from retail_assets.lib.factories import asset_key
-from retail_assets.lib.pipeline import STAGES, run_stage
+from retail_assets.lib.pipeline import STAGE, STAGES, run_stage
 from retail_assets.lib.tables import (
     GOLD_AGG_DAILY_STORE_SALES,
     GOLD_DIM_CUSTOMER,
@@ -61,9 +61,10 @@ def test_defect_week_runs_without_failures_and_conserves_every_partition(defect_
         if asset == "quarantine/rule_violations" and check == quality.CONSERVATION and passed
     }
     assert conserved == set(defect_week.arrival_days)
-    # the main job runs every stage after Bronze once over its days; each day's checks are its own
-    ranged = [s for s in defect_week.summaries if s.stage != STAGES[0].job_name]
+    # the main job runs every stage but the Kafka stream once over its days; each day's checks are its own
+    ranged = [s for s in defect_week.summaries if s.stage != "ingest_pos_stream"]
     assert len(ranged) == len(STAGES) - 1 and all("…" in s.partition for s in ranged), [s.partition for s in ranged]
+    assert [s.partition for s in defect_week.summaries if s.stage == "ingest_pos_stream"] == defect_week.arrival_days
 
 
 def _date(day: str) -> pa.Scalar:
@@ -190,7 +191,7 @@ def test_materializing_partitions_again_leaves_every_table_identical(defect_week
 def test_dimensions_identical_day_by_day_and_shuffled_backfill(defect_week, tmp_path):
     """Day by day: master data then dimensions for each day in turn. Backfill: every partition of
     each stage in a shuffled order. The SCD tables must come out the same."""
-    master, dimensions = STAGES[1], STAGES[4]
+    master, dimensions = STAGE["refine_master_data"], STAGE["build_dimensions"]
     results = {}
     for mode in ("day_by_day", "shuffled"):
         root = tmp_path / mode

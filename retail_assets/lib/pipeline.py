@@ -1,9 +1,9 @@
 """The asset graph in stages, and the main job that runs a whole simulated week through it.
 
 Each stage is a Dagster job over one partitioning (arrival or event date). Running the stages
-in order is what an asset backfill of the graph does: Bronze one arrival day per run (a day's
-Kafka partition takes what is on the topic when it runs), every later stage in one run over
-its whole partition range (a single-run backfill), or partition by partition. The main job
+in order is what an asset backfill of the graph does: the Kafka stream one arrival day per run
+(a day's partition takes what is on the topic when it runs), every other stage in one run
+over its whole partition range (a single-run backfill), or partition by partition. The main job
 does it in-process against the persistent instance, so `dagster dev` shows every run, check
 and materialization afterwards.
 """
@@ -57,28 +57,43 @@ class Stage:
     description: str
     partitioning: Partitioning
     tables: tuple[TableSpec, ...]
-    # Whether one run may cover a range of days; Bronze's Kafka partition takes what is on the
-    # topic when it runs, so arrival days are ingested one run each, in order.
+    # Whether one run may cover a range of days.
     over_ranges: bool = True
+    # The tables whose checks this stage's job runs (None: its own tables).
+    checked: tuple[TableSpec, ...] | None = None
 
     def asset_keys(self) -> list[dg.AssetKey]:
         return [dg.AssetKey([t.layer.value, t.name]) for t in self.tables]
 
     def selection(self) -> dg.AssetSelection:
-        return dg.AssetSelection.assets(*self.asset_keys())
+        if self.checked is None:
+            return dg.AssetSelection.assets(*self.asset_keys())
+        checked = [dg.AssetKey([t.layer.value, t.name]) for t in self.checked]
+        return dg.AssetSelection.assets(*self.asset_keys()).without_checks() | dg.AssetSelection.checks_for_assets(*checked)
 
     def partitions(self, arrival_days: list[str], event_days: list[str]) -> list[str]:
         """Of a week's arrival and business days, the ones this stage's partitions are."""
         return arrival_days if self.partitioning is Partitioning.ARRIVAL_DATE else event_days
 
 
+BRONZE_LANDING = (BRONZE_SALES_FILES, BRONZE_CUSTOMERS, BRONZE_PRODUCTS, BRONZE_STORES, BRONZE_INVENTORY)
+
 STAGES: tuple[Stage, ...] = (
     Stage(
-        "ingest_bronze",
-        "Land one arrival day of files and Kafka offsets in Bronze; unparseable records to quarantine.",
+        "ingest_pos_stream",
+        "Take the Kafka offsets of one arrival day into Bronze; one run per day, in order (ingest_bronze checks them).",
         Partitioning.ARRIVAL_DATE,
-        (BRONZE_SALES_FILES, BRONZE_POS_TRANSACTIONS, BRONZE_CUSTOMERS, BRONZE_PRODUCTS, BRONZE_STORES, BRONZE_INVENTORY, QUARANTINE_INGEST_REJECTS),
+        (BRONZE_POS_TRANSACTIONS,),
+        # The newest arrival day takes what is on the topic beyond the days before it.
         over_ranges=False,
+        checked=(),
+    ),
+    Stage(
+        "ingest_bronze",
+        "Land arrival days of landing files in Bronze, quarantine unparseable records, and check every Bronze table.",
+        Partitioning.ARRIVAL_DATE,
+        (*BRONZE_LANDING, QUARANTINE_INGEST_REJECTS),
+        checked=(BRONZE_POS_TRANSACTIONS, *BRONZE_LANDING, QUARANTINE_INGEST_REJECTS),
     ),
     Stage(
         "refine_master_data",
@@ -111,6 +126,8 @@ STAGES: tuple[Stage, ...] = (
         (GOLD_DIM_DATE, GOLD_FACT_SALES, GOLD_AGG_DAILY_STORE_SALES, GOLD_AGG_PRODUCT_PERFORMANCE, GOLD_AGG_CUSTOMER_LIFETIME_VALUE, GOLD_AGG_INVENTORY_COVER),
     ),
 )
+
+STAGE = {s.job_name: s for s in STAGES}
 
 
 @dataclass
@@ -183,7 +200,7 @@ def run_week(
     """Run every stage over its partitions, in dependency order; returns one summary per run.
 
     `by_range`: a stage that allows it runs once over all its days (a single-run backfill);
-    otherwise, and for Bronze, one run per day. `before_ingest(day)` runs just before a day's
+    otherwise, and for the Kafka stream, one run per day. `before_ingest(day)` runs just before a day's
     Bronze ingestion (the main job produces that day's Kafka events there); `order` may reorder
     the partitions of per-day runs (tests shuffle).
     """
@@ -195,7 +212,7 @@ def run_week(
         else:
             runs = list(order(list(partitions)) if order else partitions)
         for partition in runs:
-            if before_ingest is not None and stage is STAGES[0]:
+            if before_ingest is not None and BRONZE_POS_TRANSACTIONS in stage.tables:
                 before_ingest(str(partition))
             summary = run_stage(defs, stage, partition, instance)
             summaries.append(summary)

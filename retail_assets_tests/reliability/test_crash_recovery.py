@@ -25,7 +25,7 @@ import pytest
 
 from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
 from retail_assets.lib.engine import DeltaRsEngine, PartitionRange
-from retail_assets.lib.pipeline import STAGES, run_stage
+from retail_assets.lib.pipeline import STAGE, run_stage
 from retail_assets.lib.tables import (
     BRONZE_POS_TRANSACTIONS,
     BRONZE_SALES_FILES,
@@ -42,7 +42,6 @@ from retail_assets_tests.simulated_week import build_defs, snapshot
 
 pytestmark = pytest.mark.reliability
 
-STAGE = {s.job_name: s for s in STAGES}
 
 # argv: table folder to kill in (e.g. `silver/returns`), kill mode, partition, asset keys (`layer/table`)
 DRIVER = textwrap.dedent(
@@ -162,7 +161,7 @@ def _stale(engine: DeltaRsEngine, spec: TableSpec, keep: int) -> pa.Table:
 def test_kill_during_silver_partition_overwrite(hostile_lake, tmp_path, monkeypatch):
     """Sales lines and returns are two commits of one step: killed after the first and in the
     middle of the second, the re-run still leaves both equal to the fault-free run."""
-    inputs = STAGE["ingest_bronze"].tables + STAGE["refine_master_data"].tables
+    inputs = STAGE["ingest_pos_stream"].tables + STAGE["ingest_bronze"].tables + STAGE["refine_master_data"].tables
     copy_lake(hostile_lake.root, tmp_path, *inputs, SILVER_SALES_LINES, SILVER_RETURNS)
     engine = DeltaRsEngine(tmp_path / "lakehouse", spark=hostile_lake.engine.spark)
     stale_lines = _stale(engine, SILVER_SALES_LINES, 3)

@@ -18,7 +18,7 @@ from retail_assets.lib.bench.workload import Workload, build_workload
 
 # Which stage jobs write which layer (quarantine is written beside Bronze and Silver).
 LAYER_STAGES = {
-    "bronze": ("ingest_bronze",),
+    "bronze": ("ingest_pos_stream", "ingest_bronze"),
     "silver": ("refine_master_data", "refine_sales", "screen_arrivals"),
     "gold": ("build_dimensions", "build_gold"),
 }
