@@ -218,16 +218,23 @@ def test_dimensions_identical_day_by_day_and_shuffled_backfill(defect_week, tmp_
         assert table.equals(snapshot(defect_week.engine, spec)), key
 
 
-def _run_checks(week: Week, spec: TableSpec, partition: str) -> dict[str, bool]:
+def _check_evaluations(week: Week, spec: TableSpec, tags: dict[str, str]) -> list[dg.AssetCheckEvaluation]:
     key = asset_key(spec)
     job = dg.define_asset_job(f"check_{spec.layer.value}_{spec.name}", selection=dg.AssetSelection.checks_for_assets(key))
     defs = dg.Definitions.merge(week.defs, dg.Definitions(jobs=[job]))
-    # A checks-only job cannot infer its partitions definition, so the partition goes in as the
-    # run tag Dagster itself uses for it.
-    result = defs.resolve_job_def(job.name).execute_in_process(
-        instance=week.instance, tags={"dagster/partition": partition}, raise_on_error=False
-    )
-    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    # A checks-only job cannot infer its partitions definition, so the partition (or range) goes
+    # in as the run tags Dagster itself uses for it.
+    result = defs.resolve_job_def(job.name).execute_in_process(instance=week.instance, tags=tags, raise_on_error=False)
+    return result.get_asset_check_evaluations()
+
+
+def _run_checks(week: Week, spec: TableSpec, partition: str) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in _check_evaluations(week, spec, {"dagster/partition": partition})}
+
+
+def _run_range_checks(week: Week, spec: TableSpec, first: str, last: str) -> dict[tuple[str, str], bool]:
+    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    return {(e.check_name, e.partition): e.passed for e in _check_evaluations(week, spec, tags)}
 
 
 def test_checks_fail_when_data_is_broken_on_purpose(defect_week):
@@ -242,14 +249,21 @@ def test_checks_fail_when_data_is_broken_on_purpose(defect_week):
         # a repeated row: primary key fails
         write_deltalake(sales_path, pa.concat_tables([original, original.slice(0, 1)]), mode="overwrite", predicate=predicate)
         assert _run_checks(defect_week, SILVER_SALES_LINES, day)[quality.PRIMARY_KEY] is False
+        # a run over the whole week records each day's outcome on that day: only this one fails
+        week = _run_range_checks(defect_week, SILVER_SALES_LINES, defect_week.event_days[0], defect_week.event_days[-1])
+        assert {p for (check, p), passed in week.items() if check == quality.PRIMARY_KEY} == set(defect_week.event_days)
+        assert {(check, p) for (check, p), passed in week.items() if not passed} == {(quality.PRIMARY_KEY, day)}
         # a negative amount: value rules fail
         amount = original["net_amount"]
         negated = pc.subtract(pa.scalar(0, amount.type), amount).cast(amount.type)
         broken = original.set_column(original.schema.get_field_index("net_amount"), "net_amount", negated)
         write_deltalake(sales_path, broken, mode="overwrite", predicate=predicate)
         assert _run_checks(defect_week, SILVER_SALES_LINES, day)[quality.VALUE_RULES] is False
-        # Gold no longer reconciles with the tampered Silver
-        assert _run_checks(defect_week, next(t for t in TABLES if t.key == "gold.fact_sales"), day)[quality.RECONCILIATION] is False
+        # Gold no longer reconciles with the tampered Silver, on that day only
+        fact = next(t for t in TABLES if t.key == "gold.fact_sales")
+        assert _run_checks(defect_week, fact, day)[quality.RECONCILIATION] is False
+        week = _run_range_checks(defect_week, fact, defect_week.event_days[0], defect_week.event_days[-1])
+        assert {(check, p) for (check, p), passed in week.items() if not passed} == {(quality.RECONCILIATION, day)}
         # a lost row: conservation of the arrival day it came from fails
         lost_arrival = original["_arrival_date"][0].as_py().isoformat()
         write_deltalake(sales_path, original.slice(1), mode="overwrite", predicate=predicate)

@@ -465,15 +465,22 @@ def build_multi_table_asset(
 
 @dataclass
 class CheckRun:
-    """What a check function gets: the checked partitions already read, and the engine."""
+    """What a check function gets: the checked partitions already read, and the engine.
+
+    In a run over a range of days, a check that reads a day at a time gets one CheckRun per day;
+    those share `shared`, where each table is read once for the whole range (`span`) and cached,
+    so a day's read is a filter of it rather than another pass over Delta."""
 
     context: dg.AssetCheckExecutionContext
     lakehouse: LakehouseResource
     spec: TableSpec
     partition: PartitionRange
+    span: PartitionRange | None = None  # the run's days, when they are more than `partition`
     _frame: DataFrame | None = None
     # figures several checks of one table need, computed once per check run
     memo: dict[str, Any] = field(default_factory=dict)
+    # tables and figures read once for the whole span, shared by the day-at-a-time check runs
+    shared: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def engine(self) -> LakehouseEngine:
@@ -488,16 +495,44 @@ class CheckRun:
 
     @property
     def frame(self) -> DataFrame:
-        """The checked table's partitions (the whole table for rebuilt tables)."""
+        """The checked table's partitions (the whole table for rebuilt tables), cached."""
         if self._frame is None:
-            self._frame = self.engine.read(self.spec, None if self.spec.rebuild else self.partition).cache()
+            self._frame = self.read_all(self.spec, cache=True) if self.spec.rebuild else self.read(self.spec, cache=True)
         return self._frame
 
-    def read(self, spec: TableSpec, before: int = 0, after: int = 0) -> DataFrame:
-        return self.engine.read(spec, self.partition.widened(before, after))
+    @property
+    def in_range_run(self) -> bool:
+        return self.span is not None or self.partition.start != self.partition.end
 
-    def read_all(self, spec: TableSpec) -> DataFrame:
-        return self.engine.read(spec)
+    def read(self, spec: TableSpec, before: int = 0, after: int = 0, *, cache: bool = False) -> DataFrame:
+        from pyspark.sql import functions as F  # noqa: PLC0415 - definitions load without Spark
+
+        wanted = self.partition.widened(before, after)
+        if self.span is None:
+            return self._read(("range", spec.key, wanted), lambda: self.engine.read(spec, wanted), cache=cache)
+        whole = self.span.widened(before, after)
+        frame = self._read(("range", spec.key, whole), lambda: self.engine.read(spec, whole), cache=cache)
+        return frame.filter(F.col(spec.partition_column).between(F.lit(wanted.start), F.lit(wanted.end)))
+
+    def read_all(self, spec: TableSpec, *, cache: bool = False) -> DataFrame:
+        return self._read(("all", spec.key), lambda: self.engine.read(spec), cache=cache)
+
+    def _read(self, key: tuple, read: Callable[[], DataFrame], *, cache: bool) -> DataFrame:
+        """A read, kept and cached when the run's other checks or days will read it again."""
+        if key in self.shared:
+            return self.shared[key]
+        if not (cache or self.in_range_run):
+            return read()
+        self.shared[key] = read().cache()
+        return self.shared[key]
+
+    def day_run(self, day: dt.date) -> CheckRun:
+        """This run's check of one of its days, sharing what the range read."""
+        return replace(self, partition=PartitionRange.single(day), span=self.partition, _frame=None, memo={})
+
+    def spanning(self) -> CheckRun:
+        """The check run over every day of the run (itself, outside a range run)."""
+        return self if self.span is None else replace(self, partition=self.span, span=None, _frame=None, memo={})
 
     @property
     def run_id(self) -> str:
@@ -508,14 +543,16 @@ class CheckRun:
         return self.lakehouse.lateness_days
 
     def release(self) -> None:
-        if self._frame is not None:
-            self._frame.unpersist()
+        for value in self.shared.values():
+            if hasattr(value, "unpersist"):
+                value.unpersist()
+        self.shared.clear()
 
 
 @dataclass(frozen=True)
 class TableCheck:
-    """`per_row`: the rule holds for a range of days if and only if it holds for each day (a
-    property of every row or of every key within a day), so a range run evaluates it once over
+    """`range_safe`: the rule holds for a range of days if and only if it holds for each day (a
+    property of every row, or of every key within a day), so a range run evaluates it once over
     the range, and day by day only to say which days fail."""
 
     name: str
@@ -524,7 +561,7 @@ class TableCheck:
     blocking: bool = False
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
     reads: tuple[TableSpec, ...] = ()
-    per_row: bool = False
+    range_safe: bool = False
 
 
 def standard_checks(spec: TableSpec) -> list[TableCheck]:
@@ -537,14 +574,14 @@ def standard_checks(spec: TableSpec) -> list[TableCheck]:
             f"Primary key ({', '.join(spec.primary_key)}) is never null and never repeated.",
             lambda r: quality.primary_key(r.frame, r.spec.primary_key if r.partition.start == r.partition.end else day_key),
             blocking=spec.layer.value in ("silver", "gold"),
-            per_row=True,
+            range_safe=True,
         ),
         TableCheck(
             quality.COLUMN_SCHEMA,
             "The stored Delta schema has exactly the registry's columns and types.",
             lambda r: quality.column_schema(r.engine.stored_schema(r.spec), r.spec),
             severity=dg.AssetCheckSeverity.WARN,
-            per_row=True,
+            range_safe=True,
         ),
     ]
     if spec.layer.value != "bronze":
@@ -554,7 +591,7 @@ def standard_checks(spec: TableSpec) -> list[TableCheck]:
                 "Required columns are set, amounts and counts are not negative, coded columns hold accepted values.",
                 lambda r: quality.value_rules(r.frame, r.spec),
                 blocking=spec.layer.value in ("silver", "gold"),
-                per_row=True,
+                range_safe=True,
             )
         )
     return checks
@@ -571,43 +608,37 @@ def _check_result(key: dg.AssetKey, check: TableCheck, outcome: quality.CheckOut
     )
 
 
-def _range_evaluations(context, key: dg.AssetKey, checks: Sequence[TableCheck], whole: CheckRun) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:
+def _range_evaluations(
+    context, spec: TableSpec, checks: Sequence[TableCheck], whole: CheckRun
+) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:
     """A range run's checks: one evaluation per check and day, each recorded on its day (as a
-    run per day would), against that day's materialization."""
-    days: dict[dt.date, CheckRun] = {}
-
-    def on(day: dt.date) -> CheckRun:
-        if day not in days:
-            days[day] = replace(whole, partition=PartitionRange.single(day), _frame=None, memo={})
-        return days[day]
-
-    try:
-        for check in checks:
-            outcomes: dict[dt.date, quality.CheckOutcome] = {}
-            if check.per_row:
-                over_range = check.evaluate(whole)
-                if over_range.passed:
-                    metadata = {**over_range.metadata, "evaluated_over": str(whole.partition)}
-                    outcomes = {d: replace(over_range, metadata=metadata) for d in whole.partition.days()}
-            if not outcomes:
-                outcomes = {d: check.evaluate(on(d)) for d in whole.partition.days()}
-            check_key = dg.AssetCheckKey(key, check.name)
-            yield dg.Output(None, output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(check_key))
-            for day, outcome in outcomes.items():
-                yield dg.AssetCheckEvaluation(
-                    asset_key=key,
-                    check_name=check.name,
-                    passed=outcome.passed,
-                    metadata={"partition": day.isoformat(), **outcome.metadata},
-                    target_materialization_data=_materialization_of(context.instance, key, day),
-                    severity=check.severity,
-                    description=outcome.description,
-                    blocking=check.blocking,
-                    partition=day.isoformat(),
-                )
-    finally:
-        for run in days.values():
-            run.release()
+    run per day would), against that day's materialization. A rebuilt table is the same table
+    whichever day is checked, so its checks are evaluated once for every day."""
+    key = asset_key(spec)
+    days = {d: whole.day_run(d) for d in whole.partition.days()}
+    for check in checks:
+        outcomes: dict[dt.date, quality.CheckOutcome] = {}
+        if check.range_safe or spec.rebuild:
+            over_range = check.evaluate(whole)
+            if over_range.passed or spec.rebuild:
+                metadata = {**over_range.metadata, "evaluated_over": str(whole.partition)}
+                outcomes = {d: replace(over_range, metadata=metadata) for d in days}
+        if not outcomes:
+            outcomes = {d: check.evaluate(run) for d, run in days.items()}
+        check_key = dg.AssetCheckKey(key, check.name)
+        yield dg.Output(None, output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(check_key))
+        for day, outcome in outcomes.items():
+            yield dg.AssetCheckEvaluation(
+                asset_key=key,
+                check_name=check.name,
+                passed=outcome.passed,
+                metadata={"partition": day.isoformat(), **outcome.metadata},
+                target_materialization_data=_materialization_of(context.instance, key, day),
+                severity=check.severity,
+                description=outcome.description,
+                blocking=check.blocking,
+                partition=day.isoformat(),
+            )
 
 
 def _materialization_of(instance: dg.DagsterInstance, key: dg.AssetKey, day: dt.date) -> AssetCheckEvaluationTargetMaterializationData | None:
@@ -644,7 +675,7 @@ def build_table_checks(spec: TableSpec, checks: Sequence[TableCheck]) -> dg.Asse
         selected = [by_name[k.name] for k in sorted(context.selected_asset_check_keys, key=lambda k: k.name)]
         try:
             if run.partition.start != run.partition.end:
-                yield from _range_evaluations(context, key, selected, run)
+                yield from _range_evaluations(context, spec, selected, run)
                 return
             for check in selected:
                 yield _check_result(key, check, check.evaluate(run), run.day)

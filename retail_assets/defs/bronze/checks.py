@@ -11,6 +11,7 @@ EXACTLY_ONCE_CHECK = TableCheck(
     "Every source record (file line or Kafka offset) is held by one row of one partition, across the whole table.",
     lambda r: quality.exactly_once(r.read_all(r.spec).select("_source", r.spec.partition_column), r.spec.partition_column),
     blocking=True,
+    range_safe=True,  # the whole table, whichever day is checked
 )
 
 bronze_checks = [

@@ -43,6 +43,7 @@ NO_RAW_PII_CHECK = TableCheck(
     lambda r: quality.no_raw_pii(r.frame, r.read_all(SILVER_CUSTOMERS).select("phone")),
     blocking=True,
     reads=(SILVER_CUSTOMERS,),
+    range_safe=True,
 )
 
 
@@ -116,6 +117,7 @@ EXTRA_CHECKS: dict[str, list[TableCheck]] = {
             fact_references,
             blocking=True,
             reads=(GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE, GOLD_DIM_DATE),
+            range_safe=True,
         ),
         TableCheck(
             quality.RECONCILIATION,

@@ -29,10 +29,11 @@ EVENT_SILVER = (SILVER_SALES_LINES, SILVER_RETURNS)
 
 
 def records_in(run: CheckRun) -> int:
-    if "records_in" not in run.memo:
-        # One Spark job over the six Bronze tables, the same count the materialization recorded.
-        run.memo["records_in"] = records_in_by_day(run).get(run.day, 0)
-    return run.memo["records_in"]
+    if "records_in" not in run.shared:
+        # One Spark job over the six Bronze tables for every day of the run, the same counts
+        # the materializations recorded.
+        run.shared["records_in"] = records_in_by_day(run.spanning())
+    return run.shared["records_in"].get(run.day, 0)
 
 
 def rows(run: CheckRun, spec: TableSpec, partitions: PartitionRange | None = None, *, arrived: dt.date | None = None) -> int:
