@@ -463,6 +463,10 @@ def build_multi_table_asset(
 # ---------------------------------------------------------------------------------------------
 
 
+def _names(columns: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if columns is None else tuple(columns)
+
+
 @dataclass
 class CheckRun:
     """What a check function gets: the checked partitions already read, and the engine.
@@ -504,18 +508,28 @@ class CheckRun:
     def in_range_run(self) -> bool:
         return self.span is not None or self.partition.start != self.partition.end
 
-    def read(self, spec: TableSpec, before: int = 0, after: int = 0, *, cache: bool = False) -> DataFrame:
+    def read(self, spec: TableSpec, before: int = 0, after: int = 0, *, columns: list[str] | None = None, cache: bool = False) -> DataFrame:
+        """Partitions first-before … last+after of a table (only `columns`, if given)."""
         from pyspark.sql import functions as F  # noqa: PLC0415 - definitions load without Spark
 
         wanted = self.partition.widened(before, after)
         if self.span is None:
-            return self._read(("range", spec.key, wanted), lambda: self.engine.read(spec, wanted), cache=cache)
+            return self._read(("range", spec.key, wanted, _names(columns)), lambda: self.engine.read(spec, wanted, columns=columns), cache=cache)
         whole = self.span.widened(before, after)
-        frame = self._read(("range", spec.key, whole), lambda: self.engine.read(spec, whole), cache=cache)
-        return frame.filter(F.col(spec.partition_column).between(F.lit(wanted.start), F.lit(wanted.end)))
+        read_columns = None if columns is None else list(dict.fromkeys([*columns, spec.partition_column]))
+        frame = self._read(("range", spec.key, whole, _names(columns)), lambda: self.engine.read(spec, whole, columns=read_columns), cache=cache)
+        selected = frame.filter(F.col(spec.partition_column).between(F.lit(wanted.start), F.lit(wanted.end)))
+        return selected if columns is None else selected.select(*columns)
 
-    def read_all(self, spec: TableSpec, *, cache: bool = False) -> DataFrame:
-        return self._read(("all", spec.key), lambda: self.engine.read(spec), cache=cache)
+    def read_all(self, spec: TableSpec, *, columns: list[str] | None = None, cache: bool = False) -> DataFrame:
+        return self._read(("all", spec.key, _names(columns)), lambda: self.engine.read(spec, columns=columns), cache=cache)
+
+    def key_columns(self, columns: Sequence[str]) -> DataFrame:
+        """The checked partitions, only `columns` (a key check need not read whole rows)."""
+        if self._frame is not None:
+            return self._frame.select(*columns)
+        wanted = list(columns)
+        return self.read_all(self.spec, columns=wanted) if self.spec.rebuild else self.read(self.spec, columns=wanted)
 
     def _read(self, key: tuple, read: Callable[[], DataFrame], *, cache: bool) -> DataFrame:
         """A read, kept and cached when the run's other checks or days will read it again."""
@@ -572,7 +586,7 @@ def standard_checks(spec: TableSpec) -> list[TableCheck]:
         TableCheck(
             quality.PRIMARY_KEY,
             f"Primary key ({', '.join(spec.primary_key)}) is never null and never repeated.",
-            lambda r: quality.primary_key(r.frame, r.spec.primary_key if r.partition.start == r.partition.end else day_key),
+            lambda r: quality.primary_key(r.key_columns(list(dict.fromkeys(day_key))), r.spec.primary_key if r.partition.start == r.partition.end else day_key),
             blocking=spec.layer.value in ("silver", "gold"),
             range_safe=True,
         ),

@@ -9,7 +9,7 @@ from retail_assets.lib.tables import TABLES, Layer
 EXACTLY_ONCE_CHECK = TableCheck(
     quality.EXACTLY_ONCE,
     "Every source record (file line or Kafka offset) is held by one row of one partition, across the whole table.",
-    lambda r: quality.exactly_once(r.read_all(r.spec).select("_source", r.spec.partition_column), r.spec.partition_column),
+    lambda r: quality.exactly_once(r.read_all(r.spec, columns=["_source", r.spec.partition_column]), r.spec.partition_column),
     blocking=True,
     range_safe=True,  # the whole table, whichever day is checked
 )
