@@ -481,9 +481,7 @@ class CheckRun:
     partition: PartitionRange
     span: PartitionRange | None = None  # the run's days, when they are more than `partition`
     _frame: DataFrame | None = None
-    # figures several checks of one table need, computed once per check run
-    memo: dict[str, Any] = field(default_factory=dict)
-    # tables and figures read once for the whole span, shared by the day-at-a-time check runs
+    # tables and figures read once for the run, shared by its checks and their days
     shared: dict[Any, Any] = field(default_factory=dict)
 
     @property
@@ -491,9 +489,13 @@ class CheckRun:
         return self.lakehouse.engine
 
     @property
+    def single(self) -> bool:
+        return self.partition.start == self.partition.end
+
+    @property
     def day(self) -> dt.date:
         """The checked day; checks that read a day at a time are evaluated per day of a range run."""
-        if self.partition.start != self.partition.end:
+        if not self.single:
             raise RangeNotSupported(f"this check run covers {self.partition}; the check reads one day at a time")
         return self.partition.start
 
@@ -506,7 +508,7 @@ class CheckRun:
 
     @property
     def in_range_run(self) -> bool:
-        return self.span is not None or self.partition.start != self.partition.end
+        return self.span is not None or not self.single
 
     def read(self, spec: TableSpec, before: int = 0, after: int = 0, *, columns: list[str] | None = None, cache: bool = False) -> DataFrame:
         """Partitions first-before … last+after of a table (only `columns`, if given)."""
@@ -542,11 +544,11 @@ class CheckRun:
 
     def day_run(self, day: dt.date) -> CheckRun:
         """This run's check of one of its days, sharing what the range read."""
-        return replace(self, partition=PartitionRange.single(day), span=self.partition, _frame=None, memo={})
+        return replace(self, partition=PartitionRange.single(day), span=self.partition, _frame=None)
 
     def spanning(self) -> CheckRun:
         """The check run over every day of the run (itself, outside a range run)."""
-        return self if self.span is None else replace(self, partition=self.span, span=None, _frame=None, memo={})
+        return self if self.span is None else replace(self, partition=self.span, span=None, _frame=None)
 
     @property
     def run_id(self) -> str:
@@ -578,15 +580,20 @@ class TableCheck:
     range_safe: bool = False
 
 
+def _primary_key(run: CheckRun) -> quality.CheckOutcome:
+    key = run.spec.primary_key
+    if not (run.single or run.spec.rebuild or run.spec.partition_column in key):
+        key = (*key, run.spec.partition_column)  # unique within each day of a range
+    return quality.primary_key(run.key_columns(key), key)
+
+
 def standard_checks(spec: TableSpec) -> list[TableCheck]:
     """The checks every table gets: key, schema, and its value rules."""
-    # A key is unique within a partition; over a range of days it is unique per day.
-    day_key = spec.primary_key if spec.rebuild or spec.partition_column in spec.primary_key else (*spec.primary_key, spec.partition_column)
     checks = [
         TableCheck(
             quality.PRIMARY_KEY,
             f"Primary key ({', '.join(spec.primary_key)}) is never null and never repeated.",
-            lambda r: quality.primary_key(r.key_columns(list(dict.fromkeys(day_key))), r.spec.primary_key if r.partition.start == r.partition.end else day_key),
+            _primary_key,
             blocking=spec.layer.value in ("silver", "gold"),
             range_safe=True,
         ),
@@ -688,7 +695,7 @@ def build_table_checks(spec: TableSpec, checks: Sequence[TableCheck]) -> dg.Asse
         run = CheckRun(context, context.resources.lakehouse, spec, run_partitions(context))
         selected = [by_name[k.name] for k in sorted(context.selected_asset_check_keys, key=lambda k: k.name)]
         try:
-            if run.partition.start != run.partition.end:
+            if not run.single:
                 yield from _range_evaluations(context, spec, selected, run)
                 return
             for check in selected:

@@ -24,8 +24,9 @@ LOCAL_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
-    # Small daily partitions: a handful of shuffle partitions beats the default 200.
-    "spark.sql.shuffle.partitions": "4",
+    # Adaptive execution coalesces these to a handful for a day's rows, and keeps a week's
+    # shuffles (a range run over a medium workload) in pieces a 2 GB driver can sort.
+    "spark.sql.shuffle.partitions": "16",
     "spark.default.parallelism": "4",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",

@@ -142,3 +142,26 @@ def test_producing_more_messages_than_the_client_queue_holds_sends_every_one(bro
     assert len(set(placed.values())) == 300
     high = watermarks({"bootstrap.servers": broker.bootstrap_servers}, KAFKA_TOPIC)
     assert sum(hw - low for low, hw in high.values()) == 300
+
+
+def test_a_range_run_of_the_stream_is_refused_and_takes_nothing(broker, tmp_path, monkeypatch):
+    """A day's partition takes what is on the topic beyond the days before it, so days of the
+    stream cannot share a run: a range run fails saying so, before reading an offset."""
+    produce(broker.bootstrap_servers, KAFKA_TOPIC, messages(0, 5))
+    monkeypatch.setenv("RETAIL_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("RETAIL_KAFKA_BOOTSTRAP", broker.bootstrap_servers)
+    from retail_assets.definitions import build_definitions
+
+    job = build_definitions().resolve_implicit_global_asset_job_def()
+    ranged = job.execute_in_process(
+        asset_selection=[POS_KEY],
+        tags={"dagster/asset_partition_range_start": "2026-11-04", "dagster/asset_partition_range_end": DAY},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not ranged.success
+    failure = next(e for e in ranged.all_events if e.is_step_failure).step_failure_data.error
+    assert "ingests one arrival day per run" in failure.message
+    assert not (tmp_path / "lakehouse" / "bronze" / "pos_transactions").exists()
+    single = job.execute_in_process(asset_selection=[POS_KEY], partition_key=DAY, instance=dg.DagsterInstance.ephemeral())
+    assert single.success and len(bronze_offsets(tmp_path)) == 5

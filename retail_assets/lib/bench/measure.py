@@ -120,8 +120,9 @@ def sensor_tick_s(root: Path, files: int = 10_000, new: int = 10, ticks: int = 3
 
 
 def run_pipeline(workload_root: Path, data_root: Path, bootstrap: str) -> dict[str, object]:
-    """The stage jobs over every partition through Dagster (`run_week`), producing each arrival
-    day's events to Kafka just before that day's ingestion, as the main job does."""
+    """The stage jobs over every partition through Dagster (`run_week`), as the main job runs
+    them: each arrival day's events produced to Kafka just before that day's stream run, every
+    other stage one run over its partition range."""
     from retail_assets.lib.bench.workload import Workload  # noqa: PLC0415
 
     workload = Workload.load(workload_root)

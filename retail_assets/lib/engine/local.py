@@ -73,12 +73,33 @@ class DeltaRsEngine(LakehouseEngine):
         return data.select(wanted).cast(pa.schema([schema.field(n) for n in wanted]))
 
     def read(self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None) -> DataFrame:
-        data = self.read_arrow(spec, partitions, columns=columns)
+        """The table's current data files as Spark reads Parquet: lazily, from disk.
+
+        delta-rs names the files of the current version (of the wanted partitions); Spark reads
+        them with the registry's schema, so a column registered after a file was written reads
+        as null. Nothing is copied through the driver's heap, whatever the range."""
+        from pyspark.sql import functions as F  # noqa: PLC0415
+
         wanted = columns or spec.column_names
-        ddl = ", ".join(f"`{c.name}` {c.type}" for c in spec.columns if c.name in wanted)
-        if data.num_rows == 0:
+        table = self._table(spec)
+        files: list[str] = []
+        partitioned = False
+        if table is not None:
+            partitioned = spec.partition_column in table.metadata().partition_columns
+            filters = None
+            if partitions is not None and partitioned:
+                filters = [(spec.partition_column, "in", [d.isoformat() for d in partitions.days()])]
+            files = table.file_uris(partition_filters=filters)
+        ddl = ", ".join(f"`{c.name}` {c.type}" for c in spec.columns)
+        if not files:
             return self.spark.createDataFrame([], ddl).select(*wanted)
-        return self.spark.createDataFrame(data).select(*wanted)
+        reader = self.spark.read.schema(ddl)
+        if partitioned:
+            reader = reader.option("basePath", self.location(spec))
+        df = reader.parquet(*files)
+        if partitions is not None and not partitioned:
+            df = df.filter(F.col(spec.partition_column).between(F.lit(partitions.start), F.lit(partitions.end)))
+        return df.select(*wanted)
 
     # ---- writes --------------------------------------------------------------------------
 
