@@ -23,6 +23,7 @@ from functools import reduce
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -81,23 +82,28 @@ def spark_session(master: str) -> SparkSession:
     return spark
 
 
-def frame(spark: SparkSession, data: pa.Table, spec: TableSpec) -> DataFrame:
+def frame(spark: SparkSession, data: pa.Table, spec: TableSpec, scratch: Path) -> DataFrame:
+    """Parsed records as a DataFrame Spark reads from disk: a Parquet file of them, as a job would
+    stage its input (handing the rows over in memory would hold a week in the driver's heap)."""
     if data.num_rows == 0:
         return spark.createDataFrame([], spec.spark_ddl())
-    return spark.createDataFrame(data.cast(spec.arrow_schema()))
+    folder = scratch / spec.name
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(data.cast(spec.arrow_schema()), folder / "part-0.parquet")
+    return spark.read.schema(spec.spark_ddl()).parquet(str(folder))
 
 
-def read_landing(spark: SparkSession, landing: Path, arrivals: PartitionRange) -> dict[TableSpec, DataFrame]:
+def read_landing(spark: SparkSession, landing: Path, arrivals: PartitionRange, scratch: Path) -> dict[TableSpec, DataFrame]:
     """Every complete landing file of the arrival range, parsed into Bronze rows."""
     ingested_at = dt.datetime.now(dt.UTC)
     out = {}
     for source, spec in LANDING_SOURCES.items():
         parsed = [parse_landing_file(f, spec, batch_id=BATCH_ID, ingested_at=ingested_at) for f in scan_landing(landing, source, partitions=arrivals)]
-        out[spec] = frame(spark, pa.concat_tables(parsed) if parsed else spec.arrow_schema().empty_table(), spec)
+        out[spec] = frame(spark, pa.concat_tables(parsed) if parsed else spec.arrow_schema().empty_table(), spec, scratch)
     return out
 
 
-def read_kafka(spark: SparkSession, config: dict[str, object], topic: str, arrivals: PartitionRange) -> DataFrame:
+def read_kafka(spark: SparkSession, config: dict[str, object], topic: str, arrivals: PartitionRange, scratch: Path) -> DataFrame:
     """Every message on the topic; its arrival day is the UTC day of its Kafka timestamp."""
     ranges = [kafka_lib.OffsetRange(p, low, high) for p, (low, high) in kafka_lib.watermarks(config, topic).items() if high > low]
     ingested_at = dt.datetime.now(dt.UTC)
@@ -113,7 +119,7 @@ def read_kafka(spark: SparkSession, config: dict[str, object], topic: str, arriv
                 arrival_date=timestamp.date(), batch_id=BATCH_ID, ingested_at=ingested_at,
             )
         )
-    return frame(spark, pos_rows_to_table(rows), BRONZE_POS_TRANSACTIONS)
+    return frame(spark, pos_rows_to_table(rows), BRONZE_POS_TRANSACTIONS, scratch)
 
 
 def union(frames: list[DataFrame]) -> DataFrame:
@@ -189,8 +195,9 @@ def run(
     arrivals = PartitionRange(arrival_days[0], arrival_days[-1])
 
     read_started = time.monotonic()
-    bronze = read_landing(spark, landing, arrivals)
-    bronze[BRONZE_POS_TRANSACTIONS] = read_kafka(spark, {"bootstrap.servers": bootstrap}, topic, arrivals)
+    scratch = out / "bronze"
+    bronze = read_landing(spark, landing, arrivals, scratch)
+    bronze[BRONZE_POS_TRANSACTIONS] = read_kafka(spark, {"bootstrap.servers": bootstrap}, topic, arrivals, scratch)
     read_s = time.monotonic() - read_started
 
     compute_started = time.monotonic()
