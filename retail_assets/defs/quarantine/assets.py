@@ -60,7 +60,9 @@ def records_in_by_day(run: TableRun | CheckRun) -> dict[dt.date, int]:
 
 
 def counts_by_day(df: DataFrame, *by: str) -> dict[tuple, int]:
-    return {tuple(r[c] for c in ("_arrival_date", *by)): int(r["n"]) for r in df.groupBy("_arrival_date", *by).agg(F.count(F.lit(1)).alias("n")).collect()}
+    """Rows per (arrival day, *by), keyed by those values."""
+    grouped = df.groupBy("_arrival_date", *by).agg(F.count(F.lit(1)).alias("n")).collect()
+    return {tuple(r[c] for c in ("_arrival_date", *by)): int(r["n"]) for r in grouped}
 
 
 def reject_figures(run: TableRun, quarantined: DataFrame) -> dict[dt.date, dict[str, float | int]]:
