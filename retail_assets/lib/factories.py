@@ -169,8 +169,25 @@ def run_partitions(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCon
     return PartitionRange(dt.date.fromisoformat(keys.start), dt.date.fromisoformat(keys.end))
 
 
+class _Days:
+    """The partitions (`partition`, a range of days) a run or check run covers."""
+
+    partition: PartitionRange
+
+    @property
+    def single(self) -> bool:
+        return self.partition.start == self.partition.end
+
+    @property
+    def day(self) -> dt.date:
+        """The one day; what is written a day at a time is called per day of a range run."""
+        if not self.single:
+            raise RangeNotSupported(f"this run covers {self.partition}; the code reads one day at a time")
+        return self.partition.start
+
+
 @dataclass
-class TableRun:
+class TableRun(_Days):
     """Everything a compute function needs for the partitions of one run."""
 
     context: dg.AssetExecutionContext
@@ -188,17 +205,6 @@ class TableRun:
     @property
     def lateness_days(self) -> int:
         return self.lakehouse.lateness_days
-
-    @property
-    def single(self) -> bool:
-        return self.partition.start == self.partition.end
-
-    @property
-    def day(self) -> dt.date:
-        """The run's one day; computations written a day at a time are run per day by the factory."""
-        if not self.single:
-            raise RangeNotSupported(f"this run covers {self.partition}; the computation reads one day at a time")
-        return self.partition.start
 
     def each_day(self) -> list[TableRun]:
         return [replace(self, partition=PartitionRange.single(d)) for d in self.partition.days()]
@@ -468,7 +474,7 @@ def _names(columns: Sequence[str] | None) -> tuple[str, ...] | None:
 
 
 @dataclass
-class CheckRun:
+class CheckRun(_Days):
     """What a check function gets: the checked partitions already read, and the engine.
 
     In a run over a range of days, a check that reads a day at a time gets one CheckRun per day;
@@ -489,17 +495,6 @@ class CheckRun:
         return self.lakehouse.engine
 
     @property
-    def single(self) -> bool:
-        return self.partition.start == self.partition.end
-
-    @property
-    def day(self) -> dt.date:
-        """The checked day; checks that read a day at a time are evaluated per day of a range run."""
-        if not self.single:
-            raise RangeNotSupported(f"this check run covers {self.partition}; the check reads one day at a time")
-        return self.partition.start
-
-    @property
     def frame(self) -> DataFrame:
         """The checked table's partitions (the whole table for rebuilt tables), cached."""
         if self._frame is None:
@@ -512,15 +507,13 @@ class CheckRun:
 
     def read(self, spec: TableSpec, before: int = 0, after: int = 0, *, columns: list[str] | None = None, cache: bool = False) -> DataFrame:
         """Partitions first-before … last+after of a table (only `columns`, if given)."""
-        from pyspark.sql import functions as F  # noqa: PLC0415 - definitions load without Spark
-
         wanted = self.partition.widened(before, after)
         if self.span is None:
             return self._read(("range", spec.key, wanted, _names(columns)), lambda: self.engine.read(spec, wanted, columns=columns), cache=cache)
         whole = self.span.widened(before, after)
         read_columns = None if columns is None else list(dict.fromkeys([*columns, spec.partition_column]))
         frame = self._read(("range", spec.key, whole, _names(columns)), lambda: self.engine.read(spec, whole, columns=read_columns), cache=cache)
-        selected = frame.filter(F.col(spec.partition_column).between(F.lit(wanted.start), F.lit(wanted.end)))
+        selected = frame.filter(wanted.sql_predicate(spec.partition_column))
         return selected if columns is None else selected.select(*columns)
 
     def read_all(self, spec: TableSpec, *, columns: list[str] | None = None, cache: bool = False) -> DataFrame:

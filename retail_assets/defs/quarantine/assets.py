@@ -103,7 +103,7 @@ class Screening:
         keys = known_keys(run)
         # violations and duplicates both come from the classified records: evaluate rules once
         self.sales = silver.clean_sales(candidates, keys, lateness_days=run.lateness_days, batch_id=run.run_id).materialized()
-        in_run = F.col("_arrival_date").between(F.lit(first), F.lit(last))
+        in_run = run.partition.sql_predicate("_arrival_date")
         self.masters = {spec: clean(run.read(spec), batch_id=run.run_id) for spec, clean in MASTER_CLEANERS.items()}
         self.inventory = silver.clean_inventory(run.read(BRONZE_INVENTORY), keys, lateness_days=run.lateness_days, batch_id=run.run_id)
         self.violations = union(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from retail_assets.lib.factories import TableOutput, TableRun, Upstream, build_multi_table_asset, build_table_asset, over_ranges, window
 from retail_assets.lib.settings import lateness_days
@@ -50,7 +49,7 @@ def sales_compute(run: TableRun) -> dict[str, TableOutput]:
     # Event date D can only have arrived on D-1 … D+L (earlier would be future, later late).
     # sales lines and returns are two filters of one classification: evaluate the rules once
     result = clean_sales_window(run, 1, run.lateness_days).materialized()
-    in_run = F.col("event_date").between(F.lit(run.partition.start), F.lit(run.partition.end))
+    in_run = run.partition.sql_predicate("event_date")
     sales = result.sales_lines.filter(in_run)
     returns = result.returns.filter(in_run)
     return {

@@ -78,8 +78,6 @@ class DeltaRsEngine(LakehouseEngine):
         delta-rs names the files of the current version (of the wanted partitions); Spark reads
         them with the registry's schema, so a column registered after a file was written reads
         as null. Nothing is copied through the driver's heap, whatever the range."""
-        from pyspark.sql import functions as F  # noqa: PLC0415
-
         wanted = columns or spec.column_names
         table = self._table(spec)
         files: list[str] = []
@@ -98,7 +96,7 @@ class DeltaRsEngine(LakehouseEngine):
             reader = reader.option("basePath", self.location(spec))
         df = reader.parquet(*files)
         if partitions is not None and not partitioned:
-            df = df.filter(F.col(spec.partition_column).between(F.lit(partitions.start), F.lit(partitions.end)))
+            df = df.filter(partitions.sql_predicate(spec.partition_column))
         return df.select(*wanted)
 
     # ---- writes --------------------------------------------------------------------------
