@@ -16,9 +16,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -341,62 +342,100 @@ def compare_with_held(held: pa.Table, parsed: pa.Table) -> tuple[pa.Table, dict[
 # ---------------------------------------------------------------------------------------------
 
 _POS_SCALARS = tuple(f for f in POS_EVENT_FIELDS if f != "lines")
+_POS_FIELD_SET = frozenset(POS_EVENT_FIELDS)
 
 
-def parse_pos_message(
-    value: bytes | None,
-    *,
-    topic: str,
-    partition: int,
-    offset: int,
-    timestamp: dt.datetime | None,
-    arrival_date: dt.date,
-    batch_id: str,
-    ingested_at: dt.datetime,
-) -> dict[str, Any]:
-    """One Bronze `pos_transactions` row for one Kafka message; never raises on its content.
+def _scalar_text(value: Any) -> str | None:
+    # `_text` for the values events carry; ints (the common non-string) skip json.dumps
+    return value if value is None or type(value) is str else str(value) if type(value) is int else _text(value)
 
-    `lines` keeps the event's `lines` value as JSON text, whatever it holds (Silver decides
-    whether it is a readable array); top-level keys the contract does not name go to `_extra`.
+
+def _pos_event(value: bytes, text: str) -> tuple[dict[str, Any] | None, str | None, str | None, str | None]:
+    """(object, lines as JSON text, rule, reason) of one message value, decoded as `text`.
+
+    Fast path: orjson parses the bytes and re-serializes them; when that gives the bytes back the
+    text is compact canonical JSON, so no object in it repeats a key and `json.loads` would read
+    the same object. Anything else (spacing, escapes, a repeated key, an error) is judged by the
+    strict reader, `_json_object`, so the verdict and the reason never depend on the path taken.
     """
-    row: dict[str, Any] = dict.fromkeys(BRONZE_POS_TRANSACTIONS.column_names)
-    row.update(
-        _topic=topic,
-        _partition=partition,
-        _offset=offset,
-        _kafka_timestamp=timestamp,
-        _source=f"{topic}/{partition}/{offset}",
-        _raw_record="",
-        _ingested_at=ingested_at,
-        _batch_id=batch_id,
-        _arrival_date=arrival_date,
-    )
-    if not value:
-        row.update(_parse_error=rules.INVALID_JSON, _parse_reason="message has no value (null or zero bytes), expected a JSON object")
-        return row
     try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as err:
-        row.update(
-            _raw_record=value.decode("utf-8", errors="backslashreplace"),
-            _raw_bytes=value,
-            _parse_error=rules.INVALID_ENCODING,
-            _parse_reason="message value " + _encoding_problem(err),
-        )
-        return row
-    row["_raw_record"] = text
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        obj = None
+    if type(obj) is dict and orjson.dumps(obj) == value:
+        lines = obj.get("lines")
+        return obj, None if lines is None else orjson.dumps(lines).decode(), None, None
     obj, rule, reason = _json_object(text)
     if obj is None:
-        row.update(_parse_error=rule, _parse_reason=reason)
-        return row
-    for f in _POS_SCALARS:
-        row[f] = _text(obj.get(f))
+        return None, None, rule, reason
     lines = obj.get("lines")
-    row["lines"] = None if lines is None else json.dumps(lines, ensure_ascii=False)
-    row["_extra"] = _extra_json({k: v for k, v in obj.items() if k not in POS_EVENT_FIELDS})
-    return row
+    return obj, None if lines is None else json.dumps(lines, ensure_ascii=False, separators=(",", ":")), None, None
 
 
-def pos_rows_to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
-    """Bronze `pos_transactions` rows (from `parse_pos_message`) as an Arrow table in registry schema."""
-    return pa.Table.from_pylist(list(rows), schema=BRONZE_POS_TRANSACTIONS.arrow_schema())
+class PosEvents:
+    """Bronze `pos_transactions` rows, one per Kafka message, gathered column by column.
+
+    `add` never raises on a message's content: a value that is empty, not UTF-8, not JSON or not
+    an object still gets its row, with `_parse_error` and `_parse_reason`. `lines` keeps the
+    event's `lines` value as compact JSON text, whatever it holds (Silver decides whether it is a
+    readable array); top-level keys the contract does not name go to `_extra`.
+    """
+
+    def __init__(self, *, batch_id: str, ingested_at: dt.datetime) -> None:
+        self.batch_id = batch_id
+        self.ingested_at = ingested_at
+        self._columns: dict[str, list[Any]] = {
+            name: [] for name in BRONZE_POS_TRANSACTIONS.column_names if name not in ("_batch_id", "_ingested_at", "_kafka_timestamp")
+        }
+        self._timestamp_ms: list[int | None] = []
+
+    def __len__(self) -> int:
+        return len(self._timestamp_ms)
+
+    def add(self, value: bytes | None, *, topic: str, partition: int, offset: int, timestamp_ms: int | None, arrival_date: dt.date) -> None:
+        """One message; `timestamp_ms` is its Kafka timestamp (None or negative: none)."""
+        c = self._columns
+        c["_topic"].append(topic)
+        c["_partition"].append(partition)
+        c["_offset"].append(offset)
+        c["_source"].append(f"{topic}/{partition}/{offset}")
+        c["_arrival_date"].append(arrival_date)
+        self._timestamp_ms.append(timestamp_ms if timestamp_ms is not None and timestamp_ms >= 0 else None)
+        obj = lines = rule = reason = raw_bytes = None
+        if not value:
+            text = ""
+            rule, reason = rules.INVALID_JSON, "message has no value (null or zero bytes), expected a JSON object"
+        else:
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError as err:
+                text, raw_bytes = value.decode("utf-8", errors="backslashreplace"), value
+                rule, reason = rules.INVALID_ENCODING, "message value " + _encoding_problem(err)
+            else:
+                obj, lines, rule, reason = _pos_event(value, text)
+        c["_raw_record"].append(text)
+        c["_raw_bytes"].append(raw_bytes)
+        c["_parse_error"].append(rule)
+        c["_parse_reason"].append(reason)
+        c["lines"].append(lines)
+        if obj is None:
+            for f in _POS_SCALARS:
+                c[f].append(None)
+            c["_extra"].append(None)
+            return
+        for f in _POS_SCALARS:
+            c[f].append(_scalar_text(obj.get(f)))
+        c["_extra"].append(_extra_json({k: v for k, v in obj.items() if k not in _POS_FIELD_SET}))
+
+    def table(self) -> pa.Table:
+        """The rows so far as an Arrow table in registry schema."""
+        schema = BRONZE_POS_TRANSACTIONS.arrow_schema()
+        n = len(self)
+        ms = pa.array(self._timestamp_ms, pa.int64())
+        constant = {
+            "_batch_id": pa.array([self.batch_id] * n, pa.string()),
+            "_ingested_at": pa.array([self.ingested_at] * n, schema.field("_ingested_at").type),
+            "_kafka_timestamp": pc.multiply(ms, 1000).cast(schema.field("_kafka_timestamp").type),
+        }
+        arrays = [constant[f.name] if f.name in constant else pa.array(self._columns[f.name], f.type) for f in schema]
+        return pa.Table.from_arrays(arrays, schema=schema)

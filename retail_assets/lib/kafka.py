@@ -9,12 +9,16 @@ the resume point past the range, so the re-run skips it.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+T = TypeVar("T")
 
 
 class KafkaUnavailable(RuntimeError):
@@ -130,7 +134,58 @@ def read_ranges(config: Mapping[str, Any], topic: str, ranges: list[OffsetRange]
     todo = merge_ranges(ranges)
     if not todo:
         return
-    lows = watermarks(config, topic, timeout=min(timeout, 10.0))
+    _check_retained(config, topic, todo, timeout)
+    yield from _consume(config, topic, todo, timeout, threading.Event())
+
+
+def read_each_partition(
+    config: Mapping[str, Any],
+    topic: str,
+    ranges: list[OffsetRange],
+    handle: Callable[[Iterator[Message]], T],
+    *,
+    timeout: float = 60.0,
+    known_watermarks: Mapping[int, tuple[int, int]] | None = None,
+) -> list[T]:
+    """`handle(messages)` for each partition's range, in partition order, the partitions read at
+    the same time, each by its own consumer: a broker answers one fetch per connection at a
+    time, so one consumer waits on it while `handle` could be working. Same contract and
+    failures as `read_ranges`; when one partition fails the others stop and the failure is raised.
+    `known_watermarks`, taken by the caller just before, spares asking the broker again (its
+    cost grows with the log's length).
+    """
+    todo = merge_ranges(ranges)
+    if not todo:
+        return []
+    _check_retained(config, topic, todo, timeout, known_watermarks)
+    stop = threading.Event()
+
+    def one(r: OffsetRange) -> T:
+        messages = _consume(config, topic, [r], timeout, stop)
+        try:
+            return handle(messages)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            messages.close()
+
+    with ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="kafka-partition") as pool:
+        futures = [pool.submit(one, r) for r in todo]
+    failures = [e for e in (f.exception() for f in futures) if e is not None]
+    if failures:
+        raise next((e for e in failures if not isinstance(e, _Stopped)), failures[0])
+    return [f.result() for f in futures]
+
+
+class _Stopped(Exception):
+    """Another partition's read failed; this one gives up."""
+
+
+def _check_retained(
+    config: Mapping[str, Any], topic: str, todo: list[OffsetRange], timeout: float, known: Mapping[int, tuple[int, int]] | None = None
+) -> None:
+    lows = known if known is not None else watermarks(config, topic, timeout=min(timeout, 10.0))
     for r in todo:
         low, high = lows.get(r.partition, (0, 0))
         if r.start < low or r.end > high:
@@ -138,6 +193,9 @@ def read_ranges(config: Mapping[str, Any], topic: str, ranges: list[OffsetRange]
                 f"{topic} {r} is no longer (or not yet) on the broker, which holds offsets [{low},{high}) of partition "
                 f"{r.partition}; this partition cannot be re-read from Kafka"
             )
+
+
+def _consume(config: Mapping[str, Any], topic: str, todo: list[OffsetRange], timeout: float, stop: threading.Event) -> Iterator[Message]:
     consumer = _consumer(config)
     deadline = time.monotonic() + timeout
     try:
@@ -145,6 +203,8 @@ def read_ranges(config: Mapping[str, Any], topic: str, ranges: list[OffsetRange]
         next_offset = {r.partition: r.start for r in todo}
         end = {r.partition: r.end for r in todo}
         while any(next_offset[p] < end[p] for p in end):
+            if stop.is_set():
+                raise _Stopped(f"reading {topic} stopped: another partition's read failed")
             if time.monotonic() > deadline:
                 missing = {p: f"{next_offset[p]}..{end[p]}" for p in end if next_offset[p] < end[p]}
                 raise KafkaUnavailable(f"timed out after {timeout:.0f}s reading {topic}; still missing offsets {missing}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,7 +10,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from retail_assets.lib.engine import DeltaRsEngine, DeltaSparkEngine, LakehouseEngine
-from retail_assets.lib.kafka import OffsetRange
+from retail_assets.lib.kafka import T, OffsetRange
 from retail_assets.lib.tables import KAFKA_TOPIC
 
 
@@ -87,17 +87,23 @@ class KafkaResource(dg.ConfigurableResource):
         description="How offset ranges are read: a confluent-kafka consumer, or Spark's Kafka batch source (Databricks).",
     )
 
-    def read_ranges(self, ranges: Sequence[OffsetRange], *, spark: Any = None) -> Iterator[Any]:
-        """Every message of the ranges exactly once, by the configured reader (same contract)."""
+    def read_each_partition(
+        self, ranges: Sequence[OffsetRange], handle: Callable[[Iterator[Any]], T], *, spark: Any = None, known_watermarks: Mapping[int, tuple[int, int]] | None = None
+    ) -> list[T]:
+        """`handle(messages)` over every message of the ranges exactly once, by the configured
+        reader (same contract): the confluent reader calls it once per Kafka partition, the
+        partitions read at the same time; Spark's batch source reads them all in one job."""
         if self.reader == "spark":
             from retail_assets.lib import spark_kafka
 
             if spark is None:
                 raise ValueError("the spark Kafka reader needs the run's Spark session")
-            return spark_kafka.read_ranges(spark, self.client_config(), self.topic, ranges)
+            return [handle(spark_kafka.read_ranges(spark, self.client_config(), self.topic, ranges))] if ranges else []
         from retail_assets.lib import kafka as kafka_lib
 
-        return kafka_lib.read_ranges(self.client_config(), self.topic, list(ranges), timeout=self.read_timeout_s)
+        return kafka_lib.read_each_partition(
+            self.client_config(), self.topic, list(ranges), handle, timeout=self.read_timeout_s, known_watermarks=known_watermarks
+        )
 
     def client_config(self) -> dict[str, object]:
         config: dict[str, object] = {

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from retail_assets.lib import rules
-from retail_assets.lib.ingest import parse_landing_file, parse_pos_message, pos_rows_to_table
+from retail_assets.lib.ingest import PosEvents, parse_landing_file
 from retail_assets.lib.landing import LandingFile
 from retail_assets.lib.tables import BRONZE_CUSTOMERS, BRONZE_POS_TRANSACTIONS, BRONZE_PRODUCTS, BRONZE_SALES_FILES, KAFKA_TOPIC
 
@@ -130,17 +130,16 @@ def test_unsupported_file_type_is_one_reject(tmp_path):
     assert row["_parse_error"] == rules.MALFORMED_ROW and ".xlsx" in row["_parse_reason"] and row["_source_line"] == 0
 
 
+def _pos_table(*values_and_offsets):
+    events = PosEvents(batch_id="run-1", ingested_at=INGESTED_AT)
+    for value, offset in values_and_offsets:
+        events.add(value, topic=KAFKA_TOPIC, partition=1, offset=offset, timestamp_ms=1_790_917_200_000, arrival_date=ARRIVAL)
+    return events.table()
+
+
 def _pos(value, offset=7):
-    return parse_pos_message(
-        value,
-        topic=KAFKA_TOPIC,
-        partition=1,
-        offset=offset,
-        timestamp=dt.datetime(2026, 10, 2, 5, 0, tzinfo=dt.UTC),
-        arrival_date=ARRIVAL,
-        batch_id="run-1",
-        ingested_at=INGESTED_AT,
-    )
+    (row,) = _pos_table((value, offset)).to_pylist()
+    return row
 
 
 def test_pos_message_fields_lines_and_extra():
@@ -173,8 +172,33 @@ def test_pos_message_parse_errors(value, rule):
     assert row["_raw_bytes"] == (value if rule == rules.INVALID_ENCODING else None)
 
 
-def test_pos_rows_to_table_has_registry_schema():
-    table = pos_rows_to_table([_pos(b'{"transaction_id": "T1", "lines": "oops"}', 1), _pos(None, 2)])
+def test_pos_events_table_has_registry_schema():
+    table = _pos_table((b'{"transaction_id": "T1", "lines": "oops"}', 1), (None, 2))
     assert table.schema == BRONZE_POS_TRANSACTIONS.arrow_schema()
     assert table.column("lines").to_pylist() == ['"oops"', None]
+    assert table.column("_kafka_timestamp").to_pylist() == [dt.datetime(2026, 10, 2, 5, 0, tzinfo=dt.UTC)] * 2
     assert table.column("_source").to_pylist() == [f"{KAFKA_TOPIC}/1/1", f"{KAFKA_TOPIC}/1/2"]
+
+
+def test_compact_and_spaced_events_give_the_same_row():
+    event = {"schema_version": 1, "transaction_id": "T1", "store_id": "S001", "lines": [{"line_number": 1, "product_id": "P1", "unit_price": 2.5}], "till": 3}
+    compact, spaced = _pos(json.dumps(event, separators=(",", ":")).encode()), _pos(json.dumps(event).encode())
+    assert {k: v for k, v in compact.items() if k != "_raw_record"} == {k: v for k, v in spaced.items() if k != "_raw_record"}
+    assert compact["lines"] == '[{"line_number":1,"product_id":"P1","unit_price":2.5}]' and compact["_extra"] == '{"till": 3}'
+
+
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [(b'{"transaction_id":"K09","transaction_id":"K09b","lines":[]}', "transaction_id"),
+     (b'{"transaction_id":"K10","lines":[{"line_number":1,"line_number":2}]}', "line_number")],
+)
+def test_a_repeated_key_in_compact_json_is_rejected(value, key):
+    row = _pos(value)
+    assert row["_parse_error"] == rules.INVALID_JSON and f"repeats key {key!r}" in row["_parse_reason"]
+    assert row["transaction_id"] is None and row["_raw_record"] == value.decode()
+
+
+def test_json_the_strict_reader_accepts_is_still_accepted():
+    # orjson refuses NaN; the strict reader, whose verdict counts, reads it
+    row = _pos(b'{"transaction_id":"T1","lines":[],"score":NaN}')
+    assert row["_parse_error"] is None and row["transaction_id"] == "T1" and row["_extra"] == '{"score": NaN}'

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pyarrow as pa
 
 from retail_assets.lib import rules
-from retail_assets.lib.ingest import parse_pos_message, pos_rows_to_table
+from retail_assets.lib.ingest import PosEvents
 from retail_assets.lib.tables import (
     BRONZE_CUSTOMERS,
     BRONZE_INVENTORY,
@@ -79,12 +79,11 @@ def sale(txid="T1", ln="1", *, et="2026-10-01T10:00:00+02:00", store="S1", produ
 
 def pos_frame(spark, events: list[tuple[object, dt.date]]):
     """Bronze pos_transactions from (event dict | raw bytes | None, arrival date); offsets in list order."""
-    rows = []
+    pos = PosEvents(batch_id="run-bronze", ingested_at=NOW)
     for offset, (event, arrival) in enumerate(events):
         value = event if event is None or isinstance(event, bytes) else json.dumps(event).encode()
-        rows.append(parse_pos_message(value, topic=KAFKA_TOPIC, partition=0, offset=offset, timestamp=NOW, arrival_date=arrival,
-                                      batch_id="run-bronze", ingested_at=NOW))
-    return spark.createDataFrame(pos_rows_to_table(rows))
+        pos.add(value, topic=KAFKA_TOPIC, partition=0, offset=offset, timestamp_ms=int(NOW.timestamp() * 1000), arrival_date=arrival)
+    return spark.createDataFrame(pos.table())
 
 
 def known(spark, **first_arrivals):

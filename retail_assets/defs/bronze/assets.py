@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from retail_assets.defs.sources.assets import LANDING_ZONE, POS_TOPIC
 from retail_assets.lib import kafka as kafka_lib
 from retail_assets.lib.factories import TableOutput, TableRun, build_table_asset, one_day_per_run
-from retail_assets.lib.ingest import compare_with_held, parse_landing_file, parse_pos_message, pos_rows_to_table
+from retail_assets.lib.ingest import PosEvents, compare_with_held, parse_landing_file
 from retail_assets.lib.landing import scan_landing
 from retail_assets.lib.resources import KafkaResource
 from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, LANDING_SOURCES, TableSpec
@@ -114,10 +114,12 @@ def read_pos_transactions(run: TableRun, kafka: KafkaResource) -> TableOutput:
     mine = held.filter(pc.equal(held["_arrival_date"], day))
     later = held.filter(pc.greater(held["_arrival_date"], day)).num_rows
     ranges = recorded_ranges(mine)
+    marks = None
     if later:
         run.context.log.info(f"later arrival partitions hold newer offsets; re-reading only the {len(ranges)} ranges recorded for {run.day}")
     else:
-        high = {p: hw for p, (_, hw) in kafka_lib.watermarks(kafka.client_config(), kafka.topic, timeout=kafka.request_timeout_s).items()}
+        marks = kafka_lib.watermarks(kafka.client_config(), kafka.topic, timeout=kafka.request_timeout_s)
+        high = {p: hw for p, (_, hw) in marks.items()}
         committed = committed_max(held)
         if not ranges:
             # Nothing recorded here to re-read (that would fail as not retained): a log ending
@@ -125,21 +127,16 @@ def read_pos_transactions(run: TableRun, kafka: KafkaResource) -> TableOutput:
             kafka_lib.check_log_not_behind(kafka.topic, high, committed)
         ranges += kafka_lib.pending_ranges(high, committed)
     ranges = kafka_lib.merge_ranges(ranges)
-    ingested_at = dt.datetime.now(dt.UTC)
-    rows = [
-        parse_pos_message(
-            msg.value(),
-            topic=msg.topic(),
-            partition=msg.partition(),
-            offset=msg.offset(),
-            timestamp=kafka_timestamp(msg),
-            arrival_date=run.day,
-            batch_id=run.run_id,
-            ingested_at=ingested_at,
-        )
-        for msg in kafka.read_ranges(ranges, spark=run.engine.spark if kafka.reader == "spark" else None)
-    ]
-    data = pos_rows_to_table(rows)
+    ingested_at, arrival = dt.datetime.now(dt.UTC), run.day
+
+    def parse(messages) -> pa.Table:
+        events = PosEvents(batch_id=run.run_id, ingested_at=ingested_at)
+        for msg in messages:
+            events.add(msg.value(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), timestamp_ms=msg.timestamp()[1], arrival_date=arrival)
+        return events.table()
+
+    parts = kafka.read_each_partition(ranges, parse, spark=run.engine.spark if kafka.reader == "spark" else None, known_watermarks=marks)
+    data = pa.concat_tables(parts) if parts else spec.arrow_schema().empty_table()
     return TableOutput(
         data,
         {
@@ -166,11 +163,6 @@ def committed_max(held: pa.Table) -> dict[int, int]:
         return {}
     grouped = held.group_by("_partition").aggregate([("_offset", "max")])
     return dict(zip(grouped["_partition"].to_pylist(), grouped["_offset_max"].to_pylist()))
-
-
-def kafka_timestamp(msg) -> dt.datetime | None:
-    kind, ms = msg.timestamp()
-    return None if ms is None or ms < 0 else dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
 pos_transactions = build_table_asset(

@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 
 from retail_assets.lib import kafka as kafka_lib
 from retail_assets.lib.engine.base import PartitionRange
-from retail_assets.lib.ingest import parse_landing_file, parse_pos_message, pos_rows_to_table
+from retail_assets.lib.ingest import PosEvents, parse_landing_file
 from retail_assets.lib.landing import scan_landing
 from retail_assets.lib.spark import LOCAL_CONF
 from retail_assets.lib.tables import (
@@ -106,20 +106,13 @@ def read_landing(spark: SparkSession, landing: Path, arrivals: PartitionRange, s
 def read_kafka(spark: SparkSession, config: dict[str, object], topic: str, arrivals: PartitionRange, scratch: Path) -> DataFrame:
     """Every message on the topic; its arrival day is the UTC day of its Kafka timestamp."""
     ranges = [kafka_lib.OffsetRange(p, low, high) for p, (low, high) in kafka_lib.watermarks(config, topic).items() if high > low]
-    ingested_at = dt.datetime.now(dt.UTC)
-    rows = []
+    events = PosEvents(batch_id=BATCH_ID, ingested_at=dt.datetime.now(dt.UTC))
     for msg in kafka_lib.read_ranges(config, topic, ranges):
         _, ms = msg.timestamp()
-        timestamp = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-        if not arrivals.start <= timestamp.date() <= arrivals.end:
-            continue
-        rows.append(
-            parse_pos_message(
-                msg.value(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), timestamp=timestamp,
-                arrival_date=timestamp.date(), batch_id=BATCH_ID, ingested_at=ingested_at,
-            )
-        )
-    return frame(spark, pos_rows_to_table(rows), BRONZE_POS_TRANSACTIONS, scratch)
+        arrival = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date()
+        if arrivals.start <= arrival <= arrivals.end:
+            events.add(msg.value(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), timestamp_ms=ms, arrival_date=arrival)
+    return frame(spark, events.table(), BRONZE_POS_TRANSACTIONS, scratch)
 
 
 def union(frames: list[DataFrame]) -> DataFrame:
