@@ -24,7 +24,9 @@ from retail_assets.lib.engine import DeltaRsEngine, PartitionRange
 from retail_assets.lib.factories import asset_key
 from retail_assets.lib.pipeline import STAGE, STAGES, run_stage
 from retail_assets.lib.tables import (
+    GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
     GOLD_AGG_DAILY_STORE_SALES,
+    GOLD_AGG_INVENTORY_COVER,
     GOLD_DIM_CUSTOMER,
     GOLD_DIM_PRODUCT,
     GOLD_DIM_STORE,
@@ -235,6 +237,33 @@ def _run_checks(week: Week, spec: TableSpec, partition: str) -> dict[str, bool]:
 def _run_range_checks(week: Week, spec: TableSpec, first: str, last: str) -> dict[tuple[str, str], bool]:
     tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
     return {(e.check_name, e.partition): e.passed for e in _check_evaluations(week, spec, tags)}
+
+
+@pytest.mark.parametrize(
+    ("spec", "tamper"),
+    [
+        # one customer's lifetime orders off by one: counted from the fact up to that day
+        (GOLD_AGG_CUSTOMER_LIFETIME_VALUE, lambda t: t.set_column(t.schema.get_field_index("orders"), "orders", pc.add(t["orders"], 1).cast(t["orders"].type))),
+        # a store-product row gone from the day's inventory cover
+        (GOLD_AGG_INVENTORY_COVER, lambda t: t.slice(1)),
+    ],
+    ids=["lifetime_orders", "inventory_rows"],
+)
+def test_reconciliations_grouped_by_day_fail_on_the_tampered_day_only(defect_week, spec, tamper):
+    engine, day = defect_week.engine, defect_week.event_days[2]
+    original = engine.read_arrow(spec, PartitionRange.single(day))
+    predicate = f"{spec.partition_column} = '{day}'"
+    assert original.num_rows > 1
+    try:
+        write_deltalake(engine.location(spec), tamper(original), mode="overwrite", predicate=predicate)
+        week = _run_range_checks(defect_week, spec, defect_week.event_days[0], defect_week.event_days[-1])
+        assert {p for (check, p) in week if check == quality.RECONCILIATION} == set(defect_week.event_days)
+        assert {(check, p) for (check, p), passed in week.items() if not passed} == {(quality.RECONCILIATION, day)}
+        assert _run_checks(defect_week, spec, day)[quality.RECONCILIATION] is False
+        assert _run_checks(defect_week, spec, defect_week.event_days[1])[quality.RECONCILIATION] is True
+    finally:
+        write_deltalake(engine.location(spec), original, mode="overwrite", predicate=predicate)
+    assert _run_checks(defect_week, spec, day)[quality.RECONCILIATION] is True
 
 
 def test_checks_fail_when_data_is_broken_on_purpose(defect_week):

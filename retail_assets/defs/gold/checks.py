@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
 
 from retail_assets.lib import quality
@@ -59,52 +60,92 @@ def fact_references(run: CheckRun) -> quality.CheckOutcome:
     )
 
 
-def _sum_net(df, condition=None):
-    if condition is not None:
-        df = df.filter(condition)
-    return df.agg(F.coalesce(F.sum("net_amount"), F.lit(0)).alias("s"), F.count(F.lit(1)).alias("n")).first()
+def _figures_by_day(df: DataFrame, day: str, **figures: Column) -> dict[dt.date, Row]:
+    """Named figures per day, from one aggregation; days without rows are absent."""
+    return {r[day]: r for r in df.groupBy(day).agg(*[c.alias(n) for n, c in figures.items()]).collect()}
 
 
-def fact_reconciles(run: CheckRun) -> quality.CheckOutcome:
-    sales, returns = _sum_net(run.read(SILVER_SALES_LINES)), _sum_net(run.read(SILVER_RETURNS))
-    fact_sales = _sum_net(run.frame, is_sale())
-    fact_returns = _sum_net(run.frame, F.col("line_type") == "return")
-    return quality.reconciliation(
-        {
-            "sales_lines": (fact_sales["n"], sales["n"]),
-            "return_lines": (fact_returns["n"], returns["n"]),
-            "sales_net_amount": (fact_sales["s"], sales["s"]),
-            "returns_net_amount": (-fact_returns["s"], returns["s"]),
-        }
+def _total(column: str | Column) -> Column:
+    return F.coalesce(F.sum(column), F.lit(0))
+
+
+def fact_reconciles(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
+    net = {"n": F.count(F.lit(1)), "s": _total("net_amount")}
+    sales, returns = _figures_by_day(run.read(SILVER_SALES_LINES), "event_date", **net), _figures_by_day(run.read(SILVER_RETURNS), "event_date", **net)
+    is_return = F.col("line_type") == "return"
+    fact = _figures_by_day(
+        run.frame,
+        "event_date",
+        sales_n=F.count(F.when(is_sale(), 1)),
+        sales_s=_total(F.when(is_sale(), F.col("net_amount"))),
+        returns_n=F.count(F.when(is_return, 1)),
+        returns_s=_total(F.when(is_return, F.col("net_amount"))),
     )
+    outcomes = {}
+    for day in run.partition.days():
+        f, sale, ret = fact.get(day), sales.get(day), returns.get(day)
+        outcomes[day] = quality.reconciliation(
+            {
+                "sales_lines": (f["sales_n"] if f else 0, sale["n"] if sale else 0),
+                "return_lines": (f["returns_n"] if f else 0, ret["n"] if ret else 0),
+                "sales_net_amount": (f["sales_s"] if f else 0, sale["s"] if sale else 0),
+                "returns_net_amount": (-f["returns_s"] if f else 0, ret["s"] if ret else 0),
+            }
+        )
+    return outcomes
 
 
-def aggregate_reconciles(measure: str, fact_aggregate: Callable[[], Column], *, history: bool = False) -> TableCheck:
-    """The aggregate's total of `measure` equals `fact_aggregate` over the fact's rows."""
+def aggregate_reconciles(measure: str, fact_aggregate: Callable[[], Column]) -> TableCheck:
+    """Each day's total of `measure` equals `fact_aggregate` over the fact's rows of that day."""
 
-    def evaluate(run: CheckRun) -> quality.CheckOutcome:
-        fact = run.read_all(GOLD_FACT_SALES).filter(F.col("event_date") <= F.lit(run.day)) if history else run.read(GOLD_FACT_SALES)
-        gold = run.frame.agg(F.coalesce(F.sum(measure), F.lit(0))).first()[0]
-        expected = fact.agg(F.coalesce(fact_aggregate(), F.lit(0))).first()[0]
-        return quality.reconciliation({measure: (gold, expected)})
+    def by_day(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
+        gold = _figures_by_day(run.frame, run.spec.partition_column, v=_total(measure))
+        expected = _figures_by_day(run.read(GOLD_FACT_SALES), "event_date", v=F.coalesce(fact_aggregate(), F.lit(0)))
+        return {
+            d: quality.reconciliation({measure: (gold[d]["v"] if d in gold else 0, expected[d]["v"] if d in expected else 0)})
+            for d in run.partition.days()
+        }
 
-    return TableCheck(
+    return TableCheck.grouped_by_day(
         quality.RECONCILIATION,
         f"The day's total `{measure}` equals the same total computed from `gold.fact_sales`.",
-        evaluate,
+        by_day,
         blocking=False,
         reads=(GOLD_FACT_SALES,),
     )
+
+
+def orders_reconcile(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
+    """Lifetime orders as of each day: the customers' distinct sale transactions up to that day.
+    A transaction counts from the first day it appears on, so the days' counts add up."""
+    last = run.partition.end
+    ordered = run.read_all(GOLD_FACT_SALES).filter((F.col("event_date") <= F.lit(last)) & is_sale() & F.col("customer_id").isNotNull())
+    first_days = ordered.groupBy("transaction_id").agg(F.min("event_date").alias("first_day"))
+    new_orders = {r["first_day"]: r["n"] for r in first_days.groupBy("first_day").agg(F.count(F.lit(1)).alias("n")).collect()}
+    gold = _figures_by_day(run.frame, "as_of_date", v=_total("orders"))
+    return {
+        d: quality.reconciliation({"orders": (gold[d]["v"] if d in gold else 0, sum(n for first, n in new_orders.items() if first <= d))})
+        for d in run.partition.days()
+    }
 
 
 def is_sale() -> Column:
     return F.col("line_type") == "sale"
 
 
-def inventory_rows_match(run: CheckRun) -> quality.CheckOutcome:
-    snapshot = run.read(SILVER_INVENTORY, 0, run.lateness_days).filter(F.col("snapshot_date") == F.lit(run.day))
-    expected = snapshot.select("store_id", "product_id").distinct().count()
-    return quality.reconciliation({"store_product_rows": (run.frame.count(), expected)})
+def inventory_rows_match(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
+    """One Gold row per store and product of each day's snapshot, which arrives within L days."""
+    first, last = run.partition.start, run.partition.end
+    snapshots = run.read(SILVER_INVENTORY, 0, run.lateness_days).filter(
+        F.col("snapshot_date").between(F.lit(first), F.lit(last))
+        & F.col("_arrival_date").between(F.col("snapshot_date"), F.date_add("snapshot_date", run.lateness_days))
+    )
+    expected = _figures_by_day(snapshots, "snapshot_date", n=F.count_distinct("store_id", "product_id"))
+    rows = _figures_by_day(run.frame, "snapshot_date", n=F.count(F.lit(1)))
+    return {
+        d: quality.reconciliation({"store_product_rows": (rows[d]["n"] if d in rows else 0, expected[d]["n"] if d in expected else 0)})
+        for d in run.partition.days()
+    }
 
 
 EXTRA_CHECKS: dict[str, list[TableCheck]] = {
@@ -119,7 +160,7 @@ EXTRA_CHECKS: dict[str, list[TableCheck]] = {
             reads=(GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE, GOLD_DIM_DATE),
             range_safe=True,
         ),
-        TableCheck(
+        TableCheck.grouped_by_day(
             quality.RECONCILIATION,
             "Line counts and net amounts of sales and returns equal Silver's for the day.",
             fact_reconciles,
@@ -131,14 +172,15 @@ EXTRA_CHECKS: dict[str, list[TableCheck]] = {
     GOLD_AGG_DAILY_STORE_SALES.key: [aggregate_reconciles("revenue", lambda: F.sum(F.when(is_sale(), F.col("net_amount"))))],
     GOLD_AGG_PRODUCT_PERFORMANCE.key: [aggregate_reconciles("net_revenue", lambda: F.sum("net_amount"))],
     GOLD_AGG_CUSTOMER_LIFETIME_VALUE.key: [
-        aggregate_reconciles(
-            "orders",
-            lambda: F.count_distinct(F.when(is_sale() & F.col("customer_id").isNotNull(), F.col("transaction_id"))),
-            history=True,
+        TableCheck.grouped_by_day(
+            quality.RECONCILIATION,
+            "Each day's lifetime `orders` equal the customers' distinct sale transactions in `gold.fact_sales` up to that day.",
+            orders_reconcile,
+            reads=(GOLD_FACT_SALES,),
         )
     ],
     GOLD_AGG_INVENTORY_COVER.key: [
-        TableCheck(
+        TableCheck.grouped_by_day(
             quality.RECONCILIATION,
             "One row per store and product in the day's Silver inventory snapshot.",
             inventory_rows_match,
