@@ -214,6 +214,7 @@ NO_RAW_PII = "no_raw_email_or_phone"
 # An e-mail address whose local part is not masked (`j***@example.com` is masked).
 RAW_EMAIL = r"(?i)^[a-z0-9._%+-]*[a-z0-9%+-][a-z0-9._%+-]*@[a-z0-9.-]+\.[a-z]{2,}$"
 MASKED_EMAIL = r"^.\*\*\*@"
+MIN_PHONE_DIGITS = 7  # fewer digits are ids and counts, not phone numbers
 
 
 def _phone_digits(col):
@@ -232,11 +233,13 @@ def no_raw_pii(df: DataFrame, raw_phones: DataFrame) -> CheckOutcome:
     values = df.select(
         F.explode(F.array(*[F.struct(F.lit(c).alias("column"), F.col(c).alias("value")) for c in string_columns])).alias("cell")
     ).select("cell.column", "cell.value").filter(F.col("value").isNotNull())
-    phones = raw_phones.select(_phone_digits(F.col("phone")).alias("digits")).filter(F.length("digits") >= 7).distinct()
-    flagged = values.withColumn("digits", _phone_digits(F.col("value"))).join(F.broadcast(phones.withColumn("_raw_phone", F.lit(True))), "digits", "left")
-    flagged = flagged.withColumn(
-        "leak", (F.col("value").rlike(RAW_EMAIL) & ~F.col("value").rlike(MASKED_EMAIL)) | F.col("_raw_phone").isNotNull()
-    )
+    phones = raw_phones.select(_phone_digits(F.col("phone")).alias("digits")).filter(F.length("digits") >= MIN_PHONE_DIGITS).distinct()
+    # Cheap tests first: a value shorter than a phone's digits cannot hold one, and an e-mail
+    # address has an "@"; only the rest pay for the regular expressions.
+    digits = F.when(F.length("value") >= MIN_PHONE_DIGITS, _phone_digits(F.col("value")))
+    flagged = values.withColumn("digits", digits).join(F.broadcast(phones.withColumn("_raw_phone", F.lit(True))), "digits", "left")
+    email = F.col("value").contains("@") & F.col("value").rlike(RAW_EMAIL) & ~F.col("value").rlike(MASKED_EMAIL)
+    flagged = flagged.withColumn("leak", email | F.col("_raw_phone").isNotNull())
     leaks = {r["column"]: r["n"] for r in flagged.filter("leak").groupBy("column").agg(F.count(F.lit(1)).alias("n")).collect()}
     metadata: dict[str, Any] = {"columns_scanned": len(string_columns), "values_with_raw_pii": sum(leaks.values())}
     if leaks:
