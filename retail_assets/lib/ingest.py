@@ -381,19 +381,30 @@ class PosEvents:
     readable array); top-level keys the contract does not name go to `_extra`.
     """
 
+    # Rows held as Python objects before they move into Arrow buffers: bounds the memory a large
+    # range takes to that of its Arrow table (Python strings cost several times their bytes).
+    BATCH_ROWS = 16_384
+
     def __init__(self, *, batch_id: str, ingested_at: dt.datetime) -> None:
         self.batch_id = batch_id
         self.ingested_at = ingested_at
+        self._schema = BRONZE_POS_TRANSACTIONS.arrow_schema()
+        self._batches: list[pa.RecordBatch] = []
+        self._start_batch()
+
+    def _start_batch(self) -> None:
         self._columns: dict[str, list[Any]] = {
             name: [] for name in BRONZE_POS_TRANSACTIONS.column_names if name not in ("_batch_id", "_ingested_at", "_kafka_timestamp")
         }
         self._timestamp_ms: list[int | None] = []
 
     def __len__(self) -> int:
-        return len(self._timestamp_ms)
+        return sum(b.num_rows for b in self._batches) + len(self._timestamp_ms)
 
     def add(self, value: bytes | None, *, topic: str, partition: int, offset: int, timestamp_ms: int | None, arrival_date: dt.date) -> None:
         """One message; `timestamp_ms` is its Kafka timestamp (None or negative: none)."""
+        if len(self._timestamp_ms) >= self.BATCH_ROWS:
+            self._seal_batch()
         c = self._columns
         c["_topic"].append(topic)
         c["_partition"].append(partition)
@@ -427,10 +438,10 @@ class PosEvents:
             c[f].append(_scalar_text(obj.get(f)))
         c["_extra"].append(_extra_json({k: v for k, v in obj.items() if k not in _POS_FIELD_SET}))
 
-    def table(self) -> pa.Table:
-        """The rows so far as an Arrow table in registry schema."""
-        schema = BRONZE_POS_TRANSACTIONS.arrow_schema()
-        n = len(self)
+    def _seal_batch(self) -> None:
+        schema, n = self._schema, len(self._timestamp_ms)
+        if not n:
+            return
         ms = pa.array(self._timestamp_ms, pa.int64())
         constant = {
             "_batch_id": pa.array([self.batch_id] * n, pa.string()),
@@ -438,4 +449,10 @@ class PosEvents:
             "_kafka_timestamp": pc.multiply(ms, 1000).cast(schema.field("_kafka_timestamp").type),
         }
         arrays = [constant[f.name] if f.name in constant else pa.array(self._columns[f.name], f.type) for f in schema]
-        return pa.Table.from_arrays(arrays, schema=schema)
+        self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+        self._start_batch()
+
+    def table(self) -> pa.Table:
+        """The rows so far as an Arrow table in registry schema."""
+        self._seal_batch()
+        return pa.Table.from_batches(self._batches, schema=self._schema)

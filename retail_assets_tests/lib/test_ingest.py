@@ -202,3 +202,11 @@ def test_json_the_strict_reader_accepts_is_still_accepted():
     # orjson refuses NaN; the strict reader, whose verdict counts, reads it
     row = _pos(b'{"transaction_id":"T1","lines":[],"score":NaN}')
     assert row["_parse_error"] is None and row["transaction_id"] == "T1" and row["_extra"] == '{"score": NaN}'
+
+
+def test_pos_events_past_one_arrow_batch_keep_every_row_in_order(monkeypatch):
+    monkeypatch.setattr(PosEvents, "BATCH_ROWS", 3)
+    table = _pos_table(*[(b'{"transaction_id":"T%d","lines":[]}' % i if i % 4 else None, i) for i in range(10)])
+    assert table.num_rows == 10 and table.schema == BRONZE_POS_TRANSACTIONS.arrow_schema()
+    assert table.column("_offset").to_pylist() == list(range(10))
+    assert table.column("transaction_id").to_pylist() == [None if i % 4 == 0 else f"T{i}" for i in range(10)]

@@ -60,13 +60,23 @@ def bench_size(workload: Workload, work: Path, *, echo: Callable[[str], None]) -
         pipeline_report = work / "pipeline.json"
         pipeline = run_measured(
             [sys.executable, "-m", "retail_assets.lib.bench.measure", "pipeline", "--workload", str(workload.root), "--root", str(pipeline_root),
-             "--bootstrap", broker.bootstrap_servers, "--report", str(pipeline_report), "--kafka-ingestion"],
+             "--bootstrap", broker.bootstrap_servers, "--report", str(pipeline_report)],
             env=env, log=work / "pipeline.log",
         )
         if not pipeline_report.exists():
             raise BenchFailed(f"the pipeline process exited with {pipeline.returncode} without a report; see {work / 'pipeline.log'}")
         figures = json.loads(pipeline_report.read_text())
         echo(f"  pipeline: {figures['wall_s']:.1f}s (+{figures['produce_s']:.1f}s producing {figures['events_produced']} events), peak RSS {pipeline.peak_rss_mb:.0f} MB")
+        kafka_report = work / "kafka.json"
+        kafka = run_measured(
+            [sys.executable, "-m", "retail_assets.lib.bench.measure", "kafka", "--workload", str(workload.root), "--root", str(pipeline_root),
+             "--bootstrap", broker.bootstrap_servers, "--report", str(kafka_report)],
+            env=env, log=work / "kafka.log",
+        )
+        if kafka.returncode or not kafka_report.exists():
+            raise BenchFailed(f"the Kafka ingestion process exited with {kafka.returncode}; see {work / 'kafka.log'}")
+        figures.update(json.loads(kafka_report.read_text()), kafka_peak_rss_mb=round(kafka.peak_rss_mb))
+        echo(f"  Kafka: {figures['kafka_events_ingested']} events into Bronze in {figures['kafka_ingest_s']:.1f}s, peak RSS {kafka.peak_rss_mb:.0f} MB")
         echo(f"  baseline: one PySpark job over the same landing files and topic (log {work / 'baseline.log'})")
         baseline_report = work / "baseline.json"
         baseline = run_measured(
@@ -115,6 +125,7 @@ def assemble(workload, pipeline: ProcessFigures, figures, baseline: ProcessFigur
         "baseline_peak_rss_mb": round(baseline.peak_rss_mb),
         "kafka_events_per_s": figures.get("kafka_events_per_s"),
         "kafka_events_ingested": figures.get("kafka_events_ingested"),
+        "kafka_peak_rss_mb": figures.get("kafka_peak_rss_mb"),
         "kafka_produce_events_per_s": round(figures["events_produced"] / figures["produce_s"], 1) if figures["produce_s"] else None,
         "gold_equal": all(c.equal for c in comparisons),
         "gold_tables": {c.table: c.describe() for c in comparisons},
