@@ -165,3 +165,28 @@ def test_a_range_run_of_the_stream_is_refused_and_takes_nothing(broker, tmp_path
     assert not (tmp_path / "lakehouse" / "bronze" / "pos_transactions").exists()
     single = job.execute_in_process(asset_selection=[POS_KEY], partition_key=DAY, instance=dg.DagsterInstance.ephemeral())
     assert single.success and len(bronze_offsets(tmp_path)) == 5
+
+
+def test_each_partition_is_read_once_and_a_failing_partition_stops_the_others(kafka_broker):
+    from retail_assets.lib import kafka as kafka_lib
+
+    topic = "retail.test.read_each_partition"
+    ensure_topic(kafka_broker.bootstrap_servers, topic, partitions=3)
+    placed = produce(kafka_broker.bootstrap_servers, topic, [KafkaMessage(i, f"k{i}", 1_790_000_000_000, b"%d" % i) for i in range(60)])
+    config = {"bootstrap.servers": kafka_broker.bootstrap_servers}
+    ranges = [kafka_lib.OffsetRange(p, 0, high) for p, (_, high) in watermarks(config, topic).items()]
+
+    read = kafka_lib.read_each_partition(config, topic, ranges, lambda messages: [(m.partition(), m.offset(), m.value()) for m in messages])
+    assert [{p for p, _, _ in part} for part in read] == [{r.partition} for r in ranges]  # one result per partition, in order
+    assert sorted(f"{topic}/{p}/{o}" for part in read for p, o, _ in part) == sorted(placed.values())
+    assert sorted(int(v) for part in read for _, _, v in part) == list(range(60))
+
+    def fail_on_the_second(messages):
+        for m in messages:
+            if m.partition() == ranges[1].partition:
+                raise ValueError("unreadable partition")
+        return True
+
+    # the partition's own error is raised, not the stop the others received
+    with pytest.raises(ValueError, match="unreadable partition"):
+        kafka_lib.read_each_partition(config, topic, ranges, fail_on_the_second)
