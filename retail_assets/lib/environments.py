@@ -12,16 +12,17 @@ from retail_assets.lib.settings import Environment
 
 
 def kafka_resource(**overrides: Any) -> KafkaResource:
-    return KafkaResource(
-        bootstrap_servers=settings.env("RETAIL_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
-        security_protocol=settings.env("RETAIL_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-        sasl_mechanism=settings.env("RETAIL_KAFKA_SASL_MECHANISM", "") or None,
-        sasl_username=dg.EnvVar("RETAIL_KAFKA_SASL_USERNAME") if settings.env("RETAIL_KAFKA_SASL_USERNAME", "") else None,
-        sasl_password=dg.EnvVar("RETAIL_KAFKA_SASL_PASSWORD") if settings.env("RETAIL_KAFKA_SASL_PASSWORD", "") else None,
+    """The Kafka connection from the `RETAIL_KAFKA_*` environment; `overrides` win over it."""
+    settings_from_env: dict[str, Any] = {
+        "bootstrap_servers": settings.env("RETAIL_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
+        "security_protocol": settings.env("RETAIL_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+        "sasl_mechanism": settings.env("RETAIL_KAFKA_SASL_MECHANISM", "") or None,
+        "sasl_username": dg.EnvVar("RETAIL_KAFKA_SASL_USERNAME") if settings.env("RETAIL_KAFKA_SASL_USERNAME", "") else None,
+        "sasl_password": dg.EnvVar("RETAIL_KAFKA_SASL_PASSWORD") if settings.env("RETAIL_KAFKA_SASL_PASSWORD", "") else None,
         # a private CA for SSL / SASL_SSL listeners; public CAs come from the system store
-        ssl_ca_location=settings.env("RETAIL_KAFKA_SSL_CA_LOCATION", "") or None,
-        **overrides,
-    )
+        "ssl_ca_location": settings.env("RETAIL_KAFKA_SSL_CA_LOCATION", "") or None,
+    }
+    return KafkaResource(**{**settings_from_env, **overrides})
 
 
 def local_resources() -> dict[str, Any]:

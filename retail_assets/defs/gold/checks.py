@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
-from pyspark.sql import Column, DataFrame, Row
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from retail_assets.lib import quality
@@ -60,9 +61,10 @@ def fact_references(run: CheckRun) -> quality.CheckOutcome:
     )
 
 
-def _figures_by_day(df: DataFrame, day: str, **figures: Column) -> dict[dt.date, Row]:
-    """Named figures per day, from one aggregation; days without rows are absent."""
-    return {r[day]: r for r in df.groupBy(day).agg(*[c.alias(n) for n, c in figures.items()]).collect()}
+def _figures_by_day(df: DataFrame, day: str, days: list[dt.date], **figures: Column) -> dict[dt.date, dict[str, Any]]:
+    """Named figures for each of `days`, from one aggregation; 0 for a day without rows."""
+    found = {r[day]: r.asDict() for r in df.groupBy(day).agg(*[c.alias(n) for n, c in figures.items()]).collect()}
+    return {d: found.get(d, dict.fromkeys(figures, 0)) for d in days}
 
 
 def _total(column: str | Column) -> Column:
@@ -70,41 +72,40 @@ def _total(column: str | Column) -> Column:
 
 
 def fact_reconciles(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
+    days = run.partition.days()
     net = {"n": F.count(F.lit(1)), "s": _total("net_amount")}
-    sales, returns = _figures_by_day(run.read(SILVER_SALES_LINES), "event_date", **net), _figures_by_day(run.read(SILVER_RETURNS), "event_date", **net)
+    sales, returns = _figures_by_day(run.read(SILVER_SALES_LINES), "event_date", days, **net), _figures_by_day(run.read(SILVER_RETURNS), "event_date", days, **net)
     is_return = F.col("line_type") == "return"
     fact = _figures_by_day(
         run.frame,
         "event_date",
+        days,
         sales_n=F.count(F.when(is_sale(), 1)),
         sales_s=_total(F.when(is_sale(), F.col("net_amount"))),
         returns_n=F.count(F.when(is_return, 1)),
         returns_s=_total(F.when(is_return, F.col("net_amount"))),
     )
-    outcomes = {}
-    for day in run.partition.days():
-        f, sale, ret = fact.get(day), sales.get(day), returns.get(day)
-        outcomes[day] = quality.reconciliation(
+    return {
+        d: quality.reconciliation(
             {
-                "sales_lines": (f["sales_n"] if f else 0, sale["n"] if sale else 0),
-                "return_lines": (f["returns_n"] if f else 0, ret["n"] if ret else 0),
-                "sales_net_amount": (f["sales_s"] if f else 0, sale["s"] if sale else 0),
-                "returns_net_amount": (-f["returns_s"] if f else 0, ret["s"] if ret else 0),
+                "sales_lines": (fact[d]["sales_n"], sales[d]["n"]),
+                "return_lines": (fact[d]["returns_n"], returns[d]["n"]),
+                "sales_net_amount": (fact[d]["sales_s"], sales[d]["s"]),
+                "returns_net_amount": (-fact[d]["returns_s"], returns[d]["s"]),
             }
         )
-    return outcomes
+        for d in days
+    }
 
 
 def aggregate_reconciles(measure: str, fact_aggregate: Callable[[], Column]) -> TableCheck:
     """Each day's total of `measure` equals `fact_aggregate` over the fact's rows of that day."""
 
     def by_day(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
-        gold = _figures_by_day(run.frame, run.spec.partition_column, v=_total(measure))
-        expected = _figures_by_day(run.read(GOLD_FACT_SALES), "event_date", v=F.coalesce(fact_aggregate(), F.lit(0)))
-        return {
-            d: quality.reconciliation({measure: (gold[d]["v"] if d in gold else 0, expected[d]["v"] if d in expected else 0)})
-            for d in run.partition.days()
-        }
+        days = run.partition.days()
+        gold = _figures_by_day(run.frame, run.spec.partition_column, days, v=_total(measure))
+        expected = _figures_by_day(run.read(GOLD_FACT_SALES), "event_date", days, v=F.coalesce(fact_aggregate(), F.lit(0)))
+        return {d: quality.reconciliation({measure: (gold[d]["v"], expected[d]["v"])}) for d in days}
 
     return TableCheck.grouped_by_day(
         quality.RECONCILIATION,
@@ -118,15 +119,12 @@ def aggregate_reconciles(measure: str, fact_aggregate: Callable[[], Column]) -> 
 def orders_reconcile(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
     """Lifetime orders as of each day: the customers' distinct sale transactions up to that day.
     A transaction counts from the first day it appears on, so the days' counts add up."""
-    last = run.partition.end
-    ordered = run.read_all(GOLD_FACT_SALES).filter((F.col("event_date") <= F.lit(last)) & is_sale() & F.col("customer_id").isNotNull())
+    days = run.partition.days()
+    ordered = run.read_all(GOLD_FACT_SALES).filter((F.col("event_date") <= F.lit(run.partition.end)) & is_sale() & F.col("customer_id").isNotNull())
     first_days = ordered.groupBy("transaction_id").agg(F.min("event_date").alias("first_day"))
     new_orders = {r["first_day"]: r["n"] for r in first_days.groupBy("first_day").agg(F.count(F.lit(1)).alias("n")).collect()}
-    gold = _figures_by_day(run.frame, "as_of_date", v=_total("orders"))
-    return {
-        d: quality.reconciliation({"orders": (gold[d]["v"] if d in gold else 0, sum(n for first, n in new_orders.items() if first <= d))})
-        for d in run.partition.days()
-    }
+    gold = _figures_by_day(run.frame, "as_of_date", days, v=_total("orders"))
+    return {d: quality.reconciliation({"orders": (gold[d]["v"], sum(n for first, n in new_orders.items() if first <= d))}) for d in days}
 
 
 def is_sale() -> Column:
@@ -140,12 +138,10 @@ def inventory_rows_match(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
         F.col("snapshot_date").between(F.lit(first), F.lit(last))
         & F.col("_arrival_date").between(F.col("snapshot_date"), F.date_add("snapshot_date", run.lateness_days))
     )
-    expected = _figures_by_day(snapshots, "snapshot_date", n=F.count_distinct("store_id", "product_id"))
-    rows = _figures_by_day(run.frame, "snapshot_date", n=F.count(F.lit(1)))
-    return {
-        d: quality.reconciliation({"store_product_rows": (rows[d]["n"] if d in rows else 0, expected[d]["n"] if d in expected else 0)})
-        for d in run.partition.days()
-    }
+    days = run.partition.days()
+    expected = _figures_by_day(snapshots, "snapshot_date", days, n=F.count_distinct("store_id", "product_id"))
+    rows = _figures_by_day(run.frame, "snapshot_date", days, n=F.count(F.lit(1)))
+    return {d: quality.reconciliation({"store_product_rows": (rows[d]["n"], expected[d]["n"])}) for d in days}
 
 
 EXTRA_CHECKS: dict[str, list[TableCheck]] = {

@@ -186,8 +186,7 @@ def kafka_ingestion(data_root: Path, bootstrap: str, day: str) -> dict[str, obje
     lakehouse = data_root / "kafka_ingestion"
     resources = {
         "lakehouse": LakehouseResource(root=str(lakehouse), landing_root=str(data_root / "landing")),
-        # RETAIL_KAFKA_BOOTSTRAP points at the bench broker (set by `main`)
-        "kafka": kafka_resource(),
+        "kafka": kafka_resource(bootstrap_servers=bootstrap),
         "pyspark_step_launcher": dg.ResourceDefinition.none_resource(),
     }
     instance = dg.DagsterInstance.ephemeral()  # set-up, not ingestion: outside the timed run
@@ -216,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "kafka":
         from retail_assets.lib.bench.workload import Workload  # noqa: PLC0415
 
-        os.environ["RETAIL_KAFKA_BOOTSTRAP"] = args.bootstrap
         figures = kafka_ingestion(args.root, args.bootstrap, Workload.load(args.workload).arrival_days[-1])
         args.report.write_text(json.dumps(figures, indent=2) + "\n")
         return 0
