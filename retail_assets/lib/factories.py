@@ -498,7 +498,7 @@ class CheckRun(_Days):
     def frame(self) -> DataFrame:
         """The checked table's partitions (the whole table for rebuilt tables), cached."""
         if self._frame is None:
-            self._frame = self.read_all(self.spec, cache=True) if self.spec.rebuild else self.read(self.spec, cache=True)
+            self._frame = self.read_all(self.spec) if self.spec.rebuild else self.read(self.spec)
         return self._frame
 
     @property
@@ -530,7 +530,7 @@ class CheckRun(_Days):
         """A read, kept and cached when the run's other checks or days will read it again."""
         if key in self.shared:
             return self.shared[key]
-        if not (cache or self.in_range_run):
+        if not (cache or self.span is not None):
             return read()
         self.shared[key] = read().cache()
         return self.shared[key]
