@@ -475,11 +475,13 @@ def _names(columns: Sequence[str] | None) -> tuple[str, ...] | None:
 
 @dataclass
 class CheckRun(_Days):
-    """What a check function gets: the checked partitions already read, and the engine.
+    """What a check function gets: the checked partitions, read lazily, and the engine.
 
-    In a run over a range of days, a check that reads a day at a time gets one CheckRun per day;
-    those share `shared`, where each table is read once for the whole range (`span`) and cached,
-    so a day's read is a filter of it rather than another pass over Delta."""
+    A check's reads are plain Spark reads of the tables' Parquet files: each check's plan
+    prunes them to the columns it needs, so nothing is cached for a check that reads a table
+    once. In a run over a range of days, a check that reads a day at a time gets one CheckRun
+    per day; those share `shared`, where each table is read once for the whole range (`span`)
+    and cached, so a day's read is a filter of it rather than another pass over Delta."""
 
     context: dg.AssetCheckExecutionContext
     lakehouse: LakehouseResource
@@ -487,7 +489,7 @@ class CheckRun(_Days):
     partition: PartitionRange
     span: PartitionRange | None = None  # the run's days, when they are more than `partition`
     _frame: DataFrame | None = None
-    # tables and figures read once for the run, shared by its checks and their days
+    # tables read once for the run, shared by its days' checks
     shared: dict[Any, Any] = field(default_factory=dict)
 
     @property
@@ -496,28 +498,26 @@ class CheckRun(_Days):
 
     @property
     def frame(self) -> DataFrame:
-        """The checked table's partitions (the whole table for rebuilt tables), cached."""
+        """The checked table's partitions (the whole table for rebuilt tables)."""
         if self._frame is None:
             self._frame = self.read_all(self.spec) if self.spec.rebuild else self.read(self.spec)
         return self._frame
 
-    @property
-    def in_range_run(self) -> bool:
-        return self.span is not None or not self.single
-
-    def read(self, spec: TableSpec, before: int = 0, after: int = 0, *, columns: list[str] | None = None, cache: bool = False) -> DataFrame:
+    def read(self, spec: TableSpec, before: int = 0, after: int = 0, *, columns: list[str] | None = None) -> DataFrame:
         """Partitions first-before … last+after of a table (only `columns`, if given)."""
         wanted = self.partition.widened(before, after)
         if self.span is None:
-            return self._read(("range", spec.key, wanted, _names(columns)), lambda: self.engine.read(spec, wanted, columns=columns), cache=cache)
+            return self.engine.read(spec, wanted, columns=columns)
         whole = self.span.widened(before, after)
         read_columns = None if columns is None else list(dict.fromkeys([*columns, spec.partition_column]))
-        frame = self._read(("range", spec.key, whole, _names(columns)), lambda: self.engine.read(spec, whole, columns=read_columns), cache=cache)
+        frame = self._shared(("range", spec.key, whole, _names(columns)), lambda: self.engine.read(spec, whole, columns=read_columns))
         selected = frame.filter(wanted.sql_predicate(spec.partition_column))
         return selected if columns is None else selected.select(*columns)
 
-    def read_all(self, spec: TableSpec, *, columns: list[str] | None = None, cache: bool = False) -> DataFrame:
-        return self._read(("all", spec.key, _names(columns)), lambda: self.engine.read(spec, columns=columns), cache=cache)
+    def read_all(self, spec: TableSpec, *, columns: list[str] | None = None) -> DataFrame:
+        if self.span is None:
+            return self.engine.read(spec, columns=columns)
+        return self._shared(("all", spec.key, _names(columns)), lambda: self.engine.read(spec, columns=columns))
 
     def key_columns(self, columns: Sequence[str]) -> DataFrame:
         """The checked partitions, only `columns` (a key check need not read whole rows)."""
@@ -526,13 +526,10 @@ class CheckRun(_Days):
         wanted = list(columns)
         return self.read_all(self.spec, columns=wanted) if self.spec.rebuild else self.read(self.spec, columns=wanted)
 
-    def _read(self, key: tuple, read: Callable[[], DataFrame], *, cache: bool) -> DataFrame:
-        """A read, kept and cached when the run's other checks or days will read it again."""
-        if key in self.shared:
-            return self.shared[key]
-        if not (cache or self.span is not None):
-            return read()
-        self.shared[key] = read().cache()
+    def _shared(self, key: tuple, read: Callable[[], DataFrame]) -> DataFrame:
+        """A read of the whole range, cached once for every day of the run that reads it."""
+        if key not in self.shared:
+            self.shared[key] = read().cache()
         return self.shared[key]
 
     def day_run(self, day: dt.date) -> CheckRun:

@@ -112,7 +112,7 @@ def collect_all(result) -> SimpleNamespace:
     """Every output of a result as rows; the rules are evaluated once (the shared input persisted)."""
     result.classified.persist()
     try:
-        names = [f.name for f in dataclasses.fields(result) if f.name not in ("classified", "batch_id")]
+        names = [f.name for f in dataclasses.fields(result) if f.name not in ("classified", "batch_id", "shape")]
         return SimpleNamespace(**{n: getattr(result, n).collect() for n in names})
     finally:
         result.classified.unpersist()
@@ -410,6 +410,38 @@ def test_conservation_and_exactly_once_on_mixed_input(spark):
             seen[(row["_source"], key if row["_source"].startswith(KAFKA_TOPIC) else None)] += 1
     assert records_in == out == {D: 7, day(1): 6, day(4): 1}
     assert max(seen.values()) == 1  # every source record lands in exactly one place
+
+
+def test_materialized_results_hold_the_same_rows(spark):
+    """A materialized result keeps only what its outputs read (accepted lines drop their raw
+    text), yet every output holds exactly the rows the lazy result computes."""
+    files = [
+        sale("F1", _arrival_date=D),
+        sale("F1", _arrival_date=day(1)),  # duplicate
+        sale("F1", price="9.99", _arrival_date=day(1)),  # conflicting duplicate
+        sale("F2", qty="-1", _arrival_date=D),  # return
+        sale("F3", qty="0", _arrival_date=D),  # violation
+        sale("F5", _arrival_date=day(4)),  # late
+    ]
+    event = {"transaction_id": "K1", "event_time": "2026-10-01T12:00:00+00:00", "store_id": "S1", "payment_method": "cash",
+             "lines": [{"line_number": 1, "product_id": "P1", "quantity": 1, "unit_price": 2}]}
+    candidates = silver.sales_candidates_from_files(bronze(spark, BRONZE_SALES_FILES, files)).unionByName(
+        silver.sales_candidates_from_events(pos_frame(spark, [(event, D), ({"transaction_id": "K2", "lines": 5}, day(1))]))
+    )
+    lazy = silver.clean_sales(candidates, default_known(spark), lateness_days=2, batch_id=BATCH)
+    inventory = silver.clean_inventory(
+        bronze(spark, BRONZE_INVENTORY, [{"snapshot_date": "2026-10-01", "store_id": "S1", "product_id": p, "on_hand_qty": q}
+                                         for p, q in (("P1", "1"), ("P1", "1"), ("P9", "2"), ("P2", "-1"))]),
+        default_known(spark), lateness_days=2, batch_id=BATCH,
+    )
+    for result, outputs in ((lazy, ("sales_lines", "returns", "violations", "duplicates")), (inventory, ("accepted", "violations", "duplicates"))):
+        materialized = result.materialized()
+        for name in outputs:
+            expected = sorted(map(tuple, getattr(result, name).collect()), key=repr)
+            assert sorted(map(tuple, getattr(materialized, name).collect()), key=repr) == expected, name
+            assert expected, name  # every output has rows to compare
+    violations = {r["record_key"]: r["original_record"] for r in lazy.materialized().violations.collect()}
+    assert len(violations) >= 3 and all(violations.values())  # the raw text survives where a violation quotes it
 
 
 def test_known_keys_first_arrival(spark):

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from retail_assets.defs.silver.assets import MASTER_DATA, known_keys, sales_candidates
 from retail_assets.lib.automation import follow_upstream
-from retail_assets.lib.factories import CheckRun, TableOutput, TableRun, Upstream, build_table_asset, over_ranges, window
+from retail_assets.lib.factories import CheckRun, TableOutput, TableRun, Upstream, build_table_asset, over_ranges, partition_rows, window
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.tables import (
     BRONZE_CUSTOMERS,
@@ -91,7 +91,10 @@ ingest_rejects = build_table_asset(
 
 
 class Screening:
-    """Everything the Silver rules decide about the records that arrived on the run's days."""
+    """Everything the Silver rules decide about the records that arrived on the run's days.
+
+    Each table's records are classified once (the classification is materialized); the
+    violations, the duplicates and their counts are all filters of it."""
 
     def __init__(self, run: TableRun) -> None:
         self.run = run
@@ -99,13 +102,17 @@ class Screening:
         # Whether a sales record is a duplicate depends on every copy that shares its event date,
         # and those arrived within L+1 days either side of its day; only the copies are needed.
         window_days = run.lateness_days + 1
-        candidates = silver.candidates_judged_with(sales_candidates(run, window_days, window_days), first, last)
+        candidates = sales_candidates(run, window_days, window_days)
+        if other_days_hold_sales(run, window_days):
+            candidates = silver.candidates_judged_with(candidates, first, last)
         keys = known_keys(run)
         # violations and duplicates both come from the classified records: evaluate rules once
         self.sales = silver.clean_sales(candidates, keys, lateness_days=run.lateness_days, batch_id=run.run_id).materialized()
         in_run = run.partition.sql_predicate("_arrival_date")
-        self.masters = {spec: clean(run.read(spec), batch_id=run.run_id) for spec, clean in MASTER_CLEANERS.items()}
-        self.inventory = silver.clean_inventory(run.read(BRONZE_INVENTORY), keys, lateness_days=run.lateness_days, batch_id=run.run_id)
+        self.masters = {spec: clean(run.read(spec), batch_id=run.run_id).materialized() for spec, clean in MASTER_CLEANERS.items()}
+        self.inventory = silver.clean_inventory(
+            run.read(BRONZE_INVENTORY), keys, lateness_days=run.lateness_days, batch_id=run.run_id
+        ).materialized()
         self.violations = union(
             [self.sales.violations.filter(in_run)]
             + [r.violations for r in self.masters.values()]
@@ -115,6 +122,18 @@ class Screening:
             [self.sales.duplicates.filter(in_run).select("source_table", "_source", "record_key", "_arrival_date")]
             + [r.duplicates.select("source_table", "_source", "record_key", "_arrival_date") for r in (*self.masters.values(), self.inventory)]
         )
+
+
+def other_days_hold_sales(run: TableRun, window_days: int) -> bool:
+    """Whether Bronze holds sales that arrived within `window_days` of the run's days but not on
+    them. When it holds none, every candidate arrived on the run's days, and looking for other
+    days' copies of them would only search an empty set (at a cost of a pass over the window)."""
+    window = run.partition.widened(window_days, window_days)
+    return any(
+        not run.partition.start <= day <= run.partition.end
+        for spec in (BRONZE_SALES_FILES, BRONZE_POS_TRANSACTIONS)
+        for day in partition_rows(run.engine, spec, window)
+    )
 
 
 DUPLICATES_METADATA = "duplicates"

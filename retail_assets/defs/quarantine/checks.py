@@ -72,13 +72,14 @@ def conservation(run: CheckRun) -> quality.CheckOutcome:
         records_in=records_in(run),
         accepted=accepted(run),
         rejected=rows(run, QUARANTINE_INGEST_REJECTS, PartitionRange.single(run.day)),
-        violations=run.frame.count(),
+        violations=rows(run, QUARANTINE_RULE_VIOLATIONS, PartitionRange.single(run.day)),
         duplicates=recorded_duplicates(run),
     )
 
 
 def reject_rate(run: CheckRun) -> quality.CheckOutcome:
-    return quality.reject_rate(quarantined=run.frame.count(), records_in=records_in(run), max_rate=run.lakehouse.max_reject_rate)
+    quarantined = rows(run, run.spec, PartitionRange.single(run.day))
+    return quality.reject_rate(quarantined=quarantined, records_in=records_in(run), max_rate=run.lakehouse.max_reject_rate)
 
 
 REJECT_RATE_CHECK = TableCheck(

@@ -140,7 +140,8 @@ def build_gold(bronze: dict[TableSpec, DataFrame], *, event_days: list[dt.date],
     candidates = silver.sales_candidates_from_files(bronze[BRONZE_SALES_FILES]).unionByName(
         silver.sales_candidates_from_events(bronze[BRONZE_POS_TRANSACTIONS])
     )
-    sales = silver.clean_sales(candidates, known, lateness_days=L, batch_id=BATCH_ID)
+    # sales lines and returns both derive from the classification: materialize it once
+    sales = silver.clean_sales(candidates, known, lateness_days=L, batch_id=BATCH_ID).materialized()
     in_range = F.col("event_date").between(F.lit(event_days[0]), F.lit(event_days[-1]))
     sales_lines = sales.sales_lines.where(in_range).localCheckpoint()
     returns = sales.returns.where(in_range).localCheckpoint()

@@ -102,7 +102,13 @@ class SplitResult:
     violations: DataFrame  # QUARANTINE_RULE_VIOLATIONS schema
     duplicates: DataFrame  # DUPLICATE_COLUMNS
     # One row per parsed record with its outcome (see SalesResult.classified).
-    classified: DataFrame | None = None
+    classified: DataFrame
+    shape: _Shape
+    batch_id: str
+
+    def materialized(self) -> SplitResult:
+        """The same outputs derived from the classification computed once (see SalesResult)."""
+        return _split_outputs(self.classified.localCheckpoint(), self.shape, batch_id=self.batch_id)
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,10 @@ class SalesResult:
         whole rule set once per action; with small daily partitions that planning is a large share
         of a step's time.
         """
-        return _sales_outputs(self.classified.localCheckpoint(), batch_id=self.batch_id)
+        # Only what the outputs read is kept, and the original record only where a violation
+        # will quote it: accepted lines are most rows, and their raw text the widest column.
+        kept = self.classified.selectExpr(*_SALES_OUTPUT_COLUMNS, "CASE WHEN _rule IS NOT NULL THEN _raw_record END AS _raw_record")
+        return _sales_outputs(kept.localCheckpoint(), batch_id=self.batch_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,6 +584,14 @@ def clean_sales(candidates: DataFrame, known_keys: DataFrame, *, lateness_days: 
     return _sales_outputs(classified, batch_id=batch_id)
 
 
+# The classified columns `_sales_outputs` reads, `_raw_record` aside.
+_SALES_OUTPUT_COLUMNS = (
+    "source_table", "channel", "_source", "_arrival_date", "record_key", "_rule", "_reason", "_duplicate", "_extra", "_event_date",
+    "transaction_id", "v_line_number", "v_event_time", "store_id", "product_id", "customer_id", "v_quantity", "v_unit_price",
+    "v_discount", "_gross_exact", "payment_method",
+)
+
+
 def _sales_outputs(classified: DataFrame, *, batch_id: str) -> SalesResult:
     gross = "CAST(_gross_exact AS DECIMAL(18,2))"
     discount_amount = f"CAST(round({gross} * v_discount, 2) AS DECIMAL(18,2))"
@@ -700,14 +717,24 @@ def _clean_master(
         df = _with_known(df, known, {kind: column for kind, column, _ in shape.references})
     df = _judge(df, checks)
 
-    value_of = {c.name: (f"v_{c.name}" if f"v_{c.name}" in df.columns else c.name) for c in shape.silver.columns}
+    value_of = _value_columns(df, shape)
     attributes = [c.name for c in shape.silver.columns if c.name not in _LINEAGE]
     identity = [value_of[k] for k in shape.identity] + (["v_updated_at"] if shape.versioned else [])
     content = {value_of[a]: a for a in attributes if value_of[a] not in identity}
     # Master data is deduplicated within an arrival day (a record re-sent on a later day is
     # that day's change too), so any range of days is cleaned in one pass.
     classified = _dedup(df, ["_arrival_date", *identity], ("_source_file", "_source_line"), content)
+    return _split_outputs(classified, shape, batch_id=batch_id)
 
+
+def _value_columns(df: DataFrame, shape: _Shape) -> dict[str, str]:
+    """Each Silver column → the classified column holding its typed value."""
+    return {c.name: (f"v_{c.name}" if f"v_{c.name}" in df.columns else c.name) for c in shape.silver.columns}
+
+
+def _split_outputs(classified: DataFrame, shape: _Shape, *, batch_id: str) -> SplitResult:
+    value_of = _value_columns(classified, shape)
+    attributes = [c.name for c in shape.silver.columns if c.name not in _LINEAGE]
     accepted = classified.filter("_rule IS NULL AND NOT _duplicate").selectExpr(
         *[f"{value_of[a]} AS {a}" for a in attributes],
         "_extra AS extra_attributes",
@@ -720,6 +747,8 @@ def _clean_master(
         violations=_violations(classified, batch_id=batch_id),
         duplicates=_duplicates(classified),
         classified=classified,
+        shape=shape,
+        batch_id=batch_id,
     )
 
 
