@@ -48,15 +48,29 @@ def union(frames: list[DataFrame]) -> DataFrame:
     return reduce(DataFrame.unionByName, frames)
 
 
+# Records in per day, by (days, each Bronze table's location and committed version).
+_RECORDS_IN: dict[tuple, dict[dt.date, int]] = {}
+_RECORDS_IN_KEPT = 16
+
+
 def records_in_by_day(run: TableRun | CheckRun) -> dict[dt.date, int]:
-    """Records that arrived on each day of the run, in the unit conservation counts in."""
-    counted = (
-        union([silver.count_records_in(run.read(spec), spec.key) for spec in BRONZE_TABLES])
-        .groupBy("_arrival_date")
-        .agg(F.sum("records").alias("n"))
-        .collect()
-    )
-    return {r["_arrival_date"]: int(r["n"] or 0) for r in counted}
+    """Records that arrived on each day of the run, in the unit conservation counts in.
+
+    The counts are a function of the Bronze tables' committed versions, so a process counts each
+    set of versions once: a quarantine asset and its checks, in one run, read the same versions.
+    A commit to any Bronze table in between changes the key, and the counts are taken again."""
+    key = (run.partition, tuple((run.engine.location(spec), run.engine.version(spec)) for spec in BRONZE_TABLES))
+    if key not in _RECORDS_IN:
+        counted = (
+            union([silver.count_records_in(run.read(spec), spec.key) for spec in BRONZE_TABLES])
+            .groupBy("_arrival_date")
+            .agg(F.sum("records").alias("n"))
+            .collect()
+        )
+        if len(_RECORDS_IN) >= _RECORDS_IN_KEPT:
+            _RECORDS_IN.clear()
+        _RECORDS_IN[key] = {r["_arrival_date"]: int(r["n"] or 0) for r in counted}
+    return dict(_RECORDS_IN[key])
 
 
 def counts_by_day(df: DataFrame, *by: str) -> dict[tuple, int]:
