@@ -216,11 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         from retail_assets.lib.bench.workload import Workload  # noqa: PLC0415
 
         figures = kafka_ingestion(args.root, args.bootstrap, Workload.load(args.workload).arrival_days[-1])
-        args.report.write_text(json.dumps(figures, indent=2) + "\n")
-        return 0
-    figures = run_pipeline(args.workload, args.root, args.bootstrap)
+        ok = True
+    else:
+        figures = run_pipeline(args.workload, args.root, args.bootstrap)
+        ok = all(r["success"] and not r["checks_failed"] for r in figures["runs"])
     args.report.write_text(json.dumps(figures, indent=2) + "\n")
-    return 0 if all(r["success"] and not r["checks_failed"] for r in figures["runs"]) else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -656,6 +656,11 @@ class _Shape:
     counts: tuple[str, ...] = ()  # int, negative → invalid_value
     references: tuple[tuple[str, str, str], ...] = ()  # (kind, column, rule)
 
+    @property
+    def attributes(self) -> list[str]:
+        """The Silver table's business columns (its lineage columns aside)."""
+        return [c.name for c in self.silver.columns if c.name not in _LINEAGE]
+
 
 _CUSTOMERS = _Shape(BRONZE_CUSTOMERS, SILVER_CUSTOMERS, ("customer_id",), dates=("birth_date",))
 _PRODUCTS = _Shape(BRONZE_PRODUCTS, SILVER_PRODUCTS, ("product_id",), prices=("unit_cost", "list_price"))
@@ -718,7 +723,7 @@ def _clean_master(
     df = _judge(df, checks)
 
     value_of = _value_columns(df, shape)
-    attributes = [c.name for c in shape.silver.columns if c.name not in _LINEAGE]
+    attributes = shape.attributes
     identity = [value_of[k] for k in shape.identity] + (["v_updated_at"] if shape.versioned else [])
     content = {value_of[a]: a for a in attributes if value_of[a] not in identity}
     # Master data is deduplicated within an arrival day (a record re-sent on a later day is
@@ -734,9 +739,8 @@ def _value_columns(df: DataFrame, shape: _Shape) -> dict[str, str]:
 
 def _split_outputs(classified: DataFrame, shape: _Shape, *, batch_id: str) -> SplitResult:
     value_of = _value_columns(classified, shape)
-    attributes = [c.name for c in shape.silver.columns if c.name not in _LINEAGE]
     accepted = classified.filter("_rule IS NULL AND NOT _duplicate").selectExpr(
-        *[f"{value_of[a]} AS {a}" for a in attributes],
+        *[f"{value_of[a]} AS {a}" for a in shape.attributes],
         "_extra AS extra_attributes",
         "_source",
         "_arrival_date",
