@@ -65,6 +65,10 @@ def test_exactly_once(spark):
     twice = spark.createDataFrame([("a:1", dt.date(2026, 11, 1)), ("a:1", dt.date(2026, 11, 2))], "_source string, d date")
     outcome = quality.exactly_once(twice, "d")
     assert not outcome.passed and outcome.metadata["split_across_partitions"] == 1
+    same_day = spark.createDataFrame([("a:1", dt.date(2026, 11, 1)), ("a:1", dt.date(2026, 11, 1)), ("a:2", dt.date(2026, 11, 2))], "_source string, d date")
+    outcome = quality.exactly_once(same_day, "d")
+    assert not outcome.passed
+    assert (outcome.metadata["repeated_sources"], outcome.metadata["split_across_partitions"], outcome.metadata["source_records"]) == (1, 0, 2)
 
 
 def test_conservation_and_reject_rate():
