@@ -22,6 +22,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_EN
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
 from retail_assets.lib.engine import PartitionRange
+from retail_assets.lib.spark import start_in_background
 from retail_assets.lib.tables import (
     BRONZE_CUSTOMERS,
     BRONZE_INVENTORY,
@@ -204,6 +205,8 @@ def run_week(
     Bronze ingestion (the main job produces that day's Kafka events there); `order` may reorder
     the partitions of per-day runs (tests shuffle).
     """
+    # The stream stage works in Arrow; the JVM the later stages need starts meanwhile.
+    start_in_background()
     summaries = []
     for stage in STAGES:
         partitions = stage.partitions(arrival_days, event_days)

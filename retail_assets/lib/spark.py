@@ -55,4 +55,21 @@ def get_spark(master: str | None = None, app_name: str = "retail-assets") -> Spa
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
         spark.sparkContext.setLogLevel("ERROR")
+        if SparkSession.getActiveSession() is None:
+            # Another thread started it (`start_in_background`): the builder hands back that
+            # session without making it this thread's, and `getActiveSession` is how the rest of
+            # the process (the fast path above, a step's release) finds it.
+            SparkSession._get_j_spark_session_class(spark._jvm).setActiveSession(spark._jsparkSession)
         return spark
+
+
+def start_in_background() -> threading.Thread | None:
+    """Start the process's local session on a thread of its own, so that a caller with other
+    work first (Kafka ingestion works in Arrow, with no JVM) does not wait for the JVM later:
+    the first `get_spark` on any thread waits for this start instead of beginning its own.
+    Nothing to start when a session exists or the process uses a Spark Connect server."""
+    if os.environ.get(REMOTE_ENV) or SparkSession.getActiveSession() is not None:
+        return None
+    thread = threading.Thread(target=get_spark, name="spark-start", daemon=True)
+    thread.start()
+    return thread
