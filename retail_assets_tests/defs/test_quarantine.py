@@ -1,22 +1,30 @@
-"""Quarantine helpers: records in are counted once per set of committed Bronze versions."""
+"""Quarantine helpers: records in are counted once per set of committed Bronze versions, and
+the screening reads the sales classification a Silver run over the same records wrote."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from retail_assets.defs.quarantine import assets as quarantine
+from retail_assets.defs.silver.assets import clean_sales_window, shared_classification
+from retail_assets.lib.checkpoint import SharedCheckpoint
 from retail_assets.lib.engine import LakehouseEngine, PartitionRange
-from retail_assets.lib.tables import BRONZE_CUSTOMERS, TableSpec
-from retail_assets_tests.lib.test_silver import D, bronze
+from retail_assets.lib.tables import BRONZE_CUSTOMERS, BRONZE_SALES_FILES, TableSpec
+from retail_assets_tests.lib.test_silver import D, bronze, day, sale
 
 
 @dataclass
 class Run:
     engine: LakehouseEngine
     partition: PartitionRange
+    lateness_days: int = 2
+    run_id: str = "run-test"
 
     def read(self, spec: TableSpec, before: int = 0, after: int = 0):
         return self.engine.read(spec, self.partition.widened(before, after))
+
+    def read_all(self, spec: TableSpec):
+        return self.engine.read(spec)
 
 
 def test_records_in_counted_once_per_bronze_version(spark, engine, monkeypatch):
@@ -38,3 +46,37 @@ def test_records_in_counted_once_per_bronze_version(spark, engine, monkeypatch):
     engine.write(BRONZE_CUSTOMERS, bronze(spark, BRONZE_CUSTOMERS, customers), day)  # a new commit
     assert quarantine.records_in_by_day(run) == {D: 3}
     assert len(counted) == 2 * passes
+
+
+def _screened(run: Run) -> tuple[list, list]:
+    screening = quarantine.Screening(run)
+    return sorted(map(tuple, screening.violations.collect()), key=repr), sorted(map(tuple, screening.duplicates.collect()), key=repr)
+
+
+def test_screening_reads_the_classification_the_silver_run_wrote(spark, engine, monkeypatch):
+    files = [sale("F1"), sale("F2", qty="0"), sale("F1", _arrival_date=day(1)), sale("F3", et="2026-10-02T10:00:00+02:00", _arrival_date=day(1))]
+    engine.write(BRONZE_SALES_FILES, bronze(spark, BRONZE_SALES_FILES, files), PartitionRange(D, day(1)))
+    scratch = engine.scratch_location("sales_classification")
+    # Silver's business day D reads arrivals D-1 … D+2; the screening of arrival days D … D+1
+    # reads D-3 … D+4: both windows hold the same two days of the same version
+    silver_run, screening_run = Run(engine, PartitionRange.single(D)), Run(engine, PartitionRange(D, day(1)))
+    clean_sales_window(silver_run, 1, 2).materialized(shared_classification(silver_run, 1, 2)).sales_lines.count()
+    assert len(list(scratch.iterdir())) == 1
+
+    def classified_again(self, df):
+        raise AssertionError("the screening classified the sales again")
+
+    with monkeypatch.context() as m:
+        m.setattr(SharedCheckpoint, "_write", classified_again)
+        shared = _screened(screening_run)
+    with monkeypatch.context() as m:
+        m.setattr(type(engine), "scratch_location", lambda self, name: None)  # nothing shared
+        assert _screened(screening_run) == shared
+    violations, _ = shared
+    assert violations  # F2's quantity of 0 at least
+
+    # a new commit to Bronze is another key: the screening classifies again, and sees the change
+    files.append(sale("F4", qty="0", _arrival_date=day(1)))
+    engine.write(BRONZE_SALES_FILES, bronze(spark, BRONZE_SALES_FILES, files[2:]), PartitionRange.single(day(1)))
+    assert len(_screened(screening_run)[0]) == len(violations) + 1
+    assert len(list(scratch.iterdir())) == 2

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pyarrow as pa
 
 from retail_assets.lib import rules
+from retail_assets.lib.checkpoint import SharedCheckpoint
 from retail_assets.lib.ingest import PosEvents
 from retail_assets.lib.tables import (
     BRONZE_CUSTOMERS,
@@ -412,9 +413,10 @@ def test_conservation_and_exactly_once_on_mixed_input(spark):
     assert max(seen.values()) == 1  # every source record lands in exactly one place
 
 
-def test_materialized_results_hold_the_same_rows(spark):
+def test_materialized_results_hold_the_same_rows(spark, tmp_path):
     """A materialized result keeps only what its outputs read (accepted lines drop their raw
-    text), yet every output holds exactly the rows the lazy result computes."""
+    text), yet every output holds exactly the rows the lazy result computes, kept in memory or
+    through a Parquet checkpoint other runs read."""
     files = [
         sale("F1", _arrival_date=D),
         sale("F1", _arrival_date=day(1)),  # duplicate
@@ -434,8 +436,15 @@ def test_materialized_results_hold_the_same_rows(spark):
                                          for p, q in (("P1", "1"), ("P1", "1"), ("P9", "2"), ("P2", "-1"))]),
         default_known(spark), lateness_days=2, batch_id=BATCH,
     )
-    for result, outputs in ((lazy, ("sales_lines", "returns", "violations", "duplicates")), (inventory, ("accepted", "violations", "duplicates"))):
-        materialized = result.materialized()
+    shared = SharedCheckpoint(tmp_path, {"test": "sales"})
+    sales_outputs = ("sales_lines", "returns", "violations", "duplicates")
+    for result, materialize, outputs in (
+        (lazy, lambda r: r.materialized(), sales_outputs),
+        (lazy, lambda r: r.materialized(shared.materialize), sales_outputs),  # written to Parquet
+        (lazy, lambda r: r.materialized(shared.materialize), sales_outputs),  # read back
+        (inventory, lambda r: r.materialized(), ("accepted", "violations", "duplicates")),
+    ):
+        materialized = materialize(result)
         for name in outputs:
             expected = sorted(map(tuple, getattr(result, name).collect()), key=repr)
             assert sorted(map(tuple, getattr(materialized, name).collect()), key=repr) == expected, name

@@ -8,7 +8,7 @@ from functools import reduce
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from retail_assets.defs.silver.assets import MASTER_DATA, known_keys, sales_candidates
+from retail_assets.defs.silver.assets import MASTER_DATA, known_keys, sales_candidates, shared_classification
 from retail_assets.lib.automation import follow_upstream
 from retail_assets.lib.factories import CheckRun, TableOutput, TableRun, Upstream, build_table_asset, over_ranges, partition_rows, window
 from retail_assets.lib.settings import lateness_days
@@ -116,12 +116,15 @@ class Screening:
         # Whether a sales record is a duplicate depends on every copy that shares its event date,
         # and those arrived within L+1 days either side of its day; only the copies are needed.
         window_days = run.lateness_days + 1
+        judged = other_days_hold_sales(run, window_days)
+        # violations and duplicates both come from the classified records: evaluate rules once
+        # (or not at all, when the Silver sales run classified the same records)
+        checkpoint = shared_classification(run, window_days, window_days, candidates=f"judged with {first}..{last}" if judged else "window")
         candidates = sales_candidates(run, window_days, window_days)
-        if other_days_hold_sales(run, window_days):
+        if judged:
             candidates = silver.candidates_judged_with(candidates, first, last)
         keys = known_keys(run)
-        # violations and duplicates both come from the classified records: evaluate rules once
-        self.sales = silver.clean_sales(candidates, keys, lateness_days=run.lateness_days, batch_id=run.run_id).materialized()
+        self.sales = silver.clean_sales(candidates, keys, lateness_days=run.lateness_days, batch_id=run.run_id).materialized(checkpoint)
         in_run = run.partition.sql_predicate("_arrival_date")
         self.masters = {spec: clean(run.read(spec), batch_id=run.run_id).materialized() for spec, clean in MASTER_CLEANERS.items()}
         self.inventory = silver.clean_inventory(

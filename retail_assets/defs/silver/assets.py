@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from retail_assets.lib.factories import TableOutput, TableRun, Upstream, build_multi_table_asset, build_table_asset, over_ranges, window
+from retail_assets.lib import rules, tables
+from retail_assets.lib.checkpoint import SharedCheckpoint, fingerprint
+from retail_assets.lib.factories import (
+    TableOutput,
+    TableRun,
+    Upstream,
+    build_multi_table_asset,
+    build_table_asset,
+    over_ranges,
+    partition_rows,
+    window,
+)
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.tables import (
     BRONZE_CUSTOMERS,
@@ -44,11 +57,43 @@ def clean_sales_window(run: TableRun, before: int, after: int) -> silver.SalesRe
     return silver.clean_sales(sales_candidates(run, before, after), known_keys(run), lateness_days=run.lateness_days, batch_id=run.run_id)
 
 
+# The code a sales classification is computed by: part of a shared checkpoint's key.
+_CLASSIFICATION_CODE = fingerprint(silver.__file__, rules.__file__, tables.__file__)
+
+
+def shared_classification(run: TableRun, before: int, after: int, *, candidates: str = "window") -> Callable[[DataFrame], DataFrame] | None:
+    """How a run materializes its sales classification of arrivals day-before … day+after: through
+    a checkpoint other runs can read (`lib/checkpoint.py`) where the engine has a scratch
+    directory (None: kept in the session). The key is everything the classification is a function of: each Bronze sales
+    table's committed version and the days of it the window holds (two windows holding the
+    same days read the same rows), the master data's versions, the lateness, how candidates
+    were chosen, the code. A range backfill's Silver sales run and its screening run key alike.
+
+    Call it before reading the rows: a commit in between then leaves a key older than the rows
+    it names, which no later run asks for, never a key newer than its rows."""
+    directory = run.engine.scratch_location("sales_classification")
+    if directory is None:
+        return None
+    window = run.partition.widened(before, after)
+    key = {
+        "bronze": {
+            spec.key: [run.engine.location(spec), run.engine.version(spec), sorted(str(d) for d in partition_rows(run.engine, spec, window))]
+            for spec in (BRONZE_SALES_FILES, BRONZE_POS_TRANSACTIONS)
+        },
+        "master_data": {spec.key: [run.engine.location(spec), run.engine.version(spec)] for spec in (SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES)},
+        "lateness_days": run.lateness_days,
+        "candidates": candidates,
+        "code": _CLASSIFICATION_CODE,
+    }
+    return SharedCheckpoint(directory, key).materialize
+
+
 @over_ranges
 def sales_compute(run: TableRun) -> dict[str, TableOutput]:
     # Event date D can only have arrived on D-1 … D+L (earlier would be future, later late).
     # sales lines and returns are two filters of one classification: evaluate the rules once
-    result = clean_sales_window(run, 1, run.lateness_days).materialized()
+    checkpoint = shared_classification(run, 1, run.lateness_days)  # keyed before the rows are read
+    result = clean_sales_window(run, 1, run.lateness_days).materialized(checkpoint)
     in_run = run.partition.sql_predicate("event_date")
     sales = result.sales_lines.filter(in_run)
     returns = result.returns.filter(in_run)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -90,6 +91,11 @@ class LakehouseEngine(ABC):
 
     @abstractmethod
     def exists(self, spec: TableSpec) -> bool: ...
+
+    def scratch_location(self, name: str) -> Path | None:
+        """A directory later runs on this machine can read intermediate results from (see
+        `lib/checkpoint.py`); None where runs share no filesystem with each other's Spark."""
+        return None
 
     @abstractmethod
     def read(

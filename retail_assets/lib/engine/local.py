@@ -38,6 +38,10 @@ class DeltaRsEngine(LakehouseEngine):
     def location(self, spec: TableSpec) -> str:
         return str(self.root / spec.layer.value / spec.name)
 
+    def scratch_location(self, name: str) -> Path:
+        # Beside the layers, on the disk the session's (local or loopback Connect) Spark writes.
+        return self.root / "_scratch" / name
+
     def _table(self, spec: TableSpec) -> DeltaTable | None:
         try:
             return DeltaTable(self.location(spec))

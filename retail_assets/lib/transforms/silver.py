@@ -26,7 +26,7 @@ call, where the same logic through the Column API costs thousands of Py4J round 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
@@ -121,17 +121,19 @@ class SalesResult:
     classified: DataFrame
     batch_id: str
 
-    def materialized(self) -> SalesResult:
+    def materialized(self, checkpoint: Callable[[DataFrame], DataFrame] | None = None) -> SalesResult:
         """The same outputs derived from the classification computed once, with its lineage cut.
 
         A caller that writes or counts several outputs would otherwise have Spark plan and run the
         whole rule set once per action; with small daily partitions that planning is a large share
-        of a step's time.
+        of a step's time. `checkpoint`, if given, computes the frame it is given and returns it
+        computed (a `lib.checkpoint.SharedCheckpoint` may return one an earlier run wrote);
+        otherwise it is kept in the session.
         """
         # Only what the outputs read is kept, and the original record only where a violation
         # will quote it: accepted lines are most rows, and their raw text the widest column.
         kept = self.classified.selectExpr(*_SALES_OUTPUT_COLUMNS, "CASE WHEN _rule IS NOT NULL THEN _raw_record END AS _raw_record")
-        return _sales_outputs(kept.localCheckpoint(), batch_id=self.batch_id)
+        return _sales_outputs(checkpoint(kept) if checkpoint else kept.localCheckpoint(), batch_id=self.batch_id)
 
 
 # ---------------------------------------------------------------------------------------------

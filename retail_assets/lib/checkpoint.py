@@ -1,0 +1,88 @@
+"""Intermediate results shared between runs on one machine.
+
+A backfill refines Silver sales by business day and then screens the same Bronze records by
+arrival day: two runs, one classification of the same rows. The first run writes what it
+computed as Parquet under the engine's scratch directory, named by a digest of everything the
+result is a function of; a later run with the same key reads it instead of computing it again.
+A key that differs in anything (a Bronze commit, another set of days read, changed master
+data, other rules code) names another checkpoint, so nothing stale is ever read.
+
+A checkpoint appears whole or not at all (written beside its place, then renamed into it), so
+concurrent runs may write the same key; the first rename wins and the other reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+# Of each kind, the newest few are kept; none is removed while a run could still be reading it.
+KEEP = 4
+MIN_AGE_S = 6 * 3600
+
+
+def digest(key: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def fingerprint(*files: str | Path) -> str:
+    """Of source files: the code a result is computed by is part of its key."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()[:16]
+
+
+class SharedCheckpoint:
+    def __init__(self, directory: Path, key: Mapping[str, Any]) -> None:
+        self.directory = directory
+        self.key = dict(key)
+        self.path = directory / digest(key)
+
+    @property
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def materialize(self, df: DataFrame) -> DataFrame:
+        """`df` computed once: read from the checkpoint if one has its key, else written to it."""
+        if not self.exists:
+            self._write(df)
+        return df.sparkSession.read.parquet(str(self.path))
+
+    def _write(self, df: DataFrame) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        staging = self.directory / f".{self.path.name}.{uuid.uuid4().hex}"
+        df.write.parquet(str(staging))
+        # what the digest stands for, for whoever looks; Spark skips files named with "_"
+        (staging / "_key.json").write_text(json.dumps(self.key, indent=1, sort_keys=True, default=str))
+        try:
+            staging.rename(self.path)
+        except OSError:  # another run wrote the same key first: its result is the same
+            shutil.rmtree(staging, ignore_errors=True)
+        self._prune()
+
+    def _prune(self) -> None:
+        now = time.time()
+        entries = []
+        for p in self.directory.iterdir():
+            try:
+                entries.append((p.stat().st_mtime, p))
+            except FileNotFoundError:  # another run's prune
+                continue
+        kept = 1  # this one
+        for mtime, p in sorted(entries, reverse=True):
+            if p == self.path:
+                continue
+            if not p.name.startswith(".") and kept < KEEP:
+                kept += 1
+            elif now - mtime > MIN_AGE_S:
+                shutil.rmtree(p, ignore_errors=True)
