@@ -62,12 +62,13 @@ _CLASSIFICATION_CODE = fingerprint(silver.__file__, rules.__file__, tables.__fil
 
 
 def shared_classification(run: TableRun, before: int, after: int, *, candidates: str = "window") -> Callable[[DataFrame], DataFrame] | None:
-    """How a run materializes its sales classification of arrivals day-before … day+after: through
-    a checkpoint other runs can read (`lib/checkpoint.py`) where the engine has a scratch
-    directory (None: kept in the session). The key is everything the classification is a function of: each Bronze sales
-    table's committed version and the days of it the window holds (two windows holding the
-    same days read the same rows), the master data's versions, the lateness, how candidates
-    were chosen, the code. A range backfill's Silver sales run and its screening run key alike.
+    """How a run materializes its sales classification of arrivals day-before … day+after:
+    through a checkpoint other runs can read (`lib/checkpoint.py`) where the engine has a
+    scratch directory (None: kept in the session). The key is everything the classification is
+    a function of: each Bronze sales table's committed version and the days of it the window
+    holds (two windows holding the same days read the same rows), the master data's versions,
+    the lateness, how candidates were chosen, the code. A range backfill's Silver sales run
+    and its screening run key alike.
 
     Call it before reading the rows: a commit in between then leaves a key older than the rows
     it names, which no later run asks for, never a key newer than its rows."""
