@@ -69,6 +69,32 @@ def test_defect_week_runs_without_failures_and_conserves_every_partition(defect_
     assert [s.partition for s in defect_week.summaries if s.stage == "ingest_pos_stream"] == defect_week.arrival_days
 
 
+def test_a_range_runs_checks_target_each_days_materialization_of_that_run(defect_week):
+    """The UI ties a check result to the materialization it judged: in a run over a range, each
+    day's evaluation names that day's materialization by the same run, or, for a table the run
+    checks but does not write (the Kafka stream's), the day's newest one before it."""
+    from dagster._core.events import DagsterEventType  # noqa: PLC0415
+
+    instance = defect_week.instance
+    for summary in (s for s in defect_week.summaries if "…" in s.partition):
+        records = instance.get_records_for_run(
+            summary.run_id, of_type={DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
+        ).records
+        materialized = {
+            (r.asset_key, r.partition_key): r.storage_id for r in records if r.event_type == DagsterEventType.ASSET_MATERIALIZATION
+        }
+        evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in records if r.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+        assert evaluations, summary.stage
+        for evaluation in evaluations:
+            target, where = evaluation.target_materialization_data, (summary.stage, evaluation.asset_key, evaluation.check_name, evaluation.partition)
+            assert target is not None, where
+            if (evaluation.asset_key, evaluation.partition) in materialized:
+                assert (target.run_id, target.storage_id) == (summary.run_id, materialized[(evaluation.asset_key, evaluation.partition)]), where
+            else:
+                stream = [s.run_id for s in defect_week.summaries if s.stage == "ingest_pos_stream" and s.partition == evaluation.partition]
+                assert target.run_id in stream, where
+
+
 def _date(day: str) -> pa.Scalar:
     return pa.scalar(dt.date.fromisoformat(day), pa.date32())
 

@@ -637,6 +637,7 @@ def _range_evaluations(
     whichever day is checked, so its checks are evaluated once for every day."""
     key = asset_key(spec)
     days = {d: whole.day_run(d) for d in whole.partition.days()}
+    targets = _materializations_of(context.instance, key, list(days))
     for check in checks:
         outcomes: dict[dt.date, quality.CheckOutcome] = {}
         if check.by_day is not None and not spec.rebuild:
@@ -656,7 +657,7 @@ def _range_evaluations(
                 check_name=check.name,
                 passed=outcome.passed,
                 metadata={"partition": day.isoformat(), **outcome.metadata},
-                target_materialization_data=_materialization_of(context.instance, key, day),
+                target_materialization_data=targets[day],
                 severity=check.severity,
                 description=outcome.description,
                 blocking=check.blocking,
@@ -664,11 +665,23 @@ def _range_evaluations(
             )
 
 
-def _materialization_of(instance: dg.DagsterInstance, key: dg.AssetKey, day: dt.date) -> AssetCheckEvaluationTargetMaterializationData | None:
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day.isoformat()]), limit=1).records
-    if not records:
-        return None
-    return AssetCheckEvaluationTargetMaterializationData(run_id=records[0].run_id, storage_id=records[0].storage_id, timestamp=records[0].timestamp)
+def _materializations_of(
+    instance: dg.DagsterInstance, key: dg.AssetKey, days: list[dt.date]
+) -> dict[dt.date, AssetCheckEvaluationTargetMaterializationData | None]:
+    """The newest materialization of each day: one query for all of them (a page per 100
+    records, newest first), not one per check and day."""
+    wanted = {d.isoformat(): d for d in days}
+    found: dict[dt.date, AssetCheckEvaluationTargetMaterializationData] = {}
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=list(wanted)), limit=100, cursor=cursor)
+        for record in page.records:
+            day = wanted.get(record.partition_key or "")
+            if day is not None and day not in found:
+                found[day] = AssetCheckEvaluationTargetMaterializationData(run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp)
+        if len(found) == len(wanted) or not page.has_more:
+            return {d: found.get(d) for d in days}
+        cursor = page.cursor
 
 
 def build_table_checks(spec: TableSpec, checks: Sequence[TableCheck]) -> dg.AssetChecksDefinition:

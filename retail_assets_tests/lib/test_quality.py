@@ -71,6 +71,22 @@ def test_exactly_once(spark):
     assert (outcome.metadata["repeated_sources"], outcome.metadata["split_across_partitions"], outcome.metadata["source_records"]) == (1, 0, 2)
 
 
+def test_referential_integrity_counts_unresolved_null_and_unknown_keys(spark):
+    dim_store = spark.createDataFrame([(-1,), (1,), (2,)], "store_sk bigint")
+    dim_product = spark.createDataFrame([(-1,), (10,), (10,)], "product_sk bigint")  # keys repeat across versions
+    fact = spark.createDataFrame([(1, 10), (2, -1), (-1, 10)], "store_sk bigint, product_sk bigint")
+    references = {"store_sk": (dim_store, "store_sk"), "product_sk": (dim_product, "product_sk")}
+    ok = quality.referential_integrity(fact, references)
+    assert ok.passed
+    assert ok.metadata == {"rows": 3, "store_sk_unresolved": 0, "store_sk_unknown_member": 1, "product_sk_unresolved": 0, "product_sk_unknown_member": 1}
+
+    broken = fact.unionByName(spark.createDataFrame([(3, 10), (None, 11), (1, 10)], "store_sk bigint, product_sk bigint"))
+    outcome = quality.referential_integrity(broken, references)
+    assert not outcome.passed
+    assert (outcome.metadata["rows"], outcome.metadata["store_sk_unresolved"], outcome.metadata["product_sk_unresolved"]) == (6, 2, 1)
+    assert "2 × store_sk" in outcome.description and "1 × product_sk" in outcome.description
+
+
 def test_conservation_and_reject_rate():
     assert quality.conservation(records_in=10, accepted=6, rejected=1, violations=2, duplicates=1).passed
     lost = quality.conservation(records_in=10, accepted=5, rejected=1, violations=2, duplicates=1)
