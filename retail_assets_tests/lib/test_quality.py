@@ -39,6 +39,14 @@ def test_primary_key(sales):
     assert not dup.passed and dup.metadata["duplicate_keys"] == 1
     null = quality.primary_key(sales([sales_row(tx=None)]), ("transaction_id", "line_number"))
     assert not null.passed and null.metadata["null_keys"] == 1
+    # three copies are two duplicates; rows with a null key part are null, not duplicates
+    mixed = quality.primary_key(
+        sales([sales_row(line=1), sales_row(line=1), sales_row(line=1), sales_row(line=2), sales_row(tx=None), sales_row(tx=None)]),
+        ("transaction_id", "line_number"),
+    )
+    assert mixed.metadata == {"rows": 6, "null_keys": 2, "duplicate_keys": 2}
+    empty = quality.primary_key(sales([]), ("transaction_id", "line_number"))
+    assert empty.passed and empty.metadata == {"rows": 0, "null_keys": 0, "duplicate_keys": 0}
 
 
 def test_value_rules(sales):
