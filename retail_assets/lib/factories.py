@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import os
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, reduce
@@ -473,6 +475,9 @@ def _names(columns: Sequence[str] | None) -> tuple[str, ...] | None:
     return None if columns is None else tuple(columns)
 
 
+_SHARED_LOCK = threading.Lock()
+
+
 @dataclass
 class CheckRun(_Days):
     """What a check function gets: the checked partitions, read lazily, and the engine.
@@ -528,9 +533,10 @@ class CheckRun(_Days):
 
     def _shared(self, key: tuple, read: Callable[[], DataFrame]) -> DataFrame:
         """A read of the whole range, cached once for every day of the run that reads it."""
-        if key not in self.shared:
-            self.shared[key] = read().cache()
-        return self.shared[key]
+        with _SHARED_LOCK:  # checks of one step are evaluated side by side
+            if key not in self.shared:
+                self.shared[key] = read().cache()
+            return self.shared[key]
 
     def day_run(self, day: dt.date) -> CheckRun:
         """This run's check of one of its days, sharing what the range read."""
@@ -618,6 +624,19 @@ def standard_checks(spec: TableSpec) -> list[TableCheck]:
     return checks
 
 
+# Checks of a step evaluated at once: while one waits on Spark's driver (planning, code
+# generation, a small job's scheduling) another's tasks run. Small tables' checks are mostly that.
+CHECK_THREADS = 3
+
+
+def side_by_side(evaluate: Callable[[TableCheck], Any], checks: Sequence[TableCheck]) -> list[Any]:
+    """`evaluate` of every check, in the checks' order, evaluated in a few threads."""
+    if len(checks) < 2:
+        return [evaluate(c) for c in checks]
+    with ThreadPoolExecutor(max_workers=min(CHECK_THREADS, len(checks)), thread_name_prefix="check") as pool:
+        return list(pool.map(evaluate, checks))
+
+
 def _check_result(key: dg.AssetKey, check: TableCheck, outcome: quality.CheckOutcome, day: dt.date) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         asset_key=key,
@@ -638,17 +657,18 @@ def _range_evaluations(
     key = asset_key(spec)
     days = {d: whole.day_run(d) for d in whole.partition.days()}
     targets = _materializations_of(context.instance, key, list(days))
-    for check in checks:
-        outcomes: dict[dt.date, quality.CheckOutcome] = {}
+
+    def evaluate(check: TableCheck) -> dict[dt.date, quality.CheckOutcome]:
         if check.by_day is not None and not spec.rebuild:
-            outcomes = check.by_day(whole)
-        elif check.range_safe or spec.rebuild:
+            return check.by_day(whole)
+        if check.range_safe or spec.rebuild:
             over_range = check.evaluate(whole)
             if over_range.passed or spec.rebuild:
                 metadata = {**over_range.metadata, "evaluated_over": str(whole.partition)}
-                outcomes = {d: replace(over_range, metadata=metadata) for d in days}
-        if not outcomes:
-            outcomes = {d: check.evaluate(run) for d, run in days.items()}
+                return {d: replace(over_range, metadata=metadata) for d in days}
+        return {d: check.evaluate(run) for d, run in days.items()}
+
+    for check, outcomes in zip(checks, side_by_side(evaluate, checks)):
         check_key = dg.AssetCheckKey(key, check.name)
         yield dg.Output(None, output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(check_key))
         for day, outcome in outcomes.items():
@@ -713,8 +733,8 @@ def build_table_checks(spec: TableSpec, checks: Sequence[TableCheck]) -> dg.Asse
             if not run.single:
                 yield from _range_evaluations(context, spec, selected, run)
                 return
-            for check in selected:
-                yield _check_result(key, check, check.evaluate(run), run.day)
+            for check, outcome in zip(selected, side_by_side(lambda c: c.evaluate(run), selected)):
+                yield _check_result(key, check, outcome, run.day)
         finally:
             run.release()
 

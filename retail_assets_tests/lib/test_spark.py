@@ -31,8 +31,9 @@ _SCRIPT = textwrap.dedent(
 
 
 def test_session_started_in_background_is_the_callers():
-    # without the suite's Spark Connect server: a local JVM of its own
-    env = {k: v for k, v in os.environ.items() if k != REMOTE_ENV}
+    # without the suite's Spark Connect server (nor the mode pyspark records once a process
+    # has a Connect session): a local JVM of its own
+    env = {k: v for k, v in os.environ.items() if k not in (REMOTE_ENV, "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}
     done = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[0] == "ok"
