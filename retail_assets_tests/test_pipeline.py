@@ -30,6 +30,7 @@ from retail_assets.lib.tables import (
     GOLD_DIM_CUSTOMER,
     GOLD_DIM_PRODUCT,
     GOLD_DIM_STORE,
+    GOLD_FACT_SALES,
     QUARANTINE_INGEST_REJECTS,
     QUARANTINE_RULE_VIOLATIONS,
     SILVER_CUSTOMERS,
@@ -129,6 +130,17 @@ def test_materializations_carry_the_figures_the_ui_plots(defect_week):
         assert on_day.num_rows and metadata["revenue"].value == pytest.approx(float(pc.sum(on_day["revenue"]).as_py()))
         assert metadata["net_revenue"].value == pytest.approx(float(pc.sum(on_day["net_revenue"]).as_py()))
         assert metadata["transactions"].value == pytest.approx(float(pc.sum(on_day["transactions"]).as_py()))
+    # the fact's figures are observed while its rows are written: they must be the written rows'
+    fact = engine.read_arrow(GOLD_FACT_SALES, columns=["event_date", "line_type", "net_amount", "customer_sk"])
+    for day in defect_week.event_days:
+        on_day = fact.filter(pc.equal(fact["event_date"], _date(day)))
+        sales = on_day.filter(pc.equal(on_day["line_type"], "sale"))
+        returns = on_day.filter(pc.equal(on_day["line_type"], "return"))
+        metadata = _latest_metadata(defect_week, GOLD_FACT_SALES, day)
+        assert sales.num_rows and returns.num_rows, day
+        assert metadata["revenue"].value == pytest.approx(float(pc.sum(sales["net_amount"]).as_py()))
+        assert metadata["returns_amount"].value == pytest.approx(-float(pc.sum(returns["net_amount"]).as_py()))
+        assert metadata["unknown_customer_lines"].value == pc.sum(pc.equal(on_day["customer_sk"], -1)).as_py()
 
 
 def _ref_source(week: Week, ref: str) -> str:

@@ -12,8 +12,8 @@ import inspect
 import os
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cache, reduce
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ from retail_assets.lib.resources import LakehouseResource
 from retail_assets.lib.tables import TableSpec
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 OWNERS = ["team:data-platform"]
 # Every Spark step names the step launcher: none locally, a Databricks job cluster in production.
@@ -154,11 +154,37 @@ class TableOutput:
     """What a compute function returns for one table: the rows and any extra figures.
 
     `metadata` describes the whole run; `by_partition` holds figures of single partitions (a
-    run over a range of days reports each day's own on that day's materialization)."""
+    run over a range of days reports each day's own on that day's materialization), or is a
+    function returning them once the rows are written (see `observed_by_day`)."""
 
     data: DataFrame | pa.Table
     metadata: dict[str, Any] = field(default_factory=dict)
-    by_partition: dict[dt.date, dict[str, Any]] = field(default_factory=dict)
+    by_partition: dict[dt.date, dict[str, Any]] | Callable[[], dict[dt.date, dict[str, Any]]] = field(default_factory=dict)
+
+    def figures_by_partition(self) -> dict[dt.date, dict[str, Any]]:
+        return self.by_partition() if callable(self.by_partition) else self.by_partition
+
+
+def observed_by_day(
+    df: DataFrame, date_column: str, days: Sequence[dt.date], **sums: Column
+) -> tuple[DataFrame, Callable[[], dict[dt.date, dict[str, float]]]]:
+    """`df` with each day's sums observed while its rows are written (Spark's `Observation`),
+    and the function that returns them afterwards: per-day figures for the materializations
+    without caching the rows for a second pass over them."""
+    from pyspark.sql import Observation  # noqa: PLC0415
+    from pyspark.sql import functions as F  # noqa: PLC0415
+
+    observation = Observation()
+    names = {(day, name): f"{name}_{i}" for i, (day, name) in enumerate((d, n) for d in days for n in sums)}
+    observed = df.observe(
+        observation, *[F.sum(F.when(F.col(date_column) == F.lit(d), sums[n])).alias(a) for (d, n), a in names.items()]
+    )
+
+    def figures() -> dict[dt.date, dict[str, float]]:
+        values = observation.get  # the write has run: available, never waited for
+        return {d: {n: float(values[names[(d, n)]] or 0) for n in sums} for d in days}
+
+    return observed, figures
 
 
 class RangeNotSupported(RuntimeError):
@@ -272,6 +298,9 @@ def _combined(by_day: Mapping[dt.date, TableOutput]) -> TableOutput:
         data = pa.concat_tables(frames)
     else:
         data = reduce(lambda a, b: a.unionByName(b), frames)
+    if any(callable(o.by_partition) for o in by_day.values()):
+        # they would be asked for before the write that observes them
+        raise TypeError("figures observed while the rows are written need a compute marked @over_ranges")
     return TableOutput(data, by_partition={day: {**o.metadata, **o.by_partition.get(day, {})} for day, o in by_day.items()})
 
 
@@ -336,16 +365,17 @@ def _write(run: TableRun, spec: TableSpec, output: TableOutput, lineage: dg.Tabl
     output.metadata.setdefault("delta_history", dg.MetadataValue.md(_history_markdown(run.engine.history(spec, 3))))
     run.context.log.info(f"{spec.key} partitions {run.partition}: wrote {commit.rows_written} rows, Delta version {commit.version}")
     key = asset_key(spec)
+    by_partition = output.figures_by_partition()
     if not run.single:
         # One commit for the range; each day's materialization still says what that day holds.
         rows = None if spec.rebuild else partition_rows(run.engine, spec, run.partition)
         for day in run.partition.days():
-            figures = {"partition": day.isoformat(), "partitions_of_run": str(run.partition), **output.by_partition.get(day, {})}
+            figures = {"partition": day.isoformat(), "partitions_of_run": str(run.partition), **by_partition.get(day, {})}
             if rows is not None:
                 figures["dagster/row_count"] = rows.get(day, 0)
             run.context.add_asset_metadata(figures, asset_key=key, partition_key=day.isoformat())
-    elif output.by_partition:
-        output.metadata.update(output.by_partition.get(run.day, {}))
+    elif by_partition:
+        output.metadata.update(by_partition.get(run.day, {}))
     return dg.MaterializeResult(asset_key=key, metadata=materialization_metadata(spec, commit, run.partition, output.metadata, lineage))
 
 

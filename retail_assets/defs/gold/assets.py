@@ -7,7 +7,7 @@ import datetime as dt
 from pyspark.sql import functions as F
 
 from retail_assets.lib.automation import fill_missing, follow_upstream
-from retail_assets.lib.factories import TableOutput, TableRun, Upstream, asset_key, build_table_asset, over_ranges, window
+from retail_assets.lib.factories import TableOutput, TableRun, Upstream, asset_key, build_table_asset, observed_by_day, over_ranges, window
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.tables import (
     GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
@@ -44,9 +44,8 @@ def dimension_compute(silver_spec, build):
         # The whole change history, not just this day's: a late, out-of-order change must slot
         # into place among the versions that already exist. A run over several arrival days
         # builds once, as of the last of them (what running them in order leaves).
-        built = build(run.read_all(silver_spec), processed_at=now(), arrival_date=run.partition.end).cache()
-        versions = built.count()
-        return TableOutput(built, {"versions": versions})
+        # (its rows, the versions, are the materialization's row count)
+        return TableOutput(build(run.read_all(silver_spec), processed_at=now(), arrival_date=run.partition.end))
 
     return compute
 
@@ -88,12 +87,6 @@ dim_date = build_table_asset(
 DIMENSIONS = (GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE)
 
 
-def figures_by_day(df, date_column: str, **sums) -> dict[dt.date, dict[str, float]]:
-    """Per-partition numeric metadata: each named sum, grouped by the partition column."""
-    rows = df.groupBy(date_column).agg(*[F.sum(c).alias(n) for n, c in sums.items()]).collect()
-    return {r[date_column]: {n: float(r[n] or 0) for n in sums} for r in rows}
-
-
 @over_ranges
 def fact_sales_compute(run: TableRun) -> TableOutput:
     fact = gold.build_fact_sales(
@@ -103,22 +96,19 @@ def fact_sales_compute(run: TableRun) -> TableOutput:
         run.read_all(GOLD_DIM_PRODUCT),
         run.read_all(GOLD_DIM_STORE),
         processed_at=now(),
-    ).cache()
-    figures = figures_by_day(
+    )
+    # The day's figures are summed as the rows are written: the fact is computed once, and
+    # never cached (a million rows at medium).
+    fact, figures = observed_by_day(
         fact,
         "event_date",
+        run.partition.days(),
         revenue=F.when(F.col("line_type") == "sale", F.col("net_amount")).otherwise(0),
         returns_amount=F.when(F.col("line_type") == "return", -F.col("net_amount")).otherwise(0),
         unknown_customer_lines=F.when(F.col("customer_sk") == -1, 1).otherwise(0),
         unknown_product_lines=F.when(F.col("product_sk") == -1, 1).otherwise(0),
     )
-    return TableOutput(fact, by_partition=with_empty_days(run, figures))
-
-
-def with_empty_days(run: TableRun, figures: dict[dt.date, dict[str, float]]) -> dict[dt.date, dict[str, float]]:
-    """A day without rows still reports its figures, as zeros."""
-    names = {n for f in figures.values() for n in f}
-    return {d: figures.get(d, dict.fromkeys(names, 0.0)) for d in run.partition.days()}
+    return TableOutput(fact, by_partition=figures)
 
 
 fact_sales = build_table_asset(
@@ -138,9 +128,13 @@ fact_sales = build_table_asset(
 
 @over_ranges
 def daily_store_sales_compute(run: TableRun) -> TableOutput:
-    agg = gold.agg_daily_store_sales(run.read(GOLD_FACT_SALES)).cache()
-    totals = figures_by_day(agg, "event_date", revenue="revenue", net_revenue="net_revenue", transactions="transactions")
-    return TableOutput(agg, by_partition=with_empty_days(run, totals))
+    agg, totals = observed_by_day(
+        gold.agg_daily_store_sales(run.read(GOLD_FACT_SALES)),
+        "event_date",
+        run.partition.days(),
+        **{figure: F.col(figure) for figure in ("revenue", "net_revenue", "transactions")},
+    )
+    return TableOutput(agg, by_partition=totals)
 
 
 # Aggregate columns and the fact columns they sum or count.
