@@ -44,7 +44,7 @@ def dimension_compute(silver_spec, build):
         # The whole change history, not just this day's: a late, out-of-order change must slot
         # into place among the versions that already exist. A run over several arrival days
         # builds once, as of the last of them (what running them in order leaves).
-        # (its rows, the versions, are the materialization's row count)
+        # Each row is a version: the materialization's row count says how many.
         return TableOutput(build(run.read_all(silver_spec), processed_at=now(), arrival_date=run.partition.end))
 
     return compute
