@@ -175,14 +175,13 @@ def observed_by_day(
     from pyspark.sql import functions as F  # noqa: PLC0415
 
     observation = Observation()
-    names = {(day, name): f"{name}_{i}" for i, (day, name) in enumerate((d, n) for d in days for n in sums)}
     observed = df.observe(
-        observation, *[F.sum(F.when(F.col(date_column) == F.lit(d), sums[n])).alias(a) for (d, n), a in names.items()]
+        observation, *[F.sum(F.when(F.col(date_column) == F.lit(d), figure)).alias(f"{n}@{d}") for d in days for n, figure in sums.items()]
     )
 
     def figures() -> dict[dt.date, dict[str, float]]:
         values = observation.get  # the write has run: available, never waited for
-        return {d: {n: float(values[names[(d, n)]] or 0) for n in sums} for d in days}
+        return {d: {n: float(values[f"{n}@{d}"] or 0) for n in sums} for d in days}
 
     return observed, figures
 

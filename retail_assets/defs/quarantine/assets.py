@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from functools import reduce
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from retail_assets.defs.silver.assets import MASTER_DATA, known_keys, sales_candidates, shared_classification
+from retail_assets.defs.silver.assets import MASTER_DATA, known_keys, sales_candidates, sales_days_held, shared_classification
 from retail_assets.lib.automation import follow_upstream
-from retail_assets.lib.factories import CheckRun, TableOutput, TableRun, Upstream, build_table_asset, over_ranges, partition_rows, window
+from retail_assets.lib.factories import CheckRun, TableOutput, TableRun, Upstream, build_table_asset, over_ranges, window
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.tables import (
     BRONZE_CUSTOMERS,
@@ -116,10 +117,13 @@ class Screening:
         # Whether a sales record is a duplicate depends on every copy that shares its event date,
         # and those arrived within L+1 days either side of its day; only the copies are needed.
         window_days = run.lateness_days + 1
-        judged = other_days_hold_sales(run, window_days)
+        held = sales_days_held(run, window_days, window_days)
+        judged = other_days_hold_sales(run, held)
         # violations and duplicates both come from the classified records: evaluate rules once
         # (or not at all, when the Silver sales run classified the same records)
-        checkpoint = shared_classification(run, window_days, window_days, candidates=f"judged with {first}..{last}" if judged else "window")
+        checkpoint = shared_classification(
+            run, window_days, window_days, held=held, candidates=f"judged with {first}..{last}" if judged else "window"
+        )
         candidates = sales_candidates(run, window_days, window_days)
         if judged:
             candidates = silver.candidates_judged_with(candidates, first, last)
@@ -141,16 +145,12 @@ class Screening:
         )
 
 
-def other_days_hold_sales(run: TableRun, window_days: int) -> bool:
-    """Whether Bronze holds sales that arrived within `window_days` of the run's days but not on
-    them. When it holds none, every candidate arrived on the run's days, and looking for other
-    days' copies of them would only search an empty set (at a cost of a pass over the window)."""
-    window = run.partition.widened(window_days, window_days)
-    return any(
-        not run.partition.start <= day <= run.partition.end
-        for spec in (BRONZE_SALES_FILES, BRONZE_POS_TRANSACTIONS)
-        for day in partition_rows(run.engine, spec, window)
-    )
+def other_days_hold_sales(run: TableRun, held: Mapping[TableSpec, list[dt.date]]) -> bool:
+    """Whether Bronze holds sales that arrived in the window (`held`: its `sales_days_held`) but
+    not on the run's days. When it holds none, every candidate arrived on the run's days, and
+    looking for other days' copies of them would only search an empty set (at a cost of a pass
+    over the window)."""
+    return any(not run.partition.start <= day <= run.partition.end for days in held.values() for day in days)
 
 
 DUPLICATES_METADATA = "duplicates"

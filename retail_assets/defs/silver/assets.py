@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime as dt
+from collections.abc import Callable, Mapping
 
 import dagster as dg
 from pyspark.sql import DataFrame
@@ -33,6 +34,7 @@ from retail_assets.lib.tables import (
     SILVER_RETURNS,
     SILVER_SALES_LINES,
     SILVER_STORES,
+    TableSpec,
 )
 from retail_assets.lib.transforms import silver
 
@@ -61,7 +63,15 @@ def clean_sales_window(run: TableRun, before: int, after: int) -> silver.SalesRe
 _CLASSIFICATION_CODE = fingerprint(silver.__file__, rules.__file__, tables.__file__)
 
 
-def shared_classification(run: TableRun, before: int, after: int, *, candidates: str = "window") -> Callable[[DataFrame], DataFrame] | None:
+def sales_days_held(run: TableRun, before: int, after: int) -> dict[TableSpec, list[dt.date]]:
+    """The days each Bronze sales table holds rows of, in arrivals day-before … day+after."""
+    window = run.partition.widened(before, after)
+    return {spec: sorted(partition_rows(run.engine, spec, window)) for spec in (BRONZE_SALES_FILES, BRONZE_POS_TRANSACTIONS)}
+
+
+def shared_classification(
+    run: TableRun, before: int, after: int, *, held: Mapping[TableSpec, list[dt.date]] | None = None, candidates: str = "window"
+) -> Callable[[DataFrame], DataFrame] | None:
     """How a run materializes its sales classification of arrivals day-before … day+after:
     through a checkpoint other runs can read (`lib/checkpoint.py`) where the engine has a
     scratch directory (None: kept in the session). The key is everything the classification is
@@ -71,16 +81,15 @@ def shared_classification(run: TableRun, before: int, after: int, *, candidates:
     and its screening run key alike.
 
     Call it before reading the rows: a commit in between then leaves a key older than the rows
-    it names, which no later run asks for, never a key newer than its rows."""
+    it names, which no later run asks for, never a key newer than its rows. `held`: the
+    window's `sales_days_held`, when the caller has them already."""
     directory = run.engine.scratch_location("sales_classification")
     if directory is None:
         return None
-    window = run.partition.widened(before, after)
+    if held is None:
+        held = sales_days_held(run, before, after)
     key = {
-        "bronze": {
-            spec.key: [run.engine.location(spec), run.engine.version(spec), sorted(str(d) for d in partition_rows(run.engine, spec, window))]
-            for spec in (BRONZE_SALES_FILES, BRONZE_POS_TRANSACTIONS)
-        },
+        "bronze": {spec.key: [run.engine.location(spec), run.engine.version(spec), [str(d) for d in days]] for spec, days in held.items()},
         "master_data": {spec.key: [run.engine.location(spec), run.engine.version(spec)] for spec in (SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES)},
         "lateness_days": run.lateness_days,
         "candidates": candidates,
