@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
 
 from retail_assets.lib.tables import UNKNOWN_MEMBER_SK, TableSpec
@@ -42,18 +42,32 @@ def _plain(value: Any) -> Any:
     return 0 if value is None else value
 
 
+def key_hash(*columns: str) -> Column:
+    """A 64-bit hash of a key: grouping by it shuffles a long per row where the key may be
+    several strings. Different keys can share a hash, so whatever a grouping by it finds
+    repeated is counted again by the key itself."""
+    return F.xxhash64(*columns)
+
+
 def primary_key(df: DataFrame, key: tuple[str, ...]) -> CheckOutcome:
-    # Rows per key value, then one pass over those groups: a plain aggregation, cheaper than a
-    # multi-column count_distinct beside other aggregates (which Spark expands row by row).
-    any_null = F.greatest(*[F.col(k).isNull() for k in key]) if len(key) > 1 else F.col(key[0]).isNull()
-    groups = df.groupBy(*key).agg(F.count(F.lit(1)).alias("n")).withColumn("_null", any_null)
+    # Rows per key hash, then one pass over those groups: a plain aggregation of longs, cheaper
+    # than grouping by the key's values (or a multi-column count_distinct, which Spark expands
+    # row by row). A key with a null part has no hash and is counted as null.
+    complete = ~F.greatest(*[F.col(k).isNull() for k in key]) if len(key) > 1 else F.col(key[0]).isNotNull()
+    groups = df.select(F.when(complete, key_hash(*key)).alias("_h")).groupBy("_h").agg(F.count(F.lit(1)).alias("n"))
     row = groups.agg(
         F.sum("n").alias("rows"),
-        F.sum(F.when(F.col("_null"), F.col("n"))).alias("null_keys"),
-        # every row of a complete key beyond its first repeats it
-        F.sum(F.when(~F.col("_null"), F.col("n") - 1)).alias("duplicates"),
+        F.sum(F.when(F.col("_h").isNull(), F.col("n"))).alias("null_keys"),
+        # every row of a hash beyond its first repeats it, unless two keys share the hash
+        F.sum(F.when(F.col("_h").isNotNull(), F.col("n") - 1)).alias("repeats"),
     ).first()
-    rows, nulls, duplicates = int(_plain(row["rows"])), int(_plain(row["null_keys"])), int(_plain(row["duplicates"]))
+    rows, nulls, duplicates = int(_plain(row["rows"])), int(_plain(row["null_keys"])), int(_plain(row["repeats"]))
+    if duplicates:
+        # Count the rows of hashes held more than once again, by their key values.
+        shared = groups.filter(F.col("_h").isNotNull() & (F.col("n") > 1)).select("_h")
+        rows_of_shared = df.filter(complete).withColumn("_h", key_hash(*key)).join(shared, "_h", "left_semi")
+        exact = rows_of_shared.groupBy(*key).agg(F.count(F.lit(1)).alias("n")).agg(F.sum(F.col("n") - 1).alias("duplicates")).first()
+        duplicates = int(_plain(exact["duplicates"]))
     passed = nulls == 0 and duplicates == 0
     return CheckOutcome(
         passed,
@@ -104,17 +118,28 @@ def exactly_once(df: DataFrame, partition_column: str) -> CheckOutcome:
     """Every source record (`_source`) is held by exactly one row of exactly one partition."""
     # A record spans partitions when its first and last differ: the same answer as counting its
     # distinct partitions, without the distinct aggregation's extra shuffle (twice as fast).
-    grouped = df.groupBy("_source").agg(F.count(F.lit(1)).alias("n"), F.min(partition_column).alias("first"), F.max(partition_column).alias("last"))
-    row = grouped.agg(
-        F.count(F.lit(1)).alias("sources"),
-        F.sum((F.col("n") > 1).cast("int")).alias("repeated"),
-        F.sum((F.col("first") != F.col("last")).cast("int")).alias("split"),
-    ).first()
-    repeated, split = int(_plain(row["repeated"])), int(_plain(row["split"]))
+    # Grouped by the hash of `_source`; hashes held more than once are grouped again by value.
+    def figures(rows: DataFrame, by: Column) -> Row:
+        grouped = rows.groupBy(by).agg(F.count(F.lit(1)).alias("n"), F.min(partition_column).alias("first"), F.max(partition_column).alias("last"))
+        return grouped.agg(
+            F.count(F.lit(1)).alias("sources"),
+            F.sum((F.col("n") > 1).cast("int")).alias("repeated"),
+            F.sum((F.col("first") != F.col("last")).cast("int")).alias("split"),
+        ).first()
+
+    hashed = df.withColumn("_h", key_hash("_source"))
+    row = figures(hashed, F.col("_h"))
+    sources, repeated, split = int(_plain(row["sources"])), int(_plain(row["repeated"])), int(_plain(row["split"]))
+    if repeated:
+        shared = hashed.groupBy("_h").agg(F.count(F.lit(1)).alias("n")).filter(F.col("n") > 1).select("_h")
+        exact = figures(hashed.join(shared, "_h", "left_semi"), F.col("_source"))
+        # the shared hashes' groups are replaced by their records' own
+        sources += int(_plain(exact["sources"])) - repeated
+        repeated, split = int(_plain(exact["repeated"])), int(_plain(exact["split"]))
     return CheckOutcome(
         repeated == 0,
         f"{repeated} source records held more than once ({split} across partitions)" if repeated else "every source record is held once",
-        {"source_records": int(_plain(row["sources"])), "repeated_sources": repeated, "split_across_partitions": split},
+        {"source_records": sources, "repeated_sources": repeated, "split_across_partitions": split},
     )
 
 

@@ -79,6 +79,27 @@ def test_exactly_once(spark):
     assert (outcome.metadata["repeated_sources"], outcome.metadata["split_across_partitions"], outcome.metadata["source_records"]) == (1, 0, 2)
 
 
+def test_keys_sharing_a_hash_are_not_repeats(sales, spark, monkeypatch):
+    """Key and source-record checks group by a 64-bit hash of the key; whatever shares a hash is
+    counted again by its values. With a hash every key shares, the figures are still exact."""
+    from pyspark.sql import functions as F
+
+    monkeypatch.setattr(quality, "key_hash", lambda *columns: F.lit(7).cast("bigint"))
+    distinct = quality.primary_key(sales([sales_row(line=1), sales_row(line=2), sales_row(line=3)]), ("transaction_id", "line_number"))
+    assert distinct.passed and distinct.metadata == {"rows": 3, "null_keys": 0, "duplicate_keys": 0}
+    repeated = quality.primary_key(
+        sales([sales_row(line=1), sales_row(line=1), sales_row(line=1), sales_row(line=2), sales_row(tx=None)]), ("transaction_id", "line_number")
+    )
+    assert not repeated.passed and repeated.metadata == {"rows": 5, "null_keys": 1, "duplicate_keys": 2}
+
+    d1, d2 = dt.date(2026, 11, 1), dt.date(2026, 11, 2)
+    once = quality.exactly_once(spark.createDataFrame([("a:1", d1), ("a:2", d1), ("a:3", d2)], "_source string, d date"), "d")
+    assert once.passed and once.metadata == {"source_records": 3, "repeated_sources": 0, "split_across_partitions": 0}
+    rows = [("a:1", d1), ("a:1", d2), ("a:2", d1), ("a:2", d1), ("a:3", d2), ("a:4", d1)]
+    twice = quality.exactly_once(spark.createDataFrame(rows, "_source string, d date"), "d")
+    assert not twice.passed and twice.metadata == {"source_records": 4, "repeated_sources": 2, "split_across_partitions": 1}
+
+
 def test_referential_integrity_counts_unresolved_null_and_unknown_keys(spark):
     dim_store = spark.createDataFrame([(-1,), (1,), (2,)], "store_sk bigint")
     dim_product = spark.createDataFrame([(-1,), (10,), (10,)], "product_sk bigint")  # keys repeat across versions
