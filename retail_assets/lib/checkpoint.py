@@ -1,7 +1,8 @@
 """Intermediate results shared between runs on one machine.
 
 A backfill refines Silver sales by business day and then screens the same Bronze records by
-arrival day: two runs, one classification of the same rows. The first run writes what it
+arrival day: two runs, one classification of the same rows (likewise the master data and the
+inventory, refined and then screened by arrival day). The first run writes what it
 computed as Parquet under the engine's scratch directory, named by a digest of everything the
 result is a function of; a later run with the same key reads it instead of computing it again.
 A key that differs in anything (a Bronze commit, another set of days read, changed master

@@ -436,13 +436,16 @@ def test_materialized_results_hold_the_same_rows(spark, tmp_path):
                                          for p, q in (("P1", "1"), ("P1", "1"), ("P9", "2"), ("P2", "-1"))]),
         default_known(spark), lateness_days=2, batch_id=BATCH,
     )
-    shared = SharedCheckpoint(tmp_path, {"test": "sales"})
+    shared = SharedCheckpoint(tmp_path / "sales", {"test": "sales"})
+    shared_inventory = SharedCheckpoint(tmp_path / "inventory", {"test": "inventory"})
     sales_outputs = ("sales_lines", "returns", "violations", "duplicates")
     for result, materialize, outputs in (
         (lazy, lambda r: r.materialized(), sales_outputs),
         (lazy, lambda r: r.materialized(shared.materialize), sales_outputs),  # written to Parquet
         (lazy, lambda r: r.materialized(shared.materialize), sales_outputs),  # read back
         (inventory, lambda r: r.materialized(), ("accepted", "violations", "duplicates")),
+        (inventory, lambda r: r.materialized(shared_inventory.materialize), ("accepted", "violations", "duplicates")),  # written
+        (inventory, lambda r: r.materialized(shared_inventory.materialize), ("accepted", "violations", "duplicates")),  # read back
     ):
         materialized = materialize(result)
         for name in outputs:

@@ -9,7 +9,14 @@ from functools import reduce
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from retail_assets.defs.silver.assets import MASTER_DATA, known_keys, sales_candidates, sales_days_held, shared_classification
+from retail_assets.defs.silver.assets import (
+    MASTER_DATA,
+    known_keys,
+    sales_candidates,
+    sales_days_held,
+    shared_arrivals_classification,
+    shared_classification,
+)
 from retail_assets.lib.automation import follow_upstream
 from retail_assets.lib.factories import CheckRun, TableOutput, TableRun, Upstream, build_table_asset, over_ranges, window
 from retail_assets.lib.settings import lateness_days
@@ -127,13 +134,16 @@ class Screening:
         candidates = sales_candidates(run, window_days, window_days)
         if judged:
             candidates = silver.candidates_judged_with(candidates, first, last)
+        # the master data's and inventory's classifications are the Silver runs' of these days,
+        # when they wrote them where this run can read them (keyed before the rows are read)
+        shared = {spec: shared_arrivals_classification(run, spec) for spec in (*MASTER_CLEANERS, BRONZE_INVENTORY)}
         keys = known_keys(run)
         self.sales = silver.clean_sales(candidates, keys, lateness_days=run.lateness_days, batch_id=run.run_id).materialized(checkpoint)
         in_run = run.partition.sql_predicate("_arrival_date")
-        self.masters = {spec: clean(run.read(spec), batch_id=run.run_id).materialized() for spec, clean in MASTER_CLEANERS.items()}
+        self.masters = {spec: clean(run.read(spec), batch_id=run.run_id).materialized(shared[spec]) for spec, clean in MASTER_CLEANERS.items()}
         self.inventory = silver.clean_inventory(
             run.read(BRONZE_INVENTORY), keys, lateness_days=run.lateness_days, batch_id=run.run_id
-        ).materialized()
+        ).materialized(shared[BRONZE_INVENTORY])
         self.violations = union(
             [self.sales.violations.filter(in_run)]
             + [r.violations for r in self.masters.values()]

@@ -90,11 +90,31 @@ def shared_classification(
         held = sales_days_held(run, before, after)
     key = {
         "bronze": {spec.key: [run.engine.location(spec), run.engine.version(spec), [str(d) for d in days]] for spec, days in held.items()},
-        "master_data": {spec.key: [run.engine.location(spec), run.engine.version(spec)] for spec in (SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES)},
+        "master_data": _master_data_versions(run),
         "lateness_days": run.lateness_days,
         "candidates": candidates,
         "code": _CLASSIFICATION_CODE,
     }
+    return SharedCheckpoint(directory, key).materialize
+
+
+def _master_data_versions(run: TableRun) -> dict[str, list]:
+    return {spec.key: [run.engine.location(spec), run.engine.version(spec)] for spec in (SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES)}
+
+
+def shared_arrivals_classification(run: TableRun, bronze: TableSpec) -> Callable[[DataFrame], DataFrame] | None:
+    """How a run materializes its classification of one Bronze master-data or inventory table's
+    arrival days: through a checkpoint, as `shared_classification` does for sales. The Silver
+    run of those days and their screening (a later stage for master data, the same run for
+    inventory) key alike, so the screening reads what the Silver run computed. The key: the
+    Bronze table's committed version and the days read, for inventory also the master data it
+    is judged against and the lateness, and the code. Call it before reading the rows."""
+    directory = run.engine.scratch_location(f"{bronze.name}_classification")
+    if directory is None:
+        return None
+    key: dict[str, object] = {"bronze": [run.engine.location(bronze), run.engine.version(bronze), str(run.partition)], "code": _CLASSIFICATION_CODE}
+    if bronze is BRONZE_INVENTORY:
+        key |= {"master_data": _master_data_versions(run), "lateness_days": run.lateness_days}
     return SharedCheckpoint(directory, key).materialize
 
 
@@ -128,8 +148,10 @@ sales_lines_and_returns = build_multi_table_asset(
 def master_compute(bronze_spec, clean):
     @over_ranges  # cleaned within each arrival day
     def compute(run: TableRun) -> TableOutput:
+        # Written where the screening of the same days can read it; else never kept (one action).
+        checkpoint = shared_arrivals_classification(run, bronze_spec)
         result = clean(run.read(bronze_spec), batch_id=run.run_id)
-        return TableOutput(result.accepted)
+        return TableOutput((result.materialized(checkpoint) if checkpoint else result).accepted)
 
     return compute
 
@@ -147,8 +169,9 @@ stores = build_table_asset(
 
 @over_ranges  # cleaned within each arrival day
 def inventory_compute(run: TableRun) -> TableOutput:
+    checkpoint = shared_arrivals_classification(run, BRONZE_INVENTORY)
     result = silver.clean_inventory(run.read(BRONZE_INVENTORY), known_keys(run), lateness_days=run.lateness_days, batch_id=run.run_id)
-    return TableOutput(result.accepted)
+    return TableOutput((result.materialized(checkpoint) if checkpoint else result).accepted)
 
 
 inventory = build_table_asset(

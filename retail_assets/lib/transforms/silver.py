@@ -106,9 +106,10 @@ class SplitResult:
     shape: _Shape
     batch_id: str
 
-    def materialized(self) -> SplitResult:
+    def materialized(self, checkpoint: Callable[[DataFrame], DataFrame] | None = None) -> SplitResult:
         """The same outputs derived from the classification computed once (see SalesResult)."""
-        return _split_outputs(self.classified.localCheckpoint(), self.shape, batch_id=self.batch_id)
+        computed = checkpoint(self.classified) if checkpoint else self.classified.localCheckpoint()
+        return _split_outputs(computed, self.shape, batch_id=self.batch_id)
 
 
 @dataclass(frozen=True)
