@@ -73,8 +73,18 @@ def _total(column: str | Column) -> Column:
 
 def fact_reconciles(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
     days = run.partition.days()
-    net = {"n": F.count(F.lit(1)), "s": _total("net_amount")}
-    sales, returns = _figures_by_day(run.read(SILVER_SALES_LINES), "event_date", days, **net), _figures_by_day(run.read(SILVER_RETURNS), "event_date", days, **net)
+    # Silver's sales lines and returns counted and summed in one pass over both
+    lines = run.read(SILVER_SALES_LINES, columns=["event_date", "net_amount"]).withColumn("_return", F.lit(False))
+    lines = lines.unionByName(run.read(SILVER_RETURNS, columns=["event_date", "net_amount"]).withColumn("_return", F.lit(True)))
+    in_silver = _figures_by_day(
+        lines,
+        "event_date",
+        days,
+        sales_n=F.count(F.when(~F.col("_return"), 1)),
+        sales_s=_total(F.when(~F.col("_return"), F.col("net_amount"))),
+        returns_n=F.count(F.when(F.col("_return"), 1)),
+        returns_s=_total(F.when(F.col("_return"), F.col("net_amount"))),
+    )
     is_return = F.col("line_type") == "return"
     fact = _figures_by_day(
         run.frame,
@@ -88,10 +98,10 @@ def fact_reconciles(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
     return {
         d: quality.reconciliation(
             {
-                "sales_lines": (fact[d]["sales_n"], sales[d]["n"]),
-                "return_lines": (fact[d]["returns_n"], returns[d]["n"]),
-                "sales_net_amount": (fact[d]["sales_s"], sales[d]["s"]),
-                "returns_net_amount": (-fact[d]["returns_s"], returns[d]["s"]),
+                "sales_lines": (fact[d]["sales_n"], in_silver[d]["sales_n"]),
+                "return_lines": (fact[d]["returns_n"], in_silver[d]["returns_n"]),
+                "sales_net_amount": (fact[d]["sales_s"], in_silver[d]["sales_s"]),
+                "returns_net_amount": (-fact[d]["returns_s"], in_silver[d]["returns_s"]),
             }
         )
         for d in days
