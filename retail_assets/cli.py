@@ -238,6 +238,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         skip_latency=args.skip_latency,
         skip_sensor=args.skip_sensor,
         keep=args.keep,
+        repeat=args.repeat,
         progress=lambda partial: write_json(partial, out),
     )
     write_json(results, out)
@@ -309,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--days", type=int, help="business days of the workload (default: the size's)")
     bench.add_argument("--work-dir", help="where workloads and lakehouses go (default: a temporary folder)")
     bench.add_argument("--keep", action="store_true", help="keep the workloads, lakehouses and logs")
+    bench.add_argument("--repeat", type=int, default=1, help="measure each size this many times and report the median run (default: 1)")
     bench.set_defaults(func=cmd_bench)
 
     grants = sub.add_parser("grants", help="print the Unity Catalog GRANT statements of one environment (SQL)")

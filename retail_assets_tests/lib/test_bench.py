@@ -70,6 +70,26 @@ def test_comparison_skips_volatile_columns_only():
     assert not compare_tables(GOLD_FACT_SALES, pipeline, other_store).equal
 
 
+def test_repeated_runs_report_the_median_ratio_and_the_highest_memory():
+    from retail_assets.lib.bench.report import summary
+    from retail_assets.lib.bench.runner import repeated
+
+    def run(pipeline, baseline, rss, equal=True):
+        return {"pipeline_wall_s": pipeline, "baseline_wall_s": baseline, "overhead_ratio": round(pipeline / baseline, 2), "peak_rss_mb": rss,
+                "gold_equal": equal, "stage_s": {"marker": pipeline}}
+
+    runs = [run(150, 100, 3000), run(120, 100, 3500), run(130, 100, 3200)]
+    one = repeated(runs)
+    assert (one["overhead_ratio"], one["stage_s"]) == (1.3, {"marker": 130})  # the median run's own figures
+    assert one["overhead_ratio_range"] == [1.2, 1.5] and one["peak_rss_mb"] == 3500 and one["gold_equal"]
+    assert [r["overhead_ratio"] for r in one["repeats"]] == [1.5, 1.2, 1.3]
+    assert repeated([*runs, run(140, 100, 3000)])["overhead_ratio"] == 1.4  # of two middle runs, the higher
+    assert not repeated([*runs[:2], run(130, 100, 3000, equal=False)])["gold_equal"]
+    assert repeated(runs[:1]) == runs[0]
+    text = summary({"sizes": [{**one, "size": "medium", "workload": {"sales_lines": 10}, "rows_per_s": {}, "kafka_events_per_s": 1}]})
+    assert "3 runs (pipeline/baseline): 150.0/100.0s ×1.5, 120.0/100.0s ×1.2, 130.0/100.0s ×1.3" in text
+
+
 @pytest.mark.bench
 @pytest.mark.timeout(900)
 def test_bench_end_to_end_on_a_tiny_workload(tmp_path):

@@ -93,6 +93,9 @@ def summary(results: dict[str, object]) -> str:
             f"overhead ×{s['overhead_ratio']:<5} peak RSS {s['peak_rss_mb']:>5} MB  Kafka {s['kafka_events_per_s']}/s  "
             f"Gold {'equal' if s['gold_equal'] else 'DIFFERENT'}"
         )
+        if "repeats" in s:
+            runs = ", ".join(f"{r['pipeline_wall_s']:.1f}/{r['baseline_wall_s']:.1f}s ×{r['overhead_ratio']}" for r in s["repeats"])
+            lines.append(f"        {len(s['repeats'])} runs (pipeline/baseline): {runs}; the median run is shown")
         lines.append(f"        rows/s per layer: {s['rows_per_s']}")
     if "scaling" in results:
         lines.append(f"scaling: {results['scaling']}")
