@@ -71,8 +71,7 @@ def test_comparison_skips_volatile_columns_only():
 
 
 def test_repeated_runs_report_the_median_ratio_and_the_highest_memory():
-    from retail_assets.lib.bench.report import summary
-    from retail_assets.lib.bench.runner import repeated
+    from retail_assets.lib.bench.report import repeated, summary
 
     def run(pipeline, baseline, rss, equal=True):
         return {"pipeline_wall_s": pipeline, "baseline_wall_s": baseline, "overhead_ratio": round(pipeline / baseline, 2), "peak_rss_mb": rss,

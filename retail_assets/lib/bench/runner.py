@@ -14,6 +14,7 @@ from pathlib import Path
 
 from retail_assets.lib.bench.compare import compare_gold
 from retail_assets.lib.bench.measure import ProcessFigures, definitions_load_s, run_measured, sensor_tick_s
+from retail_assets.lib.bench.report import repeated
 from retail_assets.lib.bench.workload import Workload, build_workload
 
 # Which stage jobs write which layer (quarantine is written beside Bronze and Silver).
@@ -129,24 +130,6 @@ def assemble(workload, pipeline: ProcessFigures, figures, baseline: ProcessFigur
         "kafka_produce_events_per_s": round(figures["events_produced"] / figures["produce_s"], 1) if figures["produce_s"] else None,
         "gold_equal": all(c.equal for c in comparisons),
         "gold_tables": {c.table: c.describe() for c in comparisons},
-    }
-
-
-def repeated(runs: list[dict[str, object]]) -> dict[str, object]:
-    """One size measured several times, each run with a broker, lakehouse and baseline of its
-    own: the run of the median overhead ratio stands for the size (of an even number, the higher
-    of the middle two), every run's walls and ratio are listed, and the peak memory is the
-    highest of any run. On a shared VM both sides' speed drifts between runs; one run's ratio
-    is one draw of that."""
-    if len(runs) == 1:
-        return runs[0]
-    ordered = sorted(runs, key=lambda r: r["overhead_ratio"])
-    return {
-        **ordered[len(ordered) // 2],
-        "repeats": [{k: r[k] for k in ("pipeline_wall_s", "baseline_wall_s", "overhead_ratio")} for r in runs],
-        "overhead_ratio_range": [ordered[0]["overhead_ratio"], ordered[-1]["overhead_ratio"]],
-        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-        "gold_equal": all(r["gold_equal"] for r in runs),
     }
 
 
