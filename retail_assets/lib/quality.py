@@ -54,7 +54,8 @@ def primary_key(df: DataFrame, key: tuple[str, ...]) -> CheckOutcome:
     # than grouping by the key's values (or a multi-column count_distinct, which Spark expands
     # row by row). A key with a null part has no hash and is counted as null.
     complete = ~F.greatest(*[F.col(k).isNull() for k in key]) if len(key) > 1 else F.col(key[0]).isNotNull()
-    groups = df.select(F.when(complete, key_hash(*key)).alias("_h")).groupBy("_h").agg(F.count(F.lit(1)).alias("n"))
+    hashed = df.withColumn("_h", F.when(complete, key_hash(*key)))
+    groups = hashed.groupBy("_h").agg(F.count(F.lit(1)).alias("n"))
     row = groups.agg(
         F.sum("n").alias("rows"),
         F.sum(F.when(F.col("_h").isNull(), F.col("n"))).alias("null_keys"),
@@ -65,8 +66,7 @@ def primary_key(df: DataFrame, key: tuple[str, ...]) -> CheckOutcome:
     if duplicates:
         # Count the rows of hashes held more than once again, by their key values.
         shared = groups.filter(F.col("_h").isNotNull() & (F.col("n") > 1)).select("_h")
-        rows_of_shared = df.filter(complete).withColumn("_h", key_hash(*key)).join(shared, "_h", "left_semi")
-        exact = rows_of_shared.groupBy(*key).agg(F.count(F.lit(1)).alias("n")).agg(F.sum(F.col("n") - 1).alias("duplicates")).first()
+        exact = hashed.join(shared, "_h", "left_semi").groupBy(*key).agg(F.count(F.lit(1)).alias("n")).agg(F.sum(F.col("n") - 1).alias("duplicates")).first()
         duplicates = int(_plain(exact["duplicates"]))
     passed = nulls == 0 and duplicates == 0
     return CheckOutcome(
@@ -119,20 +119,23 @@ def exactly_once(df: DataFrame, partition_column: str) -> CheckOutcome:
     # A record spans partitions when its first and last differ: the same answer as counting its
     # distinct partitions, without the distinct aggregation's extra shuffle (twice as fast).
     # Grouped by the hash of `_source`; hashes held more than once are grouped again by value.
-    def figures(rows: DataFrame, by: Column) -> Row:
-        grouped = rows.groupBy(by).agg(F.count(F.lit(1)).alias("n"), F.min(partition_column).alias("first"), F.max(partition_column).alias("last"))
-        return grouped.agg(
+    def grouped(rows: DataFrame, by: str) -> DataFrame:
+        return rows.groupBy(by).agg(F.count(F.lit(1)).alias("n"), F.min(partition_column).alias("first"), F.max(partition_column).alias("last"))
+
+    def figures(groups: DataFrame) -> Row:
+        return groups.agg(
             F.count(F.lit(1)).alias("sources"),
             F.sum((F.col("n") > 1).cast("int")).alias("repeated"),
             F.sum((F.col("first") != F.col("last")).cast("int")).alias("split"),
         ).first()
 
     hashed = df.withColumn("_h", key_hash("_source"))
-    row = figures(hashed, F.col("_h"))
+    by_hash = grouped(hashed, "_h")
+    row = figures(by_hash)
     sources, repeated, split = int(_plain(row["sources"])), int(_plain(row["repeated"])), int(_plain(row["split"]))
     if repeated:
-        shared = hashed.groupBy("_h").agg(F.count(F.lit(1)).alias("n")).filter(F.col("n") > 1).select("_h")
-        exact = figures(hashed.join(shared, "_h", "left_semi"), F.col("_source"))
+        shared = by_hash.filter(F.col("n") > 1).select("_h")
+        exact = figures(grouped(hashed.join(shared, "_h", "left_semi"), "_source"))
         # the shared hashes' groups are replaced by their records' own
         sources += int(_plain(exact["sources"])) - repeated
         repeated, split = int(_plain(exact["repeated"])), int(_plain(exact["split"]))
