@@ -54,8 +54,18 @@ def dagster_home(root: Path) -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or root / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
+    from retail_assets.lib.event_log import instance_config  # noqa: PLC0415
+
     if not config.exists():
-        config.write_text(INSTANCE_CONFIG)
+        config.write_text(INSTANCE_CONFIG + instance_config(home))
+    else:
+        # An instance created before the event log storage was set: add it, keep the rest.
+        import yaml  # noqa: PLC0415
+
+        present = yaml.safe_load(config.read_text()) or {}
+        if not any(key in present for key in ("storage", "run_storage", "event_log_storage", "schedule_storage")):
+            with config.open("a") as out:
+                out.write("\n" + instance_config(home))
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
