@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -105,3 +107,27 @@ def test_an_instance_created_before_is_given_the_storage_and_keeps_its_settings(
     cli.dagster_home(tmp_path)
     assert (home / "dagster.yaml").read_text() == "storage:\n  sqlite:\n    base_dir: " + str(home) + "\n"
     assert type(dg.DagsterInstance.from_config(str(home)).event_log_storage).__name__ == "SqliteEventLogStorage"
+
+
+def _read_from_child(storage: LocalEventLogStorage) -> None:
+    inherited = storage._index_engine
+    found = len(storage.fetch_materializations(counted.key, limit=10).records)
+    # the child read through a connection of its own, and left the parent's alone
+    os._exit(0 if found == 1 and storage._index_engine is not inherited and storage._inherited == [inherited] else 3)
+
+
+def test_a_forked_process_opens_its_own_index_connection(home):
+    instance = dg.DagsterInstance.from_config(str(home))
+    assert dg.materialize([counted, counted_has_rows], partition_key="a", instance=instance).success
+    storage = instance.event_log_storage
+    parent = storage._index_engine
+    assert parent is not None
+
+    child = multiprocessing.get_context("fork").Process(target=_read_from_child, args=(storage,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    # the parent's connection still works
+    assert storage._index_engine is parent
+    assert dg.materialize([counted, counted_has_rows], partition_key="b", instance=instance).success
+    assert sorted(r.partition_key for r in instance.fetch_materializations(counted.key, limit=10).records) == ["a", "b"]
