@@ -33,6 +33,8 @@ def local_resources() -> dict[str, Any]:
             landing_root=str(root / "landing"),
             lateness_days=settings.lateness_days(),
             landing_stable_seconds=float(settings.env("RETAIL_LANDING_STABLE_SECONDS", "0")),
+            table_engine=settings.local_engine(),
+            deployment_env=settings.deployment_env(),
         ),
         "kafka": kafka_resource(),
         # Locally every step runs in the Dagster run's own process.
@@ -54,7 +56,6 @@ def databricks_resources() -> dict[str, Any]:
         "lakehouse": DatabricksLakehouseResource(
             catalog=cluster.catalog(),
             deployment_env=settings.deployment_env(),
-            table_engine=settings.env("RETAIL_DATABRICKS_TABLE_ENGINE", "delta_spark"),
             root=settings.env("RETAIL_DATABRICKS_TABLE_ROOT", ""),
             landing_root=cluster.landing_root(),
             lateness_days=settings.lateness_days(),

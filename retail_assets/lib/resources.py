@@ -28,10 +28,17 @@ class LakehouseResource(dg.ConfigurableResource):
         default=0.0, description="A landing file counts only once unmodified for this long (0 = immediately)."
     )
     max_reject_rate: float = Field(default=0.10, description="Share of quarantined records above which the reject-rate check fails.")
+    table_engine: Literal["delta_rs", "delta_spark"] = Field(
+        default="delta_rs",
+        description="Who writes the Delta tables under `root`: delta-rs via Arrow, or Delta Lake's Spark jar (the engine Databricks uses) through Spark's catalog.",
+    )
+    deployment_env: str = Field(default="dev", description="The `{env}` of the `{env}_{layer}` schemas the delta_spark engine names tables in.")
 
     _engine: LakehouseEngine | None = PrivateAttr(default=None)
 
     def create_engine(self) -> LakehouseEngine:
+        if self.table_engine == "delta_spark":
+            return DeltaSparkEngine.local(self.root, self.deployment_env)
         return DeltaRsEngine(self.root)
 
     @property
@@ -48,22 +55,17 @@ class LakehouseResource(dg.ConfigurableResource):
 class DatabricksLakehouseResource(LakehouseResource):
     """The lakehouse in Unity Catalog: `{catalog}.{env}_{layer}.{table}` through delta-spark.
 
-    `table_engine="delta_rs"` keeps the Delta tables under `root` through delta-rs instead; it
-    exists for the Databricks API emulator in the tests, where no Delta jar can be loaded
-    (SPEC §9), and is never what a deployment should choose.
+    Managed tables by default; with `root`, external tables at `<root>/<layer>/<table>` on a
+    filesystem the cluster mounts (the Databricks emulator of the tests keeps them on its disk).
     """
 
-    root: str = Field(default="", description="Only for table_engine=delta_rs: folder holding `<layer>/<table>`.")
+    root: str = Field(default="", description="Folder of external tables (`<layer>/<table>`); empty: Unity Catalog managed tables.")
     catalog: str = Field(description="Unity Catalog catalog holding the `{env}_{layer}` schemas.")
     deployment_env: str = Field(description="Deployment environment name: the `{env}` of `{env}_{layer}` schemas.")
-    table_engine: Literal["delta_spark", "delta_rs"] = Field(default="delta_spark")
+    table_engine: Literal["delta_spark"] = Field(default="delta_spark")
 
     def create_engine(self) -> LakehouseEngine:
-        if self.table_engine == "delta_rs":
-            if not self.root:
-                raise ValueError("table_engine=delta_rs needs a root folder")
-            return DeltaRsEngine(self.root)
-        return DeltaSparkEngine(self.catalog, self.deployment_env)
+        return DeltaSparkEngine(self.catalog, self.deployment_env, root=self.root or None)
 
 
 class KafkaResource(dg.ConfigurableResource):

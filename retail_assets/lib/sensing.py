@@ -37,7 +37,7 @@ def held_files(engine: LakehouseEngine, spec: TableSpec) -> frozenset[str]:
     version = engine.version(spec)
     if version is None:
         return frozenset()
-    key = (engine.location(spec), version)
+    key = (engine.storage_id(spec), version)
     if key not in _HELD_CACHE:
         table = engine.read_arrow(spec, columns=["_source_file"])
         _HELD_CACHE[key] = frozenset(pc.unique(table["_source_file"]).to_pylist()) if table.num_rows else frozenset()

@@ -49,6 +49,19 @@ def local_data_root() -> Path:
     return Path(os.environ.get("RETAIL_DATA_ROOT", project_root() / ".lakehouse")).resolve()
 
 
+LOCAL_ENGINES = ("delta_rs", "delta_spark")
+
+
+def local_engine() -> str:
+    """Who writes the local Delta tables (`RETAIL_LOCAL_ENGINE`): `delta_rs` (delta-rs via Arrow,
+    the default: faster here, see the README's benchmark) or `delta_spark` (Delta Lake's Spark
+    jar, the engine Databricks uses)."""
+    value = os.environ.get("RETAIL_LOCAL_ENGINE", "delta_rs").strip().lower()
+    if value not in LOCAL_ENGINES:
+        raise ValueError(f"RETAIL_LOCAL_ENGINE={value!r} is not a local engine; use one of: {', '.join(LOCAL_ENGINES)}")
+    return value
+
+
 def env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 

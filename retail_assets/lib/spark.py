@@ -1,7 +1,9 @@
 """The one Spark session of a process.
 
-Locally a `local[*]` session with UTC session time and Arrow exchange; on Databricks the
-cluster's session (the step launcher hands it to us through `getOrCreate`).
+Locally a `local[*]` session with UTC session time, Arrow exchange, and the jars of
+`lib/jvm.py` on its classpath: Delta Lake's SQL extension and catalog (the `delta_spark` engine)
+and Spark's Kafka source. On Databricks the cluster's session (the step launcher hands it to us
+through `getOrCreate`), whose runtime ships both.
 """
 
 from __future__ import annotations
@@ -33,7 +35,21 @@ LOCAL_CONF = {
     "spark.sql.adaptive.enabled": "true",
     "spark.driver.memory": "2g",
     "spark.sql.ansi.enabled": "false",
+    # Delta Lake as Databricks runs it: `CREATE TABLE … USING DELTA`, `replaceWhere`, `OPTIMIZE`,
+    # three-part names through the session catalog.
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    # A day's table state is a few hundred files: Delta's default 50 partitions per log replay
+    # cost more in task start-up than they save on 2 cores.
+    "spark.databricks.delta.snapshotPartitions": "2",
 }
+
+
+def local_conf() -> dict[str, str]:
+    """`LOCAL_CONF` plus the fetched jars; `MissingJvmArtifacts` says how to fetch them."""
+    from retail_assets.lib import jvm  # noqa: PLC0415
+
+    return {**LOCAL_CONF, "spark.jars": ",".join(str(p) for p in jvm.classpath("spark"))}
 
 
 def get_spark(master: str | None = None, app_name: str = "retail-assets") -> SparkSession:
@@ -51,7 +67,7 @@ def get_spark(master: str | None = None, app_name: str = "retail-assets") -> Spa
         if active is not None:
             return active
         builder = SparkSession.builder.appName(app_name).master(master or os.environ.get("RETAIL_SPARK_MASTER", "local[*]"))
-        for key, value in LOCAL_CONF.items():
+        for key, value in local_conf().items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
         spark.sparkContext.setLogLevel("ERROR")

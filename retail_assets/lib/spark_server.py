@@ -5,8 +5,9 @@ Locally every Dagster run is a process of its own, and a process that builds a c
 this server once, beside the broker, and exports `RETAIL_SPARK_REMOTE=sc://127.0.0.1:PORT`; each
 run's `get_spark()` then attaches to it in well under a second. The server is PySpark's own
 `local[*]` session with the project's settings (`lib/spark.py`) and the Spark Connect plugin
-whose jar ships in the pyspark wheel: Delta is still read and written through delta-rs in the
-run's process, and each run has a Connect session of its own (its temporary views, cache and
+whose jar ships in the pyspark wheel, with the Delta and Kafka jars of `lib/jvm.py`: the
+`delta_spark` engine and Spark's Kafka source run in this server, the `delta_rs` engine in the
+run's own process, and each run has a Connect session of its own (its temporary views, cache and
 settings are not shared with other runs).
 
 `python -m retail_assets.lib.spark_server --port P` runs the server in the foreground;
@@ -25,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from retail_assets.lib.spark import LOCAL_CONF, REMOTE_ENV
+from retail_assets.lib.spark import REMOTE_ENV, local_conf
 
 CONNECT_PLUGIN = "org.apache.spark.sql.connect.SparkConnectPlugin"
 
@@ -36,7 +37,7 @@ class SparkServerUnavailable(RuntimeError):
 
 def server_conf(port: int) -> dict[str, str]:
     return {
-        **LOCAL_CONF,
+        **local_conf(),
         "spark.plugins": CONNECT_PLUGIN,
         # Loopback only, like the broker.
         "spark.connect.grpc.binding.address": "127.0.0.1",

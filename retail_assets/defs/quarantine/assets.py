@@ -67,7 +67,7 @@ def records_in_by_day(run: TableRun | CheckRun) -> dict[dt.date, int]:
     The counts are a function of the Bronze tables' committed versions, so a process counts each
     set of versions once: a quarantine asset and its checks, in one run, read the same versions.
     A commit to any Bronze table in between changes the key, and the counts are taken again."""
-    key = (run.partition, tuple((run.engine.location(spec), run.engine.version(spec)) for spec in BRONZE_TABLES))
+    key = (run.partition, tuple((run.engine.storage_id(spec), run.engine.version(spec)) for spec in BRONZE_TABLES))
     if key not in _RECORDS_IN:
         counted = (
             union([silver.count_records_in(run.read(spec), spec.key) for spec in BRONZE_TABLES])

@@ -89,7 +89,7 @@ def shared_classification(
     if held is None:
         held = sales_days_held(run, before, after)
     key = {
-        "bronze": {spec.key: [run.engine.location(spec), run.engine.version(spec), [str(d) for d in days]] for spec, days in held.items()},
+        "bronze": {spec.key: [run.engine.storage_id(spec), run.engine.version(spec), [str(d) for d in days]] for spec, days in held.items()},
         "master_data": _master_data_versions(run),
         "lateness_days": run.lateness_days,
         "candidates": candidates,
@@ -99,7 +99,7 @@ def shared_classification(
 
 
 def _master_data_versions(run: TableRun) -> dict[str, list]:
-    return {spec.key: [run.engine.location(spec), run.engine.version(spec)] for spec in (SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES)}
+    return {spec.key: [run.engine.storage_id(spec), run.engine.version(spec)] for spec in (SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES)}
 
 
 def shared_arrivals_classification(run: TableRun, bronze: TableSpec) -> Callable[[DataFrame], DataFrame] | None:
@@ -112,7 +112,7 @@ def shared_arrivals_classification(run: TableRun, bronze: TableSpec) -> Callable
     directory = run.engine.scratch_location(f"{bronze.name}_classification")
     if directory is None:
         return None
-    key: dict[str, object] = {"bronze": [run.engine.location(bronze), run.engine.version(bronze), str(run.partition)], "code": _CLASSIFICATION_CODE}
+    key: dict[str, object] = {"bronze": [run.engine.storage_id(bronze), run.engine.version(bronze), str(run.partition)], "code": _CLASSIFICATION_CODE}
     if bronze is BRONZE_INVENTORY:
         key |= {"master_data": _master_data_versions(run), "lateness_days": run.lateness_days}
     return SharedCheckpoint(directory, key).materialize

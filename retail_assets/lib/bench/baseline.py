@@ -31,7 +31,7 @@ from retail_assets.lib import kafka as kafka_lib
 from retail_assets.lib.engine.base import PartitionRange
 from retail_assets.lib.ingest import PosEvents, parse_landing_file
 from retail_assets.lib.landing import scan_landing
-from retail_assets.lib.spark import LOCAL_CONF
+from retail_assets.lib.spark import local_conf
 from retail_assets.lib.tables import (
     BRONZE_CUSTOMERS,
     BRONZE_INVENTORY,
@@ -73,7 +73,7 @@ GOLD_TABLES: tuple[TableSpec, ...] = (
 
 def spark_session(master: str) -> SparkSession:
     builder = SparkSession.builder.appName("retail-baseline").master(master)
-    for key, value in LOCAL_CONF.items():
+    for key, value in local_conf().items():
         builder = builder.config(key, value)
     # Readers outside Spark (pyarrow) expect microsecond timestamps rather than INT96.
     builder = builder.config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")

@@ -89,6 +89,11 @@ class LakehouseEngine(ABC):
     def location(self, spec: TableSpec) -> str:
         """Path or catalog name of the table."""
 
+    def storage_id(self, spec: TableSpec) -> str:
+        """What names the table's storage across lakehouses (cache keys): its folder where one
+        machine holds several lakehouses, else its location."""
+        return self.location(spec)
+
     @abstractmethod
     def exists(self, spec: TableSpec) -> bool: ...
 

@@ -1,16 +1,20 @@
-"""The Databricks engine: Delta tables in Unity Catalog, written natively by delta-spark.
+"""The delta-spark engine: Delta tables written natively by Delta Lake's Spark jar.
 
-Tables are addressed by three-part names `{catalog}.{env}_{layer}.{table}` (SPEC §3) and
-created as managed tables. A partition write is one `replaceWhere` overwrite, so the Delta log
-itself rejects any row outside the partitions being replaced. Everything that only builds text
-(predicates, DDL, maintenance SQL, writer options) is a plain function, testable without a
-Delta jar; only `DeltaSparkEngine` needs a Spark session with Delta, i.e. a Databricks cluster.
+Tables are addressed by three-part names `{catalog}.{env}_{layer}.{table}` (SPEC §3). On
+Databricks they are managed tables in Unity Catalog. Locally (`root` given) the catalog is
+Spark's own session catalog, `spark_catalog`, with one database per `{env}_{layer}`; its tables
+are external, at `<root>/<layer>/<table>` (the delta-rs engine's layout), because that catalog
+lives in one JVM's memory: every process, and every Spark Connect server, learns a table from
+its folder on first use (`_attach`). A partition write is one `replaceWhere` overwrite, so the
+Delta log itself rejects any row outside the partitions being replaced. Everything that only
+builds text (predicates, DDL, maintenance SQL, writer options) is a plain function.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -63,11 +67,12 @@ def replace_where(spec: TableSpec, partitions: PartitionRange) -> str:
     return f"{column} >= DATE'{partitions.start.isoformat()}' AND {column} <= DATE'{partitions.end.isoformat()}'"
 
 
-def create_schema_sql(catalog: str, layer: Layer, env: str) -> str:
-    return f"CREATE SCHEMA IF NOT EXISTS {quote_name(catalog)}.{quote_name(catalog_schema(layer, env))}"
+def create_schema_sql(catalog: str, layer: Layer, env: str, location: str | None = None) -> str:
+    sql = f"CREATE SCHEMA IF NOT EXISTS {quote_name(catalog)}.{quote_name(catalog_schema(layer, env))}"
+    return sql + (f" LOCATION {sql_string(location)}" if location else "")
 
 
-def create_table_sql(spec: TableSpec, name: str) -> str:
+def create_table_sql(spec: TableSpec, name: str, location: str | None = None) -> str:
     """DDL of a registered table: columns with nullability and comments, partitioning, properties."""
     columns = ",\n  ".join(
         f"`{c.name}` {c.type.upper()}{'' if c.nullable else ' NOT NULL'}"
@@ -78,7 +83,8 @@ def create_table_sql(spec: TableSpec, name: str) -> str:
     return (
         f"CREATE TABLE IF NOT EXISTS {quote_name(name)} (\n  {columns}\n)\nUSING DELTA\n"
         f"PARTITIONED BY (`{spec.partition_column}`)\n"
-        f"COMMENT {sql_string(spec.description or spec.grain)}\n"
+        + (f"LOCATION {sql_string(location)}\n" if location else "")
+        + f"COMMENT {sql_string(spec.description or spec.grain)}\n"
         f"TBLPROPERTIES (\n  {props}\n)"
     )
 
@@ -149,17 +155,32 @@ def writer_options(
     return options
 
 
-class DeltaSparkEngine(LakehouseEngine):
-    """Unity Catalog managed Delta tables through delta-spark (a Databricks cluster's session)."""
+# The session catalog: the only catalog name Delta's `DeltaCatalog` serves without Unity Catalog.
+LOCAL_CATALOG = "spark_catalog"
+# Operations a table's own maintenance commits after a write (auto-compaction); never the write's.
+_MAINTENANCE_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
+_OUTSIDE_RANGE = ("DELTA_REPLACE_WHERE_MISMATCH", "does not conform to partial table overwrite condition")
+_NOT_NULL = ("DELTA_NOT_NULL_CONSTRAINT_VIOLATED", "NOT NULL constraint violated")
 
-    def __init__(self, catalog: str, env: str, spark: SparkSession | None = None) -> None:
+
+class DeltaSparkEngine(LakehouseEngine):
+    """Delta tables through delta-spark: Unity Catalog managed tables on a Databricks cluster,
+    or, with `root`, external tables under a local folder named through Spark's session catalog."""
+
+    def __init__(self, catalog: str, env: str, spark: SparkSession | None = None, *, root: str | Path | None = None) -> None:
         if not catalog or not catalog.replace("_", "").isalnum():
             raise ValueError(f"catalog name must be alphanumeric (underscores allowed), got {catalog!r}")
         catalog_schema(Layer.BRONZE, env)  # validates the environment name early
         self.catalog = catalog
         self.env = env
+        self.root = Path(root).resolve() if root else None
         self._spark = spark
         self._prepared: set[str] = set()
+        self._attached: set[str] = set()
+
+    @classmethod
+    def local(cls, root: str | Path, env: str, spark: SparkSession | None = None) -> DeltaSparkEngine:
+        return cls(LOCAL_CATALOG, env, spark, root=root)
 
     @property
     def spark(self) -> SparkSession:
@@ -173,8 +194,54 @@ class DeltaSparkEngine(LakehouseEngine):
     def location(self, spec: TableSpec) -> str:
         return spec.catalog_name(self.catalog, self.env)
 
+    def path(self, spec: TableSpec) -> Path | None:
+        """Folder of a local table; None where the catalog owns the storage."""
+        return None if self.root is None else self.root / spec.layer.value / spec.name
+
+    def storage_id(self, spec: TableSpec) -> str:
+        path = self.path(spec)
+        return self.location(spec) if path is None else str(path)
+
+    def scratch_location(self, name: str) -> Path | None:
+        return None if self.root is None else self.root / "_scratch" / name
+
     def exists(self, spec: TableSpec) -> bool:
-        return self.spark.catalog.tableExists(self.location(spec))
+        path = self.path(spec)
+        if path is None:
+            return self.spark.catalog.tableExists(self.location(spec))
+        if not (path / "_delta_log").is_dir():
+            return False
+        self._attach(spec)
+        return True
+
+    def _registered_path(self, name: str) -> str | None:
+        if not self.spark.catalog.tableExists(name):
+            return None
+        row = self.spark.sql(f"DESCRIBE DETAIL {quote_name(name)}").first()
+        return str(row["location"]).removeprefix("file:").rstrip("/") if row is not None else None
+
+    def _attach(self, spec: TableSpec) -> None:
+        """Name a local table in this session catalog after its folder, once per engine.
+
+        A name the catalog already holds for another folder (another lakehouse served by the
+        same Spark Connect server) is dropped first: the table is external, so only the name goes.
+        """
+        name = self.location(spec)
+        if name in self._attached:
+            return
+        path = self.path(spec)
+        assert path is not None
+        self.spark.sql(create_schema_sql(self.catalog, spec.layer, self.env, str(path.parent)))
+        registered = self._registered_path(name)
+        if registered != str(path):
+            if registered is not None:
+                self.spark.sql(f"DROP TABLE IF EXISTS {quote_name(name)}")
+            if (path / "_delta_log").is_dir():
+                self.spark.sql(f"CREATE TABLE IF NOT EXISTS {quote_name(name)} USING DELTA LOCATION {sql_string(str(path))}")
+            else:
+                self.spark.sql(create_table_sql(spec, name, str(path)))
+                self._prepared.add(name)
+        self._attached.add(name)
 
     def _writer(self, data: DataFrame) -> DataFrameWriter:
         return data.write
@@ -183,9 +250,17 @@ class DeltaSparkEngine(LakehouseEngine):
         name = self.location(spec)
         if name in self._prepared:
             return
-        self.spark.sql(create_schema_sql(self.catalog, spec.layer, self.env))
-        self.spark.sql(create_table_sql(spec, name))
-        self.spark.sql(set_properties_sql(spec, name))
+        if self.root is not None:
+            self._attach(spec)
+        else:
+            self.spark.sql(create_schema_sql(self.catalog, spec.layer, self.env))
+            self.spark.sql(create_table_sql(spec, name))
+        if name not in self._prepared:
+            # An existing table may predate a registry change; re-assert only what differs, since
+            # every ALTER is a commit of its own.
+            current = {r["key"]: r["value"] for r in self.spark.sql(f"SHOW TBLPROPERTIES {quote_name(name)}").collect()}
+            if any(current.get(k) != v for k, v in table_properties(spec).items()):
+                self.spark.sql(set_properties_sql(spec, name))
         self._prepared.add(name)
 
     # ---- reads ---------------------------------------------------------------------------
@@ -210,53 +285,64 @@ class DeltaSparkEngine(LakehouseEngine):
     def _frame(self, spec: TableSpec, data: DataFrame | pa.Table) -> DataFrame:
         if isinstance(data, pa.Table):
             self.check_columns(spec, data.column_names)
+            for field in spec.arrow_schema():
+                if not field.nullable and data.column(field.name).null_count:
+                    raise ValueError(f"{spec.key}.{field.name} is declared NOT NULL but {data.column(field.name).null_count} rows are null")
             data = self.spark.createDataFrame(data.select(spec.column_names).cast(spec.arrow_schema()))
         self.check_columns(spec, data.columns)
         return data.select(*(data[c].cast(spec.column(c).type).alias(c) for c in spec.column_names))
 
-    def _save(self, spec: TableSpec, frame: DataFrame, mode: str, options: Mapping[str, str]) -> None:
+    def _save(self, spec: TableSpec, frame: DataFrame, mode: str, options: Mapping[str, str], partitions: PartitionRange | None = None) -> None:
         writer = self._writer(frame).format("delta").mode(mode)
         for key, value in options.items():
             writer = writer.option(key, value)
-        writer.saveAsTable(self.location(spec))
+        try:
+            writer.saveAsTable(self.location(spec))
+        except Exception as exc:  # noqa: BLE001 - Delta's refusals arrive as JVM or Connect errors alike
+            text = str(exc)
+            if partitions is not None and any(marker in text for marker in _OUTSIDE_RANGE):
+                raise ValueError(f"refusing to write {spec.key}: rows fall outside the partitions being replaced ({partitions})") from exc
+            if any(marker in text for marker in _NOT_NULL):
+                raise ValueError(f"{spec.key}: a column declared NOT NULL received nulls ({text.splitlines()[0]})") from exc
+            raise
 
     def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table, partitions: PartitionRange) -> CommitInfo:
         frame = self._frame(spec, data)
         self._ensure_table(spec)
-        # replaceWhere's own constraint check also rejects stray rows; this message names them.
-        from pyspark.sql import functions as F
-
-        bounds = frame.agg(F.min(spec.partition_column).alias("lo"), F.max(spec.partition_column).alias("hi"), F.count(F.lit(1)).alias("n")).first()
-        if bounds["n"] and (bounds["lo"] < partitions.start or bounds["hi"] > partitions.end):
-            raise ValueError(
-                f"refusing to write {spec.key}: rows for {bounds['lo']}…{bounds['hi']} fall outside the partitions being replaced ({partitions})"
-            )
-        self._save(spec, frame, "overwrite", writer_options(mode="overwrite_partitions", partitions=(spec, partitions)))
-        return self._commit_info(spec, "overwrite", frame, int(bounds["n"]))
+        # replaceWhere's constraint check refuses a row outside the range within the write itself,
+        # so the rows are computed once.
+        self._save(spec, frame, "overwrite", writer_options(mode="overwrite_partitions", partitions=(spec, partitions)), partitions)
+        return self._commit_info(spec, "overwrite", data, partitions)
 
     def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table) -> CommitInfo:
         frame = self._frame(spec, data)
         self._ensure_table(spec)
         self._save(spec, frame, "overwrite", writer_options(mode="overwrite_table"))
-        return self._commit_info(spec, "overwrite", frame, None)
+        return self._commit_info(spec, "overwrite", data, None)
 
     def append(self, spec: TableSpec, data: DataFrame | pa.Table, *, app_id: str | None = None, app_version: int | None = None) -> CommitInfo:
         frame = self._frame(spec, data)
         self._ensure_table(spec)
         self._save(spec, frame, "append", writer_options(mode="append", app_id=app_id, app_version=app_version))
-        return self._commit_info(spec, "append", frame, None)
+        return self._commit_info(spec, "append", data, None)
 
-    def _commit_info(self, spec: TableSpec, operation: str, frame: DataFrame, rows: int | None) -> CommitInfo:
-        latest = self.history(spec, 1)
-        metrics = (latest[0].get("metrics") or {}) if latest else {}
-        written = rows if rows is not None else int(metrics.get("numOutputRows", 0))
+    def _commit_info(self, spec: TableSpec, operation: str, data: DataFrame | pa.Table, partitions: PartitionRange | None) -> CommitInfo:
+        own = next((h for h in self.history(spec, 5) if h["operation"] not in _MAINTENANCE_OPERATIONS), None)
+        metrics = (own or {}).get("metrics") or {}
+        if isinstance(data, pa.Table):
+            rows, preview = data.num_rows, data.slice(0, 5)
+        else:
+            rows = int(metrics.get("numOutputRows", 0))
+            # Read back from the commit rather than computing the rows a second time.
+            written = self.read(spec, partitions)
+            preview = written.limit(5).toArrow()
         return CommitInfo(
             table=spec.key,
             location=self.location(spec),
-            version=int(latest[0]["version"]) if latest else 0,
+            version=int(own["version"]) if own else 0,
             operation=operation,
-            rows_written=written,
-            preview=frame.limit(5).toArrow(),
+            rows_written=rows,
+            preview=preview,
         )
 
     # ---- table state ---------------------------------------------------------------------
@@ -289,16 +375,19 @@ class DeltaSparkEngine(LakehouseEngine):
 
         detail = self.spark.sql(f"DESCRIBE DETAIL {quote_name(self.location(spec))}").first()
         log = f"{detail['location']}/_delta_log"
-        txns = [self.spark.read.json(f"{log}/*.json").select("txn")]
-        try:
-            txns.append(self.spark.read.parquet(f"{log}/*.checkpoint*.parquet").select("txn"))
-        except Exception:  # noqa: BLE001 - no checkpoint written yet is the normal young-table case
-            pass
         versions = None
-        for frame in txns:
-            if "txn" not in frame.columns:
-                continue
-            row = frame.where(F.col("txn.appId") == app_id).agg(F.max("txn.version").alias("v")).first()
+        for pattern, reader in ((f"{log}/*.json", self.spark.read.json), (f"{log}/*.checkpoint*.parquet", self.spark.read.parquet)):
+            try:
+                frame = reader(pattern)
+                if "txn" not in frame.columns:
+                    continue
+                row = frame.where(F.col("txn.appId") == app_id).agg(F.max("txn.version").alias("v")).first()
+            except Exception as exc:
+                # No checkpoint written yet is the normal young-table case (a Connect session
+                # reports the missing path only when the plan is analysed, hence the wide try).
+                if "PATH_NOT_FOUND" in str(exc) or "Path does not exist" in str(exc):
+                    continue
+                raise
             if row["v"] is not None:
                 versions = max(versions or 0, int(row["v"]))
         return versions
