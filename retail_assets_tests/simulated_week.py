@@ -12,7 +12,7 @@ import dagster as dg
 import pyarrow as pa
 
 from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
-from retail_assets.lib.engine import DeltaRsEngine
+from retail_assets.lib.engine import DeltaRsEngine, DeltaSparkEngine, LakehouseEngine
 from retail_assets.lib.generator import GeneratorConfig, GenerationResult, generate
 from retail_assets.lib.pipeline import STAGES, RunSummary, days, run_stage, run_week
 from retail_assets.lib.tables import KAFKA_TOPIC, TABLES, TableSpec
@@ -25,7 +25,7 @@ START = dt.date(2026, 11, 2)
 @dataclass
 class Week:
     root: Path
-    engine: DeltaRsEngine
+    engine: LakehouseEngine
     generated: GenerationResult
     placed: dict[int, str]  # generator message index → Bronze `_source`
     summaries: list[RunSummary]
@@ -36,6 +36,7 @@ class Week:
     # every table before and after materializing one partition of every stage a second time
     before_rerun: dict[str, pa.Table] | None = None
     after_rerun: dict[str, pa.Table] | None = None
+    engine_name: str = "delta_rs"
 
 
 def build_defs(root: Path, bootstrap: str, mp, **env: str) -> dg.Definitions:
@@ -58,7 +59,20 @@ def rerun_one_partition_per_stage(week: Week) -> None:
     week.after_rerun = {spec.key: snapshot(week.engine, spec) for spec in TABLES}
 
 
-def run_simulated_week(root: Path, spark, *, defects: bool, monkeypatch, rerun: bool = False, n_days: int = DAYS, by_range: bool = True) -> Week:
+# How each local engine is run: delta-spark reads Kafka as Databricks does, through Spark's source.
+ENGINE_SETTINGS = {
+    "delta_rs": {"RETAIL_LOCAL_ENGINE": "delta_rs", "RETAIL_KAFKA_READER": "confluent"},
+    "delta_spark": {"RETAIL_LOCAL_ENGINE": "delta_spark", "RETAIL_KAFKA_READER": "spark"},
+}
+
+
+def local_engine(name: str, root: Path, spark) -> LakehouseEngine:
+    return DeltaRsEngine(root / "lakehouse", spark=spark) if name == "delta_rs" else DeltaSparkEngine.local(root / "lakehouse", "dev", spark=spark)
+
+
+def run_simulated_week(
+    root: Path, spark, *, defects: bool, monkeypatch, rerun: bool = False, n_days: int = DAYS, by_range: bool = True, engine: str = "delta_rs"
+) -> Week:
     config = GeneratorConfig.preset("tiny", seed=11, days=n_days, start_date=START, defects=defects, lateness_days=LATENESS)
     generated = generate(config, root, overwrite=True)
     arrival_days = days(START, START + dt.timedelta(days=n_days - 1 + LATENESS))
@@ -66,7 +80,7 @@ def run_simulated_week(root: Path, spark, *, defects: bool, monkeypatch, rerun: 
     placed: dict[int, str] = {}
     with LocalBroker() as broker:
         ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
-        defs = build_defs(root, broker.bootstrap_servers, monkeypatch, RETAIL_LATENESS_DAYS=str(LATENESS))
+        defs = build_defs(root, broker.bootstrap_servers, monkeypatch, RETAIL_LATENESS_DAYS=str(LATENESS), **ENGINE_SETTINGS[engine])
         instance = dg.DagsterInstance.ephemeral()
 
         def produce_day(day: str) -> None:
@@ -74,13 +88,13 @@ def run_simulated_week(root: Path, spark, *, defects: bool, monkeypatch, rerun: 
             placed.update(produce(broker.bootstrap_servers, KAFKA_TOPIC, todays))
 
         summaries = run_week(defs, instance, arrival_days=arrival_days, event_days=event_days, before_ingest=produce_day, echo=lambda _: None, by_range=by_range)
-        week = Week(root, DeltaRsEngine(root / "lakehouse", spark=spark), generated, placed, summaries, defs, instance, arrival_days, event_days)
+        week = Week(root, local_engine(engine, root, spark), generated, placed, summaries, defs, instance, arrival_days, event_days, engine_name=engine)
         if rerun:
             rerun_one_partition_per_stage(week)
     return week
 
 
-def snapshot(engine: DeltaRsEngine, spec: TableSpec) -> pa.Table:
+def snapshot(engine: LakehouseEngine, spec: TableSpec) -> pa.Table:
     """Table content without run-specific columns, in a canonical order."""
     table = engine.read_arrow(spec)
     table = table.drop_columns([c for c in spec.volatile_columns if c in table.column_names])

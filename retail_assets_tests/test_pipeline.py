@@ -1,10 +1,12 @@
 """The whole asset graph over a short simulated week with every defect of SPEC §7 injected,
 through Dagster, on real Delta tables.
 
-The week runs once per module; the tests read what it left: quarantine against the generator's
-manifest, conservation per partition, Gold readable by delta-rs and Spark, idempotent re-runs,
-order-independent dimensions, and checks that fail when the data is broken on purpose. (Clean
-data passing every check is `test_pipeline_clean.py`.)
+The week runs once per module and engine; the tests read what it left: quarantine against the
+generator's manifest, conservation per partition, Gold readable by delta-rs and Spark, idempotent
+re-runs, order-independent dimensions, and checks that fail when the data is broken on purpose.
+The same week on the delta-spark engine (Delta Lake's Spark jar, Kafka read through Spark's
+source, as on Databricks) must leave every table equal to the delta-rs engine's: those tests are
+marked `parity` (`pytest -m parity`). (Clean data passing every check is `test_pipeline_clean.py`.)
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from retail_assets.lib import quality
-from retail_assets.lib.engine import DeltaRsEngine, PartitionRange
+from retail_assets.lib.engine import PartitionRange
 from retail_assets.lib.factories import asset_key
 from retail_assets.lib.pipeline import STAGE, STAGES, run_stage
 from retail_assets.lib.tables import (
@@ -42,9 +44,11 @@ from retail_assets.lib.tables import (
     Layer,
     TableSpec,
 )
-from retail_assets_tests.simulated_week import LATENESS, Week, build_defs, run_simulated_week, snapshot
+from retail_assets_tests.simulated_week import ENGINE_SETTINGS, LATENESS, Week, build_defs, local_engine, run_simulated_week, snapshot
 
 pytestmark = pytest.mark.slow
+
+ENGINES = ["delta_rs", pytest.param("delta_spark", marks=pytest.mark.parity)]
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +56,24 @@ def defect_week(tmp_path_factory, spark, monkeymodule) -> Week:
     return run_simulated_week(tmp_path_factory.mktemp("defects"), spark, defects=True, monkeypatch=monkeymodule, rerun=True)
 
 
+@pytest.fixture(scope="module")
+def spark_engine_week(tmp_path_factory, spark, monkeymodule) -> Week:
+    """The same week on the delta-spark engine, its Kafka read by Spark's batch source."""
+    return run_simulated_week(
+        tmp_path_factory.mktemp("defects_delta_spark"), spark, defects=True, monkeypatch=monkeymodule, rerun=True, engine="delta_spark"
+    )
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def any_engine_week(request) -> Week:
+    return request.getfixturevalue("defect_week" if request.param == "delta_rs" else "spark_engine_week")
+
+
 # ---------------------------------------------------------------------------------------------
 
 
-def test_defect_week_runs_without_failures_and_conserves_every_partition(defect_week):
+def test_defect_week_runs_without_failures_and_conserves_every_partition(any_engine_week):
+    defect_week = any_engine_week
     assert [(s.stage, s.partition, s.checks_failed) for s in defect_week.summaries if not s.success or s.checks_failed] == []
     conserved = {
         partition
@@ -221,34 +239,50 @@ def test_gold_holds_no_raw_email_or_phone(defect_week):
                 assert not (len(digits) >= 7 and digits in phones and not value.startswith("*")), f"{spec.key}.{name} holds a raw phone"
 
 
-def test_materializing_partitions_again_leaves_every_table_identical(defect_week):
-    before, after = defect_week.before_rerun, defect_week.after_rerun
+def test_materializing_partitions_again_leaves_every_table_identical(any_engine_week):
+    before, after = any_engine_week.before_rerun, any_engine_week.after_rerun
     assert before is not None and after is not None
     assert sum(t.num_rows for t in before.values()) > 0
     assert [key for key in before if not before[key].equals(after[key])] == []
 
 
-def test_dimensions_identical_day_by_day_and_shuffled_backfill(defect_week, tmp_path):
+@pytest.mark.parity
+def test_every_table_is_equal_on_both_engines(defect_week, spark_engine_week):
+    """Bronze, quarantine, Silver and Gold of the delta-spark week equal the delta-rs week's,
+    every column but the processing timestamps and batch ids."""
+    assert spark_engine_week.placed == defect_week.placed  # the same offsets were produced
+    differ = {}
+    for spec in TABLES:
+        rs, sp = snapshot(defect_week.engine, spec), snapshot(spark_engine_week.engine, spec)
+        if not rs.equals(sp):
+            differ[spec.key] = (rs.num_rows, sp.num_rows)
+    assert differ == {}
+    assert sum(snapshot(spark_engine_week.engine, spec).num_rows for spec in TABLES) > 0
+
+
+def test_dimensions_identical_day_by_day_and_shuffled_backfill(any_engine_week, tmp_path):
     """Day by day: master data then dimensions for each day in turn. Backfill: every partition of
     each stage in a shuffled order. The SCD tables must come out the same."""
+    defect_week = any_engine_week
     master, dimensions = STAGE["refine_master_data"], STAGE["build_dimensions"]
     results = {}
     for mode in ("day_by_day", "shuffled"):
         root = tmp_path / mode
         shutil.copytree(defect_week.root / "lakehouse" / "bronze", root / "lakehouse" / "bronze")
-        defs = build_defs(root, "127.0.0.1:9", pytest.MonkeyPatch(), RETAIL_LATENESS_DAYS=str(LATENESS))
-        instance = dg.DagsterInstance.ephemeral()
-        if mode == "day_by_day":
-            plan = [(stage, d) for d in defect_week.arrival_days for stage in (master, dimensions)]
-        else:
-            shuffled = defect_week.arrival_days[:]
-            random.Random(3).shuffle(shuffled)
-            plan = [(master, d) for d in shuffled] + [(dimensions, d) for d in reversed(shuffled)]
-        for stage, day in plan:
-            summary = run_stage(defs, stage, day, instance)
-            assert summary.success and not summary.checks_failed, summary
-        engine = DeltaRsEngine(root / "lakehouse")
-        results[mode] = {spec.key: snapshot(engine, spec) for spec in (GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE)}
+        with pytest.MonkeyPatch.context() as mp:
+            defs = build_defs(root, "127.0.0.1:9", mp, RETAIL_LATENESS_DAYS=str(LATENESS), **ENGINE_SETTINGS[defect_week.engine_name])
+            instance = dg.DagsterInstance.ephemeral()
+            if mode == "day_by_day":
+                plan = [(stage, d) for d in defect_week.arrival_days for stage in (master, dimensions)]
+            else:
+                shuffled = defect_week.arrival_days[:]
+                random.Random(3).shuffle(shuffled)
+                plan = [(master, d) for d in shuffled] + [(dimensions, d) for d in reversed(shuffled)]
+            for stage, day in plan:
+                summary = run_stage(defs, stage, day, instance)
+                assert summary.success and not summary.checks_failed, summary
+            engine = local_engine(defect_week.engine_name, root, defect_week.engine.spark)
+            results[mode] = {spec.key: snapshot(engine, spec) for spec in (GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE)}
     for key, table in results["day_by_day"].items():
         assert table.num_rows > 1
         assert table.equals(results["shuffled"][key]), key

@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from retail_assets.lib import cluster, settings
+from retail_assets.lib import cluster, settings, spark_kafka
 from retail_assets.lib.resources import DatabricksLakehouseResource, KafkaResource, LakehouseResource
 from retail_assets.lib.settings import Environment
 
@@ -36,7 +36,7 @@ def local_resources() -> dict[str, Any]:
             table_engine=settings.local_engine(),
             deployment_env=settings.deployment_env(),
         ),
-        "kafka": kafka_resource(),
+        "kafka": kafka_resource(reader=settings.env("RETAIL_KAFKA_READER", "confluent")),
         # Locally every step runs in the Dagster run's own process.
         "pyspark_step_launcher": dg.ResourceDefinition.none_resource(),
     }
@@ -62,6 +62,6 @@ def databricks_resources() -> dict[str, Any]:
             landing_stable_seconds=float(settings.env("RETAIL_LANDING_STABLE_SECONDS", "0")),
         ),
         # The cluster ships Spark's Kafka connector; offsets still come from Bronze.
-        "kafka": kafka_resource(reader=settings.env("RETAIL_KAFKA_READER", "spark")),
+        "kafka": kafka_resource(reader=settings.env("RETAIL_KAFKA_READER", "spark"), shaded_prefix=spark_kafka.DATABRICKS_SHADED_PREFIX),
         "pyspark_step_launcher": cluster.step_launcher(),
     }

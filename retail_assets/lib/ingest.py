@@ -456,3 +456,11 @@ class PosEvents:
         """The rows so far as an Arrow table in registry schema."""
         self._seal_batch()
         return pa.Table.from_batches(self._batches, schema=self._schema)
+
+
+def pos_event_batches(messages: Iterator[Any], *, batch_id: str, ingested_at: dt.datetime, arrival_date: dt.date) -> Iterator[pa.RecordBatch]:
+    """Bronze rows of Kafka messages as Arrow batches: the parse a Spark task runs on its share."""
+    events = PosEvents(batch_id=batch_id, ingested_at=ingested_at)
+    for msg in messages:
+        events.add(msg.value(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), timestamp_ms=msg.timestamp()[1], arrival_date=arrival_date)
+    yield from events.table().to_batches()

@@ -86,26 +86,30 @@ class KafkaResource(dg.ConfigurableResource):
     read_timeout_s: float = Field(default=120.0, description="Bound on reading one run's offset ranges.")
     reader: Literal["confluent", "spark"] = Field(
         default="confluent",
-        description="How offset ranges are read: a confluent-kafka consumer, or Spark's Kafka batch source (Databricks).",
+        description="How offset ranges are read: a confluent-kafka consumer, or Spark's Kafka batch source (the default on Databricks).",
+    )
+    shaded_prefix: str = Field(
+        default="",
+        description="Package prefix of the Kafka client inside the cluster's Spark (`kafkashaded.` on Databricks runtimes, none for Apache Spark); used in SASL JAAS configs.",
     )
 
     def read_each_partition(
-        self, ranges: Sequence[OffsetRange], handle: Callable[[Iterator[Any]], T], *, spark: Any = None, known_watermarks: Mapping[int, tuple[int, int]] | None = None
+        self, ranges: Sequence[OffsetRange], handle: Callable[[Iterator[Any]], T], *, known_watermarks: Mapping[int, tuple[int, int]] | None = None
     ) -> list[T]:
-        """`handle(messages)` over every message of the ranges exactly once, by the configured
-        reader (same contract): the confluent reader calls it once per Kafka partition, the
-        partitions read at the same time; Spark's batch source reads them all in one job."""
-        if self.reader == "spark":
-            from retail_assets.lib import spark_kafka
-
-            if spark is None:
-                raise ValueError("the spark Kafka reader needs the run's Spark session")
-            return [handle(spark_kafka.read_ranges(spark, self.client_config(), self.topic, ranges))] if ranges else []
+        """`handle(messages)` over every message of the ranges exactly once, by a confluent-kafka
+        consumer per Kafka partition, the partitions read at the same time (`reader="confluent"`)."""
         from retail_assets.lib import kafka as kafka_lib
 
         return kafka_lib.read_each_partition(
             self.client_config(), self.topic, list(ranges), handle, timeout=self.read_timeout_s, known_watermarks=known_watermarks
         )
+
+    def parse_on_spark(self, spark: Any, ranges: Sequence[OffsetRange], parse: Callable[[Iterator[Any]], Iterator[Any]], schema: str) -> Any:
+        """`parse(messages)` over every message of the ranges exactly once, on Spark's executors
+        through its Kafka batch source (`reader="spark"`): a lazy DataFrame of `schema` rows."""
+        from retail_assets.lib import spark_kafka
+
+        return spark_kafka.parse_ranges(spark, self.client_config(), self.topic, ranges, parse, schema, shaded_prefix=self.shaded_prefix)
 
     def client_config(self) -> dict[str, object]:
         config: dict[str, object] = {

@@ -1,28 +1,30 @@
 """Kafka through Spark's batch source, under the same offset contract as `lib/kafka.py`.
 
-On Databricks the cluster ships the Spark Kafka connector, so the Bronze asset reads its offset
-ranges with `spark.read.format("kafka")` and explicit `startingOffsets`/`endingOffsets` instead
-of a confluent-kafka consumer. The ranges themselves still come from `kafka.pending_ranges` and
-`kafka.merge_ranges` (the resume point lives in Bronze), and the read is checked to have returned
-each offset at most once and nothing outside its range. `failOnDataLoss` makes a range the broker
-no longer retains fail the run instead of silently skipping offsets (SPEC §5).
-
-Building the options is a pure function; only `read_ranges` needs the connector jar, i.e. a
-Databricks cluster (it is not on the local classpath, SPEC §9).
+The Bronze asset can read its offset ranges with `spark.read.format("kafka")` and explicit
+`startingOffsets`/`endingOffsets` instead of a confluent-kafka consumer (`reader="spark"`: the
+default on Databricks, whose runtime ships the connector; locally the connector comes from
+`lib/jvm.py`). The ranges themselves still come from `kafka.pending_ranges` and
+`kafka.merge_ranges` (the resume point lives in Bronze). The messages stay on the executors:
+`parse_ranges` hands each task's Arrow batches to a parser there, checking as it goes that every
+offset lies in its range and comes once, and the rows go to Bronze without passing the driver.
+`failOnDataLoss` makes a range the broker no longer retains fail the run instead of silently
+skipping offsets (SPEC §5).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
 
 from retail_assets.lib.kafka import OffsetRange, OffsetsNotRetained, merge_ranges
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 # Databricks shades the Kafka client inside its runtime; JAAS modules carry this prefix there.
 DATABRICKS_SHADED_PREFIX = "kafkashaded."
@@ -113,35 +115,72 @@ class SparkKafkaMessage:
         return (1, int(ts.timestamp() * 1000))  # 1 = TIMESTAMP_CREATE_TIME
 
 
+class OffsetGuard:
+    """Every (partition, offset) seen lies in its requested range and comes once; gaps are
+    allowed (transaction markers and compaction leave them, as in the confluent reader)."""
+
+    def __init__(self, ranges: Sequence[OffsetRange]) -> None:
+        self._bounds = {r.partition: r for r in merge_ranges(list(ranges))}
+        self._seen: set[tuple[int, int]] = set()
+
+    def see(self, partition: int, offset: int) -> None:
+        r = self._bounds.get(partition)
+        if r is None or not (r.start <= offset < r.end):
+            raise OffsetsNotRetained(
+                f"Kafka source returned offset {offset} of partition {partition}, outside the requested ranges {list(self._bounds.values())}"
+            )
+        if (partition, offset) in self._seen:
+            raise ValueError(f"Kafka source returned offset {offset} of partition {partition} twice")
+        self._seen.add((partition, offset))
+
+
 def check_offsets(ranges: Sequence[OffsetRange], seen: Sequence[tuple[int, int]]) -> None:
-    """Every (partition, offset) read lies in its range and appears once; gaps are allowed
-    (transaction markers and compaction leave them, as in the confluent reader)."""
-    bounds = {r.partition: r for r in merge_ranges(list(ranges))}
-    once: set[tuple[int, int]] = set()
+    guard = OffsetGuard(ranges)
     for p, off in seen:
-        r = bounds.get(p)
-        if r is None or not (r.start <= off < r.end):
-            raise OffsetsNotRetained(f"Kafka source returned offset {off} of partition {p}, outside the requested ranges {list(bounds.values())}")
-        if (p, off) in once:
-            raise ValueError(f"Kafka source returned offset {off} of partition {p} twice")
-        once.add((p, off))
+        guard.see(p, off)
 
 
-def read_ranges(
+def load_ranges(
     spark: SparkSession,
     client_config: Mapping[str, Any],
     topic: str,
     ranges: Sequence[OffsetRange],
     *,
     shaded_prefix: str = DATABRICKS_SHADED_PREFIX,
-) -> Iterator[SparkKafkaMessage]:
-    """Every message of the ranges, in partition/offset order, read by one bounded batch query."""
-    if not merge_ranges(list(ranges)):
-        return
+) -> DataFrame:
+    """The messages of the ranges as one bounded batch query, lazily: `topic, partition, offset,
+    value, timestamp`, one Spark partition per Kafka partition."""
     reader = spark.read.format("kafka")
     for key, value in source_options(client_config, topic, ranges, shaded_prefix=shaded_prefix).items():
         reader = reader.option(key, value)
-    rows = reader.load().select("topic", "partition", "offset", "value", "timestamp").orderBy("partition", "offset").collect()
-    check_offsets(ranges, [(r["partition"], r["offset"]) for r in rows])
-    for r in rows:
-        yield SparkKafkaMessage(r["topic"], r["partition"], r["offset"], None if r["value"] is None else bytes(r["value"]), r["timestamp"])
+    return reader.load().select("topic", "partition", "offset", "value", "timestamp")
+
+
+def messages(batches: Iterator[pa.RecordBatch], guard: OffsetGuard) -> Iterator[SparkKafkaMessage]:
+    """The rows of a task's Arrow batches as messages, each checked by `guard` before it is handed on."""
+    for batch in batches:
+        for row in batch.to_pylist():
+            guard.see(row["partition"], row["offset"])
+            yield SparkKafkaMessage(row["topic"], row["partition"], row["offset"], row["value"], row["timestamp"])
+
+
+def parse_ranges(
+    spark: SparkSession,
+    client_config: Mapping[str, Any],
+    topic: str,
+    ranges: Sequence[OffsetRange],
+    parse: Callable[[Iterator[SparkKafkaMessage]], Iterator[pa.RecordBatch]],
+    schema: str,
+    *,
+    shaded_prefix: str = DATABRICKS_SHADED_PREFIX,
+) -> DataFrame:
+    """`parse(messages)` over every message of the ranges exactly once, on the executors: a lazy
+    DataFrame of `schema` (DDL) rows that a write computes once, never collected by the driver."""
+    if not merge_ranges(list(ranges)):
+        raise ValueError("no offset range to read")
+    checked = list(ranges)
+
+    def each_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        yield from parse(messages(batches, OffsetGuard(checked)))
+
+    return load_ranges(spark, client_config, topic, ranges, shaded_prefix=shaded_prefix).mapInArrow(each_task, schema)

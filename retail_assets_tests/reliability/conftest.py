@@ -15,7 +15,7 @@ from retail_assets.lib.engine import DeltaRsEngine
 from retail_assets.lib.pipeline import STAGES, RunSummary, run_stage
 from retail_assets.lib.tables import KAFKA_TOPIC
 from retail_assets_tests.reliability import hostile
-from retail_assets_tests.simulated_week import build_defs
+from retail_assets_tests.simulated_week import ENGINE_SETTINGS, build_defs
 
 
 @dataclass
@@ -45,7 +45,8 @@ def hostile_lake(tmp_path_factory, spark) -> HostileLake:
     with pytest.MonkeyPatch.context() as mp, LocalBroker() as broker:
         ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC, partitions=1)
         placed = produce(broker.bootstrap_servers, KAFKA_TOPIC, messages)
-        defs = build_defs(root, broker.bootstrap_servers, mp)
+        # the delta-rs reference every engine's crash-recovery result is compared with
+        defs = build_defs(root, broker.bootstrap_servers, mp, **ENGINE_SETTINGS["delta_rs"])
         instance = dg.DagsterInstance.ephemeral()
         summaries = run_all_stages(defs, instance, hostile.D)
     resolved = [replace(e, ref=placed[int(e.ref.split("#")[1])]) for e in kafka_expected]

@@ -5,7 +5,8 @@ A Delta write is data files first, then one commit to the log. The driver below 
 process at the worst moment it can reach deterministically: with the data files of the write
 already in the table folder and the commit not yet made ("torn"), or right after a commit that
 is only the first of two ("after_commit"). Readers must never see the torn files, and the
-re-run must neither lose nor double a row.
+re-run must neither lose nor double a row. Every test runs on both local engines; on delta-spark
+(marked `parity`) the result must equal the delta-rs reference lakehouse.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pyarrow.compute as pc
 import pytest
 
 from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
-from retail_assets.lib.engine import DeltaRsEngine, PartitionRange
+from retail_assets.lib.engine import LakehouseEngine, PartitionRange
 from retail_assets.lib.pipeline import STAGE, run_stage
 from retail_assets.lib.tables import (
     BRONZE_POS_TRANSACTIONS,
@@ -38,7 +39,7 @@ from retail_assets.lib.tables import (
     TableSpec,
 )
 from retail_assets_tests.reliability import hostile
-from retail_assets_tests.simulated_week import build_defs, snapshot
+from retail_assets_tests.simulated_week import ENGINE_SETTINGS, build_defs, local_engine, snapshot
 
 pytestmark = pytest.mark.reliability
 
@@ -50,22 +51,39 @@ DRIVER = textwrap.dedent(
     import dagster as dg
     import pyarrow.parquet as pq
     import retail_assets.lib.engine.local as local
+    from retail_assets.lib.engine.delta_spark import DeltaSparkEngine
 
     target, mode, partition, keys = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+
+    def tear(path, data):
+        # the data files of the write are on disk, the commit is not
+        os.makedirs(path, exist_ok=True)
+        pq.write_table(data, os.path.join(path, f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"))
+        os.kill(os.getpid(), signal.SIGKILL)
+
     real_write = local.write_deltalake
 
     def write(path, data, **kw):
         if str(path).endswith(target):
             if mode == "torn":
-                # the data files of the write are on disk, the commit is not
-                os.makedirs(path, exist_ok=True)
-                pq.write_table(data, os.path.join(path, f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"))
-                os.kill(os.getpid(), signal.SIGKILL)
+                tear(path, data)
             real_write(path, data, **kw)
             os.kill(os.getpid(), signal.SIGKILL)
         real_write(path, data, **kw)
 
     local.write_deltalake = write
+    real_save = DeltaSparkEngine._save
+
+    def save(self, spec, frame, *args, **kw):
+        path = str(self.path(spec))
+        if path.endswith(target):
+            if mode == "torn":
+                tear(path, frame.toArrow())
+            real_save(self, spec, frame, *args, **kw)
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_save(self, spec, frame, *args, **kw)
+
+    DeltaSparkEngine._save = save
     from retail_assets.definitions import build_definitions
 
     job = build_definitions().resolve_implicit_global_asset_job_def()
@@ -78,6 +96,14 @@ DRIVER = textwrap.dedent(
     sys.exit(0 if result.success else 3)
     """
 )
+
+
+@pytest.fixture(params=["delta_rs", pytest.param("delta_spark", marks=pytest.mark.parity)])
+def engine_name(request, monkeypatch) -> str:
+    """The local engine of the test's lakehouse: the killed runs and the re-runs use it."""
+    for name, value in ENGINE_SETTINGS[request.param].items():
+        monkeypatch.setenv(name, value)
+    return request.param
 
 
 def kill_during_write(root: Path, bootstrap: str, target: TableSpec, mode: str, *assets: TableSpec) -> None:
@@ -105,19 +131,19 @@ def materialize(defs: dg.Definitions, *specs: TableSpec, partition: str = hostil
     )
 
 
-def torn_files(engine: DeltaRsEngine, spec: TableSpec) -> list[Path]:
+def torn_files(engine: LakehouseEngine, spec: TableSpec) -> list[Path]:
     """Parquet files in the table folder that the Delta log does not reference."""
     from deltalake import DeltaTable
 
-    folder = Path(engine.location(spec))
+    folder = engine.root / spec.layer.value / spec.name
     uris = DeltaTable(str(folder)).file_uris() if (folder / "_delta_log").is_dir() else []
     referenced = {Path(u.removeprefix("file://")).resolve() for u in uris}
     return [p for p in folder.rglob("*.parquet") if p.resolve() not in referenced]
 
 
-def test_kill_during_bronze_write_from_files(hostile_lake, tmp_path, monkeypatch):
+def test_kill_during_bronze_write_from_files(hostile_lake, tmp_path, monkeypatch, engine_name):
     copy_lake(hostile_lake.root, tmp_path)
-    engine = DeltaRsEngine(tmp_path / "lakehouse", spark=hostile_lake.engine.spark)
+    engine = local_engine(engine_name, tmp_path, hostile_lake.engine.spark)
 
     kill_during_write(tmp_path, "127.0.0.1:9", BRONZE_SALES_FILES, "torn", BRONZE_SALES_FILES)
     assert torn_files(engine, BRONZE_SALES_FILES), "the kill must leave uncommitted data files behind"
@@ -134,9 +160,9 @@ def test_kill_during_bronze_write_from_files(hostile_lake, tmp_path, monkeypatch
     assert snapshot(engine, BRONZE_SALES_FILES).equals(expected)
 
 
-def test_kill_during_bronze_write_from_kafka(hostile_lake, tmp_path, monkeypatch):
+def test_kill_during_bronze_write_from_kafka(hostile_lake, tmp_path, monkeypatch, engine_name):
     messages, _ = hostile.kafka_messages()
-    engine = DeltaRsEngine(tmp_path / "lakehouse", spark=hostile_lake.engine.spark)
+    engine = local_engine(engine_name, tmp_path, hostile_lake.engine.spark)
     with LocalBroker() as broker:
         # the same messages in the same order on one partition land on the same offsets
         ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC, partitions=1)
@@ -150,7 +176,7 @@ def test_kill_during_bronze_write_from_kafka(hostile_lake, tmp_path, monkeypatch
     assert snapshot(engine, BRONZE_POS_TRANSACTIONS).equals(expected)
 
 
-def _stale(engine: DeltaRsEngine, spec: TableSpec, keep: int) -> pa.Table:
+def _stale(engine: LakehouseEngine, spec: TableSpec, keep: int) -> pa.Table:
     """Replace the table's partition with its first `keep` rows: a state an older run left."""
     day = PartitionRange.single(hostile.D)
     stale = engine.read_arrow(spec, None if spec.rebuild else day).slice(0, keep)
@@ -158,12 +184,12 @@ def _stale(engine: DeltaRsEngine, spec: TableSpec, keep: int) -> pa.Table:
     return snapshot(engine, spec)
 
 
-def test_kill_during_silver_partition_overwrite(hostile_lake, tmp_path, monkeypatch):
+def test_kill_during_silver_partition_overwrite(hostile_lake, tmp_path, monkeypatch, engine_name):
     """Sales lines and returns are two commits of one step: killed after the first and in the
     middle of the second, the re-run still leaves both equal to the fault-free run."""
     inputs = STAGE["ingest_pos_stream"].tables + STAGE["ingest_bronze"].tables + STAGE["refine_master_data"].tables
     copy_lake(hostile_lake.root, tmp_path, *inputs, SILVER_SALES_LINES, SILVER_RETURNS)
-    engine = DeltaRsEngine(tmp_path / "lakehouse", spark=hostile_lake.engine.spark)
+    engine = local_engine(engine_name, tmp_path, hostile_lake.engine.spark)
     stale_lines = _stale(engine, SILVER_SALES_LINES, 3)
     stale_returns = _stale(engine, SILVER_RETURNS, 0)
 
@@ -182,10 +208,10 @@ def test_kill_during_silver_partition_overwrite(hostile_lake, tmp_path, monkeypa
         assert snapshot(engine, spec).equals(expected), spec.key
 
 
-def test_kill_during_scd2_update(hostile_lake, tmp_path, monkeypatch):
+def test_kill_during_scd2_update(hostile_lake, tmp_path, monkeypatch, engine_name):
     inputs = STAGE["refine_master_data"].tables
     copy_lake(hostile_lake.root, tmp_path, *inputs, GOLD_DIM_CUSTOMER)
-    engine = DeltaRsEngine(tmp_path / "lakehouse", spark=hostile_lake.engine.spark)
+    engine = local_engine(engine_name, tmp_path, hostile_lake.engine.spark)
     stale = _stale(engine, GOLD_DIM_CUSTOMER, 1)
 
     kill_during_write(tmp_path, "127.0.0.1:9", GOLD_DIM_CUSTOMER, "torn", GOLD_DIM_CUSTOMER)

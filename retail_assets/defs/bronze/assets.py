@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyspark.sql import functions as F
 
 from retail_assets.defs.sources.assets import LANDING_ZONE, POS_TOPIC
 from retail_assets.lib import kafka as kafka_lib
-from retail_assets.lib.factories import TableOutput, TableRun, build_table_asset, one_day_per_run
-from retail_assets.lib.ingest import PosEvents, compare_with_held, parse_landing_file
+from retail_assets.lib.factories import TableOutput, TableRun, build_table_asset, observed_by_day, one_day_per_run
+from retail_assets.lib.ingest import compare_with_held, parse_landing_file, pos_event_batches
 from retail_assets.lib.landing import scan_landing
 from retail_assets.lib.resources import KafkaResource
 from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, LANDING_SOURCES, TableSpec
@@ -128,22 +130,23 @@ def read_pos_transactions(run: TableRun, kafka: KafkaResource) -> TableOutput:
         ranges += kafka_lib.pending_ranges(high, committed)
     ranges = kafka_lib.merge_ranges(ranges)
     ingested_at, arrival = dt.datetime.now(dt.UTC), run.day
+    listed = {"offset_ranges": ", ".join(str(r) for r in ranges) or "none"}
+    parse = functools.partial(pos_event_batches, batch_id=run.run_id, ingested_at=ingested_at, arrival_date=arrival)
+    if kafka.reader == "spark":
+        if not ranges:
+            return TableOutput(run.engine.empty_frame(spec), {**listed, "messages": 0, "unparseable_messages": 0})
+        # The messages stay on Spark's executors, parsed there and written from there.
+        frame = kafka.parse_on_spark(run.engine.spark, ranges, parse, spec.spark_ddl())
+        observed, figures = observed_by_day(
+            frame, spec.partition_column, [run.day], messages=F.lit(1), unparseable_messages=F.col("_parse_error").isNotNull().cast("int")
+        )
+        return TableOutput(observed, listed, by_partition=lambda: {d: {k: int(v) for k, v in f.items()} for d, f in figures().items()})
 
-    def parse(messages) -> pa.Table:
-        events = PosEvents(batch_id=run.run_id, ingested_at=ingested_at)
-        for msg in messages:
-            events.add(msg.value(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), timestamp_ms=msg.timestamp()[1], arrival_date=arrival)
-        return events.table()
-
-    parts = kafka.read_each_partition(ranges, parse, spark=run.engine.spark if kafka.reader == "spark" else None, known_watermarks=marks)
+    parts = kafka.read_each_partition(ranges, lambda messages: pa.Table.from_batches(list(parse(messages)), schema=spec.arrow_schema()), known_watermarks=marks)
     data = pa.concat_tables(parts) if parts else spec.arrow_schema().empty_table()
     return TableOutput(
         data,
-        {
-            "offset_ranges": ", ".join(str(r) for r in ranges) or "none",
-            "messages": data.num_rows,
-            "unparseable_messages": data.num_rows - data["_parse_error"].null_count,
-        },
+        {**listed, "messages": data.num_rows, "unparseable_messages": data.num_rows - data["_parse_error"].null_count},
     )
 
 

@@ -23,7 +23,7 @@ from retail_assets.lib.engine.base import CommitInfo, LakehouseEngine, Partition
 from retail_assets.lib.tables import Layer, TableSpec, catalog_schema
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 # Properties every table gets. Optimized writes and auto-compaction keep daily partition
 # overwrites from leaving many small files behind; the deletion-vector default is kept.
@@ -130,8 +130,8 @@ def writer_options(
 ) -> dict[str, str]:
     """Options of one Delta write.
 
-    `mergeSchema` lets a registry column added later evolve the table additively; a full
-    rebuild may change the schema outright (`overwriteSchema`); `txnAppId`/`txnVersion` make an
+    `replaceWhere` is the condition of a partition overwrite; `mergeSchema` lets a registry
+    column added later evolve the table additively; `txnAppId`/`txnVersion` make an
     append idempotent and leave the resume point in the Delta log itself (SPEC §5).
     """
     options: dict[str, str] = {}
@@ -142,7 +142,7 @@ def writer_options(
         options["replaceWhere"] = replace_where(spec, rng)
         options["mergeSchema"] = "true"
     elif mode == "overwrite_table":
-        options["overwriteSchema"] = "true"
+        options["mergeSchema"] = "true"
     elif mode == "append":
         options["mergeSchema"] = "true"
         if app_id is not None:
@@ -243,9 +243,6 @@ class DeltaSparkEngine(LakehouseEngine):
                 self._prepared.add(name)
         self._attached.add(name)
 
-    def _writer(self, data: DataFrame) -> DataFrameWriter:
-        return data.write
-
     def _ensure_table(self, spec: TableSpec) -> None:
         name = self.location(spec)
         if name in self._prepared:
@@ -288,16 +285,28 @@ class DeltaSparkEngine(LakehouseEngine):
             for field in spec.arrow_schema():
                 if not field.nullable and data.column(field.name).null_count:
                     raise ValueError(f"{spec.key}.{field.name} is declared NOT NULL but {data.column(field.name).null_count} rows are null")
+            if data.num_rows == 0:  # Spark cannot take a schema from an empty Arrow table
+                return self.empty_frame(spec)
             data = self.spark.createDataFrame(data.select(spec.column_names).cast(spec.arrow_schema()))
         self.check_columns(spec, data.columns)
         return data.select(*(data[c].cast(spec.column(c).type).alias(c) for c in spec.column_names))
 
     def _save(self, spec: TableSpec, frame: DataFrame, mode: str, options: Mapping[str, str], partitions: PartitionRange | None = None) -> None:
-        writer = self._writer(frame).format("delta").mode(mode)
+        """One commit through the DataFrameWriterV2 of the catalog table: unlike `saveAsTable`, its
+        execution reports the DataFrame's observed metrics (`observed_by_day`) in every session,
+        Spark Connect included. A partition overwrite is Delta's `replaceWhere` by condition."""
+        from pyspark.sql import functions as F
+
+        options = dict(options)
+        condition = options.pop("replaceWhere", None)
+        writer = frame.writeTo(self.location(spec))
         for key, value in options.items():
             writer = writer.option(key, value)
         try:
-            writer.saveAsTable(self.location(spec))
+            if mode == "append":
+                writer.append()
+            else:
+                writer.overwrite(F.expr(condition) if condition else F.lit(True))
         except Exception as exc:  # noqa: BLE001 - Delta's refusals arrive as JVM or Connect errors alike
             text = str(exc)
             if partitions is not None and any(marker in text for marker in _OUTSIDE_RANGE):
