@@ -1,9 +1,16 @@
 """The driver of one emulated job-cluster task (run by the emulator in a fresh process).
 
 Provides what the Databricks runtime provides before a `spark_python_task` starts — a Spark
-session as `spark` and `sc`, and `dbutils` — then runs the submitted file as `__main__` with the
-submitted parameters. Deliberately imports nothing of the project: on a real cluster the
-project arrives only through the task's libraries and the launcher's code upload.
+session with Delta Lake as `spark` and `sc`, and `dbutils` — then runs the submitted file as
+`__main__` with the submitted parameters. Deliberately imports nothing of the project: on a real
+cluster the project arrives only through the task's libraries and the launcher's code upload.
+
+The session attaches to a Spark Connect server when the emulator names one
+(`EMULATOR_SPARK_REMOTE`): the server's JVM, with the Delta jar, stands in for the cluster's
+driver, and a task starts in seconds instead of starting a JVM. `sc` then exists only as a name
+(Spark Connect has no SparkContext); the launcher touches it only for S3/ADLS credentials, which
+these tests never configure. Otherwise the task starts a local JVM of its own with the runtime's
+conf (`EMULATOR_RUNTIME_SPARK_CONF`: the Delta jar, its extension and catalog).
 
 argv: <local path of python_file> <parameters…> (the emulator maps `/dbfs/...` onto its folder).
 """
@@ -105,12 +112,34 @@ class _Starting:
         return getattr(target, name)
 
 
+# What keeps one emulated cluster small and quiet. A real cluster has many cores; this one has one
+# or two, where Delta's VACUUM would otherwise list a tiny table in 10,000 tasks (Spark's
+# partition-discovery default) and take most of a minute.
+SMALL_SESSION = {"spark.sql.shuffle.partitions": "2", "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2"}
+SMALL_JVM = {"spark.ui.enabled": "false"}
+
+
+def cluster_conf() -> dict[str, str]:
+    return {**json.loads(os.environ.get("EMULATOR_SPARK_CONF", "{}")), **SMALL_SESSION}
+
+
+def attach_session(remote: str):
+    from pyspark.sql import SparkSession
+
+    # Built on the thread that runs the task, so `getActiveSession()` finds it there as it
+    # finds the notebook's session on Databricks.
+    builder = SparkSession.builder.remote(remote)
+    for key, value in cluster_conf().items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
 def start_session():
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.master("local[1]").appName("emulated-job-cluster")
-    # The cluster's own spark_conf first, then what keeps one local JVM small and quiet.
-    conf = {**json.loads(os.environ.get("EMULATOR_SPARK_CONF", "{}")), "spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"}
+    # The runtime's own conf, then the cluster's spark_conf, then what keeps one local JVM small.
+    conf = {**json.loads(os.environ.get("EMULATOR_RUNTIME_SPARK_CONF", "{}")), **cluster_conf(), **SMALL_JVM}
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -121,7 +150,12 @@ def start_session():
 def main() -> None:
     python_file, parameters = sys.argv[1], sys.argv[2:]
     pool = ThreadPoolExecutor(max_workers=1)
-    session = pool.submit(start_session)
+    remote = os.environ.get("EMULATOR_SPARK_REMOTE")
+    if remote:
+        session: Future = Future()
+        session.set_result(attach_session(remote))
+    else:
+        session = pool.submit(start_session)
     dbutils = DBUtils(Path(os.environ["EMULATOR_DBFS_ROOT"]), json.loads(os.environ.get("EMULATOR_SECRETS", "[]")))
     sys.argv = [python_file, *parameters]
     try:
@@ -131,6 +165,7 @@ def main() -> None:
             run_name="__main__",
         )
     finally:
+        # A Connect session's stop releases only this task's session, never the server.
         session.result().stop()
         pool.shutdown()
 

@@ -9,15 +9,18 @@ It speaks the REST subset that dagster-databricks' step launcher and databricks-
 
 A submitted `spark_python_task` runs as a job cluster would run it: in a fresh Python process
 with only a cluster's environment (none of the caller's variables), the `new_cluster`'s
-`spark_env_vars` and `spark_conf`, a local SparkSession as `spark`/`sc`, a `dbutils` stand-in,
+`spark_env_vars` and `spark_conf`, a Spark session with Delta Lake as `spark`/`sc` (attached to
+the Spark Connect server given as `spark_remote`, else a local JVM started with
+`runtime_spark_conf`, see `cluster_main.py`), a `dbutils` stand-in,
 and `/dbfs/...` parameters mapped onto the emulator's DBFS folder. The launcher's real
 `databricks_step_main.py` is what runs; nothing of the launcher is patched. Run states move
 PENDING → RUNNING → TERMINATED with SUCCESS / FAILED / CANCELED / TIMEDOUT, and a library the
 "cluster" cannot satisfy fails the run with INTERNAL_ERROR, as Databricks reports it.
 
 What it cannot stand in for: the cluster's Python environment is this project's virtualenv
-(which has the project installed, standing in for the wheel library), and there is no Delta jar,
-so steps use the delta-rs engine.
+(which has the project installed, standing in for the wheel library), and Unity Catalog is
+Spark's session catalog, so tables are external tables on the emulator's disk. Delta itself is
+real: steps write through Delta Lake's Spark jar (delta-spark), as on Databricks.
 """
 
 from __future__ import annotations
@@ -84,7 +87,17 @@ class EmulatedRun:
 class WorkspaceEmulator:
     """Start with `with WorkspaceEmulator(folder, token=...) as ws:`; point clients at `ws.host`."""
 
-    def __init__(self, root: Path, *, token: str, python: str = sys.executable, startup_seconds: float = 0.3) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        token: str,
+        python: str = sys.executable,
+        startup_seconds: float = 0.3,
+        spark_remote: str | None = None,
+        runtime_spark_conf: Mapping[str, str] | None = None,
+        cluster_env: Mapping[str, str] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.dbfs_root = self.root / "dbfs"
         self.runs_root = self.root / "runs"
@@ -94,6 +107,11 @@ class WorkspaceEmulator:
         self.python = python
         # A cluster takes a moment to come up; runs stay PENDING meanwhile, as on Databricks.
         self.startup_seconds = startup_seconds
+        # The clusters' Spark: a Connect server's session, or a local JVM with the runtime's conf.
+        self.spark_remote = spark_remote
+        self.runtime_spark_conf = dict(runtime_spark_conf or {})
+        # Variables the clusters' machines have of their own, besides CLUSTER_BASE_ENV.
+        self.cluster_env = dict(cluster_env or {})
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         self.unhandled: list[tuple[str, str]] = []
         self.secrets: dict[tuple[str, str], str] = {}
@@ -406,7 +424,7 @@ class WorkspaceEmulator:
             return
         cluster = run.task.get("new_cluster") or {}
         spark_task = run.task["spark_python_task"]
-        env = {k: os.environ[k] for k in CLUSTER_BASE_ENV if k in os.environ}
+        env = {k: os.environ[k] for k in CLUSTER_BASE_ENV if k in os.environ} | self.cluster_env
         env.update(
             {
                 "DATABRICKS_RUNTIME_VERSION": str(cluster.get("spark_version", "emulated")),
@@ -414,6 +432,8 @@ class WorkspaceEmulator:
                 "PYSPARK_PYTHON": self.python,
                 "EMULATOR_DBFS_ROOT": str(self.dbfs_root),
                 "EMULATOR_SPARK_CONF": json.dumps(cluster.get("spark_conf") or {}),
+                "EMULATOR_RUNTIME_SPARK_CONF": json.dumps(self.runtime_spark_conf),
+                **({"EMULATOR_SPARK_REMOTE": self.spark_remote} if self.spark_remote else {}),
                 "EMULATOR_SECRETS": json.dumps([{"scope": s, "key": k, "value": v} for (s, k), v in self.secrets.items()]),
                 **{k: str(v) for k, v in (cluster.get("spark_env_vars") or {}).items()},
             }

@@ -1,14 +1,15 @@
-"""The Databricks engine's SQL, writer options and naming, offline (no Delta or Kafka jar).
+"""The Databricks engine's SQL, writer options and naming: as text where that is the point, and
+run on the suite's Spark session with Delta Lake's jar where Delta's own answer is.
 
-What these cannot prove — that a Databricks runtime accepts the statements and options — is
-said in the README's "Deploy to Databricks" section.
+What these cannot prove — that a Databricks runtime and Unity Catalog accept the statements and
+options — is said in the README's "Deploy to Databricks" section.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from types import SimpleNamespace
+from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
@@ -103,7 +104,7 @@ def test_writer_options():
         "replaceWhere": "`_arrival_date` = DATE'2026-11-02'",
         "mergeSchema": "true",
     }
-    assert ds.writer_options(mode="overwrite_table") == {"overwriteSchema": "true"}
+    assert ds.writer_options(mode="overwrite_table") == {"mergeSchema": "true"}
     assert ds.writer_options(mode="append", app_id="kafka-bronze", app_version=7) == {"mergeSchema": "true", "txnAppId": "kafka-bronze", "txnVersion": "7"}
     with pytest.raises(ValueError):
         ds.writer_options(mode="append", app_id="kafka-bronze")
@@ -111,60 +112,44 @@ def test_writer_options():
         ds.writer_options(mode="overwrite_partitions")
 
 
-class RecordingWriter:
-    def __init__(self, log: list) -> None:
-        self.log = log
-        self.options: dict[str, str] = {}
-
-    def format(self, fmt):
-        self.log.append(("format", fmt))
-        return self
-
-    def mode(self, mode):
-        self.log.append(("mode", mode))
-        return self
-
-    def option(self, key, value):
-        self.options[key] = value
-        return self
-
-    def saveAsTable(self, name):  # noqa: N802 - Spark's naming
-        self.log.append(("saveAsTable", name, dict(self.options)))
-
-
-class RecordingSpark:
-    """A real local session for DataFrames; SQL and the catalog are recorded, not executed."""
-
-    def __init__(self, spark) -> None:
-        self._spark = spark
-        self.statements: list[str] = []
-        self.catalog = SimpleNamespace(tableExists=lambda name: True)
-
-    def createDataFrame(self, *args, **kwargs):  # noqa: N802
-        return self._spark.createDataFrame(*args, **kwargs)
-
-    def sql(self, statement):
-        self.statements.append(statement)
-        row = SimpleNamespace(asDict=lambda recursive=True: {"version": 3, "timestamp": dt.datetime(2026, 11, 2, 12), "operation": "WRITE", "operationParameters": {"mode": "Overwrite"}, "operationMetrics": {}})
-        return SimpleNamespace(collect=lambda: [row], first=lambda: row)
-
-
-def test_partition_overwrite_is_one_replace_where_save_as_table(spark):
-    recorder = RecordingSpark(spark)
-    log: list = []
-    engine = DeltaSparkEngine("retail", "prod", spark=recorder)
-    engine._writer = lambda frame: RecordingWriter(log)
+@pytest.mark.databricks
+def test_partition_overwrite_is_the_ddl_then_one_overwrite_by_condition(spark, tmp_path):
+    engine = DeltaSparkEngine.local(tmp_path / "lakehouse", "ci", spark=spark)
+    name = engine.location(SILVER_STORES)
     rows = stores_rows(DAY)
     commit = engine.overwrite_partitions(SILVER_STORES, rows, PartitionRange.single(DAY))
-    assert ("saveAsTable", "retail.prod_silver.stores", {"replaceWhere": "`_arrival_date` = DATE'2026-11-02'", "mergeSchema": "true"}) in log
-    assert ("format", "delta") in log and ("mode", "overwrite") in log
-    assert recorder.statements[0] == "CREATE SCHEMA IF NOT EXISTS `retail`.`prod_silver`"
-    assert recorder.statements[1].startswith("CREATE TABLE IF NOT EXISTS `retail`.`prod_silver`.`stores`")
-    assert commit.location == "retail.prod_silver.stores" and commit.version == 3 and commit.rows_written == rows.num_rows
-    # a row outside the partition is refused before anything is written
+    assert (commit.location, commit.version, commit.rows_written) == ("spark_catalog.ci_silver.stores", 1, rows.num_rows)
+    history = {r["version"]: r.asDict(recursive=True) for r in spark.sql(ds.history_sql(name, 10)).collect()}
+    assert [history[v]["operation"] for v in sorted(history)] == ["CREATE TABLE", "WRITE"]
+    write = history[1]["operationParameters"]
+    assert write["mode"] == "Overwrite" and "_arrival_date" in write["predicate"] and DAY.isoformat() in write["predicate"]
+    assert history[1]["engineInfo"].startswith("Apache-Spark/")
+
+    # What `create_table_sql` declares is what Delta made of it.
+    detail = spark.sql(f"DESCRIBE DETAIL {ds.quote_name(name)}").first()
+    assert (detail["format"], detail["partitionColumns"]) == ("delta", ["_arrival_date"])
+    assert str(detail["location"]).removeprefix("file:").rstrip("/") == str(engine.path(SILVER_STORES))
+    properties = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {ds.quote_name(name)}").collect()}
+    assert ds.table_properties(SILVER_STORES).items() <= properties.items()
+    assert "delta.enableChangeDataFeed" not in properties  # Bronze's alone
+    fields = {f.name: f for f in spark.table(name).schema.fields}
+    assert not fields["_arrival_date"].nullable
+    described = next(c for c in SILVER_STORES.columns if c.description)
+    assert fields[described.name].metadata.get("comment") == described.description
+
+    # A row outside the partition is refused by Delta's own check of the condition; nothing commits.
     with pytest.raises(ValueError, match="outside the partitions"):
         engine.overwrite_partitions(SILVER_STORES, stores_rows(DAY + dt.timedelta(days=1)), PartitionRange.single(DAY))
-    assert sum(1 for entry in log if entry[0] == "saveAsTable") == 1
+    assert engine.version(SILVER_STORES) == 1
+
+    # `OPTIMIZE … WHERE` confined to the day compacts its two files into one, without Z-order.
+    engine.append(SILVER_STORES, rows)
+    done = engine.optimize(SILVER_STORES, PartitionRange.single(DAY), zorder=False)
+    assert (done["files_removed"], done["files_added"]) == (2, 1)
+    optimize = spark.sql(ds.history_sql(name, 1)).first().asDict(recursive=True)
+    assert optimize["operation"] == "OPTIMIZE" and json.loads(optimize["operationParameters"]["zOrderBy"]) == []
+    assert DAY.isoformat() in optimize["operationParameters"]["predicate"]
+    assert spark.table(name).count() == 2 * rows.num_rows
 
 
 def stores_rows(day: dt.date) -> pa.Table:
@@ -219,11 +204,15 @@ def test_spark_kafka_read_is_checked_against_its_ranges():
 
 
 def test_databricks_lakehouse_resource_chooses_the_engine():
-    uc = DatabricksLakehouseResource(catalog="retail", deployment_env="prod", landing_root="/Volumes/retail/prod_bronze/landing")
-    assert isinstance(uc.create_engine(), DeltaSparkEngine)
-    assert uc.create_engine().location(SILVER_STORES) == "retail.prod_silver.stores"
-    emulated = DatabricksLakehouseResource(catalog="retail", deployment_env="ci", landing_root="/l", table_engine="delta_rs", root="/x")
-    assert isinstance(emulated.create_engine(), DeltaRsEngine)
+    uc = DatabricksLakehouseResource(catalog="retail", deployment_env="prod", landing_root="/Volumes/retail/prod_bronze/landing").create_engine()
+    assert isinstance(uc, DeltaSparkEngine)
+    assert (uc.location(SILVER_STORES), uc.path(SILVER_STORES)) == ("retail.prod_silver.stores", None)  # managed tables
+    # The emulator's: external tables under a folder, named in Spark's session catalog.
+    emulated = DatabricksLakehouseResource(catalog=ds.LOCAL_CATALOG, deployment_env="ci", landing_root="/l", root="/x").create_engine()
+    assert isinstance(emulated, DeltaSparkEngine)
+    assert (emulated.location(SILVER_STORES), emulated.path(SILVER_STORES)) == ("spark_catalog.ci_silver.stores", Path("/x/silver/stores"))
+    with pytest.raises(ValueError, match="delta_spark"):  # no delta-rs on Databricks
+        DatabricksLakehouseResource(catalog="retail", deployment_env="ci", landing_root="/l", table_engine="delta_rs")
 
 
 # ---- maintenance (locally through delta-rs) -------------------------------------------------

@@ -2,26 +2,41 @@
 the workspace emulator — upload to DBFS, runs/submit, polling, events read back.
 
 Each step really runs on the emulated cluster: the launcher's `databricks_step_main.py` in a
-fresh process that knows only what the launcher forwarded, rebuilding the job from code.
+fresh process that knows only what the launcher forwarded, rebuilding the job from code, and
+writing its tables through delta-spark as a Databricks cluster does (`DatabricksLakehouseResource`,
+names in Spark's session catalog, external tables under the deployment's table root). What Delta
+then offers — the change feed Bronze keeps, time travel, OPTIMIZE and VACUUM — is read back here
+through Spark.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
+from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import pytest
 from dagster_shared.serdes import serialize_value
-from deltalake import DeltaTable
 
-from retail_assets.lib import quality
+from retail_assets.lib import jvm, quality
+from retail_assets.lib.engine import delta_spark as ds
 from retail_assets.lib.generator import GeneratorConfig, generate
 from retail_assets.lib.settings import project_root
+from retail_assets.lib.tables import BRONZE_STORES, TABLES_BY_KEY
 from retail_assets_tests.databricks import jobs
+
+pytestmark = pytest.mark.databricks
 
 DAY = dt.date(2026, 11, 2)
 STAGING = "/dagster_staging"
+ENV = "ci"
+# A late export of the same arrival day: Bronze takes it in when the partition runs again.
+LATE_FILE = f"stores/{DAY.isoformat()}/stores_{DAY:%Y%m%d}_late.jsonl"
+LATE_STORE = {"store_id": "S999", "name": "Marketa Late Opening", "city": "Lyon", "region": "Western Europe", "format": "express",
+              "opened_on": "2026-10-30", "status": "open", "updated_at": "2026-11-02T08:00:00+00:00"}
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +49,11 @@ def deployment(workspace, tmp_path_factory):
             "RETAIL_ENV": "databricks",
             "DATABRICKS_HOST": workspace.host,
             "DATABRICKS_TOKEN": workspace.token,
-            "RETAIL_DEPLOYMENT_ENV": "ci",
+            "RETAIL_DEPLOYMENT_ENV": ENV,
             "RETAIL_LANDING_ROOT": str(data / "landing"),
-            # No Delta jar here (SPEC §9): the cluster writes through delta-rs under this folder.
-            "RETAIL_DATABRICKS_TABLE_ENGINE": "delta_rs",
+            # Unity Catalog stands as Spark's session catalog (the only catalog Delta's own
+            # DeltaCatalog can be), its tables external under this folder.
+            "RETAIL_UC_CATALOG": ds.LOCAL_CATALOG,
             "RETAIL_DATABRICKS_TABLE_ROOT": str(data / "lakehouse"),
             "RETAIL_DATABRICKS_WHEEL": "dbfs:/artifacts/retail_assets-0.1.0-py3-none-any.whl",
             "RETAIL_DATABRICKS_POLL_SECONDS": "0.5",
@@ -54,9 +70,53 @@ def deployment(workspace, tmp_path_factory):
         yield data
 
 
-def execute(job_fn: str, instance: dg.DagsterInstance) -> dg.ExecuteJobResult:
+def execute(job_fn: str, instance: dg.DagsterInstance, *, partitioned: bool = True, run_config: dict | None = None) -> dg.ExecuteJobResult:
     recon = dg.build_reconstructable_job(jobs.__name__, job_fn, reconstructor_working_directory=str(project_root()))
-    return dg.execute_job(recon, instance=instance, tags={"dagster/partition": DAY.isoformat()}, raise_on_error=False)
+    tags = {"dagster/partition": DAY.isoformat()} if partitioned else {}
+    return dg.execute_job(recon, instance=instance, tags=tags, run_config=run_config, raise_on_error=False)
+
+
+@dataclass(frozen=True)
+class Launched:
+    """What a run through the launcher left behind, once its result is closed."""
+
+    instance: dg.DagsterInstance
+    run_id: str
+    success: bool
+    failures: list[str]
+    step_keys: set[str]
+    submitted: int  # Databricks runs the job submitted
+
+
+def launch(workspace, job_fn: str, **kwargs) -> Launched:
+    instance = dg.DagsterInstance.ephemeral()
+    submitted_before = workspace.count("/jobs/runs/submit")
+    with execute(job_fn, instance, **kwargs) as result:
+        failures = [e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure]
+        run_id, success = result.run_id, result.success
+        step_keys = {e.step_key for e in result.all_events if e.is_step_success}
+    return Launched(instance, run_id, success, failures, step_keys, workspace.count("/jobs/runs/submit") - submitted_before)
+
+
+def table_path(deployment: Path, key: dg.AssetKey) -> Path:
+    return deployment / "lakehouse" / key.path[0] / key.path[1]
+
+
+def history(spark, path: Path) -> dict[int, dict]:
+    """`DESCRIBE HISTORY` by version, as Delta's Spark jar reads the log."""
+    return {r["version"]: r.asDict(recursive=True) for r in spark.sql(f"DESCRIBE HISTORY delta.`{path}`").collect()}
+
+
+def engine_info(path: Path, version: int) -> str:
+    """Who wrote a commit, from its own `commitInfo` in the Delta log."""
+    actions = [json.loads(line) for line in (path / "_delta_log" / f"{version:020d}.json").read_text().splitlines()]
+    return next(a["commitInfo"]["engineInfo"] for a in actions if "commitInfo" in a)
+
+
+@pytest.fixture(scope="module")
+def chain(workspace, deployment):
+    """Bronze → Silver → Gold for stores, once for the module."""
+    return launch(workspace, "chain_job")
 
 
 def step_dirs(workspace, run_id: str) -> dict[str, set[str]]:
@@ -64,18 +124,13 @@ def step_dirs(workspace, run_id: str) -> dict[str, set[str]]:
     return {d.name: {f.name for f in d.iterdir()} for d in staged.iterdir()} if staged.exists() else {}
 
 
-def test_bronze_silver_gold_chain_runs_through_the_step_launcher(workspace, deployment):
-    instance = dg.DagsterInstance.ephemeral()
-    submitted_before = workspace.count("/jobs/runs/submit")
-    with execute("chain_job", instance) as result:
-        failures = [e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure]
-        assert result.success, failures
-        run_id = result.run_id
-        step_keys = {e.step_key for e in result.all_events if e.is_step_success}
+def test_bronze_silver_gold_chain_runs_through_the_step_launcher(workspace, deployment, chain, spark):
+    assert chain.success, chain.failures
+    instance, run_id, step_keys = chain.instance, chain.run_id, chain.step_keys
 
     # Four steps (three assets, one check step), each launched as its own Databricks run.
     assert len(step_keys) == 4, step_keys
-    assert workspace.count("/jobs/runs/submit") - submitted_before == 4
+    assert chain.submitted == 4
     assert not workspace.unhandled, workspace.unhandled
     staged = step_dirs(workspace, run_id)
     assert set(staged) == step_keys
@@ -97,7 +152,8 @@ def test_bronze_silver_gold_chain_runs_through_the_step_launcher(workspace, depl
     assert workspace.count("/dbfs/create") >= 16 and workspace.count("/dbfs/close") == workspace.count("/dbfs/create")
     assert workspace.count("/dbfs/put") == 0
 
-    # Materializations and check results landed in the local instance, from the remote steps.
+    # Materializations and check results landed in the local instance, from the remote steps,
+    # and every table is a Delta table the cluster's delta-spark created and wrote.
     for key in jobs.CHAIN:
         event = instance.get_latest_materialization_event(key)
         assert event is not None, key
@@ -105,10 +161,28 @@ def test_bronze_silver_gold_chain_runs_through_the_step_launcher(workspace, depl
         assert materialization.partition == DAY.isoformat()
         metadata = materialization.metadata
         assert metadata["dagster/row_count"].value > 0, key
-        assert "delta_version" in metadata
+        spec = TABLES_BY_KEY[f"{key.path[0]}.{key.path[1]}"]
+        assert metadata["dagster/uri"].value == spec.catalog_name(ds.LOCAL_CATALOG, ENV)
         version = metadata["delta_version"].value
-        table = DeltaTable(str(deployment / "lakehouse" / key.path[0] / key.path[1]))
-        assert table.version() == version
+        path = table_path(deployment, key)
+        commits = history(spark, path)
+        assert max(commits) == version, key
+        # The engine's DDL first, then one overwrite commit: of the day, by condition (Delta
+        # records Spark's rendering of it), or of the whole table for a dimension that is rebuilt.
+        assert commits[0]["operation"] == "CREATE TABLE", key
+        write = commits[version]
+        assert (write["operation"], write["operationParameters"]["mode"]) == ("WRITE", "Overwrite"), key
+        if spec.rebuild:
+            assert "predicate" not in write["operationParameters"], key
+        else:
+            predicate = write["operationParameters"]["predicate"]
+            assert spec.partition_column in predicate and f"'{DAY.isoformat()}'" in predicate, predicate
+        assert int(write["operationMetrics"]["numOutputRows"]) == metadata["dagster/row_count"].value
+        for v in (0, version):
+            # delta-rs signs its commits "delta-rs:py-<version>"
+            assert engine_info(path, v).startswith("Apache-Spark/"), (key, v)
+            assert f"Delta-Lake/{jvm.DELTA_VERSION}" in engine_info(path, v)
+            assert commits[v]["engineInfo"] == engine_info(path, v)
     # The workspace token reached the cluster through the secret scope only: nothing the run
     # recorded (event log, run config, tags) holds it.
     run = instance.get_run_by_id(run_id)
@@ -125,6 +199,114 @@ def test_bronze_silver_gold_chain_runs_through_the_step_launcher(workspace, depl
         assert evaluation.asset_key == jobs.CHECKED
         assert evaluation.passed, evaluation.check_name
         assert evaluation.metadata["partition"].value == DAY.isoformat()
+
+
+@dataclass(frozen=True)
+class Rerun:
+    first: Launched
+    second: Launched
+    before: int  # Bronze's version as the chain left it
+    after: int  # Bronze's version once the day ran again
+
+
+def bronze_version(launched: Launched) -> int:
+    event = launched.instance.get_latest_materialization_event(jobs.CHAIN[0])
+    assert event is not None
+    return event.asset_materialization.metadata["delta_version"].value
+
+
+@pytest.fixture(scope="module")
+def rerun(workspace, deployment, chain):
+    """Bronze stores' day materialized again on a cluster, after a late export of that day landed."""
+    assert chain.success, chain.failures
+    late = deployment / "landing" / LATE_FILE
+    late.write_text(json.dumps(LATE_STORE) + "\n")
+    second = launch(workspace, "bronze_stores_job")
+    assert second.success, second.failures
+    return Rerun(chain, second, bronze_version(chain), bronze_version(second))
+
+
+def test_bronze_change_feed_shows_the_rows_a_rerun_replaced(deployment, rerun, spark):
+    changes = (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", rerun.before + 1)
+        .option("endingVersion", rerun.after)
+        .load(str(table_path(deployment, jobs.CHAIN[0])))
+        .select("_source", "_source_file", "_batch_id", "_change_type", "_commit_version")
+        .collect()
+    )
+    assert {c["_commit_version"] for c in changes} == {rerun.after}  # one commit replaced the day
+    deleted = [c for c in changes if c["_change_type"] == "delete"]
+    inserted = [c for c in changes if c["_change_type"] == "insert"]
+    assert len(deleted) + len(inserted) == len(changes)  # an overwrite: no update pre/post images
+    # Out went every record the first run had ingested …
+    first_rows = rerun.first.instance.get_latest_materialization_event(jobs.CHAIN[0]).asset_materialization.metadata["dagster/row_count"].value
+    assert len(deleted) == first_rows
+    assert {c["_batch_id"] for c in deleted} == {rerun.first.run_id}
+    assert LATE_FILE not in {c["_source_file"] for c in deleted}
+    # … in came the same landing records, ingested again, and the late file's one record.
+    assert {c["_batch_id"] for c in inserted} == {rerun.second.run_id}
+    late = {c["_source"] for c in inserted if c["_source_file"] == LATE_FILE}
+    assert len(late) == 1
+    assert {c["_source"] for c in inserted} == {c["_source"] for c in deleted} | late
+
+
+def landing_records(rows) -> list[tuple]:
+    """The records of the chain's landing file, without what either run stamped on them."""
+    return sorted((r["_source"], r["store_id"], r["name"], r["status"]) for r in rows if r["_source_file"] != LATE_FILE)
+
+
+def test_time_travel_reads_bronze_as_the_first_run_wrote_it(deployment, rerun, spark):
+    # Through the table's catalog name, as a Databricks notebook would query it.
+    engine = ds.DeltaSparkEngine.local(deployment / "lakehouse", ENV, spark=spark)
+    assert engine.exists(BRONZE_STORES)
+    name = ds.quote_name(engine.location(BRONZE_STORES))
+    columns = "store_id, name, status, _source, _source_file, _batch_id"
+    then = spark.sql(f"SELECT {columns} FROM {name} VERSION AS OF {rerun.before}").collect()
+    now = spark.sql(f"SELECT {columns} FROM {name}").collect()
+    assert {r["_batch_id"] for r in then} == {rerun.first.run_id}
+    assert {r["_batch_id"] for r in now} == {rerun.second.run_id}
+    assert LATE_FILE not in {r["_source_file"] for r in then}
+    assert [r["store_id"] for r in now if r["_source_file"] == LATE_FILE] == [LATE_STORE["store_id"]]
+    assert landing_records(then) == landing_records(now)  # the earlier version's content, record for record
+    # The DataFrame reader's option reads the same version.
+    assert spark.read.option("versionAsOf", rerun.before).table(engine.location(BRONZE_STORES)).count() == len(then)
+
+
+MAINTAINED = [jobs.CHAIN[0], jobs.CHAIN[1]]
+
+
+def test_maintenance_optimizes_and_vacuums_the_delta_spark_tables(workspace, deployment, rerun, spark):
+    paths = {key: table_path(deployment, key) for key in MAINTAINED}
+    before = {key: max(history(spark, path)) for key, path in paths.items()}
+    rows = {key: spark.read.format("delta").load(str(path)).count() for key, path in paths.items()}
+    tables = [f"{key.path[0]}.{key.path[1]}" for key in MAINTAINED]
+    run = launch(workspace, "maintenance_job", partitioned=False, run_config={"ops": {"optimize_and_vacuum": {"config": {"tables": tables}}}})
+    assert run.success, run.failures
+    assert run.submitted == 1  # the op ran on a job cluster, through the launcher
+
+    for key, path in paths.items():
+        spec = TABLES_BY_KEY[f"{key.path[0]}.{key.path[1]}"]
+        commits = history(spark, path)
+        optimize, start, end = (commits[v] for v in sorted(commits) if v > before[key])
+        assert (optimize["operation"], start["operation"], end["operation"]) == ("OPTIMIZE", "VACUUM START", "VACUUM END"), key
+        assert json.loads(optimize["operationParameters"]["zOrderBy"]) == ds.zorder_columns(spec)
+        assert int(optimize["operationMetrics"]["numRemovedFiles"]) >= 1 and int(optimize["operationMetrics"]["numAddedFiles"]) >= 1
+        # A week's retention (Delta's own check on): nothing written this hour is deleted, so the
+        # files OPTIMIZE replaced still serve time travel to the version before it.
+        assert start["operationParameters"]["retentionCheckEnabled"] == "true"
+        assert int(start["operationMetrics"]["numFilesToDelete"]) == 0
+        assert (end["operationParameters"]["status"], int(end["operationMetrics"]["numDeletedFiles"])) == ("COMPLETED", 0)
+        assert spark.read.format("delta").load(str(path)).count() == rows[key]
+        assert spark.read.format("delta").option("versionAsOf", before[key]).load(str(path)).count() == rows[key]
+        assert engine_info(path, max(commits)).startswith("Apache-Spark/")
+    # What the op reported on the cluster came back with the step's captured stderr.
+    lines = "\n".join(r.user_message for r in run.instance.all_logs(run.run_id)).splitlines()
+    for table in tables:
+        reported = [line for line in lines if f"maintenance {table}: " in line]
+        assert reported and "ZORDER BY" in reported[0] and "RETAIN 168 HOURS" in reported[0], table
+
 
 def test_a_failing_remote_step_shows_its_remote_error(workspace, deployment):
     instance = dg.DagsterInstance.ephemeral()
