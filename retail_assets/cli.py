@@ -2,7 +2,7 @@
 
     retail-assets demo       generate a week of data and run the whole asset graph (the main job)
     retail-assets generate   write synthetic landing files, Kafka events and a defect manifest
-    retail-assets broker     run the local Kafka-protocol broker in the foreground
+    retail-assets broker     run the local Kafka broker in the foreground
     retail-assets produce    send today's POS events to Kafka at a rate (a live stream)
     retail-assets latency    measure event → Gold latency with `dagster dev` running the sensors
     retail-assets ui         open the project in `dagster dev` on the main job's instance
@@ -98,7 +98,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for message in generated.kafka_messages:
         by_day[dt.datetime.fromtimestamp(message.timestamp_ms / 1000, dt.UTC).date().isoformat()].append(message)
 
-    with LocalBroker(log_path=root / "broker.log") as broker:
+    with LocalBroker(data_dir=root / "kafka", log_path=root / "broker.log") as broker:
         os.environ["RETAIL_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
         ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
         print(f"  kafka broker   {broker.bootstrap_servers} (topic {KAFKA_TOPIC})")
@@ -149,7 +149,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     workspace = settings.project_root() / "workspace.yaml"
     dagster = str(Path(sys.executable).with_name("dagster"))
     with contextlib.ExitStack() as stack:
-        broker = stack.enter_context(LocalBroker(args.kafka_port, log_path=root / "broker.log"))
+        broker = stack.enter_context(LocalBroker(args.kafka_port, data_dir=root / "kafka", log_path=root / "broker.log"))
         ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
         os.environ["RETAIL_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
         print(f"kafka broker on {broker.bootstrap_servers}; DAGSTER_HOME={os.environ['DAGSTER_HOME']}", flush=True)
@@ -180,9 +180,12 @@ def cmd_broker(args: argparse.Namespace) -> int:
     from retail_assets.lib.broker import LocalBroker, ensure_topic
     from retail_assets.lib.tables import KAFKA_TOPIC
 
-    with LocalBroker(args.port) as broker:
+    root = Path(args.data_root or settings.local_data_root()).resolve()
+    # SIGTERM unwinds like Ctrl-C, so the broker's JVM is stopped with it instead of orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with LocalBroker(args.port, data_dir=root / "kafka", log_path=root / "broker.log") as broker:
         ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
-        print(f"broker on {broker.bootstrap_servers}, topic {KAFKA_TOPIC}; Ctrl-C stops it", flush=True)
+        print(f"broker on {broker.bootstrap_servers}, topic {KAFKA_TOPIC}, log in {broker.data_dir}; Ctrl-C stops it", flush=True)
         try:
             while True:
                 time.sleep(3600)
@@ -249,6 +252,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         skip_sensor=args.skip_sensor,
         keep=args.keep,
         repeat=args.repeat,
+        engines=tuple(dict.fromkeys(args.engine or ["delta_rs", "delta_spark"])),
         progress=lambda partial: write_json(partial, out),
     )
     write_json(results, out)
@@ -288,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("rest", nargs=argparse.REMAINDER)
     gen.set_defaults(func=cmd_generate)
 
-    broker = sub.add_parser("broker", help="run the local Kafka-protocol broker in the foreground")
+    broker = sub.add_parser("broker", help="run the local Kafka broker in the foreground")
     broker.add_argument("--port", type=int, default=19092)
+    broker.add_argument("--data-root", help="its log goes to <data-root>/kafka (default: RETAIL_DATA_ROOT or ./.lakehouse)")
     broker.set_defaults(func=cmd_broker)
 
     produce = sub.add_parser("produce", help="send today's POS events (duplicates, late events, a new field mid-stream) to Kafka at a rate")
@@ -321,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--work-dir", help="where workloads and lakehouses go (default: a temporary folder)")
     bench.add_argument("--keep", action="store_true", help="keep the workloads, lakehouses and logs")
     bench.add_argument("--repeat", type=int, default=1, help="measure each size this many times and report the median run (default: 1)")
+    bench.add_argument(
+        "--engine", action="append", choices=["delta_rs", "delta_spark"],
+        help="local engine whose pipeline is timed against the one baseline; repeat for several (default: both, delta_rs first)",
+    )
     bench.set_defaults(func=cmd_bench)
 
     grants = sub.add_parser("grants", help="print the Unity Catalog GRANT statements of one environment (SQL)")

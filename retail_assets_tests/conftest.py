@@ -73,9 +73,9 @@ def engine(spark, tmp_path):
 
 @pytest.fixture(scope="session")
 def kafka_broker():
-    """One local Kafka-protocol broker (SPEC §8) on a free loopback port for the session.
+    """One local Kafka broker (SPEC §8) on a free loopback port for the session.
 
-    Its storage is memory only; tests that need a clean log use their own topic name.
+    Its log lives in a private temporary folder; tests that need a clean log use their own topic name.
     """
     from retail_assets.lib.broker import LocalBroker
 

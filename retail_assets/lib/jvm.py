@@ -32,6 +32,7 @@ SPARK_MINOR = ".".join(SPARK_VERSION.split(".")[:2])
 SCALA_BINARY = "2.13"
 DELTA_VERSION = "4.4.0"
 KAFKA_VERSION = "4.4.0"
+LOG4J_VERSION = "2.25.5"  # the log4j-core kafka_2.13 depends on
 
 FETCH_COMMAND = "python -m retail_assets.lib.jvm fetch"
 CACHE_ENV = "RETAIL_JVM_CACHE"
@@ -54,6 +55,8 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("io.delta", f"delta-spark_{SPARK_MINOR}_{SCALA_BINARY}", DELTA_VERSION, "spark", "Delta Lake for Spark: the delta_spark engine"),
     Artifact("org.apache.spark", f"spark-sql-kafka-0-10_{SCALA_BINARY}", SPARK_VERSION, "spark", "Spark's Kafka batch source"),
     Artifact("org.apache.kafka", f"kafka_{SCALA_BINARY}", KAFKA_VERSION, "kafka", "the local Apache Kafka broker (KRaft)"),
+    # Kafka logs through SLF4J; without a binding a broker that fails to start says nothing.
+    Artifact("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION, "kafka", "the broker's log output (SLF4J to Log4j 2, as Kafka's release ships)"),
 )
 BUNDLES = ("spark", "kafka")
 

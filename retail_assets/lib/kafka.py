@@ -151,8 +151,8 @@ def read_each_partition(
     the same time, each by its own consumer: a broker answers one fetch per connection at a
     time, so one consumer waits on it while `handle` could be working. Same contract and
     failures as `read_ranges`; when one partition fails the others stop and the failure is raised.
-    `known_watermarks`, taken by the caller just before, spares asking the broker again (its
-    cost grows with the log's length).
+    `known_watermarks`, taken by the caller just before, spares asking the broker again (a
+    consumer and a ListOffsets request per watermark).
     """
     todo = merge_ranges(ranges)
     if not todo:

@@ -9,6 +9,7 @@ through `getOrCreate`), whose runtime ships both.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 from pyspark.sql import SparkSession
@@ -65,6 +66,9 @@ def get_spark(master: str | None = None, app_name: str = "retail-assets") -> Spa
             return SparkSession.builder.remote(remote).getOrCreate()
         # Loopback only: the machine's other interfaces are not ours to bind.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python UDFs (the Kafka source's parser) run in workers of this interpreter, which has
+        # the project installed; the `python3` on PATH may not.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         active = SparkSession.getActiveSession()
         if active is not None:
             return active

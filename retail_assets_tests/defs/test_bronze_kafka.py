@@ -1,4 +1,5 @@
-"""Kafka → Bronze exactly once, against the real local broker, across hard kills of the run."""
+"""Kafka → Bronze exactly once, against the real local broker, across hard kills of the run and
+restarts of the broker."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from retail_assets.lib.kafka import watermarks
 from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, KAFKA_TOPIC
 
 DAY = "2026-11-05"
+NEXT_DAY = "2026-11-06"
 POS_KEY = dg.AssetKey(["bronze", "pos_transactions"])
 
 # Runs the Bronze Kafka asset for one partition in a separate process. With KILL_AT set, the
@@ -84,9 +86,20 @@ def run_driver(root: Path, bootstrap: str, kill_at: str | None) -> int:
     return done.returncode
 
 
-def bronze_offsets(root: Path) -> list[tuple[int, int]]:
-    table = DeltaRsEngine(root / "lakehouse").read_arrow(BRONZE_POS_TRANSACTIONS, columns=["_partition", "_offset"])
+def bronze_offsets(root: Path, day: str | None = None) -> list[tuple[int, int]]:
+    table = DeltaRsEngine(root / "lakehouse").read_arrow(BRONZE_POS_TRANSACTIONS, columns=["_partition", "_offset", "_arrival_date"])
+    if day is not None:
+        table = table.filter(pc.equal(table["_arrival_date"], dt.date.fromisoformat(day)))
     return sorted(zip(table["_partition"].to_pylist(), table["_offset"].to_pylist()))
+
+
+def materialize(bootstrap: str, day: str, monkeypatch) -> dg.ExecuteInProcessResult:
+    """`bronze/pos_transactions` for one arrival day, in this process, against `bootstrap`."""
+    monkeypatch.setenv("RETAIL_KAFKA_BOOTSTRAP", bootstrap)
+    from retail_assets.definitions import build_definitions
+
+    job = build_definitions().resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(asset_selection=[POS_KEY], partition_key=day, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
 
 @pytest.mark.reliability
@@ -114,10 +127,45 @@ def test_kill_before_and_after_commit_leaves_every_offset_once(broker, tmp_path)
     assert pc.count_distinct(ids).as_py() == 65
 
 
+@pytest.mark.reliability
+def test_a_restarted_broker_keeps_its_log_and_every_offset_lands_once(tmp_path, monkeypatch):
+    """Produce, ingest a day, restart the broker on the same data dir, produce more, ingest the
+    next day, then re-ingest the past day from the log: every offset produced is in Bronze once."""
+    monkeypatch.setenv("RETAIL_DATA_ROOT", str(tmp_path))
+    log = tmp_path / "kafka"
+    with LocalBroker(data_dir=log) as first:
+        ensure_topic(first.bootstrap_servers, KAFKA_TOPIC, partitions=2)
+        placed = produce(first.bootstrap_servers, KAFKA_TOPIC, messages(0, 30))
+        assert materialize(first.bootstrap_servers, DAY, monkeypatch).success
+    past = bronze_offsets(tmp_path, DAY)
+    assert len(past) == 30
+
+    # another broker process on the same log (and another port): the topic and its offsets are there
+    with LocalBroker(data_dir=log) as second:
+        assert second.port != first.port
+        marks = watermarks({"bootstrap.servers": second.bootstrap_servers}, KAFKA_TOPIC)
+        assert sum(high for _, high in marks.values()) == 30 and all(low == 0 for low, _ in marks.values())
+        later = produce(second.bootstrap_servers, KAFKA_TOPIC, messages(30, 20))
+        assert set(later.values()).isdisjoint(placed.values()), "a restarted broker must not hand out an offset twice"
+        placed.update(later)
+        assert materialize(second.bootstrap_servers, NEXT_DAY, monkeypatch).success
+        # the past day again: its recorded ranges are re-read from the restarted broker's log
+        again = materialize(second.bootstrap_servers, DAY, monkeypatch)
+        assert again.success
+        reread = next(e.materialization.metadata for e in again.get_asset_materialization_events() if e.asset_key == POS_KEY)
+    held = bronze_offsets(tmp_path)
+    assert len(held) == len(set(held)) == 50
+    assert {f"{KAFKA_TOPIC}/{p}/{o}" for p, o in held} == set(placed.values())
+    assert bronze_offsets(tmp_path, DAY) == past and len(bronze_offsets(tmp_path, NEXT_DAY)) == 20
+    assert reread["messages"].value == 30 and reread["offset_ranges"].value != "none"
+    ids = DeltaRsEngine(tmp_path / "lakehouse").read_arrow(BRONZE_POS_TRANSACTIONS, columns=["transaction_id"])["transaction_id"]
+    assert sorted(ids.to_pylist()) == [f"K{i:05d}" for i in range(50)]
+
+
 def test_past_partition_cannot_be_reread_from_an_emptied_broker(broker, tmp_path):
     produce(broker.bootstrap_servers, KAFKA_TOPIC, messages(0, 5))
     assert run_driver(tmp_path, broker.bootstrap_servers, None) == 0
-    with LocalBroker() as fresh:  # memory-only: a new broker holds nothing
+    with LocalBroker() as fresh:  # its own, empty data dir: the log Bronze read from is gone
         ensure_topic(fresh.bootstrap_servers, KAFKA_TOPIC, partitions=2)
         env = {**os.environ, "RETAIL_DATA_ROOT": str(tmp_path), "RETAIL_KAFKA_BOOTSTRAP": fresh.bootstrap_servers, "KILL_AT": ""}
         done = subprocess.run([sys.executable, "-c", DRIVER, DAY], env=env, timeout=300, capture_output=True, text=True)
@@ -129,7 +177,7 @@ def test_past_partition_cannot_be_reread_from_an_emptied_broker(broker, tmp_path
         ensure_topic(fresh.bootstrap_servers, KAFKA_TOPIC, partitions=2)
         produce(fresh.bootstrap_servers, KAFKA_TOPIC, messages(0, 2))
         env = {**os.environ, "RETAIL_DATA_ROOT": str(tmp_path), "RETAIL_KAFKA_BOOTSTRAP": fresh.bootstrap_servers, "KILL_AT": ""}
-        done = subprocess.run([sys.executable, "-c", DRIVER, "2026-11-06"], env=env, timeout=300, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-c", DRIVER, NEXT_DAY], env=env, timeout=300, capture_output=True, text=True)
     assert done.returncode == 3
     assert "ends before what Bronze already holds" in done.stdout + done.stderr
     assert len(bronze_offsets(tmp_path)) == 5

@@ -98,11 +98,16 @@ def test_bench_end_to_end_on_a_tiny_workload(tmp_path):
 
     results = run_bench(["tiny"], work_dir=tmp_path, days=1, lateness_days=0, skip_latency=True, skip_sensor=True, keep=True, echo=lambda line: None)
 
-    (size,) = results["sizes"]
-    assert size["pipeline_failed_runs"] == [] and size["pipeline_runs"] == len(STAGES)  # one day: one run per stage
-    assert results["gold_equal"], size["gold_tables"]
-    assert size["workload"]["sales_lines"] > 0 and size["kafka_events_ingested"] == size["workload"]["kafka_events"]
-    assert size["kafka_peak_rss_mb"] > 0  # measured in a process of its own
+    # both engines' pipelines against the one baseline
+    assert [s["engine"] for s in results["sizes"]] == ["delta_rs", "delta_spark"]
+    size, spark_size = results["sizes"]
+    assert size["baseline_wall_s"] == spark_size["baseline_wall_s"]
+    for s in results["sizes"]:
+        assert s["pipeline_failed_runs"] == [] and s["pipeline_runs"] == len(STAGES)  # one day: one run per stage
+        assert s["gold_equal"], (s["engine"], s["gold_tables"])
+        assert s["workload"]["sales_lines"] > 0 and s["kafka_events_ingested"] == s["workload"]["kafka_events"]
+        assert s["kafka_peak_rss_mb"] > 0  # measured in a process of its own
+    assert results["overhead_ratio"] == size["overhead_ratio"]  # the headline is the default engine's
     for key in ("overhead_ratio", "peak_rss_mb", "kafka_events_per_s", "definitions_load_s"):
         assert results[key] > 0, key
     assert set(size["rows_per_s"]) >= {"bronze", "silver", "gold"}
@@ -115,7 +120,7 @@ def test_bench_end_to_end_on_a_tiny_workload(tmp_path):
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
     # one sale line fewer in the baseline's fact: the comparison must name the table
-    lakehouse, baseline = tmp_path / "tiny" / "pipeline" / "lakehouse", tmp_path / "tiny" / "baseline"
+    lakehouse, baseline = tmp_path / "tiny" / "delta_rs" / "pipeline" / "lakehouse", tmp_path / "tiny" / "baseline"
     fact_dir = baseline / "gold" / "fact_sales"
     fact = pq.read_table(fact_dir)
     drop = pc.index(fact["line_type"], "sale").as_py()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from retail_assets.defs.bronze.assets import KAFKA_RETRY_POLICY, pos_transactions, pos_transactions_compute
 from retail_assets.lib import kafka as kafka_lib
@@ -50,7 +52,8 @@ def test_unreachable_broker_fails_clearly_and_commits_nothing(tmp_path, spark, m
     instance = dg.DagsterInstance.ephemeral()
     messages = hostile.kafka_messages()[0][:6]
     port = free_port()
-    with LocalBroker(port) as broker:
+    broker = LocalBroker(port)
+    with broker:
         ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC, partitions=1)
         produce(broker.bootstrap_servers, KAFKA_TOPIC, messages)
         assert ingest(tmp_path, port, instance).success
@@ -64,10 +67,9 @@ def test_unreachable_broker_fails_clearly_and_commits_nothing(tmp_path, spark, m
     assert f"127.0.0.1:{port} is unavailable" in message and "nothing was written" in message, message
     assert engine.version(BRONZE_POS_TRANSACTIONS) == version
 
-    # up for the watermarks, gone while the range is read
-    with LocalBroker(port) as broker:
-        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC, partitions=1)
-        produce(broker.bootstrap_servers, KAFKA_TOPIC, messages + hostile.kafka_messages()[0][6:9])
+    # back on its log with three more events: up for the watermarks, gone while the range is read
+    with broker:
+        produce(broker.bootstrap_servers, KAFKA_TOPIC, hostile.kafka_messages()[0][6:9])
         real = kafka_lib.watermarks
         calls = []
 
@@ -124,9 +126,10 @@ def test_offsets_the_broker_no_longer_holds_fail_without_retry(tmp_path, spark):
         ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC, partitions=1)
         produce(broker.bootstrap_servers, KAFKA_TOPIC, hostile.kafka_messages()[0][:4])
         assert ingest(tmp_path, port, instance, asset=pos_transactions).success
-    # the local broker keeps nothing across a restart: the recorded range cannot be re-read
-    with LocalBroker(port) as broker:
-        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC, partitions=1)
+        # the broker deletes the records, as retention would: the recorded range cannot be re-read
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+        for deleted in admin.delete_records([TopicPartition(KAFKA_TOPIC, 0, 4)]).values():
+            deleted.result(timeout=10)
         result = ingest(tmp_path, port, instance, asset=pos_transactions)
     assert not result.success
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"], "retrying cannot bring offsets back"

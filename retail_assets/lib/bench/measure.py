@@ -183,13 +183,22 @@ def kafka_ingestion(data_root: Path, bootstrap: str, day: str) -> dict[str, obje
     from retail_assets.lib.resources import LakehouseResource  # noqa: PLC0415
     from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS  # noqa: PLC0415
 
+    from retail_assets.lib import settings  # noqa: PLC0415
+
     lakehouse = data_root / "kafka_ingestion"
     resources = {
-        "lakehouse": LakehouseResource(root=str(lakehouse), landing_root=str(data_root / "landing")),
-        "kafka": kafka_resource(bootstrap_servers=bootstrap),
+        "lakehouse": LakehouseResource(
+            root=str(lakehouse), landing_root=str(data_root / "landing"), table_engine=settings.local_engine(), deployment_env=settings.deployment_env()
+        ),
+        "kafka": kafka_resource(bootstrap_servers=bootstrap, reader=settings.env("RETAIL_KAFKA_READER", "confluent")),
         "pyspark_step_launcher": dg.ResourceDefinition.none_resource(),
     }
     instance = dg.DagsterInstance.ephemeral()  # set-up, not ingestion: outside the timed run
+    if settings.local_engine() == "delta_spark":
+        # Set-up too: runs under `retail-assets ui` find the Spark JVM running (its Connect server).
+        from retail_assets.lib.spark import get_spark  # noqa: PLC0415
+
+        get_spark()
     started = time.monotonic()
     result = dg.materialize([pos_transactions], partition_key=day, resources=resources, instance=instance)
     seconds = time.monotonic() - started

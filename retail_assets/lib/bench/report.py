@@ -39,7 +39,7 @@ def write_chart(results: dict[str, object], path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     sizes = results["sizes"]
-    labels = [f"{s['size']}\n{s['workload']['sales_lines']:,} lines" for s in sizes]
+    labels = [f"{s['size']} {s.get('engine', '')}\n{s['workload']['sales_lines']:,} lines" for s in sizes]
     fig, (walls, rates, text) = plt.subplots(1, 3, figsize=(17, 5.5), gridspec_kw={"width_ratios": [1.1, 1.1, 1.2]})
 
     x = range(len(sizes))
@@ -107,7 +107,7 @@ def summary(results: dict[str, object]) -> str:
     for s in results["sizes"]:
         w = s["workload"]
         lines.append(
-            f"{s['size']:<7} {w['sales_lines']:>9,} lines  pipeline {s['pipeline_wall_s']:7.1f}s  baseline {s['baseline_wall_s']:6.1f}s  "
+            f"{s['size']:<7} {s.get('engine', ''):<11} {w['sales_lines']:>9,} lines  pipeline {s['pipeline_wall_s']:7.1f}s  baseline {s['baseline_wall_s']:6.1f}s  "
             f"overhead ×{s['overhead_ratio']:<5} peak RSS {s['peak_rss_mb']:>5} MB  Kafka {s['kafka_events_per_s']}/s  "
             f"Gold {'equal' if s['gold_equal'] else 'DIFFERENT'}"
         )

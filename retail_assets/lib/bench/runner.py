@@ -42,57 +42,78 @@ def layer_rows(lakehouse: Path) -> dict[str, int]:
     return rows
 
 
-def bench_size(workload: Workload, work: Path, *, echo: Callable[[str], None]) -> dict[str, object]:
-    """Pipeline, then baseline, on one workload and one broker; then the Gold comparison."""
+# Each engine as it is meant to run: delta-spark reads Kafka through Spark's source, as on Databricks.
+ENGINE_SETTINGS = {
+    "delta_rs": {"RETAIL_LOCAL_ENGINE": "delta_rs", "RETAIL_KAFKA_READER": "confluent"},
+    "delta_spark": {"RETAIL_LOCAL_ENGINE": "delta_spark", "RETAIL_KAFKA_READER": "spark"},
+}
+ENGINES = tuple(ENGINE_SETTINGS)
+
+
+def bench_size(workload: Workload, work: Path, *, engines: tuple[str, ...] = ENGINES, echo: Callable[[str], None]) -> list[dict[str, object]]:
+    """Each engine's pipeline on one workload, each with a broker of its own (every pipeline
+    produces the events itself); the one baseline on the first broker's topic; then each
+    engine's Gold compared with the baseline's."""
     import json  # noqa: PLC0415
 
     from retail_assets.lib.bench.baseline import GOLD_TABLES  # noqa: PLC0415
     from retail_assets.lib.broker import LocalBroker, ensure_topic  # noqa: PLC0415
     from retail_assets.lib.tables import KAFKA_TOPIC  # noqa: PLC0415
 
-    pipeline_root, baseline_out = work / "pipeline", work / "baseline"
-    pipeline_root.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-    env["DAGSTER_HOME"] = str(pipeline_root / "dagster_home")
-    env["RETAIL_LATENESS_DAYS"] = str(workload.lateness_days)
-    with LocalBroker(log_path=work / "broker.log") as broker:
-        ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
-        echo(f"  pipeline: {len(workload.arrival_days)} arrival days, {len(workload.event_days)} event days through Dagster (log {work / 'pipeline.log'})")
-        pipeline_report = work / "pipeline.json"
-        pipeline = run_measured(
-            [sys.executable, "-m", "retail_assets.lib.bench.measure", "pipeline", "--workload", str(workload.root), "--root", str(pipeline_root),
-             "--bootstrap", broker.bootstrap_servers, "--report", str(pipeline_report)],
-            env=env, log=work / "pipeline.log",
-        )
-        if not pipeline_report.exists():
-            raise BenchFailed(f"the pipeline process exited with {pipeline.returncode} without a report; see {work / 'pipeline.log'}")
-        figures = json.loads(pipeline_report.read_text())
-        echo(f"  pipeline: {figures['wall_s']:.1f}s (+{figures['produce_s']:.1f}s producing {figures['events_produced']} events), peak RSS {pipeline.peak_rss_mb:.0f} MB")
-        kafka_report = work / "kafka.json"
-        kafka = run_measured(
-            [sys.executable, "-m", "retail_assets.lib.bench.measure", "kafka", "--workload", str(workload.root), "--root", str(pipeline_root),
-             "--bootstrap", broker.bootstrap_servers, "--report", str(kafka_report)],
-            env=env, log=work / "kafka.log",
-        )
-        if kafka.returncode or not kafka_report.exists():
-            raise BenchFailed(f"the Kafka ingestion process exited with {kafka.returncode}; see {work / 'kafka.log'}")
-        figures.update(json.loads(kafka_report.read_text()), kafka_peak_rss_mb=round(kafka.peak_rss_mb))
-        echo(f"  Kafka: {figures['kafka_events_ingested']} events into Bronze in {figures['kafka_ingest_s']:.1f}s, peak RSS {kafka.peak_rss_mb:.0f} MB")
-        echo(f"  baseline: one PySpark job over the same landing files and topic (log {work / 'baseline.log'})")
-        baseline_report = work / "baseline.json"
-        baseline = run_measured(
-            [sys.executable, "-m", "retail_assets.lib.bench.baseline", "--landing", str(workload.landing), "--bootstrap", broker.bootstrap_servers,
-             "--start-date", workload.event_days[0], "--days", str(len(workload.event_days)), "--lateness-days", str(workload.lateness_days),
-             "--out", str(baseline_out), "--report", str(baseline_report)],
-            env=env, log=work / "baseline.log",
-        )
-    if baseline.returncode:
-        raise BenchFailed(f"the baseline exited with {baseline.returncode}; see {work / 'baseline.log'}")
-    echo(f"  baseline: {baseline.wall_s:.1f}s, peak RSS {baseline.peak_rss_mb:.0f} MB")
-    comparisons = compare_gold(pipeline_root / "lakehouse", baseline_out, GOLD_TABLES)
-    for c in comparisons:
-        echo(f"    {c.describe()}")
-    return assemble(workload, pipeline, figures, baseline, json.loads(baseline_report.read_text()), comparisons, layer_rows(pipeline_root / "lakehouse"))
+    baseline_out = work / "baseline"
+    measured: dict[str, tuple[ProcessFigures, dict[str, object], Path]] = {}
+    baseline = baseline_report = None
+    for engine in engines:
+        where = work / engine
+        pipeline_root = where / "pipeline"
+        pipeline_root.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+        env.update(ENGINE_SETTINGS[engine], DAGSTER_HOME=str(pipeline_root / "dagster_home"), RETAIL_LATENESS_DAYS=str(workload.lateness_days))
+        with LocalBroker(data_dir=where / "kafka", log_path=where / "broker.log") as broker:
+            ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
+            echo(f"  {engine} pipeline: {len(workload.arrival_days)} arrival days, {len(workload.event_days)} event days through Dagster (log {where / 'pipeline.log'})")
+            pipeline_report = where / "pipeline.json"
+            pipeline = run_measured(
+                [sys.executable, "-m", "retail_assets.lib.bench.measure", "pipeline", "--workload", str(workload.root), "--root", str(pipeline_root),
+                 "--bootstrap", broker.bootstrap_servers, "--report", str(pipeline_report)],
+                env=env, log=where / "pipeline.log",
+            )
+            if not pipeline_report.exists():
+                raise BenchFailed(f"the {engine} pipeline process exited with {pipeline.returncode} without a report; see {where / 'pipeline.log'}")
+            figures = json.loads(pipeline_report.read_text())
+            echo(f"  {engine} pipeline: {figures['wall_s']:.1f}s (+{figures['produce_s']:.1f}s producing {figures['events_produced']} events), peak RSS {pipeline.peak_rss_mb:.0f} MB")
+            kafka_report = where / "kafka.json"
+            kafka = run_measured(
+                [sys.executable, "-m", "retail_assets.lib.bench.measure", "kafka", "--workload", str(workload.root), "--root", str(pipeline_root),
+                 "--bootstrap", broker.bootstrap_servers, "--report", str(kafka_report)],
+                env=env, log=where / "kafka.log",
+            )
+            if kafka.returncode or not kafka_report.exists():
+                raise BenchFailed(f"the {engine} Kafka ingestion process exited with {kafka.returncode}; see {where / 'kafka.log'}")
+            figures.update(json.loads(kafka_report.read_text()), kafka_peak_rss_mb=round(kafka.peak_rss_mb))
+            echo(f"  {engine} Kafka: {figures['kafka_events_ingested']} events into Bronze in {figures['kafka_ingest_s']:.1f}s, peak RSS {kafka.peak_rss_mb:.0f} MB")
+            measured[engine] = (pipeline, figures, pipeline_root)
+            if baseline is None:
+                echo(f"  baseline: one PySpark job over the same landing files and topic (log {work / 'baseline.log'})")
+                baseline_report = work / "baseline.json"
+                baseline = run_measured(
+                    [sys.executable, "-m", "retail_assets.lib.bench.baseline", "--landing", str(workload.landing), "--bootstrap", broker.bootstrap_servers,
+                     "--start-date", workload.event_days[0], "--days", str(len(workload.event_days)), "--lateness-days", str(workload.lateness_days),
+                     "--out", str(baseline_out), "--report", str(baseline_report)],
+                    env=env, log=work / "baseline.log",
+                )
+                if baseline.returncode:
+                    raise BenchFailed(f"the baseline exited with {baseline.returncode}; see {work / 'baseline.log'}")
+                echo(f"  baseline: {baseline.wall_s:.1f}s, peak RSS {baseline.peak_rss_mb:.0f} MB")
+    assert baseline is not None and baseline_report is not None
+    out = []
+    for engine, (pipeline, figures, pipeline_root) in measured.items():
+        comparisons = compare_gold(pipeline_root / "lakehouse", baseline_out, GOLD_TABLES)
+        for c in comparisons:
+            echo(f"    {engine}: {c.describe()}")
+        result = assemble(workload, pipeline, figures, baseline, json.loads(baseline_report.read_text()), comparisons, layer_rows(pipeline_root / "lakehouse"))
+        out.append({"engine": engine, **result})
+    return out
 
 
 def assemble(workload, pipeline: ProcessFigures, figures, baseline: ProcessFigures, baseline_figures, comparisons, rows) -> dict[str, object]:
@@ -164,6 +185,7 @@ def run_bench(
     skip_sensor: bool = False,
     keep: bool = False,
     repeat: int = 1,
+    engines: tuple[str, ...] = ENGINES,
     echo: Callable[[str], None] = print,
     progress: Callable[[dict[str, object]], None] | None = None,
 ) -> dict[str, object]:
@@ -185,20 +207,23 @@ def run_bench(
             echo(f"{size}: generating the workload")
             workload = build_workload(size, work / "input", seed=seed, days=days, lateness_days=lateness_days)
             echo(f"{size}: {workload.sales_lines} sales lines, {workload.counts.get('kafka_events', 0)} Kafka events, {workload.files} landing files")
-            runs = []
+            runs: dict[str, list[dict[str, object]]] = {engine: [] for engine in engines}
             for i in range(1, repeat + 1):
                 if repeat > 1:
                     echo(f"{size}: run {i} of {repeat}")
-                runs.append(bench_size(workload, work if repeat == 1 else work / f"run{i}", echo=echo))
-            results["sizes"].append({"size": size, **repeated(runs)})
+                for run in bench_size(workload, work if repeat == 1 else work / f"run{i}", engines=engines, echo=echo):
+                    runs[str(run["engine"])].append(run)
+            for engine in engines:
+                results["sizes"].append({"size": size, **repeated(runs[engine])})
             if progress is not None:
                 progress(results)  # a size's figures survive whatever fails after it
-        largest = results["sizes"][-1]
+        # The headline figures are the first engine's (the local default) at the largest size.
+        largest = next(s for s in reversed(results["sizes"]) if s["engine"] == engines[0])
         for key in ("overhead_ratio", "rows_per_s", "peak_rss_mb", "kafka_events_per_s"):
             results[key] = largest[key]
         results["gold_equal"] = all(s["gold_equal"] for s in results["sizes"])
-        if len(results["sizes"]) > 1:
-            first = results["sizes"][0]
+        if len(sizes) > 1:
+            first = next(s for s in results["sizes"] if s["engine"] == engines[0])
             results["scaling"] = {
                 "from": first["size"],
                 "to": largest["size"],
