@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -136,9 +137,10 @@ def spark_provided_artifacts() -> set[str]:
 def _artifact_id(jar_name: str) -> str:
     stem = jar_name.removesuffix(".jar")
     parts = stem.split("-")
-    # The artifact id is everything before the first part that starts with a digit (the version).
+    # The artifact id is everything before the version, the first part shaped `<n>.<n>…`
+    # (`spark-sql-kafka-0-10_2.13-4.2.0`: neither `0` nor `10_2.13` is a version).
     for i, part in enumerate(parts):
-        if i and part[:1].isdigit():
+        if i and re.match(r"\d+\.\d", part):
             return "-".join(parts[:i])
     return stem
 

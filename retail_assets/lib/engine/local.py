@@ -1,7 +1,8 @@
-"""The local engine: Delta tables on disk through delta-rs, Spark exchanging data as Arrow.
+"""The delta-rs engine: Delta tables on disk through delta-rs, Spark exchanging data as Arrow.
 
-No Delta jar can be fetched here (SPEC §9), so Spark never touches the Delta log: reads go
-delta-rs → Arrow → `spark.createDataFrame`, writes go `DataFrame.toArrow()` → delta-rs.
+Spark never touches the Delta log here: delta-rs names the files of a version and Spark reads
+them as Parquet; writes go `DataFrame.toArrow()` → delta-rs. (The `delta_spark` engine writes the
+same layout through Delta Lake's Spark jar.)
 """
 
 from __future__ import annotations
