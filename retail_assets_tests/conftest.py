@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+import sys
 
 import pytest
 
@@ -29,16 +32,33 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     global _server
     if _server is not None:
-        from pyspark.sql import SparkSession
-
-        # Close this process's session first: a Connect client left open talks to the server
-        # once more at interpreter exit, and retries for minutes if the server is gone.
-        session = SparkSession.getActiveSession()
-        if session is not None:
-            session.stop()
+        close_connect_clients()
         os.environ.pop(REMOTE_ENV, None)
         _server.stop()
         _server = None
+
+
+def close_connect_clients() -> None:
+    """Close every Spark Connect client of this process, whichever thread opened it.
+
+    pyspark gives each client an exit hook that sends the server one more command and, once the
+    server is gone, retries it for about ten minutes before the interpreter may exit; a closed
+    client skips the hook. The active session is per thread and a run's first Spark read is
+    often an asset check's, on a pool thread that has ended since, so `getActiveSession` here
+    misses it: the clients are found among the live objects instead.
+    """
+    core = sys.modules.get("pyspark.sql.connect.client.core")
+    if core is None:  # nothing in this process attached to the server
+        return
+    for client in [o for o in gc.get_objects() if isinstance(o, core.SparkConnectClient)]:
+        if client.is_closed:
+            continue
+        # One attempt: a session the server cannot release now goes with the server, next.
+        client.set_retry_policies([])
+        with contextlib.suppress(Exception):
+            client.release_session()
+        client.close()
+
 
 # Longest modules first. `.ci/run` hands whole modules to two workers in collection order; a
 # long module collected last (the simulated weeks, the `dagster dev` tests) would otherwise run

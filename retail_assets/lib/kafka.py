@@ -134,7 +134,7 @@ def read_ranges(config: Mapping[str, Any], topic: str, ranges: list[OffsetRange]
     todo = merge_ranges(ranges)
     if not todo:
         return
-    _check_retained(config, topic, todo, timeout)
+    check_retained(config, topic, todo, timeout)
     yield from _consume(config, topic, todo, timeout, threading.Event())
 
 
@@ -157,7 +157,7 @@ def read_each_partition(
     todo = merge_ranges(ranges)
     if not todo:
         return []
-    _check_retained(config, topic, todo, timeout, known_watermarks)
+    check_retained(config, topic, todo, timeout, known_watermarks)
     stop = threading.Event()
 
     def one(r: OffsetRange) -> T:
@@ -182,9 +182,11 @@ class _Stopped(Exception):
     """Another partition's read failed; this one gives up."""
 
 
-def _check_retained(
+def check_retained(
     config: Mapping[str, Any], topic: str, todo: list[OffsetRange], timeout: float, known: Mapping[int, tuple[int, int]] | None = None
 ) -> None:
+    """`OffsetsNotRetained` unless the broker holds every offset of the ranges (whichever reader
+    reads them next: Spark's source would otherwise wait minutes and fail with a vaguer error)."""
     lows = known if known is not None else watermarks(config, topic, timeout=min(timeout, 10.0))
     for r in todo:
         low, high = lows.get(r.partition, (0, 0))

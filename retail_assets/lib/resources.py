@@ -104,11 +104,22 @@ class KafkaResource(dg.ConfigurableResource):
             self.client_config(), self.topic, list(ranges), handle, timeout=self.read_timeout_s, known_watermarks=known_watermarks
         )
 
-    def parse_on_spark(self, spark: Any, ranges: Sequence[OffsetRange], parse: Callable[[Iterator[Any]], Iterator[Any]], schema: str) -> Any:
+    def parse_on_spark(
+        self,
+        spark: Any,
+        ranges: Sequence[OffsetRange],
+        parse: Callable[[Iterator[Any]], Iterator[Any]],
+        schema: str,
+        *,
+        known_watermarks: Mapping[int, tuple[int, int]] | None = None,
+    ) -> Any:
         """`parse(messages)` over every message of the ranges exactly once, on Spark's executors
-        through its Kafka batch source (`reader="spark"`): a lazy DataFrame of `schema` rows."""
+        through its Kafka batch source (`reader="spark"`): a lazy DataFrame of `schema` rows.
+        Ranges the broker no longer holds fail here, before Spark is asked."""
+        from retail_assets.lib import kafka as kafka_lib
         from retail_assets.lib import spark_kafka
 
+        kafka_lib.check_retained(self.client_config(), self.topic, kafka_lib.merge_ranges(list(ranges)), self.request_timeout_s, known_watermarks)
         return spark_kafka.parse_ranges(spark, self.client_config(), self.topic, ranges, parse, schema, shaded_prefix=self.shaded_prefix)
 
     def client_config(self) -> dict[str, object]:

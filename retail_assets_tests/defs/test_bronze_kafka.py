@@ -1,5 +1,7 @@
 """Kafka → Bronze exactly once, against the real local broker, across hard kills of the run and
-restarts of the broker."""
+restarts of the broker. The exactly-once tests run on both local engines, each with its own
+Kafka reader (delta-rs with the confluent consumer; delta-spark, marked `parity`, with Spark's
+Kafka source); tests of the confluent consumer itself run once."""
 
 from __future__ import annotations
 
@@ -21,18 +23,21 @@ from retail_assets.lib.engine import DeltaRsEngine
 from retail_assets.lib.generator import KafkaMessage
 from retail_assets.lib.kafka import watermarks
 from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, KAFKA_TOPIC
+from retail_assets_tests.simulated_week import ENGINE_SETTINGS
 
 DAY = "2026-11-05"
 NEXT_DAY = "2026-11-06"
 POS_KEY = dg.AssetKey(["bronze", "pos_transactions"])
 
 # Runs the Bronze Kafka asset for one partition in a separate process. With KILL_AT set, the
-# process SIGKILLs itself just before or just after the Delta commit of the Bronze rows.
+# process SIGKILLs itself just before or just after the Delta commit of the Bronze rows, on
+# whichever engine RETAIL_LOCAL_ENGINE selects.
 DRIVER = textwrap.dedent(
     """
     import os, signal, sys
     import dagster as dg
     import retail_assets.lib.engine.local as local
+    from retail_assets.lib.engine.delta_spark import DeltaSparkEngine
 
     kill_at = os.environ.get("KILL_AT")
     real_write = local.write_deltalake
@@ -45,6 +50,19 @@ DRIVER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
 
     local.write_deltalake = write
+    real_save = DeltaSparkEngine._save
+
+    def save(self, spec, frame, *args, **kw):
+        if spec.name == "pos_transactions" and kill_at == "before_commit":
+            # Spark's Kafka source is lazy and the write would be the read: read the ranges
+            # first, so that this kill too comes after the messages were consumed.
+            frame.count()
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_save(self, spec, frame, *args, **kw)
+        if spec.name == "pos_transactions" and kill_at == "after_commit":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    DeltaSparkEngine._save = save
     from retail_assets.definitions import build_definitions
 
     defs = build_definitions()
@@ -71,6 +89,14 @@ def messages(start: int, count: int) -> list[KafkaMessage]:
     return out
 
 
+@pytest.fixture(params=["delta_rs", pytest.param("delta_spark", marks=pytest.mark.parity)])
+def engine_name(request, monkeypatch) -> str:
+    """The local engine and Kafka reader of the test's runs, in this process and in the drivers."""
+    for name, value in ENGINE_SETTINGS[request.param].items():
+        monkeypatch.setenv(name, value)
+    return request.param
+
+
 @pytest.fixture
 def broker():
     with LocalBroker() as b:
@@ -78,15 +104,18 @@ def broker():
         yield b
 
 
-def run_driver(root: Path, bootstrap: str, kill_at: str | None) -> int:
+def run_driver(root: Path, bootstrap: str, kill_at: str | None = None, day: str = DAY, *, exits: int = 0) -> str:
+    """Runs DRIVER for `day`; it must end with `exits` (-SIGKILL for a kill). Returns its output."""
     env = {**os.environ, "RETAIL_DATA_ROOT": str(root), "RETAIL_KAFKA_BOOTSTRAP": bootstrap, "KILL_AT": kill_at or ""}
-    done = subprocess.run([sys.executable, "-c", DRIVER, DAY], env=env, timeout=300, capture_output=True, text=True)
-    if done.returncode not in (0, -signal.SIGKILL):
-        print(done.stdout[-3000:], done.stderr[-3000:])
-    return done.returncode
+    done = subprocess.run([sys.executable, "-c", DRIVER, day], env=env, timeout=300, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    assert done.returncode == exits, output[-3000:]
+    return output
 
 
 def bronze_offsets(root: Path, day: str | None = None) -> list[tuple[int, int]]:
+    """(partition, offset) of every Bronze row, as delta-rs reads the table folder: what a Delta
+    reader sees of the log whichever engine committed it."""
     table = DeltaRsEngine(root / "lakehouse").read_arrow(BRONZE_POS_TRANSACTIONS, columns=["_partition", "_offset", "_arrival_date"])
     if day is not None:
         table = table.filter(pc.equal(table["_arrival_date"], dt.date.fromisoformat(day)))
@@ -103,23 +132,23 @@ def materialize(bootstrap: str, day: str, monkeypatch) -> dg.ExecuteInProcessRes
 
 
 @pytest.mark.reliability
-def test_kill_before_and_after_commit_leaves_every_offset_once(broker, tmp_path):
+def test_kill_before_and_after_commit_leaves_every_offset_once(broker, tmp_path, engine_name):
     placed = produce(broker.bootstrap_servers, KAFKA_TOPIC, messages(0, 40))
 
     # killed after reading, before the commit: nothing of the range reached Bronze
-    assert run_driver(tmp_path, broker.bootstrap_servers, "before_commit") == -signal.SIGKILL
+    run_driver(tmp_path, broker.bootstrap_servers, "before_commit", exits=-signal.SIGKILL)
     assert bronze_offsets(tmp_path) == []
 
     # the re-run reads the same range again
-    assert run_driver(tmp_path, broker.bootstrap_servers, None) == 0
+    run_driver(tmp_path, broker.bootstrap_servers)
     first = bronze_offsets(tmp_path)
     assert len(first) == 40 and len(set(first)) == 40
     assert {f"{KAFKA_TOPIC}/{p}/{o}" for p, o in first} == set(placed.values())
 
     # more events; killed right after the commit: the re-run must not read the range twice
     placed.update(produce(broker.bootstrap_servers, KAFKA_TOPIC, messages(40, 25)))
-    assert run_driver(tmp_path, broker.bootstrap_servers, "after_commit") == -signal.SIGKILL
-    assert run_driver(tmp_path, broker.bootstrap_servers, None) == 0
+    run_driver(tmp_path, broker.bootstrap_servers, "after_commit", exits=-signal.SIGKILL)
+    run_driver(tmp_path, broker.bootstrap_servers)
     final = bronze_offsets(tmp_path)
     assert len(final) == 65 and len(set(final)) == 65
     assert {f"{KAFKA_TOPIC}/{p}/{o}" for p, o in final} == set(placed.values())
@@ -128,7 +157,7 @@ def test_kill_before_and_after_commit_leaves_every_offset_once(broker, tmp_path)
 
 
 @pytest.mark.reliability
-def test_a_restarted_broker_keeps_its_log_and_every_offset_lands_once(tmp_path, monkeypatch):
+def test_a_restarted_broker_keeps_its_log_and_every_offset_lands_once(tmp_path, monkeypatch, engine_name):
     """Produce, ingest a day, restart the broker on the same data dir, produce more, ingest the
     next day, then re-ingest the past day from the log: every offset produced is in Bronze once."""
     monkeypatch.setenv("RETAIL_DATA_ROOT", str(tmp_path))
@@ -162,24 +191,20 @@ def test_a_restarted_broker_keeps_its_log_and_every_offset_lands_once(tmp_path, 
     assert sorted(ids.to_pylist()) == [f"K{i:05d}" for i in range(50)]
 
 
-def test_past_partition_cannot_be_reread_from_an_emptied_broker(broker, tmp_path):
+def test_past_partition_cannot_be_reread_from_an_emptied_broker(broker, tmp_path, engine_name):
     produce(broker.bootstrap_servers, KAFKA_TOPIC, messages(0, 5))
-    assert run_driver(tmp_path, broker.bootstrap_servers, None) == 0
+    run_driver(tmp_path, broker.bootstrap_servers)
     with LocalBroker() as fresh:  # its own, empty data dir: the log Bronze read from is gone
         ensure_topic(fresh.bootstrap_servers, KAFKA_TOPIC, partitions=2)
-        env = {**os.environ, "RETAIL_DATA_ROOT": str(tmp_path), "RETAIL_KAFKA_BOOTSTRAP": fresh.bootstrap_servers, "KILL_AT": ""}
-        done = subprocess.run([sys.executable, "-c", DRIVER, DAY], env=env, timeout=300, capture_output=True, text=True)
-    assert done.returncode == 3
-    assert "no longer (or not yet) on the broker" in done.stdout + done.stderr
+        output = run_driver(tmp_path, fresh.bootstrap_servers, exits=3)
+    assert "no longer (or not yet) on the broker" in output
     assert len(bronze_offsets(tmp_path)) == 5  # the failed re-read changed nothing
     # a new arrival day on the emptied broker: its offsets would repeat ingested ones, so refused
     with LocalBroker() as fresh:
         ensure_topic(fresh.bootstrap_servers, KAFKA_TOPIC, partitions=2)
         produce(fresh.bootstrap_servers, KAFKA_TOPIC, messages(0, 2))
-        env = {**os.environ, "RETAIL_DATA_ROOT": str(tmp_path), "RETAIL_KAFKA_BOOTSTRAP": fresh.bootstrap_servers, "KILL_AT": ""}
-        done = subprocess.run([sys.executable, "-c", DRIVER, NEXT_DAY], env=env, timeout=300, capture_output=True, text=True)
-    assert done.returncode == 3
-    assert "ends before what Bronze already holds" in done.stdout + done.stderr
+        output = run_driver(tmp_path, fresh.bootstrap_servers, day=NEXT_DAY, exits=3)
+    assert "ends before what Bronze already holds" in output
     assert len(bronze_offsets(tmp_path)) == 5
 
 

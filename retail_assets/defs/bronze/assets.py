@@ -136,7 +136,7 @@ def read_pos_transactions(run: TableRun, kafka: KafkaResource) -> TableOutput:
         if not ranges:
             return TableOutput(run.engine.empty_frame(spec), {**listed, "messages": 0, "unparseable_messages": 0})
         # The messages stay on Spark's executors, parsed there and written from there.
-        frame = kafka.parse_on_spark(run.engine.spark, ranges, parse, spec.spark_ddl())
+        frame = kafka.parse_on_spark(run.engine.spark, ranges, parse, spec.spark_ddl(), known_watermarks=marks)
         observed, figures = observed_by_day(
             frame, spec.partition_column, [run.day], messages=F.lit(1), unparseable_messages=F.col("_parse_error").isNotNull().cast("int")
         )
