@@ -9,7 +9,7 @@ TARGETS = {
     "overhead_ratio": ("<=", 1.3),
     "definitions_load_s": ("<=", 2.0),
     "sensor_tick_s": ("<=", 1.0),
-    "kafka_events_per_s": (">=", 20_000),
+    "kafka_events_per_s": (">=", 100_000),
     "latency_p95_s": ("<=", 60.0),
     "peak_rss_mb": ("<=", 4096),
 }
