@@ -72,22 +72,23 @@ def bench_size(workload: Workload, work: Path, *, engines: tuple[str, ...] = ENG
         with LocalBroker(data_dir=where / "kafka", log_path=where / "broker.log") as broker:
             ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
             echo(f"  {engine} pipeline: {len(workload.arrival_days)} arrival days, {len(workload.event_days)} event days through Dagster (log {where / 'pipeline.log'})")
-            pipeline_report = where / "pipeline.json"
-            pipeline = run_measured(
-                [sys.executable, "-m", "retail_assets.lib.bench.measure", "pipeline", "--workload", str(workload.root), "--root", str(pipeline_root),
-                 "--bootstrap", broker.bootstrap_servers, "--report", str(pipeline_report)],
-                env=env, log=where / "pipeline.log",
-            )
+
+            def measure(what: str) -> tuple[ProcessFigures, Path]:
+                """`python -m retail_assets.lib.bench.measure <what>` in a process of its own."""
+                report = where / f"{what}.json"
+                process = run_measured(
+                    [sys.executable, "-m", "retail_assets.lib.bench.measure", what, "--workload", str(workload.root), "--root", str(pipeline_root),
+                     "--bootstrap", broker.bootstrap_servers, "--report", str(report)],
+                    env=env, log=where / f"{what}.log",
+                )
+                return process, report
+
+            pipeline, pipeline_report = measure("pipeline")
             if not pipeline_report.exists():
                 raise BenchFailed(f"the {engine} pipeline process exited with {pipeline.returncode} without a report; see {where / 'pipeline.log'}")
             figures = json.loads(pipeline_report.read_text())
             echo(f"  {engine} pipeline: {figures['wall_s']:.1f}s (+{figures['produce_s']:.1f}s producing {figures['events_produced']} events), peak RSS {pipeline.peak_rss_mb:.0f} MB")
-            kafka_report = where / "kafka.json"
-            kafka = run_measured(
-                [sys.executable, "-m", "retail_assets.lib.bench.measure", "kafka", "--workload", str(workload.root), "--root", str(pipeline_root),
-                 "--bootstrap", broker.bootstrap_servers, "--report", str(kafka_report)],
-                env=env, log=where / "kafka.log",
-            )
+            kafka, kafka_report = measure("kafka")
             if kafka.returncode or not kafka_report.exists():
                 raise BenchFailed(f"the {engine} Kafka ingestion process exited with {kafka.returncode}; see {where / 'kafka.log'}")
             figures.update(json.loads(kafka_report.read_text()), kafka_peak_rss_mb=round(kafka.peak_rss_mb))
