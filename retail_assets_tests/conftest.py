@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from retail_assets.lib.engine import DeltaRsEngine
+from retail_assets.lib.settings import ENGINE_ENV
 from retail_assets.lib.spark import REMOTE_ENV, get_spark
 from retail_assets.lib.spark_server import SparkConnectServer
 
@@ -77,6 +78,15 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def spark():
     return get_spark(master="local[2]")
+
+
+@pytest.fixture(params=["delta_rs", pytest.param("delta_spark", marks=pytest.mark.parity)])
+def engine_name(request, monkeypatch) -> str:
+    """Each local engine in turn (the delta-spark one marked `parity`): its variables set for the
+    test's runs in this process and in the subprocesses it starts."""
+    for name, value in ENGINE_ENV[request.param].items():
+        monkeypatch.setenv(name, value)
+    return request.param
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
 from retail_assets.lib.engine import DeltaRsEngine, DeltaSparkEngine, LakehouseEngine
 from retail_assets.lib.generator import GeneratorConfig, GenerationResult, generate
 from retail_assets.lib.pipeline import STAGES, RunSummary, days, run_stage, run_week
+from retail_assets.lib.settings import ENGINE_ENV
 from retail_assets.lib.tables import KAFKA_TOPIC, TABLES, TableSpec
 
 LATENESS = 2
@@ -59,11 +60,8 @@ def rerun_one_partition_per_stage(week: Week) -> None:
     week.after_rerun = {spec.key: snapshot(week.engine, spec) for spec in TABLES}
 
 
-# How each local engine is run: delta-spark reads Kafka as Databricks does, through Spark's source.
-ENGINE_SETTINGS = {
-    "delta_rs": {"RETAIL_LOCAL_ENGINE": "delta_rs", "RETAIL_KAFKA_READER": "confluent"},
-    "delta_spark": {"RETAIL_LOCAL_ENGINE": "delta_spark", "RETAIL_KAFKA_READER": "spark"},
-}
+# How each local engine is run, for the simulated weeks and the parity tests.
+ENGINE_SETTINGS = ENGINE_ENV
 
 
 def local_engine(name: str, root: Path, spark) -> LakehouseEngine:

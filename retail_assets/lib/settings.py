@@ -49,7 +49,13 @@ def local_data_root() -> Path:
     return Path(os.environ.get("RETAIL_DATA_ROOT", project_root() / ".lakehouse")).resolve()
 
 
-LOCAL_ENGINES = ("delta_rs", "delta_spark")
+# Each local engine as it is meant to run: delta-spark reads Kafka through Spark's source, as on
+# Databricks (the bench, the parity tests and their subprocesses take these variables).
+ENGINE_ENV = {
+    "delta_rs": {"RETAIL_LOCAL_ENGINE": "delta_rs", "RETAIL_KAFKA_READER": "confluent"},
+    "delta_spark": {"RETAIL_LOCAL_ENGINE": "delta_spark", "RETAIL_KAFKA_READER": "spark"},
+}
+LOCAL_ENGINES = tuple(ENGINE_ENV)
 
 
 def local_engine() -> str:

@@ -23,7 +23,6 @@ from retail_assets.lib.engine import DeltaRsEngine
 from retail_assets.lib.generator import KafkaMessage
 from retail_assets.lib.kafka import watermarks
 from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, KAFKA_TOPIC
-from retail_assets_tests.simulated_week import ENGINE_SETTINGS
 
 DAY = "2026-11-05"
 NEXT_DAY = "2026-11-06"
@@ -87,14 +86,6 @@ def messages(start: int, count: int) -> list[KafkaMessage]:
                  "lines": [{"line_number": 1, "product_id": "P0001", "quantity": 1, "unit_price": 2.5, "discount": 0}]}
         out.append(KafkaMessage(index=i, key=f"K{i:05d}", timestamp_ms=ts + i, value=json.dumps(value).encode()))
     return out
-
-
-@pytest.fixture(params=["delta_rs", pytest.param("delta_spark", marks=pytest.mark.parity)])
-def engine_name(request, monkeypatch) -> str:
-    """The local engine and Kafka reader of the test's runs, in this process and in the drivers."""
-    for name, value in ENGINE_SETTINGS[request.param].items():
-        monkeypatch.setenv(name, value)
-    return request.param
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from retail_assets.lib.tables import (
     TableSpec,
 )
 from retail_assets_tests.reliability import hostile
-from retail_assets_tests.simulated_week import ENGINE_SETTINGS, build_defs, local_engine, snapshot
+from retail_assets_tests.simulated_week import build_defs, local_engine, snapshot
 
 pytestmark = pytest.mark.reliability
 
@@ -96,14 +96,6 @@ DRIVER = textwrap.dedent(
     sys.exit(0 if result.success else 3)
     """
 )
-
-
-@pytest.fixture(params=["delta_rs", pytest.param("delta_spark", marks=pytest.mark.parity)])
-def engine_name(request, monkeypatch) -> str:
-    """The local engine of the test's lakehouse: the killed runs and the re-runs use it."""
-    for name, value in ENGINE_SETTINGS[request.param].items():
-        monkeypatch.setenv(name, value)
-    return request.param
 
 
 def kill_during_write(root: Path, bootstrap: str, target: TableSpec, mode: str, *assets: TableSpec) -> None:

@@ -16,6 +16,7 @@ from retail_assets.lib.bench.compare import compare_gold
 from retail_assets.lib.bench.measure import ProcessFigures, definitions_load_s, run_measured, sensor_tick_s
 from retail_assets.lib.bench.report import repeated
 from retail_assets.lib.bench.workload import Workload, build_workload
+from retail_assets.lib.settings import ENGINE_ENV, LOCAL_ENGINES
 
 # Which stage jobs write which layer (quarantine is written beside Bronze and Silver).
 LAYER_STAGES = {
@@ -42,12 +43,7 @@ def layer_rows(lakehouse: Path) -> dict[str, int]:
     return rows
 
 
-# Each engine as it is meant to run: delta-spark reads Kafka through Spark's source, as on Databricks.
-ENGINE_SETTINGS = {
-    "delta_rs": {"RETAIL_LOCAL_ENGINE": "delta_rs", "RETAIL_KAFKA_READER": "confluent"},
-    "delta_spark": {"RETAIL_LOCAL_ENGINE": "delta_spark", "RETAIL_KAFKA_READER": "spark"},
-}
-ENGINES = tuple(ENGINE_SETTINGS)
+ENGINES = LOCAL_ENGINES
 
 
 def bench_size(workload: Workload, work: Path, *, engines: tuple[str, ...] = ENGINES, echo: Callable[[str], None]) -> list[dict[str, object]]:
@@ -68,7 +64,7 @@ def bench_size(workload: Workload, work: Path, *, engines: tuple[str, ...] = ENG
         pipeline_root = where / "pipeline"
         pipeline_root.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-        env.update(ENGINE_SETTINGS[engine], DAGSTER_HOME=str(pipeline_root / "dagster_home"), RETAIL_LATENESS_DAYS=str(workload.lateness_days))
+        env.update(ENGINE_ENV[engine], DAGSTER_HOME=str(pipeline_root / "dagster_home"), RETAIL_LATENESS_DAYS=str(workload.lateness_days))
         with LocalBroker(data_dir=where / "kafka", log_path=where / "broker.log") as broker:
             ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
             echo(f"  {engine} pipeline: {len(workload.arrival_days)} arrival days, {len(workload.event_days)} event days through Dagster (log {where / 'pipeline.log'})")
