@@ -23,7 +23,7 @@ import pyarrow as pa
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
 from retail_assets.lib import quality, settings
-from retail_assets.lib.engine import CommitInfo, LakehouseEngine, PartitionRange
+from retail_assets.lib.engine import CommitInfo, LakehouseEngine, PartitionRange, RowStream
 from retail_assets.lib.resources import LakehouseResource
 from retail_assets.lib.tables import TableSpec
 
@@ -157,7 +157,7 @@ class TableOutput:
     run over a range of days reports each day's own on that day's materialization), or is a
     function returning them once the rows are written (see `observed_by_day`)."""
 
-    data: DataFrame | pa.Table
+    data: DataFrame | pa.Table | RowStream  # a RowStream is written while it is produced
     metadata: dict[str, Any] = field(default_factory=dict)
     by_partition: dict[dt.date, dict[str, Any]] | Callable[[], dict[dt.date, dict[str, Any]]] = field(default_factory=dict)
 
@@ -293,6 +293,8 @@ def _as_output(produced: DataFrame | pa.Table | TableOutput) -> TableOutput:
 def _combined(by_day: Mapping[dt.date, TableOutput]) -> TableOutput:
     """Day-at-a-time outputs as one: the rows together, each day's figures kept for its day."""
     frames = [o.data for o in by_day.values()]
+    if isinstance(frames[0], RowStream):
+        raise TypeError("rows streamed to the write need a compute marked @over_ranges or @one_day_per_run")
     if isinstance(frames[0], pa.Table):
         data = pa.concat_tables(frames)
     else:

@@ -9,16 +9,13 @@ the resume point past the range, so the re-run skips it.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-T = TypeVar("T")
 
 
 class KafkaUnavailable(RuntimeError):
@@ -66,9 +63,47 @@ class OffsetRange:
         return f"p{self.partition}[{self.start},{self.end})"
 
 
+@dataclass(frozen=True)
+class MessageColumns:
+    """A run of messages of one topic as columns: what the Bronze parser takes, so that the
+    per-message work of a large range is list comprehensions and Arrow, not Python calls."""
+
+    topics: list[str]
+    partitions: list[int]
+    offsets: list[int]
+    values: list[bytes | None]
+    timestamps_ms: list[int]  # negative: the message carries no timestamp
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def take(self, indices: Sequence[int]) -> MessageColumns:
+        return MessageColumns(*([column[i] for i in indices] for column in (self.topics, self.partitions, self.offsets, self.values, self.timestamps_ms)))
+
+    @classmethod
+    def of(cls, messages: Sequence[Message], topic: str | None = None) -> MessageColumns:
+        """The messages' columns; `topic` when all are known to come from it."""
+        return cls(
+            [topic] * len(messages) if topic is not None else [m.topic() for m in messages],
+            [m.partition() for m in messages],
+            [m.offset() for m in messages],
+            [m.value() for m in messages],
+            [m.timestamp()[1] for m in messages],
+        )
+
+
 def _consumer(config: Mapping[str, Any]) -> Consumer:
     # The project never commits consumer offsets: the resume point lives in Bronze.
-    base = {"enable.auto.commit": False, "enable.partition.eof": True, "auto.offset.reset": "earliest", "group.id": "retail-assets-bronze"}
+    base = {
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+        "group.id": "retail-assets-bronze",
+        # When the client's prefetch queue is full (64 MB by default: a range larger than that
+        # is read while it is parsed), fetch again as soon as it drains instead of pausing a
+        # whole second, librdkafka's default.
+        "fetch.queue.backoff.ms": 10,
+    }
     return Consumer({**base, **config})
 
 
@@ -125,61 +160,29 @@ def merge_ranges(ranges: list[OffsetRange]) -> list[OffsetRange]:
     return [merged[p] for p in sorted(merged)]
 
 
-def read_ranges(config: Mapping[str, Any], topic: str, ranges: list[OffsetRange], *, timeout: float = 60.0) -> Iterator[Message]:
-    """Yield every message of the given ranges, each exactly once, partition by partition.
-
-    Fails with `OffsetsNotRetained` when the broker no longer holds the start of a range and with
-    `KafkaUnavailable` when the range cannot be read completely within `timeout` seconds.
-    """
-    todo = merge_ranges(ranges)
-    if not todo:
-        return
-    check_retained(config, topic, todo, timeout)
-    yield from _consume(config, topic, todo, timeout, threading.Event())
-
-
-def read_each_partition(
+def read_ranges(
     config: Mapping[str, Any],
     topic: str,
     ranges: list[OffsetRange],
-    handle: Callable[[Iterator[Message]], T],
     *,
     timeout: float = 60.0,
     known_watermarks: Mapping[int, tuple[int, int]] | None = None,
-) -> list[T]:
-    """`handle(messages)` for each partition's range, in partition order, the partitions read at
-    the same time, each by its own consumer: a broker answers one fetch per connection at a
-    time, so one consumer waits on it while `handle` could be working. Same contract and
-    failures as `read_ranges`; when one partition fails the others stop and the failure is raised.
+) -> Iterator[MessageColumns]:
+    """Every message of the given ranges, each exactly once, in the batches one consumer fetches
+    (message columns). The consumer fetches ahead in the background while the caller works on a
+    batch, so one consumer keeps up with any parser here; consumers in threads would only
+    contend for the interpreter.
+
+    Fails with `OffsetsNotRetained` when the broker no longer holds the start of a range and with
+    `KafkaUnavailable` when the range cannot be read completely within `timeout` seconds.
     `known_watermarks`, taken by the caller just before, spares asking the broker again (a
     consumer and a ListOffsets request per watermark).
     """
     todo = merge_ranges(ranges)
     if not todo:
-        return []
+        return
     check_retained(config, topic, todo, timeout, known_watermarks)
-    stop = threading.Event()
-
-    def one(r: OffsetRange) -> T:
-        messages = _consume(config, topic, [r], timeout, stop)
-        try:
-            return handle(messages)
-        except BaseException:
-            stop.set()
-            raise
-        finally:
-            messages.close()
-
-    with ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="kafka-partition") as pool:
-        futures = [pool.submit(one, r) for r in todo]
-    failures = [e for e in (f.exception() for f in futures) if e is not None]
-    if failures:
-        raise next((e for e in failures if not isinstance(e, _Stopped)), failures[0])
-    return [f.result() for f in futures]
-
-
-class _Stopped(Exception):
-    """Another partition's read failed; this one gives up."""
+    yield from _consume(config, topic, todo, timeout)
 
 
 def check_retained(
@@ -197,7 +200,8 @@ def check_retained(
             )
 
 
-def _consume(config: Mapping[str, Any], topic: str, todo: list[OffsetRange], timeout: float, stop: threading.Event) -> Iterator[Message]:
+def _consume(config: Mapping[str, Any], topic: str, todo: list[OffsetRange], timeout: float) -> Iterator[MessageColumns]:
+    """The messages of the ranges, in the batches the consumer hands them over, each once."""
     consumer = _consumer(config)
     deadline = time.monotonic() + timeout
     try:
@@ -205,25 +209,47 @@ def _consume(config: Mapping[str, Any], topic: str, todo: list[OffsetRange], tim
         next_offset = {r.partition: r.start for r in todo}
         end = {r.partition: r.end for r in todo}
         while any(next_offset[p] < end[p] for p in end):
-            if stop.is_set():
-                raise _Stopped(f"reading {topic} stopped: another partition's read failed")
             if time.monotonic() > deadline:
                 missing = {p: f"{next_offset[p]}..{end[p]}" for p in end if next_offset[p] < end[p]}
                 raise KafkaUnavailable(f"timed out after {timeout:.0f}s reading {topic}; still missing offsets {missing}")
-            for msg in consumer.consume(num_messages=2000, timeout=1.0):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        # Nothing more on the log: offsets up to here were control records or gaps.
-                        p = msg.partition()
-                        if p in end and msg.offset() >= end[p]:
-                            next_offset[p] = end[p]
-                        continue
-                    raise KafkaUnavailable(f"error reading {topic}: {err}")
-                p, off = msg.partition(), msg.offset()
-                if off < next_offset.get(p, 0) or off >= end.get(p, -1):
-                    continue  # outside the range (re-delivery after a seek, or past the watermark)
-                next_offset[p] = off + 1
-                yield msg
+            # Never more than the ranges still lack: `consume` waits out its whole timeout for
+            # a batch the log cannot fill, which would stall the end of every range.
+            wanted = sum(end[p] - next_offset[p] for p in end)
+            batch = _in_ranges(consumer.consume(num_messages=max(1, min(2000, wanted)), timeout=1.0), topic, next_offset, end)
+            if batch is not None:
+                yield batch
     finally:
         consumer.close()
+
+
+def _in_ranges(fetched: list[Message], topic: str, next_offset: dict[int, int], end: Mapping[int, int]) -> MessageColumns | None:
+    """The messages of one `consume` call that lie in the ranges (`next_offset` up to `end` per
+    partition), in order, each moving its partition's `next_offset` on; None if there are none.
+    A partition's end-of-log event follows its messages: it is applied after them, ending the
+    partition's range when the log ends at or past it. Any other error is raised."""
+    messages, log_ends = fetched, []
+    if any(msg.error() is not None for msg in fetched):
+        messages = []
+        for msg in fetched:
+            err = msg.error()
+            if err is None:
+                messages.append(msg)
+            elif err.code() == KafkaError._PARTITION_EOF:
+                log_ends.append((msg.partition(), msg.offset()))
+            else:
+                raise KafkaUnavailable(f"error reading {topic}: {err}")
+    batch = None
+    if messages:
+        batch = MessageColumns.of(messages, topic)  # the consumer is assigned this topic only
+        kept = []
+        for i, (p, off) in enumerate(zip(batch.partitions, batch.offsets)):
+            if next_offset.get(p, 0) <= off < end.get(p, -1):
+                next_offset[p] = off + 1
+                kept.append(i)
+        # Anything else lies outside the range (re-delivered after a seek, or past the watermark).
+        batch = batch if len(kept) == len(batch) else batch.take(kept) if kept else None
+    for p, at in log_ends:
+        # Nothing more on the log: offsets up to here that never came were control records or gaps.
+        if p in end and at >= end[p]:
+            next_offset[p] = end[p]
+    return batch

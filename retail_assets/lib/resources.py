@@ -10,7 +10,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from retail_assets.lib.engine import DeltaRsEngine, DeltaSparkEngine, LakehouseEngine
-from retail_assets.lib.kafka import T, OffsetRange
+from retail_assets.lib.kafka import MessageColumns, OffsetRange
 from retail_assets.lib.tables import KAFKA_TOPIC
 
 
@@ -93,27 +93,23 @@ class KafkaResource(dg.ConfigurableResource):
         description="Package prefix of the Kafka client inside the cluster's Spark (`kafkashaded.` on Databricks runtimes, none for Apache Spark); used in SASL JAAS configs.",
     )
 
-    def read_each_partition(
-        self, ranges: Sequence[OffsetRange], handle: Callable[[Iterator[Any]], T], *, known_watermarks: Mapping[int, tuple[int, int]] | None = None
-    ) -> list[T]:
-        """`handle(messages)` over every message of the ranges exactly once, by a confluent-kafka
-        consumer per Kafka partition, the partitions read at the same time (`reader="confluent"`)."""
+    def read_ranges(self, ranges: Sequence[OffsetRange], *, known_watermarks: Mapping[int, tuple[int, int]] | None = None) -> Iterator[MessageColumns]:
+        """Every message of the ranges exactly once, in batches of message columns, read by a
+        confluent-kafka consumer here (`reader="confluent"`)."""
         from retail_assets.lib import kafka as kafka_lib
 
-        return kafka_lib.read_each_partition(
-            self.client_config(), self.topic, list(ranges), handle, timeout=self.read_timeout_s, known_watermarks=known_watermarks
-        )
+        return kafka_lib.read_ranges(self.client_config(), self.topic, list(ranges), timeout=self.read_timeout_s, known_watermarks=known_watermarks)
 
     def parse_on_spark(
         self,
         spark: Any,
         ranges: Sequence[OffsetRange],
-        parse: Callable[[Iterator[Any]], Iterator[Any]],
+        parse: Callable[[Iterator[MessageColumns]], Iterator[Any]],
         schema: str,
         *,
         known_watermarks: Mapping[int, tuple[int, int]] | None = None,
     ) -> Any:
-        """`parse(messages)` over every message of the ranges exactly once, on Spark's executors
+        """`parse(batches)` over every message of the ranges exactly once, on Spark's executors
         through its Kafka batch source (`reader="spark"`): a lazy DataFrame of `schema` rows.
         Ranges the broker no longer holds fail here, before Spark is asked."""
         from retail_assets.lib import kafka as kafka_lib

@@ -13,15 +13,14 @@ skipping offsets (SPEC §5).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from retail_assets.lib.kafka import OffsetRange, OffsetsNotRetained, merge_ranges
+from retail_assets.lib.kafka import MessageColumns, OffsetRange, OffsetsNotRetained, merge_ranges
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -86,35 +85,6 @@ def source_options(
     return options
 
 
-@dataclass(frozen=True)
-class SparkKafkaMessage:
-    """A Spark Kafka row with the accessors of a confluent-kafka `Message` the Bronze parser uses."""
-
-    _topic: str
-    _partition: int
-    _offset: int
-    _value: bytes | None
-    _timestamp: dt.datetime | None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        if self._timestamp is None:
-            return (0, -1)
-        ts = self._timestamp if self._timestamp.tzinfo else self._timestamp.replace(tzinfo=dt.UTC)
-        return (1, int(ts.timestamp() * 1000))  # 1 = TIMESTAMP_CREATE_TIME
-
-
 class OffsetGuard:
     """Every (partition, offset) seen lies in its requested range and comes once; gaps are
     allowed (transaction markers and compaction leave them, as in the confluent reader)."""
@@ -156,12 +126,17 @@ def load_ranges(
     return reader.load().select("topic", "partition", "offset", "value", "timestamp")
 
 
-def messages(batches: Iterator[pa.RecordBatch], guard: OffsetGuard) -> Iterator[SparkKafkaMessage]:
-    """The rows of a task's Arrow batches as messages, each checked by `guard` before it is handed on."""
+def message_columns(batches: Iterator[pa.RecordBatch], guard: OffsetGuard) -> Iterator[MessageColumns]:
+    """A task's Arrow batches of Kafka rows as message columns, each offset checked by `guard`."""
     for batch in batches:
-        for row in batch.to_pylist():
-            guard.see(row["partition"], row["offset"])
-            yield SparkKafkaMessage(row["topic"], row["partition"], row["offset"], row["value"], row["timestamp"])
+        partitions, offsets = batch.column("partition").to_pylist(), batch.column("offset").to_pylist()
+        for partition, offset in zip(partitions, offsets):
+            guard.see(partition, offset)
+        timestamps = batch.column("timestamp")
+        if pa.types.is_timestamp(timestamps.type):
+            # Kafka timestamps are milliseconds; a missing one is the negative "none" of a consumer's
+            timestamps = pc.fill_null(pc.divide(timestamps.cast(pa.timestamp("us")).cast(pa.int64()), 1000), -1)
+        yield MessageColumns(batch.column("topic").to_pylist(), partitions, offsets, batch.column("value").to_pylist(), timestamps.to_pylist())
 
 
 def parse_ranges(
@@ -169,7 +144,7 @@ def parse_ranges(
     client_config: Mapping[str, Any],
     topic: str,
     ranges: Sequence[OffsetRange],
-    parse: Callable[[Iterator[SparkKafkaMessage]], Iterator[pa.RecordBatch]],
+    parse: Callable[[Iterator[MessageColumns]], Iterator[pa.RecordBatch]],
     schema: str,
     *,
     shaded_prefix: str = DATABRICKS_SHADED_PREFIX,
@@ -181,6 +156,6 @@ def parse_ranges(
     checked = list(ranges)
 
     def each_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        yield from parse(messages(batches, OffsetGuard(checked)))
+        yield from parse(message_columns(batches, OffsetGuard(checked)))
 
     return load_ranges(spark, client_config, topic, ranges, shaded_prefix=shaded_prefix).mapInArrow(each_task, schema)

@@ -196,8 +196,16 @@ def test_spark_kafka_read_is_checked_against_its_ranges():
         spark_kafka.check_offsets(ranges, [(0, 8)])
     with pytest.raises(ValueError, match="twice"):
         spark_kafka.check_offsets(ranges, [(0, 5), (0, 5)])
-    msg = spark_kafka.SparkKafkaMessage("t", 0, 5, b"{}", dt.datetime(2026, 11, 2, tzinfo=dt.UTC))
-    assert msg.timestamp() == (1, int(dt.datetime(2026, 11, 2, tzinfo=dt.UTC).timestamp() * 1000))
+    # A task's Arrow batch as the parser's message columns: Kafka timestamps in milliseconds,
+    # a missing one negative as a consumer reports it; an offset outside the ranges is refused.
+    sent = dt.datetime(2026, 11, 2, 8, 30, 0, 125_000, tzinfo=dt.UTC)
+    batch = pa.RecordBatch.from_pydict(
+        {"topic": ["t", "t"], "partition": [0, 0], "offset": [5, 6], "value": [b"{}", None], "timestamp": pa.array([sent, None], pa.timestamp("us", tz="UTC"))}
+    )
+    (columns,) = spark_kafka.message_columns(iter([batch]), spark_kafka.OffsetGuard(ranges))
+    assert (columns.offsets, columns.values, columns.timestamps_ms) == ([5, 6], [b"{}", None], [int(sent.timestamp() * 1000), -1])
+    with pytest.raises(OffsetsNotRetained):
+        list(spark_kafka.message_columns(iter([batch]), spark_kafka.OffsetGuard([OffsetRange(0, 5, 6)])))
 
 
 # ---- resources ------------------------------------------------------------------------------

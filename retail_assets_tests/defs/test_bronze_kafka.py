@@ -43,6 +43,10 @@ DRIVER = textwrap.dedent(
 
     def write(path, data, **kw):
         if "pos_transactions" in str(path) and kill_at == "before_commit":
+            # The rows stream into the write: read them all first (the whole Kafka range
+            # consumed and parsed), so that the kill comes just before the commit.
+            if hasattr(data, "read_all"):
+                data.read_all()
             os.kill(os.getpid(), signal.SIGKILL)
         real_write(path, data, **kw)
         if "pos_transactions" in str(path) and kill_at == "after_commit":
@@ -231,26 +235,46 @@ def test_a_range_run_of_the_stream_is_refused_and_takes_nothing(broker, tmp_path
     assert single.success and len(bronze_offsets(tmp_path)) == 5
 
 
-def test_each_partition_is_read_once_and_a_failing_partition_stops_the_others(kafka_broker):
+def test_ranges_are_read_each_offset_once_and_stop_at_their_end(kafka_broker):
     from retail_assets.lib import kafka as kafka_lib
 
-    topic = "retail.test.read_each_partition"
+    topic = "retail.test.read_ranges"
     ensure_topic(kafka_broker.bootstrap_servers, topic, partitions=3)
-    placed = produce(kafka_broker.bootstrap_servers, topic, [KafkaMessage(i, f"k{i}", 1_790_000_000_000, b"%d" % i) for i in range(60)])
+    placed = produce(kafka_broker.bootstrap_servers, topic, [KafkaMessage(i, f"k{i}", 1_790_000_000_000, b"%d" % i) for i in range(600)])
     config = {"bootstrap.servers": kafka_broker.bootstrap_servers}
-    ranges = [kafka_lib.OffsetRange(p, 0, high) for p, (_, high) in watermarks(config, topic).items()]
+    marks = watermarks(config, topic)
 
-    read = kafka_lib.read_each_partition(config, topic, ranges, lambda messages: [(m.partition(), m.offset(), m.value()) for m in messages])
-    assert [{p for p, _, _ in part} for part in read] == [{r.partition} for r in ranges]  # one result per partition, in order
-    assert sorted(f"{topic}/{p}/{o}" for part in read for p, o, _ in part) == sorted(placed.values())
-    assert sorted(int(v) for part in read for _, _, v in part) == list(range(60))
+    def read(ranges):
+        batches = list(kafka_lib.read_ranges(config, topic, ranges, known_watermarks=marks))
+        return [row for b in batches for row in zip(b.partitions, b.offsets, b.values, b.timestamps_ms, strict=True)]
 
-    def fail_on_the_second(messages):
-        for m in messages:
-            if m.partition() == ranges[1].partition:
-                raise ValueError("unreadable partition")
-        return True
+    everything = read([kafka_lib.OffsetRange(p, 0, high) for p, (_, high) in marks.items()])
+    assert sorted(f"{topic}/{p}/{o}" for p, o, _, _ in everything) == sorted(placed.values())  # each offset once
+    assert sorted(int(v) for _, _, v, _ in everything) == list(range(600))
+    assert {ms for *_, ms in everything} == {1_790_000_000_000}
+    # A range ending before the log does: the messages after it are fetched but not handed on.
+    middle = [kafka_lib.OffsetRange(p, 10, high - 10) for p, (_, high) in marks.items()]
+    assert sorted((p, o) for p, o, _, _ in read(middle)) == sorted((r.partition, o) for r in middle for o in range(r.start, r.end))
 
-    # the partition's own error is raised, not the stop the others received
-    with pytest.raises(ValueError, match="unreadable partition"):
-        kafka_lib.read_each_partition(config, topic, ranges, fail_on_the_second)
+
+def test_a_fetch_that_ends_the_log_keeps_the_messages_before_the_end():
+    """The consumer reports a partition's end of log after its last messages, often in the same
+    fetch: those messages are still handed on, and the partition's range is then complete."""
+    from confluent_kafka import KafkaError, Message
+
+    from retail_assets.lib.kafka import KafkaUnavailable, _in_ranges
+
+    def message(partition, offset):
+        return Message(topic="t", partition=partition, offset=offset, value=b"%d" % offset, timestamp=(1, 5))
+
+    next_offset, end = {0: 5, 1: 0}, {0: 9, 1: 3}
+    fetched = [message(0, 5), message(0, 6), Message(topic="t", partition=0, offset=9, error=KafkaError(KafkaError._PARTITION_EOF)), message(1, 0)]
+    batch = _in_ranges(fetched, "t", next_offset, end)
+    # offsets 7 and 8 never came (a transaction's markers): the end of the log completes the range
+    assert list(zip(batch.partitions, batch.offsets)) == [(0, 5), (0, 6), (1, 0)]
+    assert (batch.topics, batch.values, batch.timestamps_ms) == (["t"] * 3, [b"5", b"6", b"0"], [5, 5, 5])
+    assert next_offset == {0: 9, 1: 1}
+    # re-delivered and past-the-end offsets are not handed on; a fetch of nothing new is None
+    assert _in_ranges([message(1, 0), message(1, 3)], "t", next_offset, end) is None
+    with pytest.raises(KafkaUnavailable, match="error reading t"):
+        _in_ranges([Message(topic="t", partition=1, error=KafkaError(KafkaError._TRANSPORT))], "t", next_offset, end)

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from retail_assets.lib.engine import DeltaRsEngine, DeltaSparkEngine, PartitionRange
+from retail_assets.lib.engine import DeltaRsEngine, DeltaSparkEngine, PartitionRange, RowStream
 from retail_assets.lib.tables import GOLD_DIM_DATE, GOLD_DIM_STORE
 
 D1, D2 = dt.date(2026, 11, 1), dt.date(2026, 11, 2)
@@ -66,6 +66,31 @@ def test_not_null_and_schema_mismatch_are_refused(engine):
     nulls = dates(D1).set_column(8, "day_name", pa.array([None], pa.string()))
     with pytest.raises(ValueError, match="NOT NULL"):
         engine.overwrite_partitions(GOLD_DIM_DATE, nulls, PartitionRange.single(D1))
+
+
+def test_rows_streamed_to_the_write_land_in_one_commit_and_a_failed_stream_commits_nothing(engine):
+    def stream(*parts: pa.Table, failure: Exception | None = None) -> RowStream:
+        def batches():
+            for part in parts:
+                yield from part.to_batches()
+            if failure is not None:
+                raise failure
+
+        return RowStream(GOLD_DIM_DATE.arrow_schema(), batches())
+
+    engine.overwrite_partitions(GOLD_DIM_DATE, dates(D1), PartitionRange.single(D1))
+    before = engine.version(GOLD_DIM_DATE)
+    both = PartitionRange(D1, D2)
+    commit = engine.overwrite_partitions(GOLD_DIM_DATE, stream(dates(D1), dates(D2)), both)
+    assert (commit.version, commit.rows_written, commit.preview.num_rows) == (before + 1, 2, 2)
+    assert engine.read_arrow(GOLD_DIM_DATE).sort_by("date").equals(dates(D1, D2))
+    # The producer's own exception, not the writer's account of it; and no commit.
+    with pytest.raises(ConnectionError, match="broker went away"):
+        engine.overwrite_partitions(GOLD_DIM_DATE, stream(dates(D1), failure=ConnectionError("broker went away")), both)
+    with pytest.raises(ValueError, match="outside the partitions"):
+        engine.overwrite_partitions(GOLD_DIM_DATE, stream(dates(D1), dates(D2)), PartitionRange.single(D1))
+    assert engine.version(GOLD_DIM_DATE) == before + 1
+    assert engine.read_arrow(GOLD_DIM_DATE).num_rows == 2
 
 
 def test_rebuild_replaces_the_whole_table(engine, spark):

@@ -56,7 +56,9 @@ DRIVER = textwrap.dedent(
     target, mode, partition, keys = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 
     def tear(path, data):
-        # the data files of the write are on disk, the commit is not
+        # the data files of the write are on disk, the commit is not (rows streamed to the
+        # write are read to their end first: for Kafka, every message consumed and parsed)
+        data = data.read_all() if hasattr(data, "read_all") else data
         os.makedirs(path, exist_ok=True)
         pq.write_table(data, os.path.join(path, f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"))
         os.kill(os.getpid(), signal.SIGKILL)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
+from collections.abc import Iterator
 
 import dagster as dg
 import pyarrow as pa
@@ -12,6 +14,7 @@ from pyspark.sql import functions as F
 
 from retail_assets.defs.sources.assets import LANDING_ZONE, POS_TOPIC
 from retail_assets.lib import kafka as kafka_lib
+from retail_assets.lib.engine import RowStream
 from retail_assets.lib.factories import TableOutput, TableRun, build_table_asset, observed_by_day, one_day_per_run
 from retail_assets.lib.ingest import compare_with_held, parse_landing_file, pos_event_batches
 from retail_assets.lib.landing import scan_landing
@@ -87,15 +90,24 @@ landing_assets = [
 
 
 # A broker outage is usually short: retry the step with exponential backoff (about 2, 4, 8 s).
-# Nothing is written before every message of the ranges has been read, so a retry starts clean.
+# Nothing is committed before every message of the ranges has been read (files a failed write
+# left behind belong to no table version), so a retry starts clean.
 KAFKA_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
 @one_day_per_run  # the newest day takes what is on the topic beyond every day before it
 def pos_transactions_compute(run: TableRun) -> TableOutput:
     kafka: KafkaResource = run.resource("kafka")
-    try:
+    with kafka_failures(run, kafka):
         return read_pos_transactions(run, kafka)
+
+
+@contextlib.contextmanager
+def kafka_failures(run: TableRun, kafka: KafkaResource) -> Iterator[None]:
+    """Kafka's failures as the run should report them, whether the ranges are read while the
+    asset computes or while its rows are written."""
+    try:
+        yield
     except (kafka_lib.OffsetsNotRetained, kafka_lib.LogBehindBronze) as exc:
         # Retrying cannot bring back offsets the broker has dropped.
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
@@ -142,12 +154,17 @@ def read_pos_transactions(run: TableRun, kafka: KafkaResource) -> TableOutput:
         )
         return TableOutput(observed, listed, by_partition=lambda: {d: {k: int(v) for k, v in f.items()} for d, f in figures().items()})
 
-    parts = kafka.read_each_partition(ranges, lambda messages: pa.Table.from_batches(list(parse(messages)), schema=spec.arrow_schema()), known_watermarks=marks)
-    data = pa.concat_tables(parts) if parts else spec.arrow_schema().empty_table()
-    return TableOutput(
-        data,
-        {**listed, "messages": data.num_rows, "unparseable_messages": data.num_rows - data["_parse_error"].null_count},
-    )
+    # Parsed batches go to the Delta writer as they come, so writing overlaps reading and parsing.
+    counted = {"messages": 0, "unparseable_messages": 0}
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        with kafka_failures(run, kafka):
+            for batch in parse(kafka.read_ranges(ranges, known_watermarks=marks)):
+                counted["messages"] += batch.num_rows
+                counted["unparseable_messages"] += batch.num_rows - batch.column("_parse_error").null_count
+                yield batch
+
+    return TableOutput(RowStream(spec.arrow_schema(), batches()), listed, by_partition=lambda: {run.day: dict(counted)})
 
 
 def recorded_ranges(held: pa.Table) -> list[kafka_lib.OffsetRange]:

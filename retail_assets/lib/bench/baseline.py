@@ -107,11 +107,11 @@ def read_kafka(spark: SparkSession, config: dict[str, object], topic: str, arriv
     """Every message on the topic; its arrival day is the UTC day of its Kafka timestamp."""
     ranges = [kafka_lib.OffsetRange(p, low, high) for p, (low, high) in kafka_lib.watermarks(config, topic).items() if high > low]
     events = PosEvents(batch_id=BATCH_ID, ingested_at=dt.datetime.now(dt.UTC))
-    for msg in kafka_lib.read_ranges(config, topic, ranges):
-        _, ms = msg.timestamp()
-        arrival = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date()
-        if arrivals.start <= arrival <= arrivals.end:
-            events.add(msg.value(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), timestamp_ms=ms, arrival_date=arrival)
+    for batch in kafka_lib.read_ranges(config, topic, ranges):
+        for topic_, partition, offset, value, ms in zip(batch.topics, batch.partitions, batch.offsets, batch.values, batch.timestamps_ms):
+            arrival = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date()
+            if arrivals.start <= arrival <= arrivals.end:
+                events.add(value, topic=topic_, partition=partition, offset=offset, timestamp_ms=ms, arrival_date=arrival)
     return frame(spark, events.table(), BRONZE_POS_TRANSACTIONS, scratch)
 
 

@@ -174,10 +174,12 @@ def run_pipeline(workload_root: Path, data_root: Path, bootstrap: str) -> dict[s
 
 def kafka_ingestion(data_root: Path, bootstrap: str, day: str) -> dict[str, object]:
     """Materialize `bronze.pos_transactions` for one day into an empty lakehouse, so every event
-    on the topic is pending: the asset's own path (offsets from Bronze, read, parse, one commit)."""
+    on the topic is pending: the asset's own path (offsets from Bronze, read, parse, one commit).
+    As in a run worker, the code location is loaded before the run starts."""
     import dagster as dg  # noqa: PLC0415
     from deltalake import DeltaTable  # noqa: PLC0415
 
+    import retail_assets.definitions  # noqa: F401, PLC0415  (the code location, as a run worker loads it)
     from retail_assets.defs.bronze.assets import pos_transactions  # noqa: PLC0415
     from retail_assets.lib.environments import kafka_resource  # noqa: PLC0415
     from retail_assets.lib.resources import LakehouseResource  # noqa: PLC0415

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,50 @@ class PartitionRange:
 
     def __str__(self) -> str:
         return self.start.isoformat() if self.start == self.end else f"{self.start}…{self.end}"
+
+
+PREVIEW_ROWS = 5  # rows of a write shown in its materialization
+
+
+class RowStream:
+    """Rows handed to a write while they are still being produced: Arrow batches of one schema,
+    written in one commit as a table would be. An engine that can (delta-rs) encodes each batch
+    while the producer makes the next, so the write costs little beyond producing the rows; the
+    others gather the batches first. Read once; `rows` and `preview` describe what went through.
+    """
+
+    def __init__(self, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> None:
+        self.schema = schema
+        self._batches = iter(batches)
+        self._read = False
+        self.rows = 0
+        self._preview: list[pa.RecordBatch] = []
+        self.failure: BaseException | None = None  # what stopped the stream, for the write to raise
+
+    def batches(self, conform: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None) -> Iterator[pa.RecordBatch]:
+        """The batches, each passed through `conform` (which raises to refuse one)."""
+        if self._read:
+            raise RuntimeError("a row stream is read once")
+        self._read = True
+        try:
+            for batch in self._batches:
+                if conform is not None:
+                    batch = conform(batch)
+                if self.rows < PREVIEW_ROWS:
+                    self._preview.append(batch.slice(0, PREVIEW_ROWS - self.rows))
+                self.rows += batch.num_rows
+                yield batch
+        except BaseException as exc:
+            self.failure = exc
+            raise
+
+    @property
+    def preview(self) -> pa.Table:
+        """The first rows that went through."""
+        return pa.Table.from_batches(self._preview, schema=self._preview[0].schema if self._preview else self.schema)
+
+    def read_all(self) -> pa.Table:
+        return pa.Table.from_batches(list(self.batches()), schema=self.schema)
 
 
 class ConcurrentWriteError(RuntimeError):
@@ -117,7 +162,7 @@ class LakehouseEngine(ABC):
         """
 
     @abstractmethod
-    def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table, partitions: PartitionRange) -> CommitInfo:
+    def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange) -> CommitInfo:
         """Atomically replace the rows of the partition range with `data` (one commit).
 
         Every row of `data` must fall inside the range; a row outside it is a programming error
@@ -125,10 +170,10 @@ class LakehouseEngine(ABC):
         """
 
     @abstractmethod
-    def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table) -> CommitInfo:
+    def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream) -> CommitInfo:
         """Atomically replace the whole table with `data` (one commit; used by rebuilt tables)."""
 
-    def write(self, spec: TableSpec, data: DataFrame | pa.Table, partitions: PartitionRange) -> CommitInfo:
+    def write(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange) -> CommitInfo:
         """Write an asset's output the way its registry entry says: rebuild or partition overwrite."""
         if spec.rebuild:
             return self.overwrite_table(spec, data)
@@ -138,7 +183,7 @@ class LakehouseEngine(ABC):
     def append(
         self,
         spec: TableSpec,
-        data: DataFrame | pa.Table,
+        data: DataFrame | pa.Table | RowStream,
         *,
         app_id: str | None = None,
         app_version: int | None = None,

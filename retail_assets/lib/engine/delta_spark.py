@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from retail_assets.lib.engine.base import CommitInfo, LakehouseEngine, PartitionRange
+from retail_assets.lib.engine.base import PREVIEW_ROWS, CommitInfo, LakehouseEngine, PartitionRange, RowStream
 from retail_assets.lib.tables import Layer, TableSpec, catalog_schema
 
 if TYPE_CHECKING:
@@ -315,7 +315,8 @@ class DeltaSparkEngine(LakehouseEngine):
                 raise ValueError(f"{spec.key}: a column declared NOT NULL received nulls ({text.splitlines()[0]})") from exc
             raise
 
-    def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table, partitions: PartitionRange) -> CommitInfo:
+    def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange) -> CommitInfo:
+        data = data.read_all() if isinstance(data, RowStream) else data  # Spark takes whole tables
         frame = self._frame(spec, data)
         self._ensure_table(spec)
         # replaceWhere's constraint check refuses a row outside the range within the write itself,
@@ -323,13 +324,15 @@ class DeltaSparkEngine(LakehouseEngine):
         self._save(spec, frame, "overwrite", writer_options(mode="overwrite_partitions", partitions=(spec, partitions)), partitions)
         return self._commit_info(spec, "overwrite", data, partitions)
 
-    def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table) -> CommitInfo:
+    def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream) -> CommitInfo:
+        data = data.read_all() if isinstance(data, RowStream) else data  # Spark takes whole tables
         frame = self._frame(spec, data)
         self._ensure_table(spec)
         self._save(spec, frame, "overwrite", writer_options(mode="overwrite_table"))
         return self._commit_info(spec, "overwrite", data, None)
 
-    def append(self, spec: TableSpec, data: DataFrame | pa.Table, *, app_id: str | None = None, app_version: int | None = None) -> CommitInfo:
+    def append(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, *, app_id: str | None = None, app_version: int | None = None) -> CommitInfo:
+        data = data.read_all() if isinstance(data, RowStream) else data  # Spark takes whole tables
         frame = self._frame(spec, data)
         self._ensure_table(spec)
         self._save(spec, frame, "append", writer_options(mode="append", app_id=app_id, app_version=app_version))
@@ -339,12 +342,12 @@ class DeltaSparkEngine(LakehouseEngine):
         own = next((h for h in self.history(spec, 5) if h["operation"] not in _MAINTENANCE_OPERATIONS), None)
         metrics = (own or {}).get("metrics") or {}
         if isinstance(data, pa.Table):
-            rows, preview = data.num_rows, data.slice(0, 5)
+            rows, preview = data.num_rows, data.slice(0, PREVIEW_ROWS)
         else:
             rows = int(metrics.get("numOutputRows", 0))
             # Read back from the commit rather than computing the rows a second time.
             written = self.read(spec, partitions)
-            preview = written.limit(5).toArrow()
+            preview = written.limit(PREVIEW_ROWS).toArrow()
         return CommitInfo(
             table=spec.key,
             location=self.location(spec),

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from retail_assets.lib.engine.base import CommitInfo, ConcurrentWriteError, LakehouseEngine, PartitionRange
+from retail_assets.lib.engine.base import PREVIEW_ROWS, CommitInfo, ConcurrentWriteError, LakehouseEngine, PartitionRange, RowStream
 from retail_assets.lib.engine.delta_spark import zorder_columns
 from retail_assets.lib.spark import get_spark
 from retail_assets.lib.tables import TableSpec
@@ -106,27 +106,32 @@ class DeltaRsEngine(LakehouseEngine):
 
     # ---- writes --------------------------------------------------------------------------
 
-    def _to_arrow(self, spec: TableSpec, data: DataFrame | pa.Table) -> pa.Table:
+    def _to_arrow(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange | None = None) -> pa.Table | _Streamed:
+        """The rows as Arrow in registry schema; a stream stays a stream, each batch checked as it
+        passes (a refused batch stops the write before its commit)."""
+        if isinstance(data, RowStream):
+            self.check_columns(spec, data.schema.names)
+            return _Streamed(spec.arrow_schema(), data, lambda batch: self._conform(spec, batch, partitions))
         if not isinstance(data, pa.Table):
             self.check_columns(spec, data.columns)
             data = data.select(*spec.column_names).toArrow()
         self.check_columns(spec, data.column_names)
-        schema = spec.arrow_schema()
+        return self._conform(spec, data, partitions)
+
+    def _conform(self, spec: TableSpec, data: pa.Table | pa.RecordBatch, partitions: PartitionRange | None) -> pa.Table | pa.RecordBatch:
         data = data.select(spec.column_names)
-        for f in schema:
+        for f in spec.arrow_schema():
             if not f.nullable and data.column(f.name).null_count:
                 raise ValueError(f"{spec.key}.{f.name} is declared NOT NULL but {data.column(f.name).null_count} rows are null")
-        return data.cast(schema)
-
-    def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table, partitions: PartitionRange) -> CommitInfo:
-        arrow = self._to_arrow(spec, data)
-        if arrow.num_rows:
-            col = arrow.column(spec.partition_column)
+        if partitions is not None and data.num_rows:
+            col = data.column(spec.partition_column)
             lo, hi = pc.min(col).as_py(), pc.max(col).as_py()
             if lo < partitions.start or hi > partitions.end:
-                raise ValueError(
-                    f"refusing to write {spec.key}: rows for {lo}…{hi} fall outside the partitions being replaced ({partitions})"
-                )
+                raise ValueError(f"refusing to write {spec.key}: rows for {lo}…{hi} fall outside the partitions being replaced ({partitions})")
+        return data.cast(spec.arrow_schema())
+
+    def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange) -> CommitInfo:
+        arrow = self._to_arrow(spec, data, partitions)
         self._write_delta(
             spec,
             self.location(spec),
@@ -140,7 +145,7 @@ class DeltaRsEngine(LakehouseEngine):
         )
         return self._commit_info(spec, "overwrite", arrow)
 
-    def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table) -> CommitInfo:
+    def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream) -> CommitInfo:
         arrow = self._to_arrow(spec, data)
         self._write_delta(
             spec,
@@ -156,7 +161,7 @@ class DeltaRsEngine(LakehouseEngine):
     def append(
         self,
         spec: TableSpec,
-        data: DataFrame | pa.Table,
+        data: DataFrame | pa.Table | RowStream,
         *,
         app_id: str | None = None,
         app_version: int | None = None,
@@ -180,9 +185,9 @@ class DeltaRsEngine(LakehouseEngine):
         )
         return self._commit_info(spec, "append", arrow)
 
-    def _write_delta(self, spec: TableSpec, location: str, data: pa.Table, **kwargs: Any) -> None:
+    def _write_delta(self, spec: TableSpec, location: str, data: pa.Table | _Streamed, **kwargs: Any) -> None:
         try:
-            write_deltalake(location, data, **kwargs)
+            write_deltalake(location, data.reader() if isinstance(data, _Streamed) else data, **kwargs)
         except CommitFailedError as exc:
             what = f"partitions where {kwargs['predicate']}" if kwargs.get("predicate") else "the table"
             raise ConcurrentWriteError(
@@ -190,15 +195,21 @@ class DeltaRsEngine(LakehouseEngine):
                 f"so the table holds the other run's data and nothing of this one. Re-run the partition if its result is "
                 f"still wanted (it replaces, never adds to, the other run's rows). delta-rs: {str(exc).splitlines()[0]}"
             ) from exc
+        except Exception:
+            if isinstance(data, _Streamed) and data.stream.failure is not None:
+                # delta-rs reports the producer's exception as text; raise the exception itself
+                raise data.stream.failure from None
+            raise
 
-    def _commit_info(self, spec: TableSpec, operation: str, arrow: pa.Table) -> CommitInfo:
+    def _commit_info(self, spec: TableSpec, operation: str, arrow: pa.Table | _Streamed) -> CommitInfo:
+        rows, preview = (arrow.stream.rows, arrow.stream.preview) if isinstance(arrow, _Streamed) else (arrow.num_rows, arrow.slice(0, PREVIEW_ROWS))
         return CommitInfo(
             table=spec.key,
             location=self.location(spec),
             version=self.version(spec) or 0,
             operation=operation,
-            rows_written=arrow.num_rows,
-            preview=arrow.slice(0, 5),
+            rows_written=rows,
+            preview=preview,
         )
 
     # ---- table state ---------------------------------------------------------------------
@@ -269,3 +280,13 @@ def spark_type_name(arrow: pa.DataType) -> str:
     names = {pa.int8(): "tinyint", pa.int16(): "smallint", pa.int32(): "int", pa.int64(): "bigint", pa.float32(): "float",
              pa.float64(): "double", pa.bool_(): "boolean", pa.date32(): "date"}
     return names.get(arrow, str(arrow))
+
+
+class _Streamed:
+    """A row stream on its way to delta-rs, each batch conformed to the registry schema."""
+
+    def __init__(self, schema: pa.Schema, stream: RowStream, conform) -> None:
+        self.schema, self.stream, self._conform = schema, stream, conform
+
+    def reader(self) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(self.schema, self.stream.batches(self._conform))
