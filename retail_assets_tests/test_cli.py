@@ -32,11 +32,6 @@ def test_dagster_home_config_is_a_valid_instance(tmp_path, monkeypatch):
     assert limits[("dagster/sensor_name", AUTOMATION_SENSOR)] < queue.max_concurrent_runs
 
 
-def test_unknown_command_is_refused():
-    with pytest.raises(SystemExit):
-        cli.main(["no-such-command"])
-
-
 def dagster_cli(tmp_path: Path, monkeypatch, args: list[str], *, partitions_start: dt.date) -> tuple[Path, subprocess.CompletedProcess]:
     """Run the `dagster` command line against a fresh instance configured as `retail-assets`
     writes it (returns its home), on a data root under `tmp_path`; it must succeed."""

@@ -13,7 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import time
+import uuid
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,16 +149,27 @@ class RunSummary:
 
 
 def run_stage(
-    defs: dg.Definitions, stage: Stage, partition: str | PartitionRange, instance: dg.DagsterInstance, *, log_level: str = "WARNING"
+    defs: dg.Definitions,
+    stage: Stage,
+    partition: str | PartitionRange,
+    instance: dg.DagsterInstance,
+    *,
+    log_level: str = "WARNING",
+    listener: Callable[[Any], None] | None = None,
 ) -> RunSummary:
-    """One run of a stage's job: one partition (a day's key) or a range of them in one run."""
+    """One run of a stage's job: one partition (a day's key) or a range of them in one run;
+    `listener` receives each of the run's events as the instance stores it."""
     job = defs.resolve_job_def(stage.job_name)
+    run_id = str(uuid.uuid4())
+    if listener is not None:
+        instance.add_event_listener(run_id, listener)
     tags = {"retail/stage": stage.job_name}
     if isinstance(partition, PartitionRange):
         tags |= {RANGE_START: partition.start.isoformat(), RANGE_END: partition.end.isoformat()}
     started = time.monotonic()
     result = job.execute_in_process(
         instance=instance,
+        run_id=run_id,
         partition_key=None if isinstance(partition, PartitionRange) else partition,
         raise_on_error=False,
         tags=tags,
@@ -187,6 +200,21 @@ def days(start: dt.date, end: dt.date) -> list[str]:
     return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
 
 
+def planned_runs(
+    arrival_days: list[str], event_days: list[str], *, by_range: bool = True, order: Callable[[list[str]], list[str]] | None = None
+) -> list[tuple[Stage, str | PartitionRange]]:
+    """The runs of `run_week`, in order: each stage once over its range where it allows it,
+    otherwise (and for the Kafka stream) once per day."""
+    runs: list[tuple[Stage, str | PartitionRange]] = []
+    for stage in STAGES:
+        partitions = stage.partitions(arrival_days, event_days)
+        if by_range and stage.over_ranges:
+            runs.append((stage, PartitionRange(dt.date.fromisoformat(min(partitions)), dt.date.fromisoformat(max(partitions)))))
+        else:
+            runs += [(stage, p) for p in (order(list(partitions)) if order else partitions)]
+    return runs
+
+
 def run_week(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -197,35 +225,32 @@ def run_week(
     echo: Callable[[str], None] = print,
     order: Callable[[list[str]], list[str]] | None = None,
     by_range: bool = True,
+    on_run: Callable[[Stage, str, int], Callable[[Any], None] | None] | None = None,
 ) -> list[RunSummary]:
     """Run every stage over its partitions, in dependency order; returns one summary per run.
 
     `by_range`: a stage that allows it runs once over all its days (a single-run backfill);
     otherwise, and for the Kafka stream, one run per day. `before_ingest(day)` runs just before a day's
     Bronze ingestion (the main job produces that day's Kafka events there); `order` may reorder
-    the partitions of per-day runs (tests shuffle).
+    the partitions of per-day runs (tests shuffle). `on_run(stage, partition, steps)` is told of
+    each run as it starts and may return a listener for the run's events (a progress display).
     """
     # The stream stage works in Arrow; the JVM the later stages need starts meanwhile.
     start_in_background()
     summaries = []
-    for stage in STAGES:
-        partitions = stage.partitions(arrival_days, event_days)
-        if by_range and stage.over_ranges:
-            runs: list[str | PartitionRange] = [PartitionRange(dt.date.fromisoformat(min(partitions)), dt.date.fromisoformat(max(partitions)))]
-        else:
-            runs = list(order(list(partitions)) if order else partitions)
-        for partition in runs:
-            if before_ingest is not None and BRONZE_POS_TRANSACTIONS in stage.tables:
-                before_ingest(str(partition))
-            summary = run_stage(defs, stage, partition, instance)
-            summaries.append(summary)
-            status = "ok  " if summary.success and not summary.checks_failed else "FAIL"
-            failed = f"  failed: {', '.join(summary.checks_failed)}" if summary.checks_failed else ""
-            failed += f"  warned: {', '.join(summary.checks_warned)}" if summary.checks_warned else ""
-            echo(
-                f"  {status} {stage.job_name:<20} {summary.partition:<10}  {summary.materialized:>2} tables  "
-                f"{summary.checks_passed:>3} checks passed  {summary.seconds:5.1f}s{failed}"
-            )
+    for stage, partition in planned_runs(arrival_days, event_days, by_range=by_range, order=order):
+        if before_ingest is not None and BRONZE_POS_TRANSACTIONS in stage.tables:
+            before_ingest(str(partition))
+        listener = on_run(stage, str(partition), len(defs.resolve_job_def(stage.job_name).graph.nodes)) if on_run else None
+        summary = run_stage(defs, stage, partition, instance, listener=listener)
+        summaries.append(summary)
+        status = "ok  " if summary.success and not summary.checks_failed else "FAIL"
+        failed = f"  failed: {', '.join(summary.checks_failed)}" if summary.checks_failed else ""
+        failed += f"  warned: {', '.join(summary.checks_warned)}" if summary.checks_warned else ""
+        echo(
+            f"  {status} {stage.job_name:<20} {summary.partition:<10}  {summary.materialized:>2} tables  "
+            f"{summary.checks_passed:>3} checks passed  {summary.seconds:5.1f}s{failed}"
+        )
     return summaries
 
 
