@@ -172,3 +172,12 @@ def test_progress_shows_runs_steps_and_time_live_and_plain_lines_elsewhere(capsy
     assert "1/3 runs" in progress._render().plain
     # not a terminal: only the permanent lines, nothing of the live status
     assert capsys.readouterr().out == "  ok   build_gold\n"
+
+
+def test_a_command_missing_its_extra_says_how_to_install_it(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "psutil" else real(name, *a))
+    code, _, err = run(capsys, "bench", "--size", "tiny")
+    assert code == 2 and "needs psutil" in one_line_error(err) and "pip install -e '.[bench]'" in err

@@ -396,7 +396,12 @@ def latency(batches: int, events: int, interval: float, out: Path | None) -> int
 def bench(sizes, engines, repeat, out, skip_latency, skip_sensor, seed, days, work_dir, keep) -> int:
     """Time the asset graph through Dagster against one plain PySpark job over the same data,
     compare their Gold tables, and measure Kafka ingestion, memory, the sensor tick and latency."""
-    preflight.run_checks([preflight.settings_valid(local=True), preflight.java(), preflight.jvm_artifacts("spark", "kafka")])
+    preflight.run_checks([
+        preflight.modules("bench", "psutil", "matplotlib"),
+        preflight.settings_valid(local=True),
+        preflight.java(),
+        preflight.jvm_artifacts("spark", "kafka"),
+    ])
     from retail_assets.lib.bench.report import summary, write_chart, write_json  # noqa: PLC0415
     from retail_assets.lib.bench.runner import run_bench  # noqa: PLC0415
 

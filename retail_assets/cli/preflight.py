@@ -74,6 +74,19 @@ def jvm_artifacts(*bundles: str) -> Check:
     return check
 
 
+def modules(extra: str, *names: str) -> Check:
+    """The optional dependencies of a command (`pip install -e '.[extra]'`)."""
+
+    def check() -> None:
+        import importlib.util  # noqa: PLC0415
+
+        missing = [n for n in names if importlib.util.find_spec(n) is None]
+        if missing:
+            raise Preflight(f"this command needs {', '.join(missing)}, from the project's `{extra}` extra: .venv/bin/pip install -e '.[{extra}]'")
+
+    return check
+
+
 def port_free(port: int | None, what: str, option: str) -> Check:
     def check() -> None:
         from retail_assets.lib.broker import port_is_free  # noqa: PLC0415
