@@ -406,11 +406,15 @@ def bench(sizes, engines, repeat, out, skip_latency, skip_sensor, seed, days, wo
     from retail_assets.lib.bench.runner import run_bench  # noqa: PLC0415
 
     out = Path(out).resolve()
-    with Progress("bench", unit="steps") as progress:
+    with Progress("bench", unit="parts measured") as progress:
 
         def echo(line: str) -> None:
             progress.line(line)
             progress.status(line.strip().split(" (log ")[0])
+
+        def measured(partial: dict[str, object]) -> None:
+            write_json(partial, out)  # what is measured so far survives an interrupted bench
+            progress.advance()
 
         results = run_bench(
             list(sizes) or ["small"],
@@ -423,7 +427,7 @@ def bench(sizes, engines, repeat, out, skip_latency, skip_sensor, seed, days, wo
             repeat=repeat,
             engines=tuple(dict.fromkeys(engines or settings.LOCAL_ENGINES)),
             echo=echo,
-            progress=lambda partial: (write_json(partial, out), progress.advance()),
+            progress=measured,
         )
     write_json(results, out)
     chart = out.with_suffix(".png")

@@ -411,7 +411,7 @@ def collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
-def _utf8_array(values: Sequence[bytes | None]) -> pa.StringArray:
+def _utf8_array(values: list[bytes | None]) -> pa.StringArray:
     """A string array of UTF-8 byte strings (None: null), built over one joined buffer.
 
     `pa.array` grows its buffer by copying, and fresh memory is what a run has: on these
@@ -419,7 +419,7 @@ def _utf8_array(values: Sequence[bytes | None]) -> pa.StringArray:
     bytes must be valid UTF-8; every caller's are (orjson read them, or Python encoded them).
     """
     n = len(values)
-    nulls = values.count(None) if isinstance(values, list) else sum(v is None for v in values)
+    nulls = values.count(None)
     filled = values if not nulls else [b"" if v is None else v for v in values]
     offsets = array.array("i", itertools.accumulate(map(len, filled), initial=0))
     validity = None
@@ -492,7 +492,7 @@ class PosEvents:
     def add(self, value: bytes | None, *, topic: str, partition: int, offset: int, timestamp_ms: int | None, arrival_date: dt.date) -> None:
         """One message; `timestamp_ms` is its Kafka timestamp (None or negative: none)."""
         if len(self._values) >= self.BATCH_ROWS:
-            self._seal_batch()
+            self.seal()
         self._values.append(value)
         self._topics.append(topic)
         self._partitions.append(partition)
@@ -503,7 +503,7 @@ class PosEvents:
     def add_columns(self, messages: MessageColumns, *, arrival_date: dt.date) -> None:
         """A run of messages at once, all arriving on `arrival_date`."""
         if len(self._values) >= self.BATCH_ROWS:
-            self._seal_batch()
+            self.seal()
         self._values += messages.values
         self._topics += messages.topics
         self._partitions += messages.partitions
@@ -511,7 +511,8 @@ class PosEvents:
         self._timestamp_ms += messages.timestamps_ms
         self._arrival += [arrival_date] * len(messages)
 
-    def _seal_batch(self) -> None:
+    def seal(self) -> None:
+        """Parse the messages held so far into a batch."""
         if self._values:
             with collector_paused():
                 self._batches.append(self._parse_batch())
@@ -567,10 +568,6 @@ class PosEvents:
         }
         return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
 
-    def seal(self) -> None:
-        """Parse the messages held so far into a batch."""
-        self._seal_batch()
-
     def take_batches(self) -> list[pa.RecordBatch]:
         """The batches parsed so far, handed over (and no longer held here)."""
         taken, self._batches = self._batches, []
@@ -578,15 +575,15 @@ class PosEvents:
 
     def table(self) -> pa.Table:
         """The rows so far as an Arrow table in registry schema."""
-        self._seal_batch()
+        self.seal()
         return pa.Table.from_batches(self._batches, schema=self._schema)
 
 
 def pos_event_batches(
     batches: Iterator[MessageColumns], *, batch_id: str, ingested_at: dt.datetime, arrival_date: dt.date
 ) -> Iterator[pa.RecordBatch]:
-    """Bronze rows of runs of Kafka messages as Arrow batches: the parse of one partition's range,
-    by a consumer here or by a Spark task on its share."""
+    """Bronze rows of runs of Kafka messages as Arrow batches, each batch handed on as soon as it
+    is parsed: the parse of a run's ranges here, or of a Spark task's share on Databricks."""
     events = PosEvents(batch_id=batch_id, ingested_at=ingested_at)
     for messages in batches:
         events.add_columns(messages, arrival_date=arrival_date)

@@ -81,10 +81,10 @@ class MessageColumns:
         return MessageColumns(*([column[i] for i in indices] for column in (self.topics, self.partitions, self.offsets, self.values, self.timestamps_ms)))
 
     @classmethod
-    def of(cls, messages: Sequence[Message], topic: str | None = None) -> MessageColumns:
-        """The messages' columns; `topic` when all are known to come from it."""
+    def of(cls, messages: Sequence[Message], topic: str) -> MessageColumns:
+        """The columns of messages all read from `topic` (no per-message topic lookup)."""
         return cls(
-            [topic] * len(messages) if topic is not None else [m.topic() for m in messages],
+            [topic] * len(messages),
             [m.partition() for m in messages],
             [m.offset() for m in messages],
             [m.value() for m in messages],

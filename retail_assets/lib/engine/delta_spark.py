@@ -279,7 +279,9 @@ class DeltaSparkEngine(LakehouseEngine):
 
     # ---- writes --------------------------------------------------------------------------
 
-    def _frame(self, spec: TableSpec, data: DataFrame | pa.Table) -> DataFrame:
+    def _frame(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream) -> DataFrame:
+        if isinstance(data, RowStream):
+            data = data.read_all()  # Spark takes whole tables
         if isinstance(data, pa.Table):
             self.check_columns(spec, data.column_names)
             for field in spec.arrow_schema():
@@ -316,7 +318,6 @@ class DeltaSparkEngine(LakehouseEngine):
             raise
 
     def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange) -> CommitInfo:
-        data = data.read_all() if isinstance(data, RowStream) else data  # Spark takes whole tables
         frame = self._frame(spec, data)
         self._ensure_table(spec)
         # replaceWhere's constraint check refuses a row outside the range within the write itself,
@@ -325,23 +326,23 @@ class DeltaSparkEngine(LakehouseEngine):
         return self._commit_info(spec, "overwrite", data, partitions)
 
     def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream) -> CommitInfo:
-        data = data.read_all() if isinstance(data, RowStream) else data  # Spark takes whole tables
         frame = self._frame(spec, data)
         self._ensure_table(spec)
         self._save(spec, frame, "overwrite", writer_options(mode="overwrite_table"))
         return self._commit_info(spec, "overwrite", data, None)
 
     def append(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, *, app_id: str | None = None, app_version: int | None = None) -> CommitInfo:
-        data = data.read_all() if isinstance(data, RowStream) else data  # Spark takes whole tables
         frame = self._frame(spec, data)
         self._ensure_table(spec)
         self._save(spec, frame, "append", writer_options(mode="append", app_id=app_id, app_version=app_version))
         return self._commit_info(spec, "append", data, None)
 
-    def _commit_info(self, spec: TableSpec, operation: str, data: DataFrame | pa.Table, partitions: PartitionRange | None) -> CommitInfo:
+    def _commit_info(self, spec: TableSpec, operation: str, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange | None) -> CommitInfo:
         own = next((h for h in self.history(spec, 5) if h["operation"] not in _MAINTENANCE_OPERATIONS), None)
         metrics = (own or {}).get("metrics") or {}
-        if isinstance(data, pa.Table):
+        if isinstance(data, RowStream):
+            rows, preview = data.rows, data.preview
+        elif isinstance(data, pa.Table):
             rows, preview = data.num_rows, data.slice(0, PREVIEW_ROWS)
         else:
             rows = int(metrics.get("numOutputRows", 0))
