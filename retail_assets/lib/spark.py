@@ -22,6 +22,15 @@ _lock = threading.Lock()
 # uses that server's session instead of starting a JVM of its own.
 REMOTE_ENV = settings.SPARK_REMOTE_ENV
 
+# The variables that put pyspark in Spark Connect client mode. pyspark itself sets
+# `SPARK_CONNECT_MODE_ENABLED` in a process that attaches to a server, and a child inherits it.
+CONNECT_CLIENT_ENV = frozenset({REMOTE_ENV, "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE", "SPARK_API_MODE"})
+
+
+def classic_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """`environ` (this process's by default) for a child that builds a classic session of its own."""
+    return {k: v for k, v in (os.environ if environ is None else environ).items() if k not in CONNECT_CLIENT_ENV}
+
 LOCAL_CONF = {
     # Every timestamp in the lakehouse is UTC; Arrow exchange with delta-rs relies on it.
     "spark.sql.session.timeZone": "UTC",

@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from retail_assets.lib.spark import REMOTE_ENV, local_conf
+from retail_assets.lib.spark import classic_env, local_conf
 
 CONNECT_PLUGIN = "org.apache.spark.sql.connect.SparkConnectPlugin"
 
@@ -113,9 +113,7 @@ class SparkConnectServer:
         command = [sys.executable, "-m", "retail_assets.lib.spark_server", "--port", str(self.port), "--master", self.master]
         # A process that already attached to a server carries pyspark's Connect-mode variables;
         # the server itself must build a classic session.
-        client_only = {REMOTE_ENV, "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE", "SPARK_API_MODE"}
-        env = {k: v for k, v in os.environ.items() if k not in client_only}
-        self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=classic_env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

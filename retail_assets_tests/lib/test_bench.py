@@ -91,10 +91,14 @@ def test_repeated_runs_report_the_median_ratio_and_the_highest_memory():
 
 @pytest.mark.bench
 @pytest.mark.timeout(900)
-def test_bench_end_to_end_on_a_tiny_workload(tmp_path):
+def test_bench_end_to_end_on_a_tiny_workload(tmp_path, monkeypatch):
     from retail_assets.lib.bench.baseline import GOLD_TABLES
     from retail_assets.lib.bench.runner import run_bench
     from retail_assets.lib.pipeline import STAGES
+
+    # As pyspark leaves it in a process attached to a Spark Connect server (a test worker, a
+    # notebook): the measured processes must still start classic sessions of their own.
+    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
 
     results = run_bench(["tiny"], work_dir=tmp_path, days=1, lateness_days=0, skip_latency=True, skip_sensor=True, keep=True, echo=lambda line: None)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,15 @@ def _table_rows(text: str) -> list[list[str]]:
 
 
 def _reliability_tests() -> dict[str, set[str]]:
+    """module → test functions, parsed in a process of its own: Python 3.11's AST constructor keeps
+    one recursion counter per interpreter, and a parse racing a thread an earlier test of this
+    worker left running fails with `SystemError: AST constructor recursion depth mismatch`."""
+    done = subprocess.run([sys.executable, "-m", __name__], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return {module: set(tests) for module, tests in json.loads(done.stdout).items()}
+
+
+def _parse_reliability_tests() -> dict[str, set[str]]:
     """module → test functions: every module of this package (each marked `reliability` as a
     whole) and, under its path relative to the tests folder, every test elsewhere marked alone."""
     found = {}
@@ -82,3 +94,7 @@ def test_doc_and_tests_match():
     in_files = {c for row in _table_rows(files_part) for c in CASE.findall(row[0])}
     in_kafka = {c for row in _table_rows(kafka_part.split("## Faults")[0]) for c in CASE.findall(row[0])}
     assert sorted(file_cases - in_files) == [] and sorted(kafka_cases - in_kafka) == []
+
+
+if __name__ == "__main__":
+    print(json.dumps({module: sorted(tests) for module, tests in _parse_reliability_tests().items()}))

@@ -17,6 +17,7 @@ from retail_assets.lib.bench.measure import ProcessFigures, definitions_load_s, 
 from retail_assets.lib.bench.report import repeated
 from retail_assets.lib.bench.workload import Workload, build_workload
 from retail_assets.lib.settings import ENGINE_ENV, LOCAL_ENGINES
+from retail_assets.lib.spark import classic_env
 
 # Which stage jobs write which layer (quarantine is written beside Bronze and Silver).
 LAYER_STAGES = {
@@ -63,7 +64,9 @@ def bench_size(workload: Workload, work: Path, *, engines: tuple[str, ...] = ENG
         where = work / engine
         pipeline_root = where / "pipeline"
         pipeline_root.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+        # Each measured process starts its own JVM, as a user's run does: a Spark Connect session
+        # this process (or its parent) attached to is not theirs to share.
+        env = {k: v for k, v in classic_env().items() if k != "DAGSTER_HOME"}
         env.update(ENGINE_ENV[engine], DAGSTER_HOME=str(pipeline_root / "dagster_home"), RETAIL_LATENESS_DAYS=str(workload.lateness_days))
         with LocalBroker(data_dir=where / "kafka", log_path=where / "broker.log") as broker:
             ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
