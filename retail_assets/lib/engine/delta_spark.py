@@ -13,6 +13,7 @@ builds text (predicates, DDL, maintenance SQL, writer options) is a plain functi
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,8 +158,12 @@ def writer_options(
 
 # The session catalog: the only catalog name Delta's `DeltaCatalog` serves without Unity Catalog.
 LOCAL_CATALOG = "spark_catalog"
-# Operations a table's own maintenance commits after a write (auto-compaction); never the write's.
-_MAINTENANCE_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
+# Each write's commit carries a marker of its own as Delta's `userMetadata` (shown by DESCRIBE
+# HISTORY), by which the write's commit is found again: the latest commit need not be the write's,
+# since auto-compaction commits right after it and other writers may commit in between.
+COMMIT_MARKER_PREFIX = "retail-assets write "
+# History rows searched for the marker before the whole retained history is.
+HISTORY_WINDOW = 10
 _OUTSIDE_RANGE = ("DELTA_REPLACE_WHERE_MISMATCH", "does not conform to partial table overwrite condition")
 _NOT_NULL = ("DELTA_NOT_NULL_CONSTRAINT_VIOLATED", "NOT NULL constraint violated")
 
@@ -317,42 +322,74 @@ class DeltaSparkEngine(LakehouseEngine):
                 raise ValueError(f"{spec.key}: a column declared NOT NULL received nulls ({text.splitlines()[0]})") from exc
             raise
 
+    def _write(self, spec: TableSpec, frame: DataFrame, mode: str, options: Mapping[str, str], partitions: PartitionRange | None = None) -> str:
+        """`_save` with a fresh marker in the commit's `userMetadata`; returns the marker."""
+        marker = f"{COMMIT_MARKER_PREFIX}{uuid.uuid4()}"
+        self._save(spec, frame, mode, {**options, "userMetadata": marker}, partitions)
+        return marker
+
     def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange) -> CommitInfo:
         frame = self._frame(spec, data)
         self._ensure_table(spec)
         # replaceWhere's constraint check refuses a row outside the range within the write itself,
         # so the rows are computed once.
-        self._save(spec, frame, "overwrite", writer_options(mode="overwrite_partitions", partitions=(spec, partitions)), partitions)
-        return self._commit_info(spec, "overwrite", data, partitions)
+        marker = self._write(spec, frame, "overwrite", writer_options(mode="overwrite_partitions", partitions=(spec, partitions)), partitions)
+        return self._commit_info(spec, "overwrite", data, partitions, marker)
 
     def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream) -> CommitInfo:
         frame = self._frame(spec, data)
         self._ensure_table(spec)
-        self._save(spec, frame, "overwrite", writer_options(mode="overwrite_table"))
-        return self._commit_info(spec, "overwrite", data, None)
+        marker = self._write(spec, frame, "overwrite", writer_options(mode="overwrite_table"))
+        return self._commit_info(spec, "overwrite", data, None, marker)
 
     def append(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, *, app_id: str | None = None, app_version: int | None = None) -> CommitInfo:
         frame = self._frame(spec, data)
         self._ensure_table(spec)
-        self._save(spec, frame, "append", writer_options(mode="append", app_id=app_id, app_version=app_version))
-        return self._commit_info(spec, "append", data, None)
+        marker = self._write(spec, frame, "append", writer_options(mode="append", app_id=app_id, app_version=app_version))
+        return self._commit_info(spec, "append", data, None, marker)
 
-    def _commit_info(self, spec: TableSpec, operation: str, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange | None) -> CommitInfo:
-        own = next((h for h in self.history(spec, 5) if h["operation"] not in _MAINTENANCE_OPERATIONS), None)
-        metrics = (own or {}).get("metrics") or {}
+    def _own_commit(self, spec: TableSpec, marker: str, *, whole_history: bool = True) -> dict[str, Any] | None:
+        """The history entry of the commit carrying `marker`, searched among the latest
+        `HISTORY_WINDOW` commits and then (`whole_history`) all retained ones; None if none has it."""
+        from pyspark.sql import functions as F
+
+        name = self.location(spec)
+        searches = [history_sql(name, HISTORY_WINDOW)] + ([f"DESCRIBE HISTORY {quote_name(name)}"] if whole_history else [])
+        for sql in searches:
+            row = self.spark.sql(sql).where(F.col("userMetadata") == marker).first()
+            if row is not None:
+                return history_entry(row.asDict(recursive=True))
+        return None
+
+    def _commit_info(self, spec: TableSpec, operation: str, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange | None, marker: str) -> CommitInfo:
+        rows: int | None = None
+        preview: pa.Table | None = None
         if isinstance(data, RowStream):
             rows, preview = data.rows, data.preview
         elif isinstance(data, pa.Table):
             rows, preview = data.num_rows, data.slice(0, PREVIEW_ROWS)
-        else:
-            rows = int(metrics.get("numOutputRows", 0))
-            # Read back from the commit rather than computing the rows a second time.
-            written = self.read(spec, partitions)
-            preview = written.limit(PREVIEW_ROWS).toArrow()
+        # Delta records no commit for an append that adds no file (`skipRecordingEmptyCommits`,
+        # on by default): an append known to be empty is not searched for through all history.
+        own = self._own_commit(spec, marker, whole_history=not (operation == "append" and rows == 0))
+        if own is None:
+            # Only an append may have no commit; any other write without its commit is an error.
+            # Nothing committed, so the version reported is the table's as it stands.
+            if operation != "append" or rows:
+                raise RuntimeError(f"{spec.key}: no commit of this write (userMetadata {marker!r}) in the history of {self.location(spec)}")
+            return CommitInfo(spec.key, self.location(spec), self.version(spec) or 0, operation, 0, spec.arrow_schema().empty_table())
+        version = int(own["version"])
+        if rows is None:
+            rows = int((own["metrics"] or {}).get("numOutputRows", 0))
+            # Read back from the commit (its own version, not whatever committed since) rather
+            # than computing the rows a second time.
+            written = self.spark.read.option("versionAsOf", str(version)).table(self.location(spec))
+            if partitions is not None:
+                written = written.where(replace_where(spec, partitions))
+            preview = written.select(*spec.column_names).limit(PREVIEW_ROWS).toArrow()
         return CommitInfo(
             table=spec.key,
             location=self.location(spec),
-            version=int(own["version"]) if own else 0,
+            version=version,
             operation=operation,
             rows_written=rows,
             preview=preview,
