@@ -64,9 +64,8 @@ def test_environment_selection(monkeypatch):
 def test_databricks_definitions_load_and_validate(monkeypatch):
     """The production code location: same graph, same resource keys, every Spark step launched
     on a job cluster, tables named in Unity Catalog — and nothing connects while loading."""
-    from dagster_databricks import DatabricksPySparkStepLauncher
-
     from retail_assets.lib.engine import DeltaSparkEngine
+    from retail_assets.lib.deployment.launcher import VolumeStagedStepLauncher
     from retail_assets.lib.environments import resources_for
 
     monkeypatch.setenv(ENV_VAR, "databricks")
@@ -78,7 +77,7 @@ def test_databricks_definitions_load_and_validate(monkeypatch):
     databricks = build_definitions()
     dg.Definitions.validate_loadable(databricks)
     local = resources_for(Environment.LOCAL)
-    assert set(databricks.resources) == set(local) == {"lakehouse", "kafka", "pyspark_step_launcher"}
+    assert set(databricks.resources) == set(local) == {"lakehouse", "kafka", "pyspark_step_launcher", "databricks"}
     assert {j.name for j in databricks.resolve_all_job_defs()} >= {"ingest_bronze", "build_gold", "lakehouse_maintenance"}
 
     lakehouse = databricks.resources["lakehouse"]
@@ -91,14 +90,18 @@ def test_databricks_definitions_load_and_validate(monkeypatch):
     launcher_def = databricks.resources["pyspark_step_launcher"]
     with dg.build_resources({"pyspark_step_launcher": launcher_def}) as built:
         launcher = built.pyspark_step_launcher
-    assert isinstance(launcher, DatabricksPySparkStepLauncher)
+    assert isinstance(launcher, VolumeStagedStepLauncher)
     assert launcher.databricks_host == "https://adb-0000000000000000.0.azuredatabricks.net"
+    assert launcher.staging_prefix == "/Volumes/retail/prod_bronze/artifacts/staging"
     assert launcher.env_variables["RETAIL_ENV"] == "databricks"
     assert launcher.env_variables["RETAIL_DEPLOYMENT_ENV"] == "prod"
-    assert not any("TOKEN" in k or "PASSWORD" in k for k in launcher.env_variables)
-    assert {s["name"] for s in launcher.secrets} >= {"DATABRICKS_HOST", "DATABRICKS_TOKEN"}
-    assert launcher.run_config["cluster"]["new"]["data_security_mode"] == "SINGLE_USER"
-    assert any("whl" in lib for lib in launcher.run_config["libraries"])
+    assert not any("TOKEN" in k or "PASSWORD" in k or "SECRET" in k for k in launcher.env_variables)
+    # No Databricks credential is sent to a cluster, and no Kafka secret without SASL.
+    assert launcher.secrets == []
+    new_cluster = launcher.run_config["cluster"]["new"]
+    assert new_cluster["data_security_mode"] == "SINGLE_USER"
+    assert new_cluster["spark_version"] == "19.x-scala2.13"
+    assert any(lib.get("whl", "").startswith("/Volumes/retail/prod_bronze/artifacts/") for lib in launcher.run_config["libraries"])
 
     # Every asset and every check step requires the launcher, so none runs off the cluster.
     graph = databricks.resolve_asset_graph()
@@ -109,3 +112,21 @@ def test_databricks_definitions_load_and_validate(monkeypatch):
     assert checks_defs
     for checks_def in checks_defs:
         assert "pyspark_step_launcher" in checks_def.required_resource_keys, checks_def.node_def.name
+
+
+def test_the_databricks_code_location_loads_without_the_local_extra():
+    """The Dagster+ code server and the clusters install the wheel without its `local` extra:
+    the definitions must load with delta-rs, the webserver and Spark Connect's client absent."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "for name in ('deltalake', 'dagster_webserver', 'dagster_graphql'):\n"
+        "    sys.modules[name] = None  # `import` of it raises ImportError\n"
+        "import retail_assets.definitions as d\n"
+        "assert d.defs.resolve_asset_graph().get_all_asset_keys()\n"
+    )
+    env = {**__import__("os").environ, "RETAIL_ENV": "databricks", "RETAIL_UC_CATALOG": "retail", "RETAIL_DEPLOYMENT_ENV": "prod"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -30,10 +30,8 @@ BIN = Path(sys.executable).parent
 NOT_RUN_HERE = {
     "python3 -m": "the virtualenv set-up, which .ci/run performs on a fresh clone",
     "pip install": "installing the project, which .ci/run performs",
-    "pip wheel": "building the wheel for Databricks; the emulator tests install the project as a cluster would",
     ".ci/run": "the test command itself",
     "databricks secrets": "needs a Databricks workspace",
-    "databricks fs": "needs a Databricks workspace",
 }
 
 
@@ -230,6 +228,13 @@ def run_grants(argv, ws: Workspace) -> None:
     assert "GRANT " in done.stdout
 
 
+def run_provision(argv, ws: Workspace) -> None:
+    assert "--dry-run" in argv, "only a dry run connects to nothing; the emulator tests provision for real"
+    done = run(argv, ws.env)
+    for step in ("schema", "volume", "GRANT ", "SET MASK", "SET ROW FILTER", "SHARE"):
+        assert step in done.stdout, step
+
+
 def run_jvm(argv, ws: Workspace) -> None:
     done = run(argv, ws.env)
     assert ".cache/jvm" in done.stdout + done.stderr or "fetched" in done.stdout + done.stderr
@@ -251,6 +256,7 @@ RUNNERS: dict[str, Callable[[list[str], Workspace], None]] = {
     "retail-assets latency": run_latency,
     "retail-assets bench": run_bench,
     "retail-assets grants": run_grants,
+    "retail-assets provision": run_provision,
     "jvm fetch": run_jvm,
     "jvm list": run_jvm,
 }

@@ -8,6 +8,7 @@
     retail-assets latency    measure event → Gold latency with `dagster dev` running the sensors
     retail-assets bench      time the asset graph against a plain PySpark job
     retail-assets grants     print the Unity Catalog grants of one environment
+    retail-assets provision  set up a Databricks environment: schemas, volumes, wheel, grants, masks, share
 
 A failed preflight check or a known failure (a broker that cannot start, missing JVM artifacts)
 is one line on stderr and exit code 2 (1 for a failed run); `--debug` shows the traceback.

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import dagster as dg
 
-from retail_assets.lib import cluster, settings, spark_kafka
+from retail_assets.lib import settings, spark_kafka
+from retail_assets.lib.deployment import cluster
 from retail_assets.lib.resources import DatabricksLakehouseResource, KafkaResource, LakehouseResource
 from retail_assets.lib.settings import Environment
+from retail_assets.lib.deployment.launcher import RUNTIME_ENV
+from retail_assets.lib.deployment.workspace import DatabricksWorkspaceResource
 
 
 def kafka_resource(**overrides: Any) -> KafkaResource:
@@ -39,6 +43,8 @@ def local_resources() -> dict[str, Any]:
         "kafka": kafka_resource(reader=settings.env("RETAIL_KAFKA_READER", "confluent")),
         # Locally every step runs in the Dagster run's own process.
         "pyspark_step_launcher": dg.ResourceDefinition.none_resource(),
+        # No workspace: the sensors read the landing folder and Bronze directly.
+        "databricks": dg.ResourceDefinition.none_resource(),
     }
 
 
@@ -51,7 +57,13 @@ def resources_for(environment: Environment) -> dict[str, Any]:
 
 
 def databricks_resources() -> dict[str, Any]:
-    """Every Spark step on a Databricks job cluster; tables in Unity Catalog (SPEC §3, §6)."""
+    """Every Spark step on a Databricks cluster; tables in Unity Catalog (SPEC §3, §6, §12).
+
+    The sensors and the provisioning job run in the code server and reach the workspace through
+    `databricks` (REST: Files API, SQL warehouse, Unity Catalog); no asset requires it, so a
+    cluster never builds it."""
+    if os.environ.get(RUNTIME_ENV):
+        cluster.check_code_version()
     return {
         "lakehouse": DatabricksLakehouseResource(
             catalog=cluster.catalog(),
@@ -64,4 +76,5 @@ def databricks_resources() -> dict[str, Any]:
         # The cluster ships Spark's Kafka connector; offsets still come from Bronze.
         "kafka": kafka_resource(reader=settings.env("RETAIL_KAFKA_READER", "spark"), shaded_prefix=spark_kafka.DATABRICKS_SHADED_PREFIX),
         "pyspark_step_launcher": cluster.step_launcher(),
+        "databricks": DatabricksWorkspaceResource.from_env(),
     }

@@ -31,7 +31,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 @dataclass(frozen=True)
 class LandingFile:
-    path: Path  # absolute path on disk
+    path: Path  # absolute path: on disk, or in a volume (`/Volumes/...`) for a listing through the Files API
     relative: str  # '/'-separated, relative to the landing root: `sales/2026-10-01/pos_S001_20261001.csv`
     source: str  # landing folder: sales, customers, products, stores, inventory
     arrival_date: dt.date
@@ -145,3 +145,30 @@ def scan_landing(
                 )
     found.sort(key=lambda f: f.relative)
     return found
+
+
+def listed_landing_file(
+    landing_root: str,
+    path: str,
+    *,
+    size: int,
+    mtime: float,
+    partitions: PartitionRange | None = None,
+    stable_seconds: float = 0,
+    now: float | None = None,
+) -> LandingFile | None:
+    """The `LandingFile` of one file a listing returned (the Files API on a volume), judged by the
+    rules `scan_landing` applies on disk; None for a file that does not count (yet)."""
+    root = landing_root.rstrip("/") + "/"
+    if not path.startswith(root):
+        return None
+    relative = path[len(root) :]
+    parts = relative.split("/")
+    if len(parts) < 2 or not all(parts) or not all(_acceptable_name(p) for p in parts):
+        return None
+    if stable_seconds > 0 and mtime > (time.time() if now is None else now) - stable_seconds:
+        return None
+    arrival = arrival_date_of(relative, mtime)
+    if partitions is not None and not (partitions.start <= arrival <= partitions.end):
+        return None
+    return LandingFile(path=Path(path), relative=relative, source=parts[0], arrival_date=arrival, size=size, mtime=mtime)

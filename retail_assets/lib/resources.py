@@ -9,9 +9,11 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from retail_assets.lib.engine import DeltaRsEngine, DeltaSparkEngine, LakehouseEngine
+from retail_assets.lib.engine import DeltaSparkEngine, LakehouseEngine
 from retail_assets.lib.kafka import MessageColumns, OffsetRange
+from retail_assets.lib.sensing import LakehouseView, LocalView, WorkspaceView
 from retail_assets.lib.tables import KAFKA_TOPIC
+from retail_assets.lib.deployment.workspace import DatabricksWorkspaceResource
 
 
 class LakehouseResource(dg.ConfigurableResource):
@@ -39,6 +41,8 @@ class LakehouseResource(dg.ConfigurableResource):
     def create_engine(self) -> LakehouseEngine:
         if self.table_engine == "delta_spark":
             return DeltaSparkEngine.local(self.root, self.deployment_env)
+        from retail_assets.lib.engine.local import DeltaRsEngine  # noqa: PLC0415 - delta-rs is local only
+
         return DeltaRsEngine(self.root)
 
     @property
@@ -50,6 +54,10 @@ class LakehouseResource(dg.ConfigurableResource):
     @property
     def landing_path(self) -> Path:
         return Path(self.landing_root)
+
+    def view(self, workspace: DatabricksWorkspaceResource | None = None) -> LakehouseView:  # noqa: ARG002 - no workspace locally
+        """What the sensors read: the landing folder on disk and Bronze through the engine."""
+        return LocalView(self.engine, self.landing_root)
 
 
 class DatabricksLakehouseResource(LakehouseResource):
@@ -66,6 +74,13 @@ class DatabricksLakehouseResource(LakehouseResource):
 
     def create_engine(self) -> LakehouseEngine:
         return DeltaSparkEngine(self.catalog, self.deployment_env, root=self.root or None)
+
+    def view(self, workspace: DatabricksWorkspaceResource | None = None) -> LakehouseView:
+        """The sensors run in the code server, which reaches the workspace only through its APIs:
+        the landing volume through the Files API, Bronze through a SQL warehouse."""
+        if workspace is None:
+            raise ValueError("the databricks environment's sensors need the `databricks` workspace resource")
+        return WorkspaceView(workspace, self.landing_root, self.catalog, self.deployment_env)
 
 
 class KafkaResource(dg.ConfigurableResource):

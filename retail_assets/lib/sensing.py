@@ -14,14 +14,17 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow.compute as pc
 
 from retail_assets.lib.engine import LakehouseEngine
 from retail_assets.lib.kafka import LogBehindBronze, OffsetRange, check_log_not_behind, pending_ranges
-from retail_assets.lib.landing import LandingFile, scan_landing
+from retail_assets.lib.landing import LandingFile, listed_landing_file, scan_landing
 from retail_assets.lib.tables import TableSpec
+
+if TYPE_CHECKING:
+    from retail_assets.lib.deployment.workspace import DatabricksWorkspaceResource
 
 # ---------------------------------------------------------------------------------------------
 # What Bronze already holds
@@ -90,9 +93,8 @@ class LandingBatch:
 
 
 def new_landing_batches(
-    landing_root: str | Path,
+    view: LakehouseView,
     bronze_by_source: Mapping[str, TableSpec],
-    engine: LakehouseEngine,
     *,
     stable_seconds: float,
     now: float | None = None,
@@ -101,17 +103,112 @@ def new_landing_batches(
     by_day: dict[dt.date, list[LandingFile]] = defaultdict(list)
     seen = 0
     for source, spec in bronze_by_source.items():
-        files = scan_landing(landing_root, source, stable_seconds=stable_seconds, now=now)
+        files = view.landing_files(source, stable_seconds=stable_seconds, now=now)
         seen += len(files)
         if not files:
             continue
         # A file is held once in Bronze, in any partition (a touched loose file may change day).
-        held = held_files(engine, spec)
+        held = view.held_files(spec)
         for f in files:
             if f.relative not in held:
                 by_day[f.arrival_date].append(f)
     batches = [LandingBatch(day, tuple(files)) for day, files in sorted(by_day.items())]
     return batches, seen
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the sensors look: this machine, or a Databricks workspace through its APIs
+# ---------------------------------------------------------------------------------------------
+
+
+class LakehouseView(Protocol):
+    """What the sensors read: the landing zone's files and Bronze's committed state."""
+
+    landing_root: str
+
+    def landing_files(self, source: str, *, stable_seconds: float, now: float | None = None) -> list[LandingFile]: ...
+
+    def held_files(self, spec: TableSpec) -> frozenset[str]: ...
+
+    def committed_offsets(self, spec: TableSpec) -> dict[int, int]: ...
+
+
+@dataclass(frozen=True)
+class LocalView:
+    """The landing folder on disk and Bronze through the lakehouse engine."""
+
+    engine: LakehouseEngine
+    landing_root: str
+
+    def landing_files(self, source: str, *, stable_seconds: float, now: float | None = None) -> list[LandingFile]:
+        return scan_landing(self.landing_root, source, stable_seconds=stable_seconds, now=now)
+
+    def held_files(self, spec: TableSpec) -> frozenset[str]:
+        return held_files(self.engine, spec)
+
+    def committed_offsets(self, spec: TableSpec) -> dict[int, int]:
+        return committed_offsets(self.engine, spec)
+
+
+TABLE_MISSING = ("TABLE_OR_VIEW_NOT_FOUND", "SCHEMA_NOT_FOUND", "NOT_FOUND")
+
+
+@dataclass(frozen=True)
+class WorkspaceView:
+    """The landing volume through the Files API and Bronze through a SQL warehouse: what a
+    Dagster code server can reach of a Databricks workspace (no JVM, no /Volumes mount).
+
+    A tick costs one listing per landing folder and, per Bronze table, one `DESCRIBE HISTORY`
+    statement; the table's contents are read again only after a new commit."""
+
+    workspace: DatabricksWorkspaceResource
+    landing_root: str  # /Volumes/<catalog>/<schema>/<volume>[/...]
+    catalog: str
+    env: str
+
+    def landing_files(self, source: str, *, stable_seconds: float, now: float | None = None) -> list[LandingFile]:
+        found = []
+        for f in self.workspace.list_files(f"{self.landing_root.rstrip('/')}/{source}"):
+            landing = listed_landing_file(self.landing_root, f.path, size=f.size, mtime=f.modified, stable_seconds=stable_seconds, now=now)
+            if landing is not None and landing.source == source:
+                found.append(landing)
+        return sorted(found, key=lambda f: f.relative)
+
+    def _name(self, spec: TableSpec) -> str:
+        from retail_assets.lib.engine.delta_spark import quote_name  # noqa: PLC0415 - text only, no Spark
+
+        return quote_name(spec.catalog_name(self.catalog, self.env))
+
+    def _query(self, statement: str) -> list[dict[str, str | None]] | None:
+        """Rows, or None when the table does not exist yet."""
+        from retail_assets.lib.deployment.workspace import StatementFailed  # noqa: PLC0415
+
+        try:
+            return self.workspace.sql(statement)
+        except StatementFailed as exc:
+            if any(code in str(exc) for code in TABLE_MISSING):
+                return None
+            raise
+
+    def version(self, spec: TableSpec) -> int | None:
+        rows = self._query(f"DESCRIBE HISTORY {self._name(spec)} LIMIT 1")
+        return int(rows[0]["version"]) if rows else None
+
+    def held_files(self, spec: TableSpec) -> frozenset[str]:
+        version = self.version(spec)
+        if version is None:
+            return frozenset()
+        key = (f"{self.catalog}.{self.env}:{spec.key}", version)
+        if key not in _HELD_CACHE:
+            rows = self._query(f"SELECT DISTINCT _source_file FROM {self._name(spec)} VERSION AS OF {version}") or []
+            _HELD_CACHE[key] = frozenset(r["_source_file"] for r in rows if r["_source_file"] is not None)
+            while len(_HELD_CACHE) > 64:
+                _HELD_CACHE.pop(next(iter(_HELD_CACHE)))
+        return _HELD_CACHE[key]
+
+    def committed_offsets(self, spec: TableSpec) -> dict[int, int]:
+        rows = self._query(f"SELECT _partition, MAX(_offset) AS _offset FROM {self._name(spec)} GROUP BY _partition") or []
+        return {int(r["_partition"]): int(r["_offset"]) for r in rows if r["_partition"] is not None}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,13 @@ driver, and a task starts in seconds instead of starting a JVM. `sc` then exists
 these tests never configure. Otherwise the task starts a local JVM of its own with the runtime's
 conf (`EMULATOR_RUNTIME_SPARK_CONF`: the Delta jar, its extension and catalog).
 
-argv: <local path of python_file> <parameters…> (the emulator maps `/dbfs/...` onto its folder).
+The process runs in a private mount namespace the emulator set up: `/Volumes` is the emulator's
+volumes folder and, on a workspace with DBFS root, `/dbfs` its DBFS folder — the FUSE mounts of
+a Databricks cluster, so task paths stay as Databricks names them. `dbutils.fs` works on the same
+mounts. Secrets for `dbutils.secrets` come from a file the emulator writes for this run only
+(`EMULATOR_SECRETS_FILE`, read once and deleted), never from the environment.
+
+argv: <python_file as the cluster sees it> <parameters…>.
 """
 
 from __future__ import annotations
@@ -47,15 +53,25 @@ class _Secrets:
 
 
 class _Fs:
-    """`dbutils.fs` on the emulator's DBFS folder (`dbfs:/x` and `/dbfs/x` both mean `/x`)."""
+    """`dbutils.fs` on the cluster's mounts: `/Volumes/...` (also `dbfs:/Volumes/...`) is a volume;
+    `dbfs:/x`, `/x` and `/dbfs/x` are DBFS path `/x`, which fails when DBFS root is disabled;
+    `file:/x` is the driver's local file `/x`."""
 
-    def __init__(self, root: Path) -> None:
-        self._root = root
+    def __init__(self, dbfs_enabled: bool) -> None:
+        self._dbfs_enabled = dbfs_enabled
 
     def _path(self, path: str) -> Path:
+        if path.startswith("file:"):
+            return Path(path[len("file:") :])
         p = path[len("dbfs:") :] if path.startswith("dbfs:") else path
-        p = p[len("/dbfs") :] if p.startswith("/dbfs/") else p
-        return self._root / posixpath.normpath("/" + p.lstrip("/")).lstrip("/")
+        p = posixpath.normpath("/" + p.lstrip("/"))
+        if p == "/Volumes" or p.startswith("/Volumes/"):
+            return Path(p)
+        if p == "/dbfs" or p.startswith("/dbfs/"):
+            p = p[len("/dbfs") :] or "/"
+        if not self._dbfs_enabled:
+            raise PermissionError(f"DBFS root is disabled on this workspace: {path} cannot be accessed; use a Unity Catalog volume (/Volumes/...)")
+        return Path("/dbfs") / p.lstrip("/")
 
     def ls(self, path: str) -> list[str]:
         return sorted(str(c.name) for c in self._path(path).iterdir())
@@ -91,9 +107,20 @@ class _Fs:
 
 
 class DBUtils:
-    def __init__(self, dbfs_root: Path, secrets: list[dict[str, str]]) -> None:
-        self.fs = _Fs(dbfs_root)
+    def __init__(self, dbfs_enabled: bool, secrets: list[dict[str, str]]) -> None:
+        self.fs = _Fs(dbfs_enabled)
         self.secrets = _Secrets(secrets)
+
+
+def read_secrets() -> list[dict[str, str]]:
+    """The run's secrets, from the file the emulator wrote for it; the file goes once read."""
+    name = os.environ.get("EMULATOR_SECRETS_FILE")
+    if not name or not os.path.exists(name):
+        return []
+    with open(name) as handle:
+        entries = json.load(handle)
+    os.unlink(name)
+    return entries
 
 
 class _Starting:
@@ -156,7 +183,7 @@ def main() -> None:
         session.set_result(attach_session(remote))
     else:
         session = pool.submit(start_session)
-    dbutils = DBUtils(Path(os.environ["EMULATOR_DBFS_ROOT"]), json.loads(os.environ.get("EMULATOR_SECRETS", "[]")))
+    dbutils = DBUtils(os.environ.get("EMULATOR_DBFS_ENABLED", "1") == "1", read_secrets())
     sys.argv = [python_file, *parameters]
     try:
         runpy.run_path(

@@ -56,3 +56,34 @@ def exploding(context) -> None:
 def failing_job() -> dg.JobDefinition:
     job = dg.define_asset_job("databricks_exploding", selection=[exploding], executor_def=dg.in_process_executor)
     return dg.Definitions(assets=[exploding], jobs=[job], resources=resources_for(get_environment())).resolve_job_def(job.name)
+
+
+def _light(name: str, upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
+    @dg.asset(key=["emulator", name], deps=upstream, required_resource_keys={STEP_LAUNCHER})
+    def _asset(context) -> dg.MaterializeResult:
+        import os  # noqa: PLC0415
+
+        return dg.MaterializeResult(metadata={"runtime": os.environ.get("DATABRICKS_RUNTIME_VERSION", "")})
+
+    return _asset
+
+
+_FIRST = _light("first", [])
+_SECOND = _light("second", [_FIRST.key])
+LIGHT = [_FIRST, _SECOND, _light("third", [_SECOND.key])]
+
+
+def light_stage_job() -> dg.JobDefinition:
+    """Three dependent steps that do nothing but start on a cluster: how many clusters a run of
+    several steps creates, without the cost of their work."""
+    job = dg.define_asset_job("databricks_light_stage", selection=LIGHT, executor_def=dg.in_process_executor)
+    return dg.Definitions(assets=LIGHT, jobs=[job], resources=resources_for(get_environment())).resolve_job_def(job.name)
+
+
+def bronze_pos_job() -> dg.JobDefinition:
+    """Bronze point-of-sale events alone: the Kafka sensor's lane starts with it."""
+    from retail_assets.lib.factories import asset_key  # noqa: PLC0415
+    from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS  # noqa: PLC0415
+
+    job = dg.define_asset_job("databricks_bronze_pos", selection=dg.AssetSelection.assets(asset_key(BRONZE_POS_TRANSACTIONS)).without_checks(), executor_def=dg.in_process_executor)
+    return dg.Definitions.merge(build_definitions(), dg.Definitions(jobs=[job])).resolve_job_def(job.name)

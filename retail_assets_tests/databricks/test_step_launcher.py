@@ -12,67 +12,100 @@ through Spark.
 from __future__ import annotations
 
 import datetime as dt
+import io
+import os
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster_shared.serdes import serialize_value
+from databricks.sdk import WorkspaceClient
 
 from retail_assets.lib import jvm, quality
+from retail_assets.lib.deployment import cluster
+from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
 from retail_assets.lib.engine import delta_spark as ds
+from retail_assets.defs.bronze.sensors import KAFKA_SENSOR, LANDING_SENSOR, STREAM_LANE
+from retail_assets.definitions import build_definitions
 from retail_assets.lib.generator import GeneratorConfig, generate
+from retail_assets.lib.factories import asset_key
 from retail_assets.lib.settings import project_root
-from retail_assets.lib.tables import BRONZE_STORES, TABLES_BY_KEY
+from retail_assets.lib.stream import StreamConfig, stream_messages
+from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, BRONZE_STORES, KAFKA_TOPIC, TABLES_BY_KEY
 from retail_assets_tests.databricks import jobs
+from retail_assets_tests.databricks.conftest import PIPELINE_CLIENT_ID, PIPELINE_SECRET, WAREHOUSE_ID
 
 pytestmark = pytest.mark.databricks
 
 DAY = dt.date(2026, 11, 2)
-STAGING = "/dagster_staging"
 ENV = "ci"
+CATALOG = ds.LOCAL_CATALOG
+BRONZE_SCHEMA = f"{ENV}_bronze"
+LANDING = f"/Volumes/{CATALOG}/{BRONZE_SCHEMA}/landing"
+ARTIFACTS = f"/Volumes/{CATALOG}/{BRONZE_SCHEMA}/artifacts"
+STAGING = f"{ARTIFACTS}/staging"
 # A late export of the same arrival day: Bronze takes it in when the partition runs again.
 LATE_FILE = f"stores/{DAY.isoformat()}/stores_{DAY:%Y%m%d}_late.jsonl"
 LATE_STORE = {"store_id": "S999", "name": "Marketa Late Opening", "city": "Lyon", "region": "Western Europe", "format": "express",
               "opened_on": "2026-10-30", "status": "open", "updated_at": "2026-11-02T08:00:00+00:00"}
 
 
+def admin(workspace) -> WorkspaceClient:
+    """The workspace as its administrator sees it (not the pipeline's identity)."""
+    return WorkspaceClient(host=workspace.host, token=workspace.token, auth_type="pat")
+
+
 @pytest.fixture(scope="module")
-def deployment(workspace, tmp_path_factory):
-    """A Databricks deployment's environment, pointed at the emulator."""
+def deployment(workspace, tmp_path_factory, project_wheel):
+    """A Databricks deployment's environment, pointed at the emulator: a workspace without DBFS
+    root, the landing zone and the artifacts in Unity Catalog volumes, the project's real wheel
+    uploaded there, and the pipeline signing in as its service principal."""
     data = tmp_path_factory.mktemp("databricks_data")
+    for volume in ("landing", "artifacts"):
+        workspace.create_volume(CATALOG, BRONZE_SCHEMA, volume)
+    # The day's store export, dropped into the landing volume as a source system would.
     generate(GeneratorConfig.preset("tiny", seed=11, days=1, start_date=DAY, kafka_share=0.0), data)
+    stores = data / "landing" / "stores"
+    shutil.copytree(stores, workspace.volume_path(f"{LANDING}/stores"))
+    wheel = f"{ARTIFACTS}/{project_wheel.name}"
+    admin(workspace).files.upload(wheel, io.BytesIO(project_wheel.read_bytes()), overwrite=True)
     with pytest.MonkeyPatch.context() as mp:
+        for name in ("DATABRICKS_TOKEN", "RETAIL_LANDING_ROOT", "RETAIL_DATABRICKS_STAGING_PREFIX"):
+            mp.delenv(name, raising=False)
         for name, value in {
             "RETAIL_ENV": "databricks",
             "DATABRICKS_HOST": workspace.host,
-            "DATABRICKS_TOKEN": workspace.token,
+            "DATABRICKS_CLIENT_ID": PIPELINE_CLIENT_ID,
+            "DATABRICKS_CLIENT_SECRET": PIPELINE_SECRET,
             "RETAIL_DEPLOYMENT_ENV": ENV,
-            "RETAIL_LANDING_ROOT": str(data / "landing"),
             # Unity Catalog stands as Spark's session catalog (the only catalog Delta's own
             # DeltaCatalog can be), its tables external under this folder.
-            "RETAIL_UC_CATALOG": ds.LOCAL_CATALOG,
+            "RETAIL_UC_CATALOG": CATALOG,
             "RETAIL_DATABRICKS_TABLE_ROOT": str(data / "lakehouse"),
-            "RETAIL_DATABRICKS_WHEEL": "dbfs:/artifacts/retail_assets-0.1.0-py3-none-any.whl",
+            "RETAIL_DATABRICKS_WAREHOUSE_ID": WAREHOUSE_ID,
+            # The emulated cluster's Python is this virtualenv: it runs the installed project,
+            # and the uploaded wheel (the working tree's build) is what its library check reads.
+            "RETAIL_DATABRICKS_WHEEL": wheel,
             "RETAIL_DATABRICKS_POLL_SECONDS": "0.5",
             "RETAIL_DATABRICKS_TIMEOUT_SECONDS": "300",
-            "RETAIL_DATABRICKS_STAGING_PREFIX": STAGING,
         }.items():
             mp.setenv(name, value)
-        # The wheel library must exist where the run config says (the emulator checks, as
-        # Databricks' library installation would); the project itself is importable on the
-        # emulated cluster because its Python is this virtualenv.
-        wheel = workspace.dbfs_file("/artifacts/retail_assets-0.1.0-py3-none-any.whl")
-        wheel.parent.mkdir(parents=True, exist_ok=True)
-        wheel.write_bytes(b"PK\x05\x06" + b"\x00" * 18)
         yield data
 
 
-def execute(job_fn: str, instance: dg.DagsterInstance, *, partitioned: bool = True, run_config: dict | None = None) -> dg.ExecuteJobResult:
+def execute(job_fn: str, instance: dg.DagsterInstance, *, partitioned: bool = True, run_config: dict | None = None, day: dt.date = DAY) -> dg.ExecuteJobResult:
     recon = dg.build_reconstructable_job(jobs.__name__, job_fn, reconstructor_working_directory=str(project_root()))
-    tags = {"dagster/partition": DAY.isoformat()} if partitioned else {}
+    # Each run loads the code location under the environment of the moment, as a run worker
+    # process would: Dagster keeps the last job it reconstructed in this process otherwise.
+    ReconstructableJob.get_definition.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
+    tags = {"dagster/partition": day.isoformat()} if partitioned else {}
     return dg.execute_job(recon, instance=instance, tags=tags, run_config=run_config, raise_on_error=False)
 
 
@@ -88,7 +121,7 @@ class Launched:
     submitted: int  # Databricks runs the job submitted
 
 
-def launch(workspace, job_fn: str, **kwargs) -> Launched:
+def launch(workspace, job_fn: str, **kwargs: Any) -> Launched:
     instance = dg.DagsterInstance.ephemeral()
     submitted_before = workspace.count("/jobs/runs/submit")
     with execute(job_fn, instance, **kwargs) as result:
@@ -113,15 +146,70 @@ def engine_info(path: Path, version: int) -> str:
     return next(a["commitInfo"]["engineInfo"] for a in actions if "commitInfo" in a)
 
 
+def landing_tick(instance: dg.DagsterInstance) -> list[dg.RunRequest | dg.SkipReason]:
+    """One evaluation of the deployment's landing sensor, as the code server's daemon makes it:
+    with the `databricks` environment's own resources, on this machine (no volume mounted)."""
+    defs = build_definitions()
+    sensor = defs.get_sensor_def(LANDING_SENSOR)
+    resources = {key: defs.resources[key] for key in ("lakehouse", "databricks")}
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        result = sensor(context)
+        return list(result) if result is not None and not isinstance(result, (dg.RunRequest, dg.SkipReason)) else [result]
+
+
+@dataclass(frozen=True)
+class SensedChain:
+    first_tick: list
+    launched: Launched
+    second_tick: list
+    statements: list[str]  # the SQL warehouse statements the two ticks ran
+
+
 @pytest.fixture(scope="module")
-def chain(workspace, deployment):
+def sensed_chain(workspace, deployment):
+    """The landing sensor finds the day's store export in the volume and requests Bronze stores
+    for the day; that asset with its Silver and Gold descendants runs on clusters; the next tick
+    finds the export held in Bronze."""
+    before = len(workspace.catalog.statements)
+    instance = dg.DagsterInstance.ephemeral()
+    first = landing_tick(instance)
+    launched = launch(workspace, "chain_job")
+    second = landing_tick(instance)
+    statements = [s.statement for s in workspace.catalog.statements[before:]]
+    return SensedChain(first, launched, second, statements)
+
+
+@pytest.fixture(scope="module")
+def chain(sensed_chain):
     """Bronze → Silver → Gold for stores, once for the module."""
-    return launch(workspace, "chain_job")
+    return sensed_chain.launched
 
 
 def step_dirs(workspace, run_id: str) -> dict[str, set[str]]:
-    staged = workspace.dbfs_file(f"{STAGING}/{run_id}")
+    staged = workspace.volume_path(f"{STAGING}/{run_id}")
     return {d.name: {f.name for f in d.iterdir()} for d in staged.iterdir()} if staged.exists() else {}
+
+
+def test_the_landing_sensor_reads_the_volume_and_bronze_through_the_workspace_apis(workspace, deployment, sensed_chain):
+    # This machine has no /Volumes mount (the clusters do): what the sensor saw came through the
+    # Files API, and what Bronze holds through the SQL warehouse.
+    assert not Path(LANDING).exists()
+    (request,) = sensed_chain.first_tick
+    assert isinstance(request, dg.RunRequest), sensed_chain.first_tick
+    assert request.partition_key == DAY.isoformat()
+    assert request.asset_selection == [jobs.CHAIN[0]]
+    exported = sorted(p.relative_to(workspace.volume_path(LANDING)).as_posix() for p in workspace.volume_path(f"{LANDING}/stores").rglob("*") if p.is_file())
+    assert int(request.tags["retail/new_files"]) == len(exported) >= 1
+    assert any(p.startswith(f"/api/2.0/fs/directories{LANDING}/stores") for p in workspace.paths_called("GET"))
+    bronze = ds.quote_name(BRONZE_STORES.catalog_name(CATALOG, ENV))
+    assert any(bronze in s and "DESCRIBE HISTORY" in s for s in sensed_chain.statements)
+    # Once the run committed, the same files are held: nothing more to request.
+    assert sensed_chain.launched.success, sensed_chain.launched.failures
+    (skip,) = sensed_chain.second_tick
+    assert isinstance(skip, dg.SkipReason) and "no new complete files" in skip.skip_message, skip
+    assert any(bronze in s and "_source_file" in s for s in sensed_chain.statements)
+    # The code server signed in as the pipeline's service principal, never with a token.
+    assert {t.client_id for t in workspace.tokens_issued} == {PIPELINE_CLIENT_ID}
 
 
 def test_bronze_silver_gold_chain_runs_through_the_step_launcher(workspace, deployment, chain, spark):
@@ -133,24 +221,27 @@ def test_bronze_silver_gold_chain_runs_through_the_step_launcher(workspace, depl
     assert chain.submitted == 4
     assert not workspace.unhandled, workspace.unhandled
     staged = step_dirs(workspace, run_id)
-    assert set(staged) == step_keys
+    assert {k.replace("[", "__").replace("]", "__") for k in step_keys} == set(staged)
     for step, files in staged.items():
         # uploaded by the launcher …
         assert {"databricks_step_main.py", "code.zip", "step_run_ref.pkl", "config.pkl"} <= files, step
         # … and written back by the step on the cluster
         assert {"stdout", "stderr", "0_events.pkl"} <= files, step
-    runs = [r for r in workspace.runs.values() if r.task["spark_python_task"]["python_file"].startswith(f"dbfs:///{STAGING.strip('/')}/{run_id}/")]
+    runs = [r for r in workspace.runs.values() if r.task["spark_python_task"]["python_file"].startswith(f"{STAGING}/{run_id}/")]
     assert len(runs) == 4
+    wheel = os.environ["RETAIL_DATABRICKS_WHEEL"]
     for run in runs:
         assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "SUCCESS")
         assert run.polls >= 2  # the launcher's run-page event plus at least one poll
         libraries = run.task["libraries"]
-        assert {"whl": "dbfs:/artifacts/retail_assets-0.1.0-py3-none-any.whl"} in libraries
+        assert {"whl": wheel} in libraries
         assert any(lib.get("pypi", {}).get("package", "").startswith("dagster-databricks==") for lib in libraries)
         assert run.task["new_cluster"]["data_security_mode"] == "SINGLE_USER"
-    # uploads went through create / add-block / close, never the 1 MB-limited put
-    assert workspace.count("/dbfs/create") >= 16 and workspace.count("/dbfs/close") == workspace.count("/dbfs/create")
-    assert workspace.count("/dbfs/put") == 0
+        assert run.task["new_cluster"]["single_user_name"] == PIPELINE_CLIENT_ID
+        assert run.submitted_by == f"sp:{PIPELINE_CLIENT_ID}"  # the service principal, by application id
+    # Staged through the Files API on a workspace whose DBFS root is disabled: no DBFS call at all.
+    assert not [p for p in workspace.paths_called() if "/dbfs/" in p]
+    assert workspace.count(f"{STAGING}/{run_id}/bronze__stores/code.zip") == 1
 
     # Materializations and check results landed in the local instance, from the remote steps,
     # and every table is a Delta table the cluster's delta-spark created and wrote.
@@ -183,13 +274,20 @@ def test_bronze_silver_gold_chain_runs_through_the_step_launcher(workspace, depl
             assert engine_info(path, v).startswith("Apache-Spark/"), (key, v)
             assert f"Delta-Lake/{jvm.DELTA_VERSION}" in engine_info(path, v)
             assert commits[v]["engineInfo"] == engine_info(path, v)
-    # The workspace token reached the cluster through the secret scope only: nothing the run
-    # recorded (event log, run config, tags) holds it.
+    # No Databricks credential left the code server: not to a cluster's environment (the runtime
+    # authenticates clusters itself), not into what the run recorded (event log, run, tags), not
+    # into a submitted task. The OAuth tokens the code server was issued went nowhere either.
     run = instance.get_run_by_id(run_id)
     recorded = [serialize_value(r) for r in instance.all_logs(run_id)] + [serialize_value(run)]
-    assert not [text for text in recorded if workspace.token in text]
+    credentials = [PIPELINE_SECRET, workspace.token, *(t.access_token for t in workspace.tokens_issued)]
+    assert workspace.tokens_issued
+    for secret in credentials:
+        assert not [text for text in recorded if secret in text]
+        for submitted in runs:
+            assert secret not in json.dumps(submitted.submitted)
+            assert secret not in json.dumps(submitted.cluster_environment)
     for submitted in runs:
-        assert workspace.token not in str(submitted.task)
+        assert not {k for k in submitted.cluster_environment if k.startswith("DATABRICKS_") and k != "DATABRICKS_RUNTIME_VERSION"}
     evaluations = [
         r.dagster_event.event_specific_data
         for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
@@ -219,7 +317,7 @@ def bronze_version(launched: Launched) -> int:
 def rerun(workspace, deployment, chain):
     """Bronze stores' day materialized again on a cluster, after a late export of that day landed."""
     assert chain.success, chain.failures
-    late = deployment / "landing" / LATE_FILE
+    late = workspace.volume_path(f"{LANDING}/{LATE_FILE}")
     late.write_text(json.dumps(LATE_STORE) + "\n")
     second = launch(workspace, "bronze_stores_job")
     assert second.success, second.failures
@@ -321,11 +419,11 @@ def test_a_failing_remote_step_shows_its_remote_error(workspace, deployment):
     assert jobs.EXPLOSION in text
     assert re.search(r"ValueError", text)
     assert "jobs.py" in text  # the frame of the asset that raised, as seen on the cluster
-    # The remote stderr was read back from DBFS and is in the run's log.
+    # The remote stderr was read back from the volume and is in the run's log.
     logs = [r.user_message for r in instance.all_logs(run_id)]
     captured = [m for m in logs if m.startswith("Captured stderr for step")]
     assert captured, "the launcher did not read the remote stderr"
-    stderr = workspace.dbfs_file(f"{STAGING}/{run_id}/emulator__exploding/stderr").read_text()
+    stderr = workspace.volume_path(f"{STAGING}/{run_id}/emulator__exploding/stderr").read_text()
     assert jobs.EXPLOSION in stderr
     assert any(stderr.strip() and stderr.strip()[:200] in m for m in logs)
 
@@ -333,7 +431,7 @@ def test_a_failing_remote_step_shows_its_remote_error(workspace, deployment):
 def test_a_library_the_cluster_cannot_install_fails_the_step_with_the_reason(workspace, deployment, monkeypatch):
     # The deployment names a project wheel that was never uploaded: Databricks fails the run
     # while installing libraries (INTERNAL_ERROR), before any code of the step runs.
-    missing = "dbfs:/artifacts/retail_assets-9.9.9-py3-none-any.whl"
+    missing = f"{ARTIFACTS}/retail_assets-9.9.9-py3-none-any.whl"
     monkeypatch.setenv("RETAIL_DATABRICKS_WHEEL", missing)
     instance = dg.DagsterInstance.ephemeral()
     submitted_before = workspace.count("/jobs/runs/submit")
@@ -347,3 +445,81 @@ def test_a_library_the_cluster_cannot_install_fails_the_step_with_the_reason(wor
     assert "Library installation failed" in failures[0] and missing in failures[0], failures[0]
     remote = [r for r in workspace.runs.values() if f"/{run_id}/" in r.task["spark_python_task"]["python_file"]]
     assert [(r.life_cycle_state, r.result_state) for r in remote] == [("INTERNAL_ERROR", "FAILED")]
+
+
+# ---- the Kafka sensor in the databricks environment ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    with LocalBroker(data_dir=tmp_path_factory.mktemp("kafka")) as running:
+        ensure_topic(running.bootstrap_servers, KAFKA_TOPIC)
+        yield running
+
+
+def kafka_tick(instance: dg.DagsterInstance, cursor: str | None) -> tuple[dg.RunRequest | dg.SkipReason, str | None]:
+    defs = build_definitions()
+    sensor = defs.get_sensor_def(KAFKA_SENSOR)
+    resources = {key: defs.resources[key] for key in ("lakehouse", "kafka", "databricks")}
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
+        return sensor(context), context.cursor
+
+
+def test_the_kafka_sensor_reads_committed_offsets_through_the_sql_warehouse(workspace, deployment, broker, monkeypatch, spark):
+    """Events on the topic → the sensor (watermarks from the broker, Bronze's committed offsets
+    from the SQL warehouse, no JVM here) requests today's lane → Bronze written on a cluster by
+    Spark's Kafka source → the next tick finds every offset held."""
+    today = dt.datetime.now(dt.UTC).date()
+    monkeypatch.setenv("RETAIL_KAFKA_BOOTSTRAP", broker.bootstrap_servers)
+    monkeypatch.setenv("RETAIL_KAFKA_LAG_THRESHOLD", "1")
+    messages = stream_messages(StreamConfig(seed=5, day=today, stores=2, transactions_per_store_day=8, defects=False))
+    produce(broker.bootstrap_servers, KAFKA_TOPIC, messages)
+    instance = dg.DagsterInstance.ephemeral()
+    before = len(workspace.catalog.statements)
+
+    request, cursor = kafka_tick(instance, None)
+    assert isinstance(request, dg.RunRequest), request
+    assert request.partition_key == today.isoformat()
+    assert set(request.asset_selection) == {asset_key(spec) for spec in STREAM_LANE}
+    launched = launch(workspace, "bronze_pos_job", day=today)
+    assert launched.success, launched.failures
+    assert launched.submitted == 1
+
+    caught_up, _ = kafka_tick(instance, cursor)
+    assert isinstance(caught_up, dg.SkipReason) and "holds every offset" in caught_up.skip_message, caught_up
+    bronze = ds.quote_name(BRONZE_POS_TRANSACTIONS.catalog_name(CATALOG, ENV))
+    statements = [s.statement for s in workspace.catalog.statements[before:]]
+    assert sum(bronze in s and "MAX(_offset)" in s for s in statements) == 2, statements
+    # What the cluster wrote: every message once.
+    rows = spark.read.format("delta").load(str(deployment / "lakehouse" / "bronze" / BRONZE_POS_TRANSACTIONS.name)).select("_source").collect()
+    assert len(rows) == len({r["_source"] for r in rows}) == len(messages)
+
+
+# ---- cluster reuse ---------------------------------------------------------------------------
+
+
+def test_clusters_a_stage_run_starts_with_each_cluster_setting(workspace, deployment, monkeypatch):
+    """The launcher's model is a new job cluster per step; an instance pool keeps that but starts
+    from warm instances; an existing all-purpose cluster serves every step. Counted here on a run
+    of three dependent steps (printed with `-s`)."""
+    pool = workspace.create_instance_pool("retail-assets-pool")
+    shared = workspace.create_cluster(spark_version=cluster.DEFAULT_RUNTIME, cluster_name="retail-assets-shared", data_security_mode="SINGLE_USER",
+                                      single_user_name=PIPELINE_CLIENT_ID, node_type_id="i3.xlarge", num_workers=1)
+    settings = {"new job cluster per step": {}, "instance pool": {"RETAIL_DATABRICKS_INSTANCE_POOL_ID": pool}, "existing cluster": {"RETAIL_DATABRICKS_CLUSTER_ID": shared}}
+    figures = {}
+    for name, variables in settings.items():
+        with monkeypatch.context() as mp:
+            for key, value in variables.items():
+                mp.setenv(key, value)
+            started = len(workspace.clusters_created)
+            launched = launch(workspace, "light_stage_job", partitioned=False)
+        assert launched.success, launched.failures
+        new = workspace.clusters_created[started:]
+        runs = [r for r in workspace.runs.values() if f"/{launched.run_id}/" in r.task["spark_python_task"]["python_file"]]
+        figures[name] = {"steps": launched.submitted, "clusters started": len(new), "from the pool": sum(c.from_pool for c in new),
+                         "clusters used": len({r.cluster_id for r in runs})}
+    print("\n".join(f"{name:>26}: {f}" for name, f in figures.items()))
+    assert figures["new job cluster per step"] == {"steps": 3, "clusters started": 3, "from the pool": 0, "clusters used": 3}
+    assert figures["instance pool"] == {"steps": 3, "clusters started": 3, "from the pool": 3, "clusters used": 3}
+    assert figures["existing cluster"] == {"steps": 3, "clusters started": 0, "from the pool": 0, "clusters used": 1}
+    assert workspace.cluster_runs[shared] and len(workspace.cluster_runs[shared]) == 3

@@ -74,6 +74,8 @@ def execute(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunR
 
 
 def tick(sensor, instance, resources, cursor=None):
+    # The local environment has no Databricks workspace: its `databricks` resource is none.
+    resources = {"databricks": dg.ResourceDefinition.none_resource(), **resources}
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
     result = sensor(context)
     if isinstance(result, (dg.SkipReason, dg.RunRequest)):

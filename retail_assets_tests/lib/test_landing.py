@@ -94,3 +94,37 @@ def test_scan_of_ten_thousand_files(tmp_path):
     files = scan_landing(tmp_path, "sales", stable_seconds=1, now=time.time() + 60)
     assert len(files) == 10_000
     assert [f.relative for f in files[:2]] == ["sales/2026-10-01/pos_00000.csv", "sales/2026-10-01/pos_00001.csv"]
+
+
+def test_a_listing_through_the_files_api_is_judged_as_the_scan_on_disk(tmp_path):
+    """The databricks environment's sensor sees the landing volume only as a listing (path, size,
+    modification time); the same tree must give the same files, days and verdicts as on disk."""
+    from retail_assets.lib.landing import listed_landing_file
+
+    now = time.time()
+    old = now - 600
+    for relative, mtime in [
+        ("sales/2026-10-01/pos_S001_20261001.csv", old),
+        ("sales/2026-10-01/nested/deeper.csv", old),
+        ("sales/loose.csv", dt.datetime(2026, 10, 3, 12, tzinfo=dt.UTC).timestamp()),
+        ("sales/2026-10-02/.hidden.csv", old),
+        ("sales/2026-10-02/_SUCCESS", old),
+        ("sales/2026-10-02/pos.csv.tmp", old),
+        ("sales/_staging/2026-10-02/pos.csv", old),
+        ("sales/2026-10-02/still_writing.csv", now),
+        ("sales/2026-13-45/not_a_date.csv", old),
+    ]:
+        _touch(tmp_path / relative, b"abcd", mtime=mtime)
+    volume = "/Volumes/retail/prod_bronze/landing"
+    listing = [(f"{volume}/{p.relative_to(tmp_path).as_posix()}", p.stat().st_size, p.stat().st_mtime) for p in tmp_path.rglob("*") if p.is_file()]
+
+    for window in (0, 60):
+        on_disk = scan_landing(tmp_path, "sales", stable_seconds=window, now=now)
+        listed = sorted(
+            (f for path, size, mtime in listing if (f := listed_landing_file(volume, path, size=size, mtime=mtime, stable_seconds=window, now=now))),
+            key=lambda f: f.relative,
+        )
+        assert [(f.relative, f.arrival_date, f.size, f.mtime) for f in listed] == [(f.relative, f.arrival_date, f.size, f.mtime) for f in on_disk]
+        assert all(str(f.path).startswith(volume + "/sales/") for f in listed)
+    assert "sales/2026-10-02/still_writing.csv" not in {f.relative for f in listed}
+    assert {f.relative for f in listed} >= {"sales/loose.csv", "sales/2026-13-45/not_a_date.csv"}

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pytest
 
 from retail_assets.cli import main as cli_main
-from retail_assets.lib import grants, kafka as kafka_lib, quality
+from retail_assets.lib import kafka as kafka_lib, quality
+from retail_assets.lib.deployment.governance import grants
 from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
 from retail_assets.lib.engine import DeltaRsEngine
 from retail_assets.defs.bronze.assets import pos_transactions_compute

@@ -21,6 +21,8 @@ pytestmark = pytest.mark.reliability
 
 
 def tick(sensor, instance, resources, cursor=None):
+    # The local environment has no Databricks workspace: its `databricks` resource is none.
+    resources = {"databricks": dg.ResourceDefinition.none_resource(), **resources}
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
     result = sensor(context)
     result = [result] if isinstance(result, (dg.SkipReason, dg.RunRequest)) else list(result or [])

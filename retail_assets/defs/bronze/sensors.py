@@ -18,8 +18,9 @@ from retail_assets.lib import kafka as kafka_lib
 from retail_assets.lib import settings
 from retail_assets.lib.factories import asset_key, daily_partitions
 from retail_assets.lib.resources import KafkaResource, LakehouseResource
-from retail_assets.lib.sensing import KafkaCursor, committed_offsets, decide_kafka_run, new_landing_batches
+from retail_assets.lib.sensing import KafkaCursor, decide_kafka_run, new_landing_batches
 from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, GOLD_FACT_SALES, LANDING_SOURCES, SILVER_RETURNS, SILVER_SALES_LINES
+from retail_assets.lib.deployment.workspace import DatabricksWorkspaceResource
 
 LANDING_SENSOR = "landing_zone_sensor"
 KAFKA_SENSOR = "kafka_offsets_sensor"
@@ -64,13 +65,12 @@ def days_in_flight(instance: dg.DagsterInstance, sensor_name: str) -> dict[str, 
     minimum_interval_seconds=LANDING_INTERVAL_S,
     default_status=default_status(),
 )
-def landing_zone_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
+def landing_zone_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource, databricks: dg.ResourceParam[DatabricksWorkspaceResource | None]):
     started = time.perf_counter()
-    batches, seen = new_landing_batches(
-        lakehouse.landing_path, LANDING_SOURCES, lakehouse.engine, stable_seconds=lakehouse.landing_stable_seconds
-    )
+    view = lakehouse.view(databricks)
+    batches, seen = new_landing_batches(view, LANDING_SOURCES, stable_seconds=lakehouse.landing_stable_seconds)
     if not batches:
-        yield dg.SkipReason(f"no new complete files among the {seen} in {lakehouse.landing_path} ({time.perf_counter() - started:.2f}s)")
+        yield dg.SkipReason(f"no new complete files among the {seen} in {view.landing_root} ({time.perf_counter() - started:.2f}s)")
         return
     busy = days_in_flight(context.instance, LANDING_SENSOR)
     partitions = daily_partitions()
@@ -136,7 +136,9 @@ def other_writer(instance: dg.DagsterInstance, partition: str) -> str | None:
     minimum_interval_seconds=KAFKA_INTERVAL_S,
     default_status=default_status(),
 )
-def kafka_offsets_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource, kafka: KafkaResource):
+def kafka_offsets_sensor(
+    context: dg.SensorEvaluationContext, lakehouse: LakehouseResource, kafka: KafkaResource, databricks: dg.ResourceParam[DatabricksWorkspaceResource | None]
+):
     cursor = KafkaCursor.loads(context.cursor)
     timeout = min(kafka.request_timeout_s, KAFKA_TICK_TIMEOUT_S)
     try:
@@ -147,7 +149,7 @@ def kafka_offsets_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakehou
     decision = decide_kafka_run(
         topic=kafka.topic,
         high=high,
-        committed=committed_offsets(lakehouse.engine, BRONZE_POS_TRANSACTIONS),
+        committed=lakehouse.view(databricks).committed_offsets(BRONZE_POS_TRANSACTIONS),
         cursor=cursor,
         now=time.time(),
         lag_threshold=settings.kafka_lag_threshold(),
