@@ -30,9 +30,10 @@ if TYPE_CHECKING:
 # What Bronze already holds
 # ---------------------------------------------------------------------------------------------
 
-# (table location, Delta version) → files held. A committed version never changes, so a tick
-# reads Bronze again only after a new commit.
+# (table location, Delta version) → files held (offsets committed). A committed version never
+# changes, so a tick reads Bronze again only after a new commit.
 _HELD_CACHE: dict[tuple[str, int], frozenset[str]] = {}
+_OFFSETS_CACHE: dict[tuple[str, int], dict[int, int]] = {}
 
 
 def held_files(engine: LakehouseEngine, spec: TableSpec) -> frozenset[str]:
@@ -43,10 +44,14 @@ def held_files(engine: LakehouseEngine, spec: TableSpec) -> frozenset[str]:
     key = (engine.storage_id(spec), version)
     if key not in _HELD_CACHE:
         table = engine.read_arrow(spec, columns=["_source_file"])
-        _HELD_CACHE[key] = frozenset(pc.unique(table["_source_file"]).to_pylist()) if table.num_rows else frozenset()
-        while len(_HELD_CACHE) > 64:
-            _HELD_CACHE.pop(next(iter(_HELD_CACHE)))
+        _remember(_HELD_CACHE, key, frozenset(pc.unique(table["_source_file"]).to_pylist()) if table.num_rows else frozenset())
     return _HELD_CACHE[key]
+
+
+def _remember(cache: dict, key: object, value: object, limit: int = 64) -> None:
+    cache[key] = value
+    while len(cache) > limit:
+        cache.pop(next(iter(cache)))
 
 
 def committed_offsets(engine: LakehouseEngine, spec: TableSpec) -> dict[int, int]:
@@ -150,7 +155,8 @@ class LocalView:
         return committed_offsets(self.engine, spec)
 
 
-TABLE_MISSING = ("TABLE_OR_VIEW_NOT_FOUND", "SCHEMA_NOT_FOUND", "NOT_FOUND")
+# How the warehouse says a table (or its schema) does not exist yet: Spark's error classes.
+TABLE_MISSING = ("[TABLE_OR_VIEW_NOT_FOUND]", "[SCHEMA_NOT_FOUND]")
 
 
 @dataclass(frozen=True)
@@ -159,7 +165,9 @@ class WorkspaceView:
     Dagster code server can reach of a Databricks workspace (no JVM, no /Volumes mount).
 
     A tick costs one listing per landing folder and, per Bronze table, one `DESCRIBE HISTORY`
-    statement; the table's contents are read again only after a new commit."""
+    statement; the table's contents are read again only after a new commit. Only that first
+    statement may find the table missing; any other failure is raised, never read as "Bronze
+    holds nothing" (which would request every file, or every offset, again)."""
 
     workspace: DatabricksWorkspaceResource
     landing_root: str  # /Volumes/<catalog>/<schema>/<volume>[/...]
@@ -179,36 +187,40 @@ class WorkspaceView:
 
         return quote_name(spec.catalog_name(self.catalog, self.env))
 
-    def _query(self, statement: str) -> list[dict[str, str | None]] | None:
-        """Rows, or None when the table does not exist yet."""
+    def version(self, spec: TableSpec) -> int | None:
+        """The table's latest version; None while it does not exist."""
         from retail_assets.lib.deployment.workspace import StatementFailed  # noqa: PLC0415
 
         try:
-            return self.workspace.sql(statement)
+            rows = self.workspace.sql(f"DESCRIBE HISTORY {self._name(spec)} LIMIT 1")
         except StatementFailed as exc:
             if any(code in str(exc) for code in TABLE_MISSING):
                 return None
             raise
-
-    def version(self, spec: TableSpec) -> int | None:
-        rows = self._query(f"DESCRIBE HISTORY {self._name(spec)} LIMIT 1")
         return int(rows[0]["version"]) if rows else None
+
+    def _key(self, spec: TableSpec, version: int) -> tuple[str, int]:
+        return (f"{self.workspace.host}/{self.catalog}.{self.env}:{spec.key}", version)
 
     def held_files(self, spec: TableSpec) -> frozenset[str]:
         version = self.version(spec)
         if version is None:
             return frozenset()
-        key = (f"{self.catalog}.{self.env}:{spec.key}", version)
+        key = self._key(spec, version)
         if key not in _HELD_CACHE:
-            rows = self._query(f"SELECT DISTINCT _source_file FROM {self._name(spec)} VERSION AS OF {version}") or []
-            _HELD_CACHE[key] = frozenset(r["_source_file"] for r in rows if r["_source_file"] is not None)
-            while len(_HELD_CACHE) > 64:
-                _HELD_CACHE.pop(next(iter(_HELD_CACHE)))
+            rows = self.workspace.sql(f"SELECT DISTINCT _source_file FROM {self._name(spec)} VERSION AS OF {version}")
+            _remember(_HELD_CACHE, key, frozenset(r["_source_file"] for r in rows if r["_source_file"] is not None))
         return _HELD_CACHE[key]
 
     def committed_offsets(self, spec: TableSpec) -> dict[int, int]:
-        rows = self._query(f"SELECT _partition, MAX(_offset) AS _offset FROM {self._name(spec)} GROUP BY _partition") or []
-        return {int(r["_partition"]): int(r["_offset"]) for r in rows if r["_partition"] is not None}
+        version = self.version(spec)
+        if version is None:
+            return {}
+        key = self._key(spec, version)
+        if key not in _OFFSETS_CACHE:
+            rows = self.workspace.sql(f"SELECT _partition, MAX(_offset) AS _offset FROM {self._name(spec)} VERSION AS OF {version} GROUP BY _partition")
+            _remember(_OFFSETS_CACHE, key, {int(r["_partition"]): int(r["_offset"]) for r in rows if r["_partition"] is not None})
+        return dict(_OFFSETS_CACHE[key])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -63,7 +63,9 @@ def _light(name: str, upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
     def _asset(context) -> dg.MaterializeResult:
         import os  # noqa: PLC0415
 
-        return dg.MaterializeResult(metadata={"runtime": os.environ.get("DATABRICKS_RUNTIME_VERSION", "")})
+        # (the launcher's step main sets DATABRICKS_TOKEN to "" when absent: a name, no credential)
+        seen = sorted(name for name, value in os.environ.items() if name.startswith("DATABRICKS_") and value)
+        return dg.MaterializeResult(metadata={"runtime": os.environ.get("DATABRICKS_RUNTIME_VERSION", ""), "databricks variables": ",".join(seen)})
 
     return _asset
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
 import json
+import os
+import pickle
 import re
 import shutil
 from dataclasses import dataclass
@@ -288,6 +289,14 @@ def test_bronze_silver_gold_chain_runs_through_the_step_launcher(workspace, depl
             assert secret not in json.dumps(submitted.cluster_environment)
     for submitted in runs:
         assert not {k for k in submitted.cluster_environment if k.startswith("DATABRICKS_") and k != "DATABRICKS_RUNTIME_VERSION"}
+    # What the launcher hands each step to set up on the cluster (its pickled DatabricksConfig:
+    # the variables and secret-scope entries the step exports there) holds no credential either.
+    for step in staged:
+        remote = pickle.loads(workspace.volume_path(f"{STAGING}/{run_id}/{step}/config.pkl").read_bytes())
+        assert not [k for k in remote.env_variables if k.startswith("DATABRICKS_") or "SECRET" in k or "TOKEN" in k], remote.env_variables
+        assert remote.secrets == []
+        for secret in credentials:
+            assert secret not in json.dumps(remote.env_variables)
     evaluations = [
         r.dagster_event.event_specific_data
         for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
@@ -489,10 +498,23 @@ def test_the_kafka_sensor_reads_committed_offsets_through_the_sql_warehouse(work
     assert isinstance(caught_up, dg.SkipReason) and "holds every offset" in caught_up.skip_message, caught_up
     bronze = ds.quote_name(BRONZE_POS_TRANSACTIONS.catalog_name(CATALOG, ENV))
     statements = [s.statement for s in workspace.catalog.statements[before:]]
-    assert sum(bronze in s and "MAX(_offset)" in s for s in statements) == 2, statements
+    # Each tick asks for Bronze's version; only once it exists are its offsets read (at that version).
+    assert sum(bronze in s and "DESCRIBE HISTORY" in s for s in statements) == 2, statements
+    assert sum(bronze in s and "MAX(_offset)" in s and "VERSION AS OF" in s for s in statements) == 1, statements
     # What the cluster wrote: every message once.
     rows = spark.read.format("delta").load(str(deployment / "lakehouse" / "bronze" / BRONZE_POS_TRANSACTIONS.name)).select("_source").collect()
     assert len(rows) == len({r["_source"] for r in rows}) == len(messages)
+
+
+def test_a_workspace_that_does_not_answer_skips_the_tick_with_the_reason(workspace, deployment, broker, monkeypatch):
+    monkeypatch.setenv("RETAIL_KAFKA_BOOTSTRAP", broker.bootstrap_servers)
+    monkeypatch.setenv("RETAIL_DATABRICKS_WAREHOUSE_ID", "0000000000000000")  # no such warehouse
+    instance = dg.DagsterInstance.ephemeral()
+    (landing,) = landing_tick(instance)
+    kafka, _ = kafka_tick(instance, None)
+    for result in (landing, kafka):
+        assert isinstance(result, dg.SkipReason), result
+        assert "workspace did not answer" in result.skip_message, result.skip_message
 
 
 # ---- cluster reuse ---------------------------------------------------------------------------
@@ -518,8 +540,21 @@ def test_clusters_a_stage_run_starts_with_each_cluster_setting(workspace, deploy
         runs = [r for r in workspace.runs.values() if f"/{launched.run_id}/" in r.task["spark_python_task"]["python_file"]]
         figures[name] = {"steps": launched.submitted, "clusters started": len(new), "from the pool": sum(c.from_pool for c in new),
                          "clusters used": len({r.cluster_id for r in runs})}
+        # What each step saw of Databricks' variables on its cluster: the runtime's, nothing else.
+        for asset in jobs.LIGHT:
+            seen = launched.instance.get_latest_materialization_event(asset.key).asset_materialization.metadata["databricks variables"].value
+            assert seen == "DATABRICKS_RUNTIME_VERSION", (name, seen)
     print("\n".join(f"{name:>26}: {f}" for name, f in figures.items()))
     assert figures["new job cluster per step"] == {"steps": 3, "clusters started": 3, "from the pool": 0, "clusters used": 3}
     assert figures["instance pool"] == {"steps": 3, "clusters started": 3, "from the pool": 3, "clusters used": 3}
     assert figures["existing cluster"] == {"steps": 3, "clusters started": 0, "from the pool": 0, "clusters used": 1}
     assert workspace.cluster_runs[shared] and len(workspace.cluster_runs[shared]) == 3
+
+    # An all-purpose cluster that is not dedicated to the pipeline's principal is refused before
+    # any step is submitted to it.
+    standard = workspace.create_cluster(spark_version=cluster.DEFAULT_RUNTIME, cluster_name="everyone", data_security_mode="USER_ISOLATION",
+                                        node_type_id="i3.xlarge", num_workers=1)
+    monkeypatch.setenv("RETAIL_DATABRICKS_CLUSTER_ID", standard)
+    refused = launch(workspace, "light_stage_job", partitioned=False)
+    assert not refused.success and refused.submitted == 0
+    assert "USER_ISOLATION" in refused.failures[0] and "SINGLE_USER" in refused.failures[0], refused.failures

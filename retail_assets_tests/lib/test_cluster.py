@@ -3,6 +3,8 @@ a step runs on, in which access mode, with which runtime, and what (never) reach
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -64,6 +66,11 @@ def test_nothing_secret_is_forwarded_and_databricks_credentials_never(deployment
     # the Kafka credentials come from the secret scope on the cluster, nothing else does
     assert {s["name"] for s in config["secrets_to_env_variables"]} == set(cluster.KAFKA_SECRETS)
     assert config["env_variables"][cluster.CODE_VERSION_ENV] == cluster.code_version()
+
+
+def test_the_launcher_zips_the_package_itself(deployment):
+    package = Path(cluster.package_dir())
+    assert package.name == "retail_assets" and (package / "definitions.py").is_file() and (package / "lib" / "deployment").is_dir()
 
 
 def test_staging_must_be_a_unity_catalog_volume():

@@ -16,11 +16,11 @@ import dagster as dg
 
 from retail_assets.lib import kafka as kafka_lib
 from retail_assets.lib import settings
+from retail_assets.lib.deployment.workspace import WORKSPACE_ERRORS, DatabricksWorkspaceResource
 from retail_assets.lib.factories import asset_key, daily_partitions
 from retail_assets.lib.resources import KafkaResource, LakehouseResource
 from retail_assets.lib.sensing import KafkaCursor, decide_kafka_run, new_landing_batches
 from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, GOLD_FACT_SALES, LANDING_SOURCES, SILVER_RETURNS, SILVER_SALES_LINES
-from retail_assets.lib.deployment.workspace import DatabricksWorkspaceResource
 
 LANDING_SENSOR = "landing_zone_sensor"
 KAFKA_SENSOR = "kafka_offsets_sensor"
@@ -68,7 +68,11 @@ def days_in_flight(instance: dg.DagsterInstance, sensor_name: str) -> dict[str, 
 def landing_zone_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource, databricks: dg.ResourceParam[DatabricksWorkspaceResource | None]):
     started = time.perf_counter()
     view = lakehouse.view(databricks)
-    batches, seen = new_landing_batches(view, LANDING_SOURCES, stable_seconds=lakehouse.landing_stable_seconds)
+    try:
+        batches, seen = new_landing_batches(view, LANDING_SOURCES, stable_seconds=lakehouse.landing_stable_seconds)
+    except WORKSPACE_ERRORS as exc:
+        yield dg.SkipReason(f"the Databricks workspace did not answer; will retry next tick: {exc}"[:1000])
+        return
     if not batches:
         yield dg.SkipReason(f"no new complete files among the {seen} in {view.landing_root} ({time.perf_counter() - started:.2f}s)")
         return
@@ -145,11 +149,15 @@ def kafka_offsets_sensor(
         high = {p: hw for p, (_, hw) in kafka_lib.watermarks(kafka.client_config(), kafka.topic, timeout=timeout).items()}
     except kafka_lib.KafkaUnavailable as exc:
         return dg.SkipReason(f"Kafka broker {kafka.bootstrap_servers} unreachable; will retry next tick: {exc}")
+    try:
+        committed = lakehouse.view(databricks).committed_offsets(BRONZE_POS_TRANSACTIONS)
+    except WORKSPACE_ERRORS as exc:
+        return dg.SkipReason(f"the Databricks workspace did not answer; will retry next tick: {exc}"[:1000])
     today = dt.datetime.now(dt.UTC).date().isoformat()
     decision = decide_kafka_run(
         topic=kafka.topic,
         high=high,
-        committed=lakehouse.view(databricks).committed_offsets(BRONZE_POS_TRANSACTIONS),
+        committed=committed,
         cursor=cursor,
         now=time.time(),
         lag_threshold=settings.kafka_lag_threshold(),

@@ -20,6 +20,7 @@ import dagster as dg
 
 from retail_assets.lib import settings
 from retail_assets.lib.deployment import cluster, provisioning
+from retail_assets.lib.deployment.workspace import DatabricksWorkspaceResource
 from retail_assets.lib.deployment.governance.principals import PIPELINE_PRINCIPAL_ENV, Principals
 
 WORKSPACE = "databricks"
@@ -29,12 +30,42 @@ class ProvisionConfig(dg.Config):
     wheel_file: str = ""  # a wheel on the code server's disk to upload; empty: CI uploaded it
 
 
-def _apply_phases(context: dg.OpExecutionContext, *phases: str, wheel: Path | None = None) -> None:
+# A principal allowed to manage the catalog's grants and shares (CI's provisioning identity). The
+# code server's own principal is the pipeline's, which by design may not change grants or own
+# the partner share: without these, the job runs as it and those steps are refused.
+ADMIN_CLIENT_ID_ENV = "RETAIL_PROVISIONING_CLIENT_ID"
+ADMIN_CLIENT_SECRET_ENV = "RETAIL_PROVISIONING_CLIENT_SECRET"
+
+
+def provisioning_workspace(context: dg.OpExecutionContext) -> DatabricksWorkspaceResource:
     workspace = getattr(context.resources, WORKSPACE)
     if workspace is None:
         raise dg.Failure("provision_environment needs a Databricks workspace: it runs in the databricks environment (RETAIL_ENV=databricks)")
+    if not settings.env(ADMIN_CLIENT_ID_ENV, ""):
+        context.log.warning(
+            f"provisioning as the code server's principal ({workspace.client_id or 'token'}); set {ADMIN_CLIENT_ID_ENV} and "
+            f"{ADMIN_CLIENT_SECRET_ENV} to a principal that manages the catalog, or grant and share steps are refused"
+        )
+        return workspace
+    return DatabricksWorkspaceResource(
+        host=workspace.host,
+        client_id=dg.EnvVar(ADMIN_CLIENT_ID_ENV).get_value(),
+        client_secret=dg.EnvVar(ADMIN_CLIENT_SECRET_ENV).get_value(),
+        warehouse_id=workspace.warehouse_id,
+    )
+
+
+def principals() -> Principals:
+    """The deployment's principals; the pipeline's is the clusters' own principal unless
+    `RETAIL_DATABRICKS_PIPELINE_PRINCIPAL` names it, so grants and mask exemptions go to the
+    identity the steps really run as."""
+    return Principals.for_env(settings.deployment_env(), pipeline=settings.env(PIPELINE_PRINCIPAL_ENV, "") or cluster.run_as() or None)
+
+
+def _apply_phases(context: dg.OpExecutionContext, *phases: str, wheel: Path | None = None) -> None:
+    workspace = provisioning_workspace(context)
     env, catalog = settings.deployment_env(), cluster.catalog()
-    steps = [s for s in provisioning.plan(env, catalog, wheel=wheel) if s.phase in phases]
+    steps = [s for s in provisioning.plan(env, catalog, principals=principals(), wheel=wheel) if s.phase in phases]
 
     def log(step: provisioning.Step, outcome: provisioning.Outcome) -> None:
         pending = outcome.status is provisioning.Status.PENDING
@@ -61,7 +92,7 @@ def _apply_phases(context: dg.OpExecutionContext, *phases: str, wheel: Path | No
 @dg.op(required_resource_keys={WORKSPACE}, out=dg.Out(dg.Nothing), tags={"kind": "databricks"})
 def create_schemas_and_volumes(context: dg.OpExecutionContext) -> None:
     """The catalog must exist; the layer schemas and the landing and artifacts volumes are created."""
-    who = Principals.for_env(settings.deployment_env())
+    who = principals()
     context.log.info(who.pipeline_note)
     if cluster.run_as() and cluster.run_as().lower() != who.pipeline:
         context.log.warning(f"the clusters run as {cluster.run_as()} but the grants go to {who.pipeline}: set {PIPELINE_PRINCIPAL_ENV} to the clusters' principal")

@@ -86,9 +86,13 @@ def check_code_version() -> None:
 
 
 def package_dir() -> str:
-    """The package the launcher zips and uploads for every step: its sources only, so neither
-    a virtualenv nor lakehouse data next to the checkout is ever shipped."""
-    return settings.env("RETAIL_DATABRICKS_CODE_PATH", str(Path(__file__).resolve().parents[1]))
+    """The `retail_assets` package folder, which the launcher zips and uploads for every step: its
+    sources only, so neither a virtualenv nor lakehouse data next to the checkout is ever shipped.
+    The zip holds the package's contents at its root, so a cluster imports `retail_assets` from
+    the installed wheel, which `check_code_version` holds to the code server's version."""
+    import retail_assets  # noqa: PLC0415
+
+    return settings.env("RETAIL_DATABRICKS_CODE_PATH", str(Path(retail_assets.__file__).resolve().parent))
 
 
 # Settings that describe this machine's Spark, not the deployment: a cluster uses its own session.

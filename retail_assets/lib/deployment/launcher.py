@@ -40,6 +40,10 @@ class MissingCredentials(RuntimeError):
     """The code server has no Databricks credentials to launch a step with."""
 
 
+class ClusterRefused(RuntimeError):
+    """An existing cluster the steps would run on is not one they may run on."""
+
+
 def volume_staging_prefix(prefix: str) -> str:
     parts = prefix.rstrip("/").split("/")
     # "", "Volumes", catalog, schema, volume[, folder…]
@@ -83,6 +87,30 @@ class VolumeStagedStepLauncher(DatabricksPySparkStepLauncher):
             oauth_client_secret=(config.get("oauth_credentials") or {}).get("client_secret"),
         )
 
+    def launch_step(self, step_context: Any) -> Any:
+        self._check_existing_cluster()
+        return super().launch_step(step_context)
+
+    def _check_existing_cluster(self) -> None:
+        """An existing cluster must be dedicated (`SINGLE_USER`) to the pipeline's principal, as
+        the job clusters this project creates are: checked once, before the first step."""
+        existing = self.run_config["cluster"].get("existing")
+        if not existing or getattr(self, "_checked_cluster", None) == existing:
+            return
+        from retail_assets.lib.deployment.cluster import ACCESS_MODE, run_as  # noqa: PLC0415
+
+        details = self.databricks_runner.client.workspace_client.clusters.get(existing)
+        mode = details.data_security_mode.value if details.data_security_mode else "NONE"
+        if mode not in (ACCESS_MODE, "DATA_SECURITY_MODE_DEDICATED"):
+            raise ClusterRefused(
+                f"cluster {existing} ({details.cluster_name}) is in access mode {mode}; the pipeline's steps run on a dedicated cluster "
+                f"(data_security_mode {ACCESS_MODE}) assigned to its service principal"
+            )
+        principal = run_as()
+        if principal and (details.single_user_name or "").lower() != principal.lower():
+            raise ClusterRefused(f"cluster {existing} is assigned to {details.single_user_name!r}, not to the pipeline's principal {principal!r}")
+        self._checked_cluster = existing
+
     def _dbfs_path(self, run_id: str, step_key: str, filename: str) -> str:
         return "/".join([self.staging_prefix, run_id, self._sanitize_step_key(step_key), os.path.basename(filename)])
 
@@ -106,6 +134,10 @@ def code_server_credentials() -> dict[str, Any]:
     if not host:
         raise MissingCredentials(f"{HOST_ENV} is not set")
     client_id = dg.EnvVar(CLIENT_ID_ENV).get_value()
+    if client_id and dg.EnvVar(TOKEN_ENV).get_value():
+        # databricks-sdk refuses two authentication methods at once, and dagster-databricks
+        # passes no auth type to choose: say which to drop instead of failing inside the SDK.
+        raise MissingCredentials(f"both {CLIENT_ID_ENV} (OAuth) and {TOKEN_ENV} are set: unset {TOKEN_ENV}, the service principal signs in with OAuth")
     if client_id:
         secret = dg.EnvVar(CLIENT_SECRET_ENV).get_value()
         if not secret:

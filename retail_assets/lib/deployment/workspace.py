@@ -39,7 +39,24 @@ class WorkspaceUnavailable(RuntimeError):
 
 
 class StatementFailed(RuntimeError):
-    """A SQL warehouse statement ended in another state than SUCCEEDED."""
+    """A SQL warehouse statement failed; `error_code` and the message are the warehouse's."""
+
+    def __init__(self, message: str, error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+def _sdk_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from databricks.sdk.errors import DatabricksError  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - databricks-sdk is a required dependency
+        return ()
+    return (DatabricksError,)
+
+
+# What a sensor tick turns into a skip reason (a workspace or warehouse that did not answer, or
+# refused), so the next tick tries again instead of the tick failing.
+WORKSPACE_ERRORS: tuple[type[BaseException], ...] = (WorkspaceUnavailable, StatementFailed, *_sdk_errors())
 
 
 @dataclass(frozen=True)
@@ -59,7 +76,8 @@ class DatabricksWorkspaceResource(dg.ConfigurableResource):
     client_secret: str | None = Field(default=None, description="OAuth M2M: the service principal's secret (a dg.EnvVar).")
     token: str | None = Field(default=None, description="A personal access token, only when no service principal is configured.")
     warehouse_id: str | None = Field(default=None, description="SQL warehouse the sensors read Bronze's committed state through.")
-    statement_timeout_s: int = Field(default=30, description="How long a statement may run before the call fails (5-50 s).")
+    statement_timeout_s: int = Field(default=20, description="How long a statement may run before it is cancelled and the call fails (5-50 s).")
+    request_timeout_s: float = Field(default=10.0, description="Bound on one HTTP call; with retries, a call gives up after three times this.")
 
     _client: Any = PrivateAttr(default=None)
 
@@ -87,8 +105,13 @@ class DatabricksWorkspaceResource(dg.ConfigurableResource):
     def client(self) -> WorkspaceClient:
         if self._client is None:
             from databricks.sdk import WorkspaceClient  # noqa: PLC0415
+            from databricks.sdk.config import Config  # noqa: PLC0415
 
-            self._client = WorkspaceClient(host=self.host, **self.auth_kwargs())
+            # Bounded: a sensor tick must end well inside Dagster's tick timeout, retries included.
+            config = Config(
+                host=self.host, http_timeout_seconds=int(self.request_timeout_s), retry_timeout_seconds=int(3 * self.request_timeout_s), **self.auth_kwargs()
+            )
+            self._client = WorkspaceClient(config=config)
         return self._client
 
     # ---- Files API -----------------------------------------------------------------------
@@ -128,7 +151,13 @@ class DatabricksWorkspaceResource(dg.ConfigurableResource):
 
     def sql(self, statement: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, str | None]]:
         """Rows of one statement on the SQL warehouse, values as the API returns them (strings)."""
-        from databricks.sdk.service.sql import Disposition, Format, StatementParameterListItem, StatementState  # noqa: PLC0415
+        from databricks.sdk.service.sql import (  # noqa: PLC0415
+            Disposition,
+            ExecuteStatementRequestOnWaitTimeout,
+            Format,
+            StatementParameterListItem,
+            StatementState,
+        )
 
         if not self.warehouse_id:
             raise WorkspaceUnavailable(f"no SQL warehouse configured: set {WAREHOUSE_ENV}")
@@ -138,15 +167,18 @@ class DatabricksWorkspaceResource(dg.ConfigurableResource):
             self.warehouse_id,
             parameters=params or None,
             wait_timeout=f"{max(5, min(50, self.statement_timeout_s))}s",
-            on_wait_timeout=None,
+            # A warehouse still starting (or a slow statement) is cancelled, not left running.
+            on_wait_timeout=ExecuteStatementRequestOnWaitTimeout.CANCEL,
             format=Format.JSON_ARRAY,
             disposition=Disposition.INLINE,
         )
         state = response.status.state if response.status else None
+        if state in (StatementState.PENDING, StatementState.RUNNING, StatementState.CANCELED):
+            raise WorkspaceUnavailable(f"warehouse {self.warehouse_id} gave no result within {self.statement_timeout_s}s (statement {state.value}); it may be starting")
         if state != StatementState.SUCCEEDED:
             error = response.status.error if response.status else None
             detail = f"{error.error_code}: {error.message}" if error else "no error reported"
-            raise StatementFailed(f"statement {state.value if state else 'UNKNOWN'} on warehouse {self.warehouse_id}: {detail}")
+            raise StatementFailed(f"statement {state.value if state else 'UNKNOWN'} on warehouse {self.warehouse_id}: {detail}", error.error_code if error else None)
         columns = [c.name for c in (response.manifest.schema.columns or [])] if response.manifest and response.manifest.schema else []
         rows = list(_rows(response.result.data_array if response.result else None))
         chunk = response.result

@@ -346,6 +346,12 @@ class DeltaSparkEngine(LakehouseEngine):
         frame = self._frame(spec, data)
         self._ensure_table(spec)
         marker = self._write(spec, frame, "append", writer_options(mode="append", app_id=app_id, app_version=app_version))
+        if app_id is not None and self._own_commit(spec, marker, whole_history=False) is None:
+            committed = self.app_transaction_version(spec, app_id)
+            if committed is not None and app_version is not None and committed >= app_version:
+                # Delta skips an idempotent append whose transaction version it already holds:
+                # an earlier attempt committed these rows, this one wrote nothing.
+                return CommitInfo(spec.key, self.location(spec), self.version(spec) or 0, "append", 0, spec.arrow_schema().empty_table())
         return self._commit_info(spec, "append", data, None, marker)
 
     def _own_commit(self, spec: TableSpec, marker: str, *, whole_history: bool = True) -> dict[str, Any] | None:
@@ -368,13 +374,16 @@ class DeltaSparkEngine(LakehouseEngine):
             rows, preview = data.rows, data.preview
         elif isinstance(data, pa.Table):
             rows, preview = data.num_rows, data.slice(0, PREVIEW_ROWS)
-        # Delta records no commit for an append that adds no file (`skipRecordingEmptyCommits`,
-        # on by default): an append known to be empty is not searched for through all history.
-        own = self._own_commit(spec, marker, whole_history=not (operation == "append" and rows == 0))
+        # Delta records no commit for a write that changes nothing (`skipRecordingEmptyCommits`, on
+        # by default): an append of no rows, or a partition overwrite of no rows where the
+        # partition held none. A write known to be empty is not searched for through all history.
+        own = self._own_commit(spec, marker, whole_history=rows != 0)
         if own is None:
-            # Only an append may have no commit; any other write without its commit is an error.
-            # Nothing committed, so the version reported is the table's as it stands.
-            if operation != "append" or rows:
+            if rows is None and not isinstance(data, (pa.Table, RowStream)):
+                rows = 0 if data.isEmpty() else None
+            # Any write of rows without its commit is an error. Nothing committed, so the
+            # version reported is the table's as it stands.
+            if rows != 0:
                 raise RuntimeError(f"{spec.key}: no commit of this write (userMetadata {marker!r}) in the history of {self.location(spec)}")
             return CommitInfo(spec.key, self.location(spec), self.version(spec) or 0, operation, 0, spec.arrow_schema().empty_table())
         version = int(own["version"])
