@@ -11,7 +11,7 @@ import warnings
 import dagster as dg
 
 import retail_assets.defs
-from retail_assets.lib.environments import resources_for
+from retail_assets.lib.orchestration.environments import resources_for
 from retail_assets.lib.settings import Environment, get_environment, sensors_running_by_default
 
 # Locally the steps of a run share its process and so one Spark JVM: starting a JVM per step
@@ -31,7 +31,9 @@ def automation_sensor() -> dg.AutomationConditionSensorDefinition:
         AUTOMATION_SENSOR,
         target=dg.AssetSelection.all(),
         minimum_interval_seconds=AUTOMATION_INTERVAL_S,
-        default_status=dg.DefaultSensorStatus.RUNNING if sensors_running_by_default() else dg.DefaultSensorStatus.STOPPED,
+        default_status=dg.DefaultSensorStatus.RUNNING
+        if sensors_running_by_default()
+        else dg.DefaultSensorStatus.STOPPED,
         description="Materializes every table below Bronze when the partitions it reads were updated and their blocking checks passed.",
     )
 
@@ -47,7 +49,9 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions.merge(
         layers,
         dg.Definitions(
-            sensors=[automation_sensor()], resources=resources_for(get_environment()), executor=EXECUTORS[get_environment()]
+            sensors=[automation_sensor()],
+            resources=resources_for(get_environment()),
+            executor=EXECUTORS[get_environment()],
         ),
     )
 

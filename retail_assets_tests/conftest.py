@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from retail_assets.lib.engine import DeltaRsEngine
+from retail_assets.lib.engine.spark import REMOTE_ENV, get_spark
 from retail_assets.lib.settings import ENGINE_ENV
-from retail_assets.lib.spark import REMOTE_ENV, get_spark
-from retail_assets.lib.spark_server import SparkConnectServer
+from retail_assets.tooling.spark_server import SparkConnectServer
 
 # Each test process (each xdist worker) computes on one Spark Connect server, as runs under
 # `retail-assets ui` do; subprocesses a test starts (a killed run, `dagster dev` and its run
@@ -107,7 +107,7 @@ def kafka_broker():
 
     Its log lives in a private temporary folder; tests that need a clean log use their own topic name.
     """
-    from retail_assets.lib.broker import LocalBroker
+    from retail_assets.tooling.broker import LocalBroker
 
     with LocalBroker() as broker:
         yield broker

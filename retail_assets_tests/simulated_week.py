@@ -11,12 +11,13 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
 from retail_assets.lib.engine import DeltaRsEngine, DeltaSparkEngine, LakehouseEngine
-from retail_assets.lib.generator import GeneratorConfig, GenerationResult, generate
-from retail_assets.lib.pipeline import STAGES, RunSummary, days, run_stage, run_week
+from retail_assets.lib.registry.stages import STAGES
+from retail_assets.lib.registry.tables import KAFKA_TOPIC, TABLES, TableSpec
 from retail_assets.lib.settings import ENGINE_ENV
-from retail_assets.lib.tables import KAFKA_TOPIC, TABLES, TableSpec
+from retail_assets.tooling.broker import LocalBroker, ensure_topic, produce
+from retail_assets.tooling.generator import GenerationResult, GeneratorConfig, generate
+from retail_assets.tooling.main_job import RunSummary, days, run_stage, run_week
 
 LATENESS = 2
 DAYS = 3
@@ -65,28 +66,63 @@ ENGINE_SETTINGS = ENGINE_ENV
 
 
 def local_engine(name: str, root: Path, spark) -> LakehouseEngine:
-    return DeltaRsEngine(root / "lakehouse", spark=spark) if name == "delta_rs" else DeltaSparkEngine.local(root / "lakehouse", "dev", spark=spark)
+    return (
+        DeltaRsEngine(root / "lakehouse", spark=spark)
+        if name == "delta_rs"
+        else DeltaSparkEngine.local(root / "lakehouse", "dev", spark=spark)
+    )
 
 
 def run_simulated_week(
-    root: Path, spark, *, defects: bool, monkeypatch, rerun: bool = False, n_days: int = DAYS, by_range: bool = True, engine: str = "delta_rs"
+    root: Path,
+    spark,
+    *,
+    defects: bool,
+    monkeypatch,
+    rerun: bool = False,
+    n_days: int = DAYS,
+    by_range: bool = True,
+    engine: str = "delta_rs",
 ) -> Week:
-    config = GeneratorConfig.preset("tiny", seed=11, days=n_days, start_date=START, defects=defects, lateness_days=LATENESS)
+    config = GeneratorConfig.preset(
+        "tiny", seed=11, days=n_days, start_date=START, defects=defects, lateness_days=LATENESS
+    )
     generated = generate(config, root, overwrite=True)
     arrival_days = days(START, START + dt.timedelta(days=n_days - 1 + LATENESS))
     event_days = days(START, START + dt.timedelta(days=n_days - 1))
     placed: dict[int, str] = {}
     with LocalBroker() as broker:
         ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
-        defs = build_defs(root, broker.bootstrap_servers, monkeypatch, RETAIL_LATENESS_DAYS=str(LATENESS), **ENGINE_SETTINGS[engine])
+        defs = build_defs(
+            root, broker.bootstrap_servers, monkeypatch, RETAIL_LATENESS_DAYS=str(LATENESS), **ENGINE_SETTINGS[engine]
+        )
         instance = dg.DagsterInstance.ephemeral()
 
         def produce_day(day: str) -> None:
             todays = [m for m in generated.kafka_messages if m.arrival_date.isoformat() == day]
             placed.update(produce(broker.bootstrap_servers, KAFKA_TOPIC, todays))
 
-        summaries = run_week(defs, instance, arrival_days=arrival_days, event_days=event_days, before_ingest=produce_day, echo=lambda _: None, by_range=by_range)
-        week = Week(root, local_engine(engine, root, spark), generated, placed, summaries, defs, instance, arrival_days, event_days, engine_name=engine)
+        summaries = run_week(
+            defs,
+            instance,
+            arrival_days=arrival_days,
+            event_days=event_days,
+            before_ingest=produce_day,
+            echo=lambda _: None,
+            by_range=by_range,
+        )
+        week = Week(
+            root,
+            local_engine(engine, root, spark),
+            generated,
+            placed,
+            summaries,
+            defs,
+            instance,
+            arrival_days,
+            event_days,
+            engine_name=engine,
+        )
         if rerun:
             rerun_one_partition_per_stage(week)
     return week
@@ -96,4 +132,6 @@ def snapshot(engine: LakehouseEngine, spec: TableSpec) -> pa.Table:
     """Table content without run-specific columns, in a canonical order."""
     table = engine.read_arrow(spec)
     table = table.drop_columns([c for c in spec.volatile_columns if c in table.column_names])
-    return table.sort_by([(c, "ascending") for c in table.column_names if not pa.types.is_binary(table.schema.field(c).type)])
+    return table.sort_by(
+        [(c, "ascending") for c in table.column_names if not pa.types.is_binary(table.schema.field(c).type)]
+    )

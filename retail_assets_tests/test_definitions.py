@@ -6,8 +6,8 @@ import dagster as dg
 import pytest
 
 from retail_assets.definitions import build_definitions
+from retail_assets.lib.registry.tables import TABLES
 from retail_assets.lib.settings import ENV_VAR, Environment, get_environment
-from retail_assets.lib.tables import TABLES
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_definitions_validate(defs):
 
 
 def test_stages_cover_every_table_once():
-    from retail_assets.lib.pipeline import STAGES
+    from retail_assets.lib.registry.stages import STAGES
 
     staged = [t.key for stage in STAGES for t in stage.tables]
     assert sorted(staged) == sorted(t.key for t in TABLES)
@@ -64,9 +64,9 @@ def test_environment_selection(monkeypatch):
 def test_databricks_definitions_load_and_validate(monkeypatch):
     """The production code location: same graph, same resource keys, every Spark step launched
     on a job cluster, tables named in Unity Catalog — and nothing connects while loading."""
-    from retail_assets.lib.engine import DeltaSparkEngine
     from retail_assets.lib.deployment.launcher import VolumeStagedStepLauncher
-    from retail_assets.lib.environments import resources_for
+    from retail_assets.lib.engine import DeltaSparkEngine
+    from retail_assets.lib.orchestration.environments import resources_for
 
     monkeypatch.setenv(ENV_VAR, "databricks")
     monkeypatch.setenv("RETAIL_UC_CATALOG", "retail")
@@ -78,7 +78,11 @@ def test_databricks_definitions_load_and_validate(monkeypatch):
     dg.Definitions.validate_loadable(databricks)
     local = resources_for(Environment.LOCAL)
     assert set(databricks.resources) == set(local) == {"lakehouse", "kafka", "pyspark_step_launcher", "databricks"}
-    assert {j.name for j in databricks.resolve_all_job_defs()} >= {"ingest_bronze", "build_gold", "lakehouse_maintenance"}
+    assert {j.name for j in databricks.resolve_all_job_defs()} >= {
+        "ingest_bronze",
+        "build_gold",
+        "lakehouse_maintenance",
+    }
 
     lakehouse = databricks.resources["lakehouse"]
     engine = lakehouse.create_engine()
@@ -101,14 +105,19 @@ def test_databricks_definitions_load_and_validate(monkeypatch):
     new_cluster = launcher.run_config["cluster"]["new"]
     assert new_cluster["data_security_mode"] == "SINGLE_USER"
     assert new_cluster["spark_version"] == "19.x-scala2.13"
-    assert any(lib.get("whl", "").startswith("/Volumes/retail/prod_bronze/artifacts/") for lib in launcher.run_config["libraries"])
+    assert any(
+        lib.get("whl", "").startswith("/Volumes/retail/prod_bronze/artifacts/")
+        for lib in launcher.run_config["libraries"]
+    )
 
     # Every asset and every check step requires the launcher, so none runs off the cluster.
     graph = databricks.resolve_asset_graph()
     for spec in TABLES:
         node = graph.get(dg.AssetKey([spec.layer.value, spec.name]))
         assert "pyspark_step_launcher" in node.assets_def.required_resource_keys, spec.key
-    checks_defs = [a for a in databricks.asset_checks or []] + [a for a in databricks.assets or [] if isinstance(a, dg.AssetChecksDefinition)]
+    checks_defs = [a for a in databricks.asset_checks or []] + [
+        a for a in databricks.assets or [] if isinstance(a, dg.AssetChecksDefinition)
+    ]
     assert checks_defs
     for checks_def in checks_defs:
         assert "pyspark_step_launcher" in checks_def.required_resource_keys, checks_def.node_def.name
@@ -127,6 +136,11 @@ def test_the_databricks_code_location_loads_without_the_local_extra():
         "import retail_assets.definitions as d\n"
         "assert d.defs.resolve_asset_graph().get_all_asset_keys()\n"
     )
-    env = {**__import__("os").environ, "RETAIL_ENV": "databricks", "RETAIL_UC_CATALOG": "retail", "RETAIL_DEPLOYMENT_ENV": "prod"}
+    env = {
+        **__import__("os").environ,
+        "RETAIL_ENV": "databricks",
+        "RETAIL_UC_CATALOG": "retail",
+        "RETAIL_DEPLOYMENT_ENV": "prod",
+    }
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -25,8 +25,8 @@ from dagster_cloud_cli.config.models import Location, load_dagster_cloud_yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from retail_assets.cli import cli
 from retail_assets.lib.settings import ENV_VAR, Environment, project_root
+from retail_assets.tooling.cli import cli
 
 ROOT = project_root()
 CLOUD_YAML = ROOT / "dagster_cloud.yaml"
@@ -58,7 +58,15 @@ PLATFORM_VARS = {
     "DAGSTER_CLOUD_YAML_PATH",
 }
 SECRET_MARKERS = ("SECRET", "TOKEN", "PASSWORD")
-RUNTIME_OR_LOCAL_ONLY = {"pyspark", "delta-spark", "deltalake", "dagster-webserver", "dagster-graphql", "dagster-dg-cli", "playwright"}
+RUNTIME_OR_LOCAL_ONLY = {
+    "pyspark",
+    "delta-spark",
+    "deltalake",
+    "dagster-webserver",
+    "dagster-graphql",
+    "dagster-dg-cli",
+    "playwright",
+}
 # The official Dagster+ GitHub actions.
 CLOUD_ACTION = "dagster-io/dagster-cloud-action/"
 
@@ -75,7 +83,9 @@ def env_vars_the_project_reads() -> set[str]:
 
 @pytest.fixture(scope="module")
 def location() -> Location:
-    (found,) = [loc for loc in load_dagster_cloud_yaml(CLOUD_YAML.read_text()).locations if loc.location_name == LOCATION]
+    (found,) = [
+        loc for loc in load_dagster_cloud_yaml(CLOUD_YAML.read_text()).locations if loc.location_name == LOCATION
+    ]
     return found
 
 
@@ -100,7 +110,12 @@ def uses(workflow: dict, prefix: str) -> list[dict]:
 
 
 def run_commands(workflow: dict) -> list[list[str]]:
-    return [shlex.split(line, comments=True) for step in steps(workflow) for line in step.get("run", "").splitlines() if line.strip()]
+    return [
+        shlex.split(line, comments=True)
+        for step in steps(workflow)
+        for line in step.get("run", "").splitlines()
+        if line.strip()
+    ]
 
 
 # ---- dagster_cloud.yaml ---------------------------------------------------------------------
@@ -125,7 +140,9 @@ def test_location_loads_the_real_defs_with_the_environment_it_declares(location)
         "from retail_assets.lib.settings import deployment_env, get_environment\n"
         "print(get_environment().value, deployment_env(), len(graph.get_all_asset_keys()))\n"
     )
-    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     environment, deployment, assets = done.stdout.split()[-3:]
     assert (environment, deployment) == (Environment.DATABRICKS.value, "pr_7") and int(assets) > 10
@@ -148,7 +165,12 @@ def test_env_vars_are_constants_the_project_reads(location):
 
 def test_project_reads_the_variables_the_checks_rely_on():
     # the scan above finds real reads (it would pass vacuously on an empty set)
-    assert {"RETAIL_ENV", "RETAIL_UC_CATALOG", "RETAIL_DEPLOYMENT_ENV", "RETAIL_KAFKA_BOOTSTRAP"} <= env_vars_the_project_reads()
+    assert {
+        "RETAIL_ENV",
+        "RETAIL_UC_CATALOG",
+        "RETAIL_DEPLOYMENT_ENV",
+        "RETAIL_KAFKA_BOOTSTRAP",
+    } <= env_vars_the_project_reads()
 
 
 # ---- workflows ------------------------------------------------------------------------------
@@ -200,8 +222,12 @@ def test_deploy_uses_the_official_dagster_plus_actions_for_pull_requests_and_mai
         assert command in commands, f"missing `dagster-cloud {' '.join(command)}`"
     # one release of the actions, the one of the Dagster the project pins
     pins = {step["uses"].partition("@")[2] for step in cloud_steps}
-    dagster_minor = Requirement(next(r for r in PYPROJECT["project"]["dependencies"] if r.startswith("dagster>"))).specifier
-    assert len(pins) == 1 and dagster_minor.contains(pins.pop().removeprefix("v")), "the actions' release is the pinned Dagster's"
+    dagster_minor = Requirement(
+        next(r for r in PYPROJECT["project"]["dependencies"] if r.startswith("dagster>"))
+    ).specifier
+    assert len(pins) == 1 and dagster_minor.contains(pins.pop().removeprefix("v")), (
+        "the actions' release is the pinned Dagster's"
+    )
     # every `dagster-cloud ci …` command and option exists in the CLI those actions run
     ci = typer.main.get_command(ci_app)
     for step in cloud_steps:
@@ -212,7 +238,9 @@ def test_deploy_uses_the_official_dagster_plus_actions_for_pull_requests_and_mai
         options = {o for p in ci.commands[name].params for o in p.opts}
         assert {a.partition("=")[0] for a in args if a.startswith("--")} <= options, step["with"]["command"]
     secrets = re.findall(r"secrets\.([A-Z_]+)", (WORKFLOWS / "deploy.yml").read_text())
-    assert {"DAGSTER_CLOUD_API_TOKEN", "DATABRICKS_HOST", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"} <= set(secrets)
+    assert {"DAGSTER_CLOUD_API_TOKEN", "DATABRICKS_HOST", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"} <= set(
+        secrets
+    )
 
 
 def test_deploy_uploads_the_wheel_it_deploys_before_deploying():
@@ -224,7 +252,9 @@ def test_deploy_uploads_the_wheel_it_deploys_before_deploying():
     assert built < uploaded < deployed
     (provision,) = [argv for argv in run_commands(workflow) if argv[:2] == ["retail-assets", "provision"]]
     options = {o for p in cli.commands["provision"].params for o in p.opts}
-    assert {"--env", "--catalog", "--upload-wheel"} <= set(provision) and {a for a in provision if a.startswith("--")} <= options
+    assert {"--env", "--catalog", "--upload-wheel"} <= set(provision) and {
+        a for a in provision if a.startswith("--")
+    } <= options
     (image,) = uses(workflow, "docker/build-push-action@")
     assert image["with"]["file"] == "Dockerfile" and image["with"]["push"] is True
 
@@ -235,7 +265,11 @@ def test_deploy_uploads_the_wheel_it_deploys_before_deploying():
 def test_image_installs_the_wheel_without_the_local_extra(location):
     # Hybrid builds the location's image from its build directory: the Dockerfile there.
     assert location.build and (ROOT / location.build.directory / "Dockerfile") == DOCKERFILE
-    instructions = [line.strip() for line in DOCKERFILE.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    instructions = [
+        line.strip()
+        for line in DOCKERFILE.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     text = "\n".join(instructions)
     assert "pip install" in text and "retail_assets-*-py3-none-any.whl" in text
     assert "[code-server]" in text and "[local" not in text and "[dev" not in text and "-e ." not in text
@@ -243,5 +277,11 @@ def test_image_installs_the_wheel_without_the_local_extra(location):
     assert "dagster-cloud" in code_server and not code_server & (RUNTIME_OR_LOCAL_ONLY - {"pyspark"})
     (python,) = re.findall(r"^ARG PYTHON_VERSION=(\S+)$", DOCKERFILE.read_text(), flags=re.M)
     assert SpecifierSet(PYPROJECT["project"]["requires-python"]).contains(f"{python}.0")
-    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")]
-    assert ignored[0] == "*" and all(line.startswith("!dist/") for line in ignored[1:]), "only dist/'s wheel enters the context"
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert ignored[0] == "*" and all(line.startswith("!dist/") for line in ignored[1:]), (
+        "only dist/'s wheel enters the context"
+    )

@@ -16,7 +16,7 @@ import pytest
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from retail_assets.lib import jvm
+from retail_assets.lib.engine import jvm
 from retail_assets.lib.settings import project_root
 from retail_assets.lib.version import code_version, commit_of, wheel_filename
 from retail_assets_tests.wheel import build_wheel, copy_tree, requirements, source_files, wheel_files, wheel_metadata
@@ -24,8 +24,17 @@ from retail_assets_tests.wheel import build_wheel, copy_tree, requirements, sour
 # Provided by the Databricks Runtime: installing them from PyPI would replace the runtime's own.
 RUNTIME_PROVIDED = {"pyspark", "delta-spark"}
 # Used on one machine only: the delta-rs engine, the UI and its GraphQL client, dg, test and bench tools.
-LOCAL_ONLY = {"deltalake", "dagster-webserver", "dagster-graphql", "dagster-dg-cli", "playwright", "pytest", "psutil", "matplotlib"}
-# What a step on a cluster and the code server import (lib/deployment/cluster.py, lib/kafka.py, lib/ingest.py,
+LOCAL_ONLY = {
+    "deltalake",
+    "dagster-webserver",
+    "dagster-graphql",
+    "dagster-dg-cli",
+    "playwright",
+    "pytest",
+    "psutil",
+    "matplotlib",
+}
+# What a step on a cluster and the code server import (lib/deployment/cluster.py, lib/sources/kafka.py, lib/transforms/ingest.py,
 # lib/deployment/workspace.py, the asset metadata's markdown previews, the command line).
 CLUSTER_AND_CODE_SERVER = {
     "dagster",
@@ -45,7 +54,9 @@ BUILD_BUDGET_S = 60
 
 
 def git(*args: str, cwd=None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd or project_root(), capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=cwd or project_root(), capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +75,9 @@ def metadata(wheel):
 
 def test_required_dependencies_are_what_a_cluster_and_the_code_server_need(metadata):
     required = set(requirements(metadata))
-    assert not required & RUNTIME_PROVIDED, f"the wheel would install {required & RUNTIME_PROVIDED} over the Databricks Runtime's own"
+    assert not required & RUNTIME_PROVIDED, (
+        f"the wheel would install {required & RUNTIME_PROVIDED} over the Databricks Runtime's own"
+    )
     assert not required & LOCAL_ONLY, f"local-only packages are required: {required & LOCAL_ONLY}"
     assert CLUSTER_AND_CODE_SERVER <= required, f"missing: {CLUSTER_AND_CODE_SERVER - required}"
 
@@ -72,10 +85,14 @@ def test_required_dependencies_are_what_a_cluster_and_the_code_server_need(metad
 def test_local_extra_is_the_local_environment(metadata):
     local = requirements(metadata, "local")
     assert {"pyspark", "delta-spark", "deltalake", "dagster-webserver", "dagster-graphql"} <= set(local)
-    # pinned to exactly the Spark and Delta whose jars lib/jvm.py fetches
+    # pinned to exactly the Spark and Delta whose jars lib/engine/jvm.py fetches
     assert "connect" in local["pyspark"].extras
-    assert list(local["pyspark"].specifier.filter(["4.1.1", jvm.SPARK_VERSION, "4.2.1", "4.3.0"])) == [jvm.SPARK_VERSION]
-    assert list(local["delta-spark"].specifier.filter(["4.3.0", jvm.DELTA_VERSION, "4.4.1", "4.5.0"])) == [jvm.DELTA_VERSION]
+    assert list(local["pyspark"].specifier.filter(["4.1.1", jvm.SPARK_VERSION, "4.2.1", "4.3.0"])) == [
+        jvm.SPARK_VERSION
+    ]
+    assert list(local["delta-spark"].specifier.filter(["4.3.0", jvm.DELTA_VERSION, "4.4.1", "4.5.0"])) == [
+        jvm.DELTA_VERSION
+    ]
 
 
 @pytest.mark.parametrize("extra", ["dev", "bench"])
@@ -93,7 +110,9 @@ def test_version_carries_the_commit_and_names_the_wheel(wheel, metadata):
         assert built in {str(Version(t.removeprefix("v"))) for t in tags}
     else:
         assert commit_of(built) and head.startswith(commit_of(built)), f"{built} does not name HEAD {head}"
-        assert (".d" in built.partition("+")[2]) == bool(changed), f"{built}: uncommitted changes must show in the version"
+        assert (".d" in built.partition("+")[2]) == bool(changed), (
+            f"{built}: uncommitted changes must show in the version"
+        )
     assert wheel.name == wheel_filename(built)
 
 

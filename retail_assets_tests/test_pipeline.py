@@ -21,11 +21,10 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from retail_assets.lib import quality
 from retail_assets.lib.engine import PartitionRange
-from retail_assets.lib.factories import asset_key
-from retail_assets.lib.pipeline import STAGE, STAGES, run_stage
-from retail_assets.lib.tables import (
+from retail_assets.lib.orchestration.factories import asset_key
+from retail_assets.lib.registry.stages import STAGE, STAGES
+from retail_assets.lib.registry.tables import (
     GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
     GOLD_AGG_DAILY_STORE_SALES,
     GOLD_AGG_INVENTORY_COVER,
@@ -44,7 +43,17 @@ from retail_assets.lib.tables import (
     Layer,
     TableSpec,
 )
-from retail_assets_tests.simulated_week import ENGINE_SETTINGS, LATENESS, Week, build_defs, local_engine, run_simulated_week, snapshot
+from retail_assets.lib.transforms import quality
+from retail_assets.tooling.main_job import run_stage
+from retail_assets_tests.simulated_week import (
+    ENGINE_SETTINGS,
+    LATENESS,
+    Week,
+    build_defs,
+    local_engine,
+    run_simulated_week,
+    snapshot,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -53,14 +62,21 @@ ENGINES = ["delta_rs", pytest.param("delta_spark", marks=pytest.mark.parity)]
 
 @pytest.fixture(scope="module")
 def defect_week(tmp_path_factory, spark, monkeymodule) -> Week:
-    return run_simulated_week(tmp_path_factory.mktemp("defects"), spark, defects=True, monkeypatch=monkeymodule, rerun=True)
+    return run_simulated_week(
+        tmp_path_factory.mktemp("defects"), spark, defects=True, monkeypatch=monkeymodule, rerun=True
+    )
 
 
 @pytest.fixture(scope="module")
 def spark_engine_week(tmp_path_factory, spark, monkeymodule) -> Week:
     """The same week on the delta-spark engine, its Kafka read by Spark's batch source."""
     return run_simulated_week(
-        tmp_path_factory.mktemp("defects_delta_spark"), spark, defects=True, monkeypatch=monkeymodule, rerun=True, engine="delta_spark"
+        tmp_path_factory.mktemp("defects_delta_spark"),
+        spark,
+        defects=True,
+        monkeypatch=monkeymodule,
+        rerun=True,
+        engine="delta_spark",
     )
 
 
@@ -74,7 +90,9 @@ def any_engine_week(request) -> Week:
 
 def test_defect_week_runs_without_failures_and_conserves_every_partition(any_engine_week):
     defect_week = any_engine_week
-    assert [(s.stage, s.partition, s.checks_failed) for s in defect_week.summaries if not s.success or s.checks_failed] == []
+    assert [
+        (s.stage, s.partition, s.checks_failed) for s in defect_week.summaries if not s.success or s.checks_failed
+    ] == []
     conserved = {
         partition
         for s in defect_week.summaries
@@ -92,25 +110,41 @@ def test_a_range_runs_checks_target_each_days_materialization_of_that_run(defect
     """The UI ties a check result to the materialization it judged: in a run over a range, each
     day's evaluation names that day's materialization by the same run, or, for a table the run
     checks but does not write (the Kafka stream's), the day's newest one before it."""
-    from dagster._core.events import DagsterEventType  # noqa: PLC0415
 
     instance = defect_week.instance
     for summary in (s for s in defect_week.summaries if "…" in s.partition):
         records = instance.get_records_for_run(
-            summary.run_id, of_type={DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
+            summary.run_id,
+            of_type={dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION},
         ).records
         materialized = {
-            (r.asset_key, r.partition_key): r.storage_id for r in records if r.event_type == DagsterEventType.ASSET_MATERIALIZATION
+            (r.asset_key, r.partition_key): r.storage_id
+            for r in records
+            if r.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
         }
-        evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in records if r.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+        evaluations = [
+            r.event_log_entry.dagster_event.event_specific_data
+            for r in records
+            if r.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ]
         assert evaluations, summary.stage
         for evaluation in evaluations:
-            target, where = evaluation.target_materialization_data, (summary.stage, evaluation.asset_key, evaluation.check_name, evaluation.partition)
+            target, where = (
+                evaluation.target_materialization_data,
+                (summary.stage, evaluation.asset_key, evaluation.check_name, evaluation.partition),
+            )
             assert target is not None, where
             if (evaluation.asset_key, evaluation.partition) in materialized:
-                assert (target.run_id, target.storage_id) == (summary.run_id, materialized[(evaluation.asset_key, evaluation.partition)]), where
+                assert (target.run_id, target.storage_id) == (
+                    summary.run_id,
+                    materialized[(evaluation.asset_key, evaluation.partition)],
+                ), where
             else:
-                stream = [s.run_id for s in defect_week.summaries if s.stage == "ingest_pos_stream" and s.partition == evaluation.partition]
+                stream = [
+                    s.run_id
+                    for s in defect_week.summaries
+                    if s.stage == "ingest_pos_stream" and s.partition == evaluation.partition
+                ]
                 assert target.run_id in stream, where
 
 
@@ -119,7 +153,9 @@ def _date(day: str) -> pa.Scalar:
 
 
 def _latest_metadata(week: Week, spec: TableSpec, partition: str) -> dict:
-    records = week.instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key(spec), asset_partitions=[partition]), limit=1).records
+    records = week.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key(spec), asset_partitions=[partition]), limit=1
+    ).records
     assert records, (spec.key, partition)
     return records[0].asset_materialization.metadata
 
@@ -137,11 +173,16 @@ def test_materializations_carry_the_figures_the_ui_plots(defect_week):
             records_in, rate = metadata["records_in"].value, metadata["reject_rate"].value
             assert isinstance(rate, float) and isinstance(records_in, int), (spec.key, day)
             assert metadata["dagster/row_count"].value == rows, (spec.key, day)
-            assert records_in >= rows and rate == pytest.approx(rows / records_in if records_in else 0.0, abs=1e-6), (spec.key, day)
+            assert records_in >= rows and rate == pytest.approx(rows / records_in if records_in else 0.0, abs=1e-6), (
+                spec.key,
+                day,
+            )
             rates.append(rate)
         # the defect week quarantines something of both kinds
         assert any(r > 0 for r in rates), spec.key
-    sales = engine.read_arrow(GOLD_AGG_DAILY_STORE_SALES, columns=["event_date", "revenue", "net_revenue", "transactions"])
+    sales = engine.read_arrow(
+        GOLD_AGG_DAILY_STORE_SALES, columns=["event_date", "revenue", "net_revenue", "transactions"]
+    )
     for day in defect_week.event_days:
         on_day = sales.filter(pc.equal(sales["event_date"], _date(day)))
         metadata = _latest_metadata(defect_week, GOLD_AGG_DAILY_STORE_SALES, day)
@@ -198,12 +239,20 @@ def test_every_injected_defect_ends_where_the_manifest_says(defect_week):
             if row is None or row["rule"] != entry["rule"] or not row["reason"] or not row["original_record"]:
                 problems.append((entry, row and row["rule"]))
         elif entry["expected"] == "duplicate":
-            kept = [r for r in silver_rows.get(source, []) if f"{r.get('transaction_id')}:{r.get('line_number')}" == entry["record_key"]]
+            kept = [
+                r
+                for r in silver_rows.get(source, [])
+                if f"{r.get('transaction_id')}:{r.get('line_number')}" == entry["record_key"]
+            ]
             if kept:
                 problems.append((entry, "duplicate copy was accepted"))
         elif entry["expected"] == "accepted":
             if entry["source"] in ("sales", "kafka"):
-                kept = [r for r in silver_rows.get(source, []) if f"{r['transaction_id']}:{r['line_number']}" == entry["record_key"]]
+                kept = [
+                    r
+                    for r in silver_rows.get(source, [])
+                    if f"{r['transaction_id']}:{r['line_number']}" == entry["record_key"]
+                ]
             else:
                 kept = silver_rows.get(source, [])
             if not kept:
@@ -236,7 +285,9 @@ def test_gold_holds_no_raw_email_or_phone(defect_week):
             for value in set(table[name].to_pylist()) - {None}:
                 assert value.strip().lower() not in emails, f"{spec.key}.{name} holds a raw e-mail"
                 digits = "".join(ch for ch in value if ch.isdigit())
-                assert not (len(digits) >= 7 and digits in phones and not value.startswith("*")), f"{spec.key}.{name} holds a raw phone"
+                assert not (len(digits) >= 7 and digits in phones and not value.startswith("*")), (
+                    f"{spec.key}.{name} holds a raw phone"
+                )
 
 
 def test_materializing_partitions_again_leaves_every_table_identical(any_engine_week):
@@ -270,7 +321,9 @@ def test_dimensions_identical_day_by_day_and_shuffled_backfill(any_engine_week, 
         root = tmp_path / mode
         shutil.copytree(defect_week.root / "lakehouse" / "bronze", root / "lakehouse" / "bronze")
         with pytest.MonkeyPatch.context() as mp:
-            defs = build_defs(root, "127.0.0.1:9", mp, RETAIL_LATENESS_DAYS=str(LATENESS), **ENGINE_SETTINGS[defect_week.engine_name])
+            defs = build_defs(
+                root, "127.0.0.1:9", mp, RETAIL_LATENESS_DAYS=str(LATENESS), **ENGINE_SETTINGS[defect_week.engine_name]
+            )
             instance = dg.DagsterInstance.ephemeral()
             if mode == "day_by_day":
                 plan = [(stage, d) for d in defect_week.arrival_days for stage in (master, dimensions)]
@@ -282,7 +335,9 @@ def test_dimensions_identical_day_by_day_and_shuffled_backfill(any_engine_week, 
                 summary = run_stage(defs, stage, day, instance)
                 assert summary.success and not summary.checks_failed, summary
             engine = local_engine(defect_week.engine_name, root, defect_week.engine.spark)
-            results[mode] = {spec.key: snapshot(engine, spec) for spec in (GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE)}
+            results[mode] = {
+                spec.key: snapshot(engine, spec) for spec in (GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE)
+            }
     for key, table in results["day_by_day"].items():
         assert table.num_rows > 1
         assert table.equals(results["shuffled"][key]), key
@@ -294,7 +349,9 @@ def test_dimensions_identical_day_by_day_and_shuffled_backfill(any_engine_week, 
 
 def _check_evaluations(week: Week, spec: TableSpec, tags: dict[str, str]) -> list[dg.AssetCheckEvaluation]:
     key = asset_key(spec)
-    job = dg.define_asset_job(f"check_{spec.layer.value}_{spec.name}", selection=dg.AssetSelection.checks_for_assets(key))
+    job = dg.define_asset_job(
+        f"check_{spec.layer.value}_{spec.name}", selection=dg.AssetSelection.checks_for_assets(key)
+    )
     defs = dg.Definitions.merge(week.defs, dg.Definitions(jobs=[job]))
     # A checks-only job cannot infer its partitions definition, so the partition (or range) goes
     # in as the run tags Dagster itself uses for it.
@@ -315,7 +372,12 @@ def _run_range_checks(week: Week, spec: TableSpec, first: str, last: str) -> dic
     ("spec", "tamper"),
     [
         # one customer's lifetime orders off by one: counted from the fact up to that day
-        (GOLD_AGG_CUSTOMER_LIFETIME_VALUE, lambda t: t.set_column(t.schema.get_field_index("orders"), "orders", pc.add(t["orders"], 1).cast(t["orders"].type))),
+        (
+            GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
+            lambda t: t.set_column(
+                t.schema.get_field_index("orders"), "orders", pc.add(t["orders"], 1).cast(t["orders"].type)
+            ),
+        ),
         # a store-product row gone from the day's inventory cover
         (GOLD_AGG_INVENTORY_COVER, lambda t: t.slice(1)),
     ],
@@ -348,7 +410,9 @@ def test_checks_fail_when_data_is_broken_on_purpose(defect_week):
     predicate = f"event_date = '{day}'"
     try:
         # a repeated row: primary key fails
-        write_deltalake(sales_path, pa.concat_tables([original, original.slice(0, 1)]), mode="overwrite", predicate=predicate)
+        write_deltalake(
+            sales_path, pa.concat_tables([original, original.slice(0, 1)]), mode="overwrite", predicate=predicate
+        )
         assert _run_checks(defect_week, SILVER_SALES_LINES, day)[quality.PRIMARY_KEY] is False
         # a run over the whole week records each day's outcome on that day: only this one fails
         week = _run_range_checks(defect_week, SILVER_SALES_LINES, defect_week.event_days[0], defect_week.event_days[-1])

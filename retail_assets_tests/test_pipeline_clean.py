@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from retail_assets.lib.tables import QUARANTINE_INGEST_REJECTS, QUARANTINE_RULE_VIOLATIONS
+from retail_assets.lib.registry.tables import QUARANTINE_INGEST_REJECTS, QUARANTINE_RULE_VIOLATIONS
 from retail_assets_tests.simulated_week import Week, run_simulated_week
 
 pytestmark = pytest.mark.slow
@@ -15,11 +15,17 @@ pytestmark = pytest.mark.slow
 def clean_week(tmp_path_factory, spark, monkeymodule) -> Week:
     # One business day (and its lateness window) shows that clean data passes every check, run
     # one partition per run (what the UI's default backfill does; the defect week runs ranges).
-    return run_simulated_week(tmp_path_factory.mktemp("clean"), spark, defects=False, monkeypatch=monkeymodule, n_days=1, by_range=False)
+    return run_simulated_week(
+        tmp_path_factory.mktemp("clean"), spark, defects=False, monkeypatch=monkeymodule, n_days=1, by_range=False
+    )
 
 
 def test_clean_week_passes_every_check(clean_week):
-    failed = [(s.stage, s.partition, s.checks_failed, s.checks_warned) for s in clean_week.summaries if not s.success or s.checks_failed or s.checks_warned]
+    failed = [
+        (s.stage, s.partition, s.checks_failed, s.checks_warned)
+        for s in clean_week.summaries
+        if not s.success or s.checks_failed or s.checks_warned
+    ]
     assert failed == []
     evaluated = {(asset, check) for s in clean_week.summaries for asset, check, _, _ in s.evaluations}
     graph = clean_week.defs.resolve_asset_graph()

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from retail_assets.lib.broker import free_port
 from retail_assets.lib.settings import project_root
+from retail_assets.tooling.broker import free_port
 
 README = project_root() / "README.md"
 BIN = Path(sys.executable).parent
@@ -56,22 +56,26 @@ def readme_commands() -> list[list[str]]:
 def key(argv: list[str]) -> str:
     """Program and subcommand: `retail-assets demo`, `dg launch`, `dagster asset`."""
     words = [w for w in argv if not w.startswith("-")]
-    if argv[0] == "python" and argv[1:3] == ["-m", "retail_assets.lib.jvm"]:
+    if argv[0] == "python" and argv[1:3] == ["-m", "retail_assets.lib.engine.jvm"]:
         return f"jvm {argv[3]}"
     return " ".join(words[:2]) if len(words) > 1 else argv[0]
 
 
 def run(argv: list[str], env: dict[str, str], *, timeout: float = 600) -> subprocess.CompletedProcess:
     program = str(BIN / argv[0]) if (BIN / argv[0]).exists() else argv[0]
-    done = subprocess.run([program, *argv[1:]], cwd=project_root(), env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{shlex.join(argv)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    done = subprocess.run(
+        [program, *argv[1:]], cwd=project_root(), env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, (
+        f"{shlex.join(argv)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    )
     return done
 
 
 def replace_option(argv: list[str], option: str, value: str) -> list[str]:
     """`argv` with `option`'s value set (added when absent)."""
     out, skip = [], False
-    for i, word in enumerate(argv):
+    for _i, word in enumerate(argv):
         if skip:
             skip = False
             continue
@@ -102,16 +106,27 @@ def workspace(tmp_path_factory) -> Workspace:
     return Workspace(tmp_path_factory.mktemp("readme"))
 
 
-def in_background(argv: list[str], env: dict[str, str], log: Path, ready: str, timeout: float = 240) -> subprocess.Popen:
+def in_background(
+    argv: list[str], env: dict[str, str], log: Path, ready: str, timeout: float = 240
+) -> subprocess.Popen:
     """Start a long-running command; wait until its output shows `ready`."""
     program = str(BIN / argv[0]) if (BIN / argv[0]).exists() else argv[0]
     with open(log, "wb") as out:
-        process = subprocess.Popen([program, *argv[1:]], cwd=project_root(), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [program, *argv[1:]],
+            cwd=project_root(),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + timeout
     while ready not in log.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
             stop(process)
-            raise AssertionError(f"{shlex.join(argv)} never showed {ready!r}:\n{log.read_text(errors='replace')[-3000:]}")
+            raise AssertionError(
+                f"{shlex.join(argv)} never showed {ready!r}:\n{log.read_text(errors='replace')[-3000:]}"
+            )
         time.sleep(0.5)
     return process
 
@@ -155,7 +170,12 @@ def run_ui(argv, ws: Workspace) -> None:
 
 
 def run_dagster_dev(argv, ws: Workspace) -> None:
-    process = in_background([*argv, "-h", "127.0.0.1", "-p", str(free_port())], ws.env, ws.root / "dagster_dev.log", "Serving dagster-webserver on")
+    process = in_background(
+        [*argv, "-h", "127.0.0.1", "-p", str(free_port())],
+        ws.env,
+        ws.root / "dagster_dev.log",
+        "Serving dagster-webserver on",
+    )
     stop(process)
 
 
@@ -167,13 +187,17 @@ def run_materialize(argv, ws: Workspace) -> None:
 def run_backfill(argv, ws: Workspace) -> None:
     argv = replace_option(replace_option(argv, "--from", ws.demo_days[0]), "--to", ws.demo_days[-1])
     done = run(argv, ws.env)
-    assert "Launching runs for backfill" in done.stdout + done.stderr or "Backfill" in done.stdout + done.stderr, done.stdout[-2000:]
+    assert "Launching runs for backfill" in done.stdout + done.stderr or "Backfill" in done.stdout + done.stderr, (
+        done.stdout[-2000:]
+    )
 
 
 def run_dg(argv, ws: Workspace) -> None:
     sub = argv[1]
     if sub == "dev":
-        process = in_background([*argv, "--port", str(free_port())], ws.env, ws.root / "dg_dev.log", "Serving dagster-webserver on")
+        process = in_background(
+            [*argv, "--port", str(free_port())], ws.env, ws.root / "dg_dev.log", "Serving dagster-webserver on"
+        )
         stop(process)
         return
     if sub == "launch":
@@ -192,7 +216,12 @@ def run_generate(argv, ws: Workspace) -> None:
 
 def run_broker_and_produce(argv, ws: Workspace) -> None:
     port = str(free_port())
-    broker = in_background(["retail-assets", "broker", "--port", port, "--data-root", str(ws.root / "live")], ws.env, ws.root / "broker.log", "Ctrl-C stops it")
+    broker = in_background(
+        ["retail-assets", "broker", "--port", port, "--data-root", str(ws.root / "live")],
+        ws.env,
+        ws.root / "broker.log",
+        "Ctrl-C stops it",
+    )
     try:
         produce = replace_option(replace_option(argv, "--bootstrap", f"127.0.0.1:{port}"), "--rate", "0")
         produce = replace_option(replace_option(produce, "--stores", "1"), "--transactions-per-store", "3")
@@ -218,7 +247,9 @@ def run_latency(argv, ws: Workspace) -> None:
 def run_bench(argv, ws: Workspace) -> None:
     argv = [w for w in argv if not w.startswith("[")]  # the README's optional-argument brackets
     argv = replace_option(replace_option(argv, "--size", "tiny"), "--engine", "delta_rs")
-    argv = replace_option(replace_option(argv, "--out", str(ws.root / "bench.json")), "--work-dir", str(ws.root / "bench"))
+    argv = replace_option(
+        replace_option(argv, "--out", str(ws.root / "bench.json")), "--work-dir", str(ws.root / "bench")
+    )
     done = run([*argv, "--skip-latency", "--skip-sensor"], ws.env, timeout=900)
     assert "wrote " in done.stdout and (ws.root / "bench.json").exists()
 
@@ -240,6 +271,12 @@ def run_jvm(argv, ws: Workspace) -> None:
     assert ".cache/jvm" in done.stdout + done.stderr or "fetched" in done.stdout + done.stderr
 
 
+def run_ruff(argv, ws: Workspace) -> None:
+    # `ruff format` as a check: the test never rewrites the checkout (formatted, it would not change)
+    done = run([*argv, "--check"] if argv[1] == "format" else argv, ws.env)
+    assert "All checks passed!" in done.stdout or "already formatted" in done.stdout, done.stdout
+
+
 RUNNERS: dict[str, Callable[[list[str], Workspace], None]] = {
     "retail-assets demo": run_demo,
     "retail-assets ui": run_ui,
@@ -259,11 +296,17 @@ RUNNERS: dict[str, Callable[[list[str], Workspace], None]] = {
     "retail-assets provision": run_provision,
     "jvm fetch": run_jvm,
     "jvm list": run_jvm,
+    "ruff check": run_ruff,
+    "ruff format": run_ruff,
 }
 
 
 def test_every_readme_command_is_run_here():
-    unknown = [shlex.join(argv) for argv in readme_commands() if key(argv) not in RUNNERS and not any(shlex.join(argv).startswith(p) for p in NOT_RUN_HERE)]
+    unknown = [
+        shlex.join(argv)
+        for argv in readme_commands()
+        if key(argv) not in RUNNERS and not any(shlex.join(argv).startswith(p) for p in NOT_RUN_HERE)
+    ]
     assert not unknown, f"README commands this test does not run: {unknown}"
 
 

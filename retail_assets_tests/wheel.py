@@ -47,7 +47,9 @@ def copy_tree(source: Path, target: Path) -> None:
     """`source` as it is on disk: with git, a clone of its history with the working tree's files
     over it (so uncommitted changes stay uncommitted); without, a plain copy of its files."""
     if not is_git_work_tree(source):
-        shutil.copytree(source, target, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".venv"))
+        shutil.copytree(
+            source, target, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".venv")
+        )
         return
     _git(target.parent, "clone", "--quiet", "--shared", "--no-checkout", str(source), str(target))
     # The source's commit even when its HEAD is detached (as in a CI checkout of a pull request).
@@ -67,13 +69,26 @@ def build_wheel(dest: Path, *, source: Path | None = None) -> Path:
         copy_tree(source, tree)
         env = {**os.environ, "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(tree)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "-q",
+                "-w",
+                str(out),
+                str(tree),
+            ],
             capture_output=True,
             text=True,
             env=env,
             timeout=BUILD_TIMEOUT_S,
         )
-        assert done.returncode == 0, f"pip wheel failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        assert done.returncode == 0, (
+            f"pip wheel failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
         (wheel,) = out.glob("retail_assets-*.whl")
         return Path(shutil.move(str(wheel), dest / wheel.name))
 

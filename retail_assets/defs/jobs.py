@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from retail_assets.lib.pipeline import STAGES
+from retail_assets.lib.registry.stages import STAGES
 
 stage_jobs = [
-    dg.define_asset_job(name=stage.job_name, selection=stage.selection(), description=stage.description) for stage in STAGES
+    dg.define_asset_job(name=stage.job_name, selection=stage.selection(), description=stage.description)
+    for stage in STAGES
 ]

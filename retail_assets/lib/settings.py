@@ -114,6 +114,6 @@ def _schema_safe(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_") or "dev"
 
 
-# `sc://host:port` of the Spark Connect server a process computes on (`lib/spark_server.py`); a
+# `sc://host:port` of the Spark Connect server a process computes on (`tooling/spark_server.py`); a
 # setting of this machine, never forwarded to a Databricks cluster.
 SPARK_REMOTE_ENV = "RETAIL_SPARK_REMOTE"

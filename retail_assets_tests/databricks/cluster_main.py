@@ -48,7 +48,7 @@ class _Secrets:
             # Databricks' own wording, so a missing secret reads the same as on a cluster.
             raise SecretNotFound(f"Secret does not exist with scope: {scope} and key: {key}") from None
 
-    def listScopes(self) -> list[str]:  # noqa: N802 - dbutils' naming
+    def listScopes(self) -> list[str]:
         return sorted({s for s, _ in self._values})
 
 
@@ -70,7 +70,9 @@ class _Fs:
         if p == "/dbfs" or p.startswith("/dbfs/"):
             p = p[len("/dbfs") :] or "/"
         if not self._dbfs_enabled:
-            raise PermissionError(f"DBFS root is disabled on this workspace: {path} cannot be accessed; use a Unity Catalog volume (/Volumes/...)")
+            raise PermissionError(
+                f"DBFS root is disabled on this workspace: {path} cannot be accessed; use a Unity Catalog volume (/Volumes/...)"
+            )
         return Path("/dbfs") / p.lstrip("/")
 
     def ls(self, path: str) -> list[str]:

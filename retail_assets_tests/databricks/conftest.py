@@ -9,7 +9,7 @@ import secrets
 
 import pytest
 
-from retail_assets.lib.spark import REMOTE_ENV, local_conf
+from retail_assets.lib.engine.spark import REMOTE_ENV, local_conf
 from retail_assets_tests.databricks.emulator import WorkspaceEmulator
 from retail_assets_tests.wheel import build_wheel
 

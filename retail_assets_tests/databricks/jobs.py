@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from retail_assets.defs.maintenance.jobs import lakehouse_maintenance
 from retail_assets.definitions import build_definitions
-from retail_assets.lib.environments import resources_for
-from retail_assets.lib.factories import STEP_LAUNCHER, daily_partitions
+from retail_assets.defs.maintenance.jobs import lakehouse_maintenance
+from retail_assets.lib.orchestration.environments import resources_for
+from retail_assets.lib.orchestration.factories import STEP_LAUNCHER, daily_partitions
+from retail_assets.lib.registry.tables import BRONZE_STORES
 from retail_assets.lib.settings import get_environment
-from retail_assets.lib.tables import BRONZE_STORES
 
 CHAIN = [dg.AssetKey(["bronze", "stores"]), dg.AssetKey(["silver", "stores"]), dg.AssetKey(["gold", "dim_store"])]
 CHECKED = dg.AssetKey(["silver", "stores"])
@@ -33,7 +33,11 @@ def chain_job() -> dg.JobDefinition:
 
 def bronze_stores_job() -> dg.JobDefinition:
     """Bronze stores alone: one arrival partition materialized again."""
-    job = dg.define_asset_job("databricks_bronze_stores", selection=dg.AssetSelection.assets(CHAIN[0]).without_checks(), executor_def=dg.in_process_executor)
+    job = dg.define_asset_job(
+        "databricks_bronze_stores",
+        selection=dg.AssetSelection.assets(CHAIN[0]).without_checks(),
+        executor_def=dg.in_process_executor,
+    )
     return dg.Definitions.merge(build_definitions(), dg.Definitions(jobs=[job])).resolve_job_def(job.name)
 
 
@@ -43,11 +47,17 @@ def maintenance_job() -> dg.JobDefinition:
     In-process only because an ephemeral test instance cannot run the deployment's multiprocess
     executor; the op still runs remotely through the step launcher.
     """
-    job = lakehouse_maintenance.graph.to_job(name="databricks_maintenance", executor_def=dg.in_process_executor, tags=lakehouse_maintenance.tags)
+    job = lakehouse_maintenance.graph.to_job(
+        name="databricks_maintenance", executor_def=dg.in_process_executor, tags=lakehouse_maintenance.tags
+    )
     return dg.Definitions(jobs=[job], resources=resources_for(get_environment())).resolve_job_def(job.name)
 
 
-@dg.asset(key=["emulator", "exploding"], required_resource_keys={"lakehouse", STEP_LAUNCHER}, partitions_def=daily_partitions())
+@dg.asset(
+    key=["emulator", "exploding"],
+    required_resource_keys={"lakehouse", STEP_LAUNCHER},
+    partitions_def=daily_partitions(),
+)
 def exploding(context) -> None:
     rows = context.resources.lakehouse.engine.read_arrow(BRONZE_STORES, columns=["_source"]).num_rows
     raise ValueError(f"{EXPLOSION}: {rows} bronze rows looked at")
@@ -55,17 +65,24 @@ def exploding(context) -> None:
 
 def failing_job() -> dg.JobDefinition:
     job = dg.define_asset_job("databricks_exploding", selection=[exploding], executor_def=dg.in_process_executor)
-    return dg.Definitions(assets=[exploding], jobs=[job], resources=resources_for(get_environment())).resolve_job_def(job.name)
+    return dg.Definitions(assets=[exploding], jobs=[job], resources=resources_for(get_environment())).resolve_job_def(
+        job.name
+    )
 
 
 def _light(name: str, upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
     @dg.asset(key=["emulator", name], deps=upstream, required_resource_keys={STEP_LAUNCHER})
     def _asset(context) -> dg.MaterializeResult:
-        import os  # noqa: PLC0415
+        import os
 
         # (the launcher's step main sets DATABRICKS_TOKEN to "" when absent: a name, no credential)
         seen = sorted(name for name, value in os.environ.items() if name.startswith("DATABRICKS_") and value)
-        return dg.MaterializeResult(metadata={"runtime": os.environ.get("DATABRICKS_RUNTIME_VERSION", ""), "databricks variables": ",".join(seen)})
+        return dg.MaterializeResult(
+            metadata={
+                "runtime": os.environ.get("DATABRICKS_RUNTIME_VERSION", ""),
+                "databricks variables": ",".join(seen),
+            }
+        )
 
     return _asset
 
@@ -79,13 +96,19 @@ def light_stage_job() -> dg.JobDefinition:
     """Three dependent steps that do nothing but start on a cluster: how many clusters a run of
     several steps creates, without the cost of their work."""
     job = dg.define_asset_job("databricks_light_stage", selection=LIGHT, executor_def=dg.in_process_executor)
-    return dg.Definitions(assets=LIGHT, jobs=[job], resources=resources_for(get_environment())).resolve_job_def(job.name)
+    return dg.Definitions(assets=LIGHT, jobs=[job], resources=resources_for(get_environment())).resolve_job_def(
+        job.name
+    )
 
 
 def bronze_pos_job() -> dg.JobDefinition:
     """Bronze point-of-sale events alone: the Kafka sensor's lane starts with it."""
-    from retail_assets.lib.factories import asset_key  # noqa: PLC0415
-    from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS  # noqa: PLC0415
+    from retail_assets.lib.orchestration.factories import asset_key
+    from retail_assets.lib.registry.tables import BRONZE_POS_TRANSACTIONS
 
-    job = dg.define_asset_job("databricks_bronze_pos", selection=dg.AssetSelection.assets(asset_key(BRONZE_POS_TRANSACTIONS)).without_checks(), executor_def=dg.in_process_executor)
+    job = dg.define_asset_job(
+        "databricks_bronze_pos",
+        selection=dg.AssetSelection.assets(asset_key(BRONZE_POS_TRANSACTIONS)).without_checks(),
+        executor_def=dg.in_process_executor,
+    )
     return dg.Definitions.merge(build_definitions(), dg.Definitions(jobs=[job])).resolve_job_def(job.name)

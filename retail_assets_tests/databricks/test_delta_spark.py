@@ -17,12 +17,20 @@ import pytest
 from deltalake import DeltaTable
 
 from retail_assets.defs.maintenance.jobs import lakehouse_maintenance
-from retail_assets.lib import settings, spark_kafka
+from retail_assets.lib import settings
 from retail_assets.lib.engine import DeltaRsEngine, DeltaSparkEngine, PartitionRange
 from retail_assets.lib.engine import delta_spark as ds
-from retail_assets.lib.kafka import OffsetRange, OffsetsNotRetained
-from retail_assets.lib.resources import DatabricksLakehouseResource, KafkaResource, LakehouseResource
-from retail_assets.lib.tables import BRONZE_STORES, GOLD_DIM_DATE, GOLD_FACT_SALES, SILVER_STORES, TABLES, Layer
+from retail_assets.lib.orchestration.resources import DatabricksLakehouseResource, KafkaResource, LakehouseResource
+from retail_assets.lib.registry.tables import (
+    BRONZE_STORES,
+    GOLD_DIM_DATE,
+    GOLD_FACT_SALES,
+    SILVER_STORES,
+    TABLES,
+    Layer,
+)
+from retail_assets.lib.sources import spark_kafka
+from retail_assets.lib.sources.kafka import OffsetRange, OffsetsNotRetained
 
 DAY = dt.date(2026, 11, 2)
 
@@ -52,12 +60,20 @@ def test_unity_catalog_names_follow_catalog_env_layer_table():
     ],
 )
 def test_deployment_env_maps_branch_deployments_to_their_own_schemas(monkeypatch, env, expected):
-    for name in ("RETAIL_DEPLOYMENT_ENV", "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT", "DAGSTER_CLOUD_PULL_REQUEST_ID", "DAGSTER_CLOUD_DEPLOYMENT_NAME"):
+    for name in (
+        "RETAIL_DEPLOYMENT_ENV",
+        "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT",
+        "DAGSTER_CLOUD_PULL_REQUEST_ID",
+        "DAGSTER_CLOUD_DEPLOYMENT_NAME",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert settings.deployment_env() == expected
-    assert DeltaSparkEngine("retail", settings.deployment_env()).location(BRONZE_STORES) == f"retail.{expected}_bronze.stores"
+    assert (
+        DeltaSparkEngine("retail", settings.deployment_env()).location(BRONZE_STORES)
+        == f"retail.{expected}_bronze.stores"
+    )
 
 
 # ---- SQL and writer options -----------------------------------------------------------------
@@ -65,7 +81,10 @@ def test_deployment_env_maps_branch_deployments_to_their_own_schemas(monkeypatch
 
 def test_replace_where_confines_the_overwrite_to_the_partition_range():
     assert ds.replace_where(SILVER_STORES, PartitionRange.single(DAY)) == "`_arrival_date` = DATE'2026-11-02'"
-    assert ds.replace_where(GOLD_DIM_DATE, PartitionRange.around(DAY, 1, 2)) == "`date` >= DATE'2026-11-01' AND `date` <= DATE'2026-11-04'"
+    assert (
+        ds.replace_where(GOLD_DIM_DATE, PartitionRange.around(DAY, 1, 2))
+        == "`date` >= DATE'2026-11-01' AND `date` <= DATE'2026-11-04'"
+    )
 
 
 def test_create_table_sql_declares_columns_partitioning_and_properties():
@@ -79,7 +98,9 @@ def test_create_table_sql_declares_columns_partitioning_and_properties():
     silver = ds.create_table_sql(SILVER_STORES, "retail.prod_silver.stores")
     assert "enableChangeDataFeed" not in silver
     assert ds.create_schema_sql("retail", Layer.SILVER, "prod") == "CREATE SCHEMA IF NOT EXISTS `retail`.`prod_silver`"
-    assert ds.set_properties_sql(BRONZE_STORES, "retail.prod_bronze.stores").startswith("ALTER TABLE `retail`.`prod_bronze`.`stores` SET TBLPROPERTIES (")
+    assert ds.set_properties_sql(BRONZE_STORES, "retail.prod_bronze.stores").startswith(
+        "ALTER TABLE `retail`.`prod_bronze`.`stores` SET TBLPROPERTIES ("
+    )
 
 
 def test_comments_with_quotes_are_escaped():
@@ -88,7 +109,9 @@ def test_comments_with_quotes_are_escaped():
 
 def test_maintenance_sql():
     assert ds.optimize_sql(GOLD_FACT_SALES, "retail.prod_gold.fact_sales") == (
-        "OPTIMIZE `retail`.`prod_gold`.`fact_sales` ZORDER BY (" + ", ".join(f"`{c}`" for c in ds.zorder_columns(GOLD_FACT_SALES)) + ")"
+        "OPTIMIZE `retail`.`prod_gold`.`fact_sales` ZORDER BY ("
+        + ", ".join(f"`{c}`" for c in ds.zorder_columns(GOLD_FACT_SALES))
+        + ")"
     )
     assert GOLD_FACT_SALES.partition_column not in ds.zorder_columns(GOLD_FACT_SALES)
     assert ds.optimize_sql(SILVER_STORES, "c.s.t", PartitionRange.single(DAY), zorder=False) == (
@@ -105,7 +128,11 @@ def test_writer_options():
         "mergeSchema": "true",
     }
     assert ds.writer_options(mode="overwrite_table") == {"mergeSchema": "true"}
-    assert ds.writer_options(mode="append", app_id="kafka-bronze", app_version=7) == {"mergeSchema": "true", "txnAppId": "kafka-bronze", "txnVersion": "7"}
+    assert ds.writer_options(mode="append", app_id="kafka-bronze", app_version=7) == {
+        "mergeSchema": "true",
+        "txnAppId": "kafka-bronze",
+        "txnVersion": "7",
+    }
     with pytest.raises(ValueError):
         ds.writer_options(mode="append", app_id="kafka-bronze")
     with pytest.raises(ValueError):
@@ -118,11 +145,17 @@ def test_partition_overwrite_is_the_ddl_then_one_overwrite_by_condition(spark, t
     name = engine.location(SILVER_STORES)
     rows = stores_rows(DAY)
     commit = engine.overwrite_partitions(SILVER_STORES, rows, PartitionRange.single(DAY))
-    assert (commit.location, commit.version, commit.rows_written) == ("spark_catalog.ci_silver.stores", 1, rows.num_rows)
+    assert (commit.location, commit.version, commit.rows_written) == (
+        "spark_catalog.ci_silver.stores",
+        1,
+        rows.num_rows,
+    )
     history = {r["version"]: r.asDict(recursive=True) for r in spark.sql(ds.history_sql(name, 10)).collect()}
     assert [history[v]["operation"] for v in sorted(history)] == ["CREATE TABLE", "WRITE"]
     write = history[1]["operationParameters"]
-    assert write["mode"] == "Overwrite" and "_arrival_date" in write["predicate"] and DAY.isoformat() in write["predicate"]
+    assert (
+        write["mode"] == "Overwrite" and "_arrival_date" in write["predicate"] and DAY.isoformat() in write["predicate"]
+    )
     assert history[1]["engineInfo"].startswith("Apache-Spark/")
 
     # What `create_table_sql` declares is what Delta made of it.
@@ -174,11 +207,19 @@ def stores_rows(day: dt.date) -> pa.Table:
 
 
 def test_kafka_source_options_carry_the_offset_contract():
-    kafka = KafkaResource(bootstrap_servers="b1:9092,b2:9092", security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="svc", sasl_password='p"w')
+    kafka = KafkaResource(
+        bootstrap_servers="b1:9092,b2:9092",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        sasl_username="svc",
+        sasl_password='p"w',
+    )
     ranges = [OffsetRange(1, 10, 20), OffsetRange(0, 5, 8), OffsetRange(1, 20, 25)]
     options = spark_kafka.source_options(kafka.client_config(), "retail.pos.transactions", ranges)
     assert json.loads(options["startingOffsets"]) == {"retail.pos.transactions": {"0": 5, "1": 10}}
-    assert json.loads(options["endingOffsets"]) == {"retail.pos.transactions": {"0": 8, "1": 25}}  # end exclusive, as [start, end)
+    assert json.loads(options["endingOffsets"]) == {
+        "retail.pos.transactions": {"0": 8, "1": 25}
+    }  # end exclusive, as [start, end)
     assert json.loads(options["assign"]) == {"retail.pos.transactions": [0, 1]}
     assert options["failOnDataLoss"] == "true"
     assert options["kafka.bootstrap.servers"] == "b1:9092,b2:9092"
@@ -200,10 +241,20 @@ def test_spark_kafka_read_is_checked_against_its_ranges():
     # a missing one negative as a consumer reports it; an offset outside the ranges is refused.
     sent = dt.datetime(2026, 11, 2, 8, 30, 0, 125_000, tzinfo=dt.UTC)
     batch = pa.RecordBatch.from_pydict(
-        {"topic": ["t", "t"], "partition": [0, 0], "offset": [5, 6], "value": [b"{}", None], "timestamp": pa.array([sent, None], pa.timestamp("us", tz="UTC"))}
+        {
+            "topic": ["t", "t"],
+            "partition": [0, 0],
+            "offset": [5, 6],
+            "value": [b"{}", None],
+            "timestamp": pa.array([sent, None], pa.timestamp("us", tz="UTC")),
+        }
     )
     (columns,) = spark_kafka.message_columns(iter([batch]), spark_kafka.OffsetGuard(ranges))
-    assert (columns.offsets, columns.values, columns.timestamps_ms) == ([5, 6], [b"{}", None], [int(sent.timestamp() * 1000), -1])
+    assert (columns.offsets, columns.values, columns.timestamps_ms) == (
+        [5, 6],
+        [b"{}", None],
+        [int(sent.timestamp() * 1000), -1],
+    )
     with pytest.raises(OffsetsNotRetained):
         list(spark_kafka.message_columns(iter([batch]), spark_kafka.OffsetGuard([OffsetRange(0, 5, 6)])))
 
@@ -212,13 +263,20 @@ def test_spark_kafka_read_is_checked_against_its_ranges():
 
 
 def test_databricks_lakehouse_resource_chooses_the_engine():
-    uc = DatabricksLakehouseResource(catalog="retail", deployment_env="prod", landing_root="/Volumes/retail/prod_bronze/landing").create_engine()
+    uc = DatabricksLakehouseResource(
+        catalog="retail", deployment_env="prod", landing_root="/Volumes/retail/prod_bronze/landing"
+    ).create_engine()
     assert isinstance(uc, DeltaSparkEngine)
     assert (uc.location(SILVER_STORES), uc.path(SILVER_STORES)) == ("retail.prod_silver.stores", None)  # managed tables
     # The emulator's: external tables under a folder, named in Spark's session catalog.
-    emulated = DatabricksLakehouseResource(catalog=ds.LOCAL_CATALOG, deployment_env="ci", landing_root="/l", root="/x").create_engine()
+    emulated = DatabricksLakehouseResource(
+        catalog=ds.LOCAL_CATALOG, deployment_env="ci", landing_root="/l", root="/x"
+    ).create_engine()
     assert isinstance(emulated, DeltaSparkEngine)
-    assert (emulated.location(SILVER_STORES), emulated.path(SILVER_STORES)) == ("spark_catalog.ci_silver.stores", Path("/x/silver/stores"))
+    assert (emulated.location(SILVER_STORES), emulated.path(SILVER_STORES)) == (
+        "spark_catalog.ci_silver.stores",
+        Path("/x/silver/stores"),
+    )
     with pytest.raises(ValueError, match="delta_spark"):  # no delta-rs on Databricks
         DatabricksLakehouseResource(catalog="retail", deployment_env="ci", landing_root="/l", table_engine="delta_rs")
 

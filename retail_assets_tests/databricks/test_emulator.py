@@ -29,7 +29,7 @@ from databricks.sdk.errors import BadRequest, InvalidParameterValue, NotFound, P
 from databricks.sdk.service import compute, jobs
 from databricks.sdk.service.catalog import VolumeType
 
-from retail_assets.lib.spark import REMOTE_ENV
+from retail_assets.lib.engine.spark import REMOTE_ENV
 from retail_assets_tests.databricks.emulator import (
     ClusterIsolationError,
     LibraryError,
@@ -94,14 +94,17 @@ def job_cluster(**spec) -> compute.ClusterSpec:
 
 def submit(w: WorkspaceClient, task: jobs.SparkPythonTask, *, libraries=(), **cluster) -> int:
     """A one-task run, as dagster-databricks submits it; returns the run id without waiting."""
-    return w.jobs.submit(run_name="emulator-test", tasks=[jobs.SubmitTask(task_key="t", spark_python_task=task, libraries=list(libraries) or None, **cluster)]).run_id
+    return w.jobs.submit(
+        run_name="emulator-test",
+        tasks=[jobs.SubmitTask(task_key="t", spark_python_task=task, libraries=list(libraries) or None, **cluster)],
+    ).run_id
 
 
 # ---- wheels ------------------------------------------------------------------------------
 
 # A PEP 517 build backend in the package's own tree (`backend-path`), so `pip wheel` builds the
 # wheel offline: what it writes is what `wheel.json` says.
-BACKEND = '''
+BACKEND = """
 import base64, hashlib, json, os, zipfile
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
@@ -119,7 +122,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
             zf.writestr(path, data)
         zf.writestr(f"{dist}/RECORD", "\\n".join(record + [f"{dist}/RECORD,,"]) + "\\n")
     return wheel
-'''
+"""
 PYPROJECT = '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
 
 
@@ -132,8 +135,25 @@ def pip_wheel(folder: Path, name: str, version: str, requires: list[str]) -> Pat
     (source / "backend.py").write_text(BACKEND)
     (source / "wheel.json").write_text(json.dumps({"name": name, "version": version, "requires": requires}))
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "-q", "-w", str(folder / "dist"), str(source)],
-                          capture_output=True, text=True, env=env, timeout=180, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            "-w",
+            str(folder / "dist"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return folder / "dist" / f"{name}-{version}-py3-none-any.whl"
 
@@ -158,7 +178,9 @@ def wheels(tmp_path_factory):
     folder = tmp_path_factory.mktemp("wheels")
     return {
         # On runtime 19 (Spark 4.2): its pyspark pin is the runtime's, the old pin only with an extra.
-        "good": pip_wheel(folder, "goodpkg", "1.2.0", ["pyspark>=4.2,<4.3", "click>=8", "pyspark==3.5.0; extra == 'old'"]),
+        "good": pip_wheel(
+            folder, "goodpkg", "1.2.0", ["pyspark>=4.2,<4.3", "click>=8", "pyspark==3.5.0; extra == 'old'"]
+        ),
         # Would bring another Spark over the runtime's.
         "newer_spark": pip_wheel(folder, "sparkypkg", "0.3.0", ["pyspark>=4.3"]),
     }
@@ -255,7 +277,12 @@ def test_directory_listing_pages_with_the_sdk_following_the_token(ws, w):
 
     # A token is this directory's only.
     with pytest.raises(BadRequest):
-        list(w.files.list_directory_contents(f"/Volumes/{catalog}/s/v", page_token=base64.urlsafe_b64encode(b'{"path": "/elsewhere", "after": ""}').decode()))
+        list(
+            w.files.list_directory_contents(
+                f"/Volumes/{catalog}/s/v",
+                page_token=base64.urlsafe_b64encode(b'{"path": "/elsewhere", "after": ""}').decode(),
+            )
+        )
 
 
 def test_a_missing_volume_is_not_found_and_a_path_outside_volumes_a_bad_request(ws, w):
@@ -315,7 +342,7 @@ def test_the_unity_catalog_emulation_is_wired_in(ws, w):
 
 # ---- the emulated cluster: mounts, environment, OAuth ----------------------------------------
 
-PROBE = r'''
+PROBE = r"""
 import json, os, sys
 out_path, dbfs_input = sys.argv[1], sys.argv[2]
 report = {
@@ -329,7 +356,7 @@ report = {
 }
 with open(out_path, "w") as handle:
     json.dump(report, handle)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -347,16 +374,29 @@ def probe_run(ws, wheels):
     ws.dbfs_file("/staging/input.txt").write_text("from dbfs")
     sp.secrets.create_scope("pipeline")
     sp.secrets.put_secret("pipeline", "kafka-password", string_value="kafka-secret-value")
-    run_id = submit(sp, python_task(f"{base}/probe.py", f"{base}/report.json", "/dbfs/staging/input.txt"),
-                    libraries=[compute.Library(whl=f"{base}/{wheels['good'].name}")],
-                    new_cluster=job_cluster(instance_pool_id=pool))
+    run_id = submit(
+        sp,
+        python_task(f"{base}/probe.py", f"{base}/report.json", "/dbfs/staging/input.txt"),
+        libraries=[compute.Library(whl=f"{base}/{wheels['good'].name}")],
+        new_cluster=job_cluster(instance_pool_id=pool),
+    )
     run = wait_for(sp, run_id)
-    return {"catalog": catalog, "folder": folder, "base": base, "pool": pool, "run": run, "sp": sp, "emulated": ws.runs[run_id]}
+    return {
+        "catalog": catalog,
+        "folder": folder,
+        "base": base,
+        "pool": pool,
+        "run": run,
+        "sp": sp,
+        "emulated": ws.runs[run_id],
+    }
 
 
 def test_a_cluster_sees_volumes_and_dbfs_as_folders_the_host_does_not(ws, probe_run):
     run, emulated = probe_run["run"], probe_run["emulated"]
-    assert run.state.result_state == jobs.RunResultState.SUCCESS, (emulated.run_dir / "driver_stderr").read_text()[-3000:]
+    assert run.state.result_state == jobs.RunResultState.SUCCESS, (emulated.run_dir / "driver_stderr").read_text()[
+        -3000:
+    ]
     report = json.loads((probe_run["folder"] / "report.json").read_text())
     base = probe_run["base"]
     # The task's paths arrived as Databricks names them, and were real folders on the cluster.
@@ -406,19 +446,32 @@ def test_oauth_m2m_tokens_are_issued_and_accepted_and_never_reach_the_cluster(ws
 def test_a_wrong_client_secret_gets_an_oauth_error(ws):
     issued = len(ws.tokens_issued)
     with pytest.raises(ValueError, match="invalid_client"):
-        WorkspaceClient(host=ws.host, client_id=SP_ID, client_secret="not-the-secret", auth_type="oauth-m2m").clusters.spark_versions()
-    answer = requests.post(f"{ws.host}/oidc/v1/token", data={"grant_type": "client_credentials", "scope": "all-apis"},
-                           auth=(SP_ID, "not-the-secret"), timeout=10)
+        WorkspaceClient(
+            host=ws.host, client_id=SP_ID, client_secret="not-the-secret", auth_type="oauth-m2m"
+        ).clusters.spark_versions()
+    answer = requests.post(
+        f"{ws.host}/oidc/v1/token",
+        data={"grant_type": "client_credentials", "scope": "all-apis"},
+        auth=(SP_ID, "not-the-secret"),
+        timeout=10,
+    )
     assert answer.status_code == 401 and answer.json()["error"] == "invalid_client"
     assert answer.headers["Content-Type"].startswith("application/json")
     assert len(ws.tokens_issued) == issued  # no token for a wrong secret
     # Only the PAT or an issued token opens the API.
-    assert requests.get(f"{ws.host}/api/2.1/clusters/list", headers={"Authorization": "Bearer made-up"}, timeout=10).status_code == 401
+    assert (
+        requests.get(
+            f"{ws.host}/api/2.1/clusters/list", headers={"Authorization": "Bearer made-up"}, timeout=10
+        ).status_code
+        == 401
+    )
 
 
 def test_an_expired_oauth_token_is_refused(tmp_path):
     with WorkspaceEmulator(tmp_path, service_principals={SP_ID: SP_SECRET}, oauth_token_seconds=1) as ws:
-        token = requests.post(f"{ws.host}/oidc/v1/token", data={"grant_type": "client_credentials"}, auth=(SP_ID, SP_SECRET), timeout=10).json()
+        token = requests.post(
+            f"{ws.host}/oidc/v1/token", data={"grant_type": "client_credentials"}, auth=(SP_ID, SP_SECRET), timeout=10
+        ).json()
         assert token["token_type"] == "Bearer" and token["expires_in"] == 1
         url, headers = f"{ws.host}/api/2.1/clusters/list", {"Authorization": f"Bearer {token['access_token']}"}
         assert requests.get(url, headers=headers, timeout=10).status_code == 200
@@ -433,15 +486,21 @@ def test_an_expired_oauth_token_is_refused(tmp_path):
 def test_a_run_on_a_running_all_purpose_cluster_starts_at_once(ws, w, tmp_path):
     catalog = unique("shared")
     ws.create_volume(catalog, "s", "v")
-    ws.volume_path(f"/Volumes/{catalog}/s/v/noop.py").write_text("import os\nprint('on', os.environ['DATABRICKS_RUNTIME_VERSION'])\n")
-    cluster_id = w.clusters.create(spark_version=RUNTIME, cluster_name="shared", num_workers=1, data_security_mode=DEDICATED).cluster_id
+    ws.volume_path(f"/Volumes/{catalog}/s/v/noop.py").write_text(
+        "import os\nprint('on', os.environ['DATABRICKS_RUNTIME_VERSION'])\n"
+    )
+    cluster_id = w.clusters.create(
+        spark_version=RUNTIME, cluster_name="shared", num_workers=1, data_security_mode=DEDICATED
+    ).cluster_id
     assert w.clusters.get(cluster_id).state == compute.State.PENDING
     assert w.clusters.wait_get_cluster_running(cluster_id).state == compute.State.RUNNING
     created = len(ws.clusters_created)
 
     run_id = submit(w, python_task(f"/Volumes/{catalog}/s/v/noop.py"), existing_cluster_id=cluster_id)
     run = wait_for(w, run_id)
-    assert run.state.result_state == jobs.RunResultState.SUCCESS, (ws.runs[run_id].run_dir / "driver_stderr").read_text()[-3000:]
+    assert run.state.result_state == jobs.RunResultState.SUCCESS, (
+        ws.runs[run_id].run_dir / "driver_stderr"
+    ).read_text()[-3000:]
     assert run.tasks[0].cluster_instance.cluster_id == cluster_id
     assert ws.runs[run_id].cluster_wait < 0.5 * STARTUP_S  # no cluster start-up
     assert len(ws.clusters_created) == created  # no job cluster was made
@@ -481,8 +540,15 @@ def test_cluster_specs_are_validated_at_submit(ws, w):
     no_uc = ws.create_cluster(spark_version=RUNTIME)
     with pytest.raises(BadRequest, match=r"\[UC_NOT_ENABLED\]"):
         submit(w, python_task(script), existing_cluster_id=no_uc)
-    assert ws.count("/jobs/runs/submit") - submitted == 7 and not [r for r in ws.runs.values() if r.task["spark_python_task"]["python_file"] == script]
-    for mode in ("USER_ISOLATION", "DATA_SECURITY_MODE_DEDICATED", "DATA_SECURITY_MODE_STANDARD", "DATA_SECURITY_MODE_AUTO"):
+    assert ws.count("/jobs/runs/submit") - submitted == 7 and not [
+        r for r in ws.runs.values() if r.task["spark_python_task"]["python_file"] == script
+    ]
+    for mode in (
+        "USER_ISOLATION",
+        "DATA_SECURITY_MODE_DEDICATED",
+        "DATA_SECURITY_MODE_STANDARD",
+        "DATA_SECURITY_MODE_AUTO",
+    ):
         ws.check_access_mode({"data_security_mode": mode})  # the other UC access modes pass
 
 
@@ -504,10 +570,18 @@ def test_a_runtime_whose_spark_is_not_the_installed_one_cannot_be_emulated(ws, w
     catalog = unique("old")
     ws.create_volume(catalog, "s", "v")
     ws.volume_path(f"/Volumes/{catalog}/s/v/noop.py").write_text("pass\n")
-    run_id = submit(w, python_task(f"/Volumes/{catalog}/s/v/noop.py"), new_cluster=job_cluster(spark_version="17.3.x-scala2.13"))
+    run_id = submit(
+        w, python_task(f"/Volumes/{catalog}/s/v/noop.py"), new_cluster=job_cluster(spark_version="17.3.x-scala2.13")
+    )
     run = wait_for(w, run_id)
-    assert (run.state.life_cycle_state, run.state.result_state) == (jobs.RunLifeCycleState.INTERNAL_ERROR, jobs.RunResultState.FAILED)
-    assert "cannot run Databricks Runtime 17.3.x-scala2.13" in run.state.state_message and "Spark 4.0.0" in run.state.state_message
+    assert (run.state.life_cycle_state, run.state.result_state) == (
+        jobs.RunLifeCycleState.INTERNAL_ERROR,
+        jobs.RunResultState.FAILED,
+    )
+    assert (
+        "cannot run Databricks Runtime 17.3.x-scala2.13" in run.state.state_message
+        and "Spark 4.0.0" in run.state.state_message
+    )
     assert "19.x-scala2.13" in run.state.state_message  # the runtime that would do
     assert ws.runs[run_id].process is None
     assert ws.runs[run_id].cluster_wait >= STARTUP_S * 0.9  # a job cluster's cold start came first
@@ -520,17 +594,29 @@ def test_a_wheel_that_would_replace_the_runtimes_spark_fails_library_installatio
     wheel = wheels["newer_spark"]
     # Through DBFS this time: a dbfs: wheel library on a workspace with DBFS root.
     w.dbfs.upload(f"/artifacts/{wheel.name}", io.BytesIO(wheel.read_bytes()))
-    run_id = submit(w, python_task(f"/Volumes/{catalog}/s/v/noop.py"), new_cluster=job_cluster(),
-                    libraries=[compute.Library(pypi=compute.PythonPyPiLibrary(package="click")), compute.Library(whl=f"dbfs:/artifacts/{wheel.name}")])
+    run_id = submit(
+        w,
+        python_task(f"/Volumes/{catalog}/s/v/noop.py"),
+        new_cluster=job_cluster(),
+        libraries=[
+            compute.Library(pypi=compute.PythonPyPiLibrary(package="click")),
+            compute.Library(whl=f"dbfs:/artifacts/{wheel.name}"),
+        ],
+    )
     run = wait_for(w, run_id)
-    assert (run.state.life_cycle_state, run.state.result_state) == (jobs.RunLifeCycleState.INTERNAL_ERROR, jobs.RunResultState.FAILED)
+    assert (run.state.life_cycle_state, run.state.result_state) == (
+        jobs.RunLifeCycleState.INTERNAL_ERROR,
+        jobs.RunResultState.FAILED,
+    )
     message = run.state.state_message
     assert message.startswith("Library installation failed: ") and "pyspark>=4.3" in message and "Spark" in message
     assert "sparkypkg 0.3.0" in message and "provides pyspark 4.2.0" in message
     assert ws.runs[run_id].process is None
     statuses = {next(iter(s.library.as_dict())): s for s in w.libraries.cluster_status(ws.runs[run_id].cluster_id)}
     assert statuses["pypi"].status == compute.LibraryInstallStatus.INSTALLED
-    assert statuses["whl"].status == compute.LibraryInstallStatus.FAILED and "sparkypkg==0.3.0" in statuses["whl"].messages
+    assert (
+        statuses["whl"].status == compute.LibraryInstallStatus.FAILED and "sparkypkg==0.3.0" in statuses["whl"].messages
+    )
 
 
 RUNTIME_19 = runtimes()[RUNTIME]
@@ -598,7 +684,11 @@ def test_only_a_real_installable_wheel_installs(tmp_path, name, content, problem
 
 
 def test_pypi_libraries_keep_their_checks(tmp_path):
-    libraries = [{"pypi": {"package": "click"}}, {"pypi": {"package": "pyspark==4.2.0"}}, {"pypi": {"package": "click==0.0.1"}}]
+    libraries = [
+        {"pypi": {"package": "click"}},
+        {"pypi": {"package": "pyspark==4.2.0"}},
+        {"pypi": {"package": "click==0.0.1"}},
+    ]
     statuses, found = install_libraries(libraries, RUNTIME_19, lambda _: tmp_path)
     assert found == "pyspark==4.2.0 would replace the Databricks Runtime's own Spark"
     assert [s["status"] for s in statuses] == ["INSTALLED", "FAILED", "SKIPPED"]
@@ -610,7 +700,7 @@ def test_pypi_libraries_keep_their_checks(tmp_path):
 
 # ---- a workspace without DBFS root ---------------------------------------------------------
 
-NO_DBFS_PROBE = r'''
+NO_DBFS_PROBE = r"""
 import json, os, sys
 report = {"dbfs_entries": os.listdir("/dbfs") if os.path.isdir("/dbfs") else None}
 try:
@@ -625,11 +715,13 @@ except PermissionError as exc:
     report["dbutils"] = str(exc)
 report["volume"] = dbutils.fs.ls(os.path.dirname(sys.argv[1]))
 open(sys.argv[1], "w").write(json.dumps(report))
-'''
+"""
 
 
 def test_a_workspace_without_dbfs_root(tmp_path, wheels):
-    with WorkspaceEmulator(tmp_path, token=TOKEN, dbfs_root_enabled=False, spark_remote=os.environ.get(REMOTE_ENV), startup_seconds=0.05) as ws:
+    with WorkspaceEmulator(
+        tmp_path, token=TOKEN, dbfs_root_enabled=False, spark_remote=os.environ.get(REMOTE_ENV), startup_seconds=0.05
+    ) as ws:
         w = WorkspaceClient(host=ws.host, token=TOKEN, auth_type="pat")
         # Every DBFS call is refused, saying why.
         for call in (lambda: w.dbfs.get_status("/"), lambda: w.dbfs.mkdirs("/staging"), lambda: list(w.dbfs.list("/"))):
@@ -655,7 +747,9 @@ def test_a_workspace_without_dbfs_root(tmp_path, wheels):
         # `dbfs:/Volumes/...` is a volume, not DBFS root; on the cluster there is no /dbfs to use.
         run_id = submit(w, python_task(f"dbfs:{base}/probe.py", f"{base}/report.json"), new_cluster=job_cluster())
         run = wait_for(w, run_id)
-        assert run.state.result_state == jobs.RunResultState.SUCCESS, (ws.runs[run_id].run_dir / "driver_stderr").read_text()[-3000:]
+        assert run.state.result_state == jobs.RunResultState.SUCCESS, (
+            ws.runs[run_id].run_dir / "driver_stderr"
+        ).read_text()[-3000:]
         report = json.loads(ws.volume_path(f"{base}/report.json").read_text())
         assert report["dbfs_entries"] in (None, [])
         assert report["dbfs_write"] != "ok" and "DBFS root is disabled" in report["dbutils"]

@@ -15,13 +15,13 @@ import secrets
 import pytest
 from databricks.sdk.errors import NotFound
 
-from retail_assets.cli import main as cli_main
 from retail_assets.lib.deployment import provisioning
 from retail_assets.lib.deployment.governance import principals, sharing, steps
 from retail_assets.lib.deployment.governance.principals import Principals
 from retail_assets.lib.deployment.governance.sharing import Recipient
-from retail_assets.lib.tables import GOLD_AGG_DAILY_STORE_SALES, GOLD_DIM_CUSTOMER, TABLES, Layer
 from retail_assets.lib.deployment.workspace import DatabricksWorkspaceResource
+from retail_assets.lib.registry.tables import GOLD_AGG_DAILY_STORE_SALES, GOLD_DIM_CUSTOMER, TABLES, Layer
+from retail_assets.tooling.cli import main as cli_main
 from retail_assets_tests.databricks.emulator import WorkspaceEmulator
 from retail_assets_tests.databricks.unity_catalog import UnityCatalog
 
@@ -38,7 +38,9 @@ GOLD_TABLES = [t for t in TABLES if t.layer is Layer.GOLD]
 @pytest.fixture
 def emulator(tmp_path):
     token = secrets.token_hex(16)
-    with WorkspaceEmulator(tmp_path / "workspace", token=token, catalog=UnityCatalog(catalogs=("retail",), warehouses=(WAREHOUSE,))) as ws:
+    with WorkspaceEmulator(
+        tmp_path / "workspace", token=token, catalog=UnityCatalog(catalogs=("retail",), warehouses=(WAREHOUSE,))
+    ) as ws:
         ws.test_token = token
         yield ws
 
@@ -57,7 +59,9 @@ def wheel(tmp_path):
 
 
 def plan(wheel=None, env=ENV):
-    return provisioning.plan(env, "retail", principals=Principals.for_env(env, APP_ID), recipients=RECIPIENTS, wheel=wheel)
+    return provisioning.plan(
+        env, "retail", principals=Principals.for_env(env, APP_ID), recipients=RECIPIENTS, wheel=wheel
+    )
 
 
 def statuses(report: provisioning.Report) -> dict[str, provisioning.Status]:
@@ -78,9 +82,16 @@ def test_a_branch_deployment_is_provisioned_from_nothing(emulator, workspace, wh
 
     state = emulator.catalog.snapshot()
     assert {s["full_name"] for s in state["schemas"]} >= {f"retail.{ENV}_{layer.value}" for layer in Layer}
-    assert {v["full_name"] for v in state["volumes"]} == {f"retail.{ENV}_bronze.landing", f"retail.{ENV}_bronze.artifacts"}
-    assert (emulator.volumes_root / "retail" / f"{ENV}_bronze" / "artifacts" / wheel.name).read_bytes() == wheel.read_bytes()
-    assert {f["full_name"] for f in state["functions"]} == {f"retail.{ENV}_gold.{n}" for n in ("mask_pii_string", "mask_pii_date", "store_region_filter")}
+    assert {v["full_name"] for v in state["volumes"]} == {
+        f"retail.{ENV}_bronze.landing",
+        f"retail.{ENV}_bronze.artifacts",
+    }
+    assert (
+        emulator.volumes_root / "retail" / f"{ENV}_bronze" / "artifacts" / wheel.name
+    ).read_bytes() == wheel.read_bytes()
+    assert {f["full_name"] for f in state["functions"]} == {
+        f"retail.{ENV}_gold.{n}" for n in ("mask_pii_string", "mask_pii_date", "store_region_filter")
+    }
 
     granted = {(g["securable_type"], g["full_name"], g["principal"]): set(g["privileges"]) for g in state["grants"]}
     assert granted[("CATALOG", "retail", APP_ID)] == {"USE_CATALOG"}
@@ -97,11 +108,16 @@ def test_a_branch_deployment_is_provisioned_from_nothing(emulator, workspace, wh
     assert not any(t["column_masks"] or t["row_filter"] for t in state["tables"])
     (share,) = state["shares"]
     assert share["name"] == f"{ENV}_partner_gold" and share["objects"] == []
-    assert {(r["name"], r["authentication_type"], r["data_recipient_global_metastore_id"]) for r in state["recipients"]} == {
+    assert {
+        (r["name"], r["authentication_type"], r["data_recipient_global_metastore_id"]) for r in state["recipients"]
+    } == {
         ("acme", "TOKEN", None),
         ("globex", "DATABRICKS", GLOBEX),
     }
-    assert {(g["recipient"], tuple(g["privileges"])) for g in state["share_grants"]} == {("acme", ("SELECT",)), ("globex", ("SELECT",))}
+    assert {(g["recipient"], tuple(g["privileges"])) for g in state["share_grants"]} == {
+        ("acme", ("SELECT",)),
+        ("globex", ("SELECT",)),
+    }
 
 
 def test_provisioning_run_twice_leaves_the_same_state(emulator, workspace, wheel):
@@ -110,9 +126,17 @@ def test_provisioning_run_twice_leaves_the_same_state(emulator, workspace, wheel
     since = len(emulator.calls)
     again = provisioning.apply(plan(wheel), workspace)
     assert emulator.catalog.snapshot() == first
-    assert {s for s in statuses(again).values()} == {provisioning.Status.UNCHANGED, provisioning.Status.PENDING, provisioning.Status.UPDATED}
-    assert [d for d, s in statuses(again).items() if s is provisioning.Status.UPDATED] == [f"wheel {wheel.name} in /Volumes/retail/{ENV}_bronze/artifacts/{wheel.name}"]
-    assert [path for _, path in changing_calls(emulator, since)] == [f"/api/2.0/fs/files/Volumes/retail/{ENV}_bronze/artifacts/{wheel.name}"]
+    assert {s for s in statuses(again).values()} == {
+        provisioning.Status.UNCHANGED,
+        provisioning.Status.PENDING,
+        provisioning.Status.UPDATED,
+    }
+    assert [d for d, s in statuses(again).items() if s is provisioning.Status.UPDATED] == [
+        f"wheel {wheel.name} in /Volumes/retail/{ENV}_bronze/artifacts/{wheel.name}"
+    ]
+    assert [path for _, path in changing_calls(emulator, since)] == [
+        f"/api/2.0/fs/files/Volumes/retail/{ENV}_bronze/artifacts/{wheel.name}"
+    ]
 
     # the pipeline's first materialization creates the Gold tables; the next run binds what was pending
     for spec in GOLD_TABLES:
@@ -133,8 +157,15 @@ def test_provisioning_run_twice_leaves_the_same_state(emulator, workspace, wheel
         "input_column_names": ["store_id"],
     }
     (share,) = state["shares"]
-    assert [o["name"] for o in share["objects"]] == [f"retail.{ENV}_gold.agg_inventory_cover", f"retail.{ENV}_gold.agg_product_performance"]
-    selects = {g["full_name"] for g in state["grants"] if g["principal"] == f"{ENV}_analysts" and g["securable_type"] == "TABLE"}
+    assert [o["name"] for o in share["objects"]] == [
+        f"retail.{ENV}_gold.agg_inventory_cover",
+        f"retail.{ENV}_gold.agg_product_performance",
+    ]
+    selects = {
+        g["full_name"]
+        for g in state["grants"]
+        if g["principal"] == f"{ENV}_analysts" and g["securable_type"] == "TABLE"
+    }
     assert selects == {t.catalog_name("retail", ENV) for t in GOLD_TABLES}
 
     # and once complete, a further run changes nothing at all
@@ -151,18 +182,26 @@ def test_a_grant_made_by_hand_is_repaired(emulator, workspace):
     workspace.sql(f"GRANT SELECT ON SCHEMA retail.{ENV}_silver TO `{ENV}_analysts`")
     workspace.sql(f"REVOKE READ VOLUME ON VOLUME retail.{ENV}_bronze.artifacts FROM `{APP_ID}`")
     report = provisioning.apply(plan(), workspace)
-    changed = {d: o for d, o in ((s.description, o) for s, o in report.results) if o.status is provisioning.Status.UPDATED}
+    changed = {
+        d: o for d, o in ((s.description, o) for s, o in report.results) if o.status is provisioning.Status.UPDATED
+    }
     assert len(changed) == 2
     state = emulator.catalog.snapshot()
-    silver = [g for g in state["grants"] if g["full_name"] == f"retail.{ENV}_silver" and g["principal"] == f"{ENV}_analysts"]
+    silver = [
+        g for g in state["grants"] if g["full_name"] == f"retail.{ENV}_silver" and g["principal"] == f"{ENV}_analysts"
+    ]
     assert silver == []
-    artifacts = [g for g in state["grants"] if g["full_name"] == f"retail.{ENV}_bronze.artifacts" and g["principal"] == APP_ID]
+    artifacts = [
+        g for g in state["grants"] if g["full_name"] == f"retail.{ENV}_bronze.artifacts" and g["principal"] == APP_ID
+    ]
     assert artifacts[0]["privileges"] == ["READ_VOLUME", "WRITE_VOLUME"]
 
 
 def test_a_missing_catalog_stops_provisioning_with_what_to_do(workspace):
     planned = provisioning.plan(ENV, "elsewhere", recipients=())
-    with pytest.raises(provisioning.ProvisioningFailed, match="catalog elsewhere does not exist: an administrator creates it"):
+    with pytest.raises(
+        provisioning.ProvisioningFailed, match="catalog elsewhere does not exist: an administrator creates it"
+    ):
         provisioning.apply(planned, workspace)
 
 
@@ -178,7 +217,10 @@ def test_the_command_provisions_and_reports_each_step(emulator, wheel, monkeypat
     out = capsys.readouterr().out
     assert "schema retail.pr_7_gold … created" in out
     assert f"wheel {wheel.name} in /Volumes/retail/pr_7_bronze/artifacts/{wheel.name} … updated: uploaded" in out
-    assert "column masks on retail.pr_7_gold.dim_customer (first_name, last_name, city, birth_date) … pending: table not created yet" in out
+    assert (
+        "column masks on retail.pr_7_gold.dim_customer (first_name, last_name, city, birth_date) … pending: table not created yet"
+        in out
+    )
     assert f"service principal {APP_ID}" in out
     first = emulator.catalog.snapshot()
     assert cli_main(argv) == 0
@@ -188,14 +230,16 @@ def test_the_command_provisions_and_reports_each_step(emulator, wheel, monkeypat
 
 
 def test_the_job_provisions_its_own_deployment(emulator, workspace, monkeypatch):
-    from retail_assets.defs.maintenance.provisioning import provision_environment  # noqa: PLC0415
+    from retail_assets.defs.maintenance.provisioning import provision_environment
 
     monkeypatch.setenv("RETAIL_DEPLOYMENT_ENV", "pr_9")
     monkeypatch.setenv("RETAIL_UC_CATALOG", "retail")
     monkeypatch.setenv(principals.PIPELINE_PRINCIPAL_ENV, APP_ID)
     monkeypatch.delenv(sharing.RECIPIENTS_ENV, raising=False)
     assert provision_environment.execute_in_process(resources={"databricks": workspace}).success
-    assert {f"retail.pr_9_{layer.value}" for layer in Layer} <= {s["full_name"] for s in emulator.catalog.snapshot()["schemas"]}
+    assert {f"retail.pr_9_{layer.value}" for layer in Layer} <= {
+        s["full_name"] for s in emulator.catalog.snapshot()["schemas"]
+    }
 
     for spec in GOLD_TABLES:  # the first materialization
         emulator.catalog.register_table_spec(spec, "retail", "pr_9")

@@ -28,17 +28,18 @@ from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster_shared.serdes import serialize_value
 from databricks.sdk import WorkspaceClient
 
-from retail_assets.lib import jvm, quality
-from retail_assets.lib.deployment import cluster
-from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
-from retail_assets.lib.engine import delta_spark as ds
-from retail_assets.defs.bronze.sensors import KAFKA_SENSOR, LANDING_SENSOR, STREAM_LANE
 from retail_assets.definitions import build_definitions
-from retail_assets.lib.generator import GeneratorConfig, generate
-from retail_assets.lib.factories import asset_key
+from retail_assets.defs.bronze.sensors import KAFKA_SENSOR, LANDING_SENSOR, STREAM_LANE
+from retail_assets.lib.deployment import cluster
+from retail_assets.lib.engine import delta_spark as ds
+from retail_assets.lib.engine import jvm
+from retail_assets.lib.orchestration.factories import asset_key
+from retail_assets.lib.registry.tables import BRONZE_POS_TRANSACTIONS, BRONZE_STORES, KAFKA_TOPIC, TABLES_BY_KEY
 from retail_assets.lib.settings import project_root
-from retail_assets.lib.stream import StreamConfig, stream_messages
-from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, BRONZE_STORES, KAFKA_TOPIC, TABLES_BY_KEY
+from retail_assets.lib.transforms import quality
+from retail_assets.tooling.broker import LocalBroker, ensure_topic, produce
+from retail_assets.tooling.generator import GeneratorConfig, generate
+from retail_assets.tooling.stream import StreamConfig, stream_messages
 from retail_assets_tests.databricks import jobs
 from retail_assets_tests.databricks.conftest import PIPELINE_CLIENT_ID, PIPELINE_SECRET, WAREHOUSE_ID
 
@@ -53,8 +54,16 @@ ARTIFACTS = f"/Volumes/{CATALOG}/{BRONZE_SCHEMA}/artifacts"
 STAGING = f"{ARTIFACTS}/staging"
 # A late export of the same arrival day: Bronze takes it in when the partition runs again.
 LATE_FILE = f"stores/{DAY.isoformat()}/stores_{DAY:%Y%m%d}_late.jsonl"
-LATE_STORE = {"store_id": "S999", "name": "Marketa Late Opening", "city": "Lyon", "region": "Western Europe", "format": "express",
-              "opened_on": "2026-10-30", "status": "open", "updated_at": "2026-11-02T08:00:00+00:00"}
+LATE_STORE = {
+    "store_id": "S999",
+    "name": "Marketa Late Opening",
+    "city": "Lyon",
+    "region": "Western Europe",
+    "format": "express",
+    "opened_on": "2026-10-30",
+    "status": "open",
+    "updated_at": "2026-11-02T08:00:00+00:00",
+}
 
 
 def admin(workspace) -> WorkspaceClient:
@@ -100,7 +109,14 @@ def deployment(workspace, tmp_path_factory, project_wheel):
         yield data
 
 
-def execute(job_fn: str, instance: dg.DagsterInstance, *, partitioned: bool = True, run_config: dict | None = None, day: dt.date = DAY) -> dg.ExecuteJobResult:
+def execute(
+    job_fn: str,
+    instance: dg.DagsterInstance,
+    *,
+    partitioned: bool = True,
+    run_config: dict | None = None,
+    day: dt.date = DAY,
+) -> dg.ExecuteJobResult:
     recon = dg.build_reconstructable_job(jobs.__name__, job_fn, reconstructor_working_directory=str(project_root()))
     # Each run loads the code location under the environment of the moment, as a run worker
     # process would: Dagster keeps the last job it reconstructed in this process otherwise.
@@ -129,7 +145,9 @@ def launch(workspace, job_fn: str, **kwargs: Any) -> Launched:
         failures = [e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure]
         run_id, success = result.run_id, result.success
         step_keys = {e.step_key for e in result.all_events if e.is_step_success}
-    return Launched(instance, run_id, success, failures, step_keys, workspace.count("/jobs/runs/submit") - submitted_before)
+    return Launched(
+        instance, run_id, success, failures, step_keys, workspace.count("/jobs/runs/submit") - submitted_before
+    )
 
 
 def table_path(deployment: Path, key: dg.AssetKey) -> Path:
@@ -155,7 +173,9 @@ def landing_tick(instance: dg.DagsterInstance) -> list[dg.RunRequest | dg.SkipRe
     resources = {key: defs.resources[key] for key in ("lakehouse", "databricks")}
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
         result = sensor(context)
-        return list(result) if result is not None and not isinstance(result, (dg.RunRequest, dg.SkipReason)) else [result]
+        return (
+            list(result) if result is not None and not isinstance(result, (dg.RunRequest, dg.SkipReason)) else [result]
+        )
 
 
 @dataclass(frozen=True)
@@ -199,7 +219,11 @@ def test_the_landing_sensor_reads_the_volume_and_bronze_through_the_workspace_ap
     assert isinstance(request, dg.RunRequest), sensed_chain.first_tick
     assert request.partition_key == DAY.isoformat()
     assert request.asset_selection == [jobs.CHAIN[0]]
-    exported = sorted(p.relative_to(workspace.volume_path(LANDING)).as_posix() for p in workspace.volume_path(f"{LANDING}/stores").rglob("*") if p.is_file())
+    exported = sorted(
+        p.relative_to(workspace.volume_path(LANDING)).as_posix()
+        for p in workspace.volume_path(f"{LANDING}/stores").rglob("*")
+        if p.is_file()
+    )
     assert int(request.tags["retail/new_files"]) == len(exported) >= 1
     assert any(p.startswith(f"/api/2.0/fs/directories{LANDING}/stores") for p in workspace.paths_called("GET"))
     bronze = ds.quote_name(BRONZE_STORES.catalog_name(CATALOG, ENV))
@@ -228,7 +252,11 @@ def test_bronze_silver_gold_chain_runs_through_the_step_launcher(workspace, depl
         assert {"databricks_step_main.py", "code.zip", "step_run_ref.pkl", "config.pkl"} <= files, step
         # … and written back by the step on the cluster
         assert {"stdout", "stderr", "0_events.pkl"} <= files, step
-    runs = [r for r in workspace.runs.values() if r.task["spark_python_task"]["python_file"].startswith(f"{STAGING}/{run_id}/")]
+    runs = [
+        r
+        for r in workspace.runs.values()
+        if r.task["spark_python_task"]["python_file"].startswith(f"{STAGING}/{run_id}/")
+    ]
     assert len(runs) == 4
     wheel = os.environ["RETAIL_DATABRICKS_WHEEL"]
     for run in runs:
@@ -288,12 +316,18 @@ def test_bronze_silver_gold_chain_runs_through_the_step_launcher(workspace, depl
             assert secret not in json.dumps(submitted.submitted)
             assert secret not in json.dumps(submitted.cluster_environment)
     for submitted in runs:
-        assert not {k for k in submitted.cluster_environment if k.startswith("DATABRICKS_") and k != "DATABRICKS_RUNTIME_VERSION"}
+        assert not {
+            k
+            for k in submitted.cluster_environment
+            if k.startswith("DATABRICKS_") and k != "DATABRICKS_RUNTIME_VERSION"
+        }
     # What the launcher hands each step to set up on the cluster (its pickled DatabricksConfig:
     # the variables and secret-scope entries the step exports there) holds no credential either.
     for step in staged:
         remote = pickle.loads(workspace.volume_path(f"{STAGING}/{run_id}/{step}/config.pkl").read_bytes())
-        assert not [k for k in remote.env_variables if k.startswith("DATABRICKS_") or "SECRET" in k or "TOKEN" in k], remote.env_variables
+        assert not [k for k in remote.env_variables if k.startswith("DATABRICKS_") or "SECRET" in k or "TOKEN" in k], (
+            remote.env_variables
+        )
         assert remote.secrets == []
         for secret in credentials:
             assert secret not in json.dumps(remote.env_variables)
@@ -348,7 +382,11 @@ def test_bronze_change_feed_shows_the_rows_a_rerun_replaced(deployment, rerun, s
     inserted = [c for c in changes if c["_change_type"] == "insert"]
     assert len(deleted) + len(inserted) == len(changes)  # an overwrite: no update pre/post images
     # Out went every record the first run had ingested …
-    first_rows = rerun.first.instance.get_latest_materialization_event(jobs.CHAIN[0]).asset_materialization.metadata["dagster/row_count"].value
+    first_rows = (
+        rerun.first.instance.get_latest_materialization_event(jobs.CHAIN[0])
+        .asset_materialization.metadata["dagster/row_count"]
+        .value
+    )
     assert len(deleted) == first_rows
     assert {c["_batch_id"] for c in deleted} == {rerun.first.run_id}
     assert LATE_FILE not in {c["_source_file"] for c in deleted}
@@ -389,7 +427,12 @@ def test_maintenance_optimizes_and_vacuums_the_delta_spark_tables(workspace, dep
     before = {key: max(history(spark, path)) for key, path in paths.items()}
     rows = {key: spark.read.format("delta").load(str(path)).count() for key, path in paths.items()}
     tables = [f"{key.path[0]}.{key.path[1]}" for key in MAINTAINED]
-    run = launch(workspace, "maintenance_job", partitioned=False, run_config={"ops": {"optimize_and_vacuum": {"config": {"tables": tables}}}})
+    run = launch(
+        workspace,
+        "maintenance_job",
+        partitioned=False,
+        run_config={"ops": {"optimize_and_vacuum": {"config": {"tables": tables}}}},
+    )
     assert run.success, run.failures
     assert run.submitted == 1  # the op ran on a job cluster, through the launcher
 
@@ -397,14 +440,24 @@ def test_maintenance_optimizes_and_vacuums_the_delta_spark_tables(workspace, dep
         spec = TABLES_BY_KEY[f"{key.path[0]}.{key.path[1]}"]
         commits = history(spark, path)
         optimize, start, end = (commits[v] for v in sorted(commits) if v > before[key])
-        assert (optimize["operation"], start["operation"], end["operation"]) == ("OPTIMIZE", "VACUUM START", "VACUUM END"), key
+        assert (optimize["operation"], start["operation"], end["operation"]) == (
+            "OPTIMIZE",
+            "VACUUM START",
+            "VACUUM END",
+        ), key
         assert json.loads(optimize["operationParameters"]["zOrderBy"]) == ds.zorder_columns(spec)
-        assert int(optimize["operationMetrics"]["numRemovedFiles"]) >= 1 and int(optimize["operationMetrics"]["numAddedFiles"]) >= 1
+        assert (
+            int(optimize["operationMetrics"]["numRemovedFiles"]) >= 1
+            and int(optimize["operationMetrics"]["numAddedFiles"]) >= 1
+        )
         # A week's retention (Delta's own check on): nothing written this hour is deleted, so the
         # files OPTIMIZE replaced still serve time travel to the version before it.
         assert start["operationParameters"]["retentionCheckEnabled"] == "true"
         assert int(start["operationMetrics"]["numFilesToDelete"]) == 0
-        assert (end["operationParameters"]["status"], int(end["operationMetrics"]["numDeletedFiles"])) == ("COMPLETED", 0)
+        assert (end["operationParameters"]["status"], int(end["operationMetrics"]["numDeletedFiles"])) == (
+            "COMPLETED",
+            0,
+        )
         assert spark.read.format("delta").load(str(path)).count() == rows[key]
         assert spark.read.format("delta").option("versionAsOf", before[key]).load(str(path)).count() == rows[key]
         assert engine_info(path, max(commits)).startswith("Apache-Spark/")
@@ -474,7 +527,9 @@ def kafka_tick(instance: dg.DagsterInstance, cursor: str | None) -> tuple[dg.Run
         return sensor(context), context.cursor
 
 
-def test_the_kafka_sensor_reads_committed_offsets_through_the_sql_warehouse(workspace, deployment, broker, monkeypatch, spark):
+def test_the_kafka_sensor_reads_committed_offsets_through_the_sql_warehouse(
+    workspace, deployment, broker, monkeypatch, spark
+):
     """Events on the topic → the sensor (watermarks from the broker, Bronze's committed offsets
     from the SQL warehouse, no JVM here) requests today's lane → Bronze written on a cluster by
     Spark's Kafka source → the next tick finds every offset held."""
@@ -502,7 +557,12 @@ def test_the_kafka_sensor_reads_committed_offsets_through_the_sql_warehouse(work
     assert sum(bronze in s and "DESCRIBE HISTORY" in s for s in statements) == 2, statements
     assert sum(bronze in s and "MAX(_offset)" in s and "VERSION AS OF" in s for s in statements) == 1, statements
     # What the cluster wrote: every message once.
-    rows = spark.read.format("delta").load(str(deployment / "lakehouse" / "bronze" / BRONZE_POS_TRANSACTIONS.name)).select("_source").collect()
+    rows = (
+        spark.read.format("delta")
+        .load(str(deployment / "lakehouse" / "bronze" / BRONZE_POS_TRANSACTIONS.name))
+        .select("_source")
+        .collect()
+    )
     assert len(rows) == len({r["_source"] for r in rows}) == len(messages)
 
 
@@ -525,9 +585,19 @@ def test_clusters_a_stage_run_starts_with_each_cluster_setting(workspace, deploy
     from warm instances; an existing all-purpose cluster serves every step. Counted here on a run
     of three dependent steps (printed with `-s`)."""
     pool = workspace.create_instance_pool("retail-assets-pool")
-    shared = workspace.create_cluster(spark_version=cluster.DEFAULT_RUNTIME, cluster_name="retail-assets-shared", data_security_mode="SINGLE_USER",
-                                      single_user_name=PIPELINE_CLIENT_ID, node_type_id="i3.xlarge", num_workers=1)
-    settings = {"new job cluster per step": {}, "instance pool": {"RETAIL_DATABRICKS_INSTANCE_POOL_ID": pool}, "existing cluster": {"RETAIL_DATABRICKS_CLUSTER_ID": shared}}
+    shared = workspace.create_cluster(
+        spark_version=cluster.DEFAULT_RUNTIME,
+        cluster_name="retail-assets-shared",
+        data_security_mode="SINGLE_USER",
+        single_user_name=PIPELINE_CLIENT_ID,
+        node_type_id="i3.xlarge",
+        num_workers=1,
+    )
+    settings = {
+        "new job cluster per step": {},
+        "instance pool": {"RETAIL_DATABRICKS_INSTANCE_POOL_ID": pool},
+        "existing cluster": {"RETAIL_DATABRICKS_CLUSTER_ID": shared},
+    }
     figures = {}
     for name, variables in settings.items():
         with monkeypatch.context() as mp:
@@ -537,23 +607,43 @@ def test_clusters_a_stage_run_starts_with_each_cluster_setting(workspace, deploy
             launched = launch(workspace, "light_stage_job", partitioned=False)
         assert launched.success, launched.failures
         new = workspace.clusters_created[started:]
-        runs = [r for r in workspace.runs.values() if f"/{launched.run_id}/" in r.task["spark_python_task"]["python_file"]]
-        figures[name] = {"steps": launched.submitted, "clusters started": len(new), "from the pool": sum(c.from_pool for c in new),
-                         "clusters used": len({r.cluster_id for r in runs})}
+        runs = [
+            r for r in workspace.runs.values() if f"/{launched.run_id}/" in r.task["spark_python_task"]["python_file"]
+        ]
+        figures[name] = {
+            "steps": launched.submitted,
+            "clusters started": len(new),
+            "from the pool": sum(c.from_pool for c in new),
+            "clusters used": len({r.cluster_id for r in runs}),
+        }
         # What each step saw of Databricks' variables on its cluster: the runtime's, nothing else.
         for asset in jobs.LIGHT:
-            seen = launched.instance.get_latest_materialization_event(asset.key).asset_materialization.metadata["databricks variables"].value
+            seen = (
+                launched.instance.get_latest_materialization_event(asset.key)
+                .asset_materialization.metadata["databricks variables"]
+                .value
+            )
             assert seen == "DATABRICKS_RUNTIME_VERSION", (name, seen)
     print("\n".join(f"{name:>26}: {f}" for name, f in figures.items()))
-    assert figures["new job cluster per step"] == {"steps": 3, "clusters started": 3, "from the pool": 0, "clusters used": 3}
+    assert figures["new job cluster per step"] == {
+        "steps": 3,
+        "clusters started": 3,
+        "from the pool": 0,
+        "clusters used": 3,
+    }
     assert figures["instance pool"] == {"steps": 3, "clusters started": 3, "from the pool": 3, "clusters used": 3}
     assert figures["existing cluster"] == {"steps": 3, "clusters started": 0, "from the pool": 0, "clusters used": 1}
     assert workspace.cluster_runs[shared] and len(workspace.cluster_runs[shared]) == 3
 
     # An all-purpose cluster that is not dedicated to the pipeline's principal is refused before
     # any step is submitted to it.
-    standard = workspace.create_cluster(spark_version=cluster.DEFAULT_RUNTIME, cluster_name="everyone", data_security_mode="USER_ISOLATION",
-                                        node_type_id="i3.xlarge", num_workers=1)
+    standard = workspace.create_cluster(
+        spark_version=cluster.DEFAULT_RUNTIME,
+        cluster_name="everyone",
+        data_security_mode="USER_ISOLATION",
+        node_type_id="i3.xlarge",
+        num_workers=1,
+    )
     monkeypatch.setenv("RETAIL_DATABRICKS_CLUSTER_ID", standard)
     refused = launch(workspace, "light_stage_job", partitioned=False)
     assert not refused.success and refused.submitted == 0

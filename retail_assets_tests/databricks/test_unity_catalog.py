@@ -28,10 +28,10 @@ from databricks.sdk.service.sql import Disposition, Format, StatementParameterLi
 from retail_assets.lib.deployment.governance.grants import grants_for
 from retail_assets.lib.deployment.governance.policies import policies_for
 from retail_assets.lib.deployment.governance.securables import VOLUMES
-from retail_assets.lib.spark import REMOTE_ENV
-from retail_assets.lib.tables import TABLES
+from retail_assets.lib.engine.spark import REMOTE_ENV
+from retail_assets.lib.registry.tables import TABLES
 from retail_assets_tests.databricks.emulator import ApiError
-from retail_assets_tests.databricks.unity_catalog import route, UnityCatalog
+from retail_assets_tests.databricks.unity_catalog import UnityCatalog, route
 
 WAREHOUSE = "wh-1"
 GOLD = "retail.prod_gold"
@@ -49,9 +49,9 @@ class _Workspace:
             def _serve(self) -> None:
                 workspace.dispatch(self)
 
-            do_GET = do_POST = do_PATCH = do_DELETE = _serve  # noqa: N815 - http.server's naming
+            do_GET = do_POST = do_PATCH = do_DELETE = _serve
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -68,7 +68,9 @@ class _Workspace:
             params = {**{k: v[-1] for k, v in parse_qs(url.query).items()}, **(json.loads(raw) if raw else {})}
             found = route(handler.command, unquote(url.path))
             if found is None:
-                raise ApiError(HTTPStatus.NOT_FOUND, "ENDPOINT_NOT_FOUND", f"No API found for '{handler.command} {url.path}'")
+                raise ApiError(
+                    HTTPStatus.NOT_FOUND, "ENDPOINT_NOT_FOUND", f"No API found for '{handler.command} {url.path}'"
+                )
             status, payload = HTTPStatus.OK, found[0](self.emulator, params, found[1])
         except ApiError as exc:
             status, payload = exc.status, {"error_code": exc.code, "message": exc.message}
@@ -118,7 +120,9 @@ def succeeded(w: WorkspaceClient, statement: str, **kwargs):
     return response
 
 
-needs_spark = pytest.mark.skipif(not os.environ.get(REMOTE_ENV), reason="the suite's Spark Connect server is not running")
+needs_spark = pytest.mark.skipif(
+    not os.environ.get(REMOTE_ENV), reason="the suite's Spark Connect server is not running"
+)
 
 
 # ---- catalogs, schemas, volumes, tables -----------------------------------------------------
@@ -143,7 +147,11 @@ def test_schema_create_twice_conflicts_and_lists(w, uc):
 
 def test_volumes_create_read_list_delete(w, uc):
     landing = w.volumes.create("retail", "prod_gold", "landing", VolumeType.MANAGED)
-    assert landing.full_name == "retail.prod_gold.landing" and landing.volume_type == VolumeType.MANAGED and landing.storage_location
+    assert (
+        landing.full_name == "retail.prod_gold.landing"
+        and landing.volume_type == VolumeType.MANAGED
+        and landing.storage_location
+    )
     w.volumes.create("retail", "prod_gold", "raw", VolumeType.EXTERNAL, storage_location="s3://bucket/raw")
     with pytest.raises(BadRequest):  # an external volume names its location
         w.volumes.create("retail", "prod_gold", "bad", VolumeType.EXTERNAL)
@@ -191,7 +199,9 @@ def test_grants_update_is_idempotent_and_get_reflects_it(w, uc):
     again = w.grants.update("schema", GOLD, changes=add)
     assert first == again
     assignments = w.grants.get("schema", GOLD).privilege_assignments
-    assert [(a.principal, sorted(p.value for p in a.privileges)) for a in assignments] == [("prod_analysts", ["SELECT", "USE_SCHEMA"])]
+    assert [(a.principal, sorted(p.value for p in a.privileges)) for a in assignments] == [
+        ("prod_analysts", ["SELECT", "USE_SCHEMA"])
+    ]
 
     remove = [PermissionsChange(principal="prod_analysts", remove=[Privilege.SELECT])]
     w.grants.update("SCHEMA", GOLD, changes=remove)
@@ -199,15 +209,24 @@ def test_grants_update_is_idempotent_and_get_reflects_it(w, uc):
     assert [p.value for p in w.grants.get("schema", GOLD).privilege_assignments[0].privileges] == ["USE_SCHEMA"]
 
     # Removing ALL PRIVILEGES clears whatever the principal held; the principal disappears.
-    w.grants.update("schema", GOLD, changes=[PermissionsChange(principal="prod_analysts", remove=[Privilege.ALL_PRIVILEGES])])
+    w.grants.update(
+        "schema", GOLD, changes=[PermissionsChange(principal="prod_analysts", remove=[Privilege.ALL_PRIVILEGES])]
+    )
     assert not w.grants.get("schema", GOLD).privilege_assignments
     assert uc.snapshot()["grants"] == []
 
-    w.grants.update("catalog", "retail", changes=[PermissionsChange(principal="prod_analysts", add=[Privilege.USE_CATALOG])])
+    w.grants.update(
+        "catalog", "retail", changes=[PermissionsChange(principal="prod_analysts", add=[Privilege.USE_CATALOG])]
+    )
     uc.register_table(f"{GOLD}.fact_sales", [("a", "int")])
-    w.grants.update("table", f"{GOLD}.fact_sales", changes=[PermissionsChange(principal="prod_analysts", add=[Privilege.SELECT])])
+    w.grants.update(
+        "table", f"{GOLD}.fact_sales", changes=[PermissionsChange(principal="prod_analysts", add=[Privilege.SELECT])]
+    )
     effective = w.grants.get_effective("table", f"{GOLD}.fact_sales").privilege_assignments
-    assert [(p.privilege.value, p.inherited_from_name) for p in effective[0].privileges] == [("SELECT", None), ("USE_CATALOG", "retail")]
+    assert [(p.privilege.value, p.inherited_from_name) for p in effective[0].privileges] == [
+        ("SELECT", None),
+        ("USE_CATALOG", "retail"),
+    ]
 
 
 def test_invalid_privilege_or_missing_securable_rejected(w, uc):
@@ -215,9 +234,15 @@ def test_invalid_privilege_or_missing_securable_rejected(w, uc):
     with pytest.raises(BadRequest, match="USE CATALOG is not applicable"):
         w.grants.update("schema", GOLD, changes=[PermissionsChange(principal="p", add=[Privilege.USE_CATALOG])])
     with pytest.raises(BadRequest, match="WRITE VOLUME is not applicable"):
-        w.grants.update("table", f"{GOLD}.fact_sales", changes=[PermissionsChange(principal="p", add=[Privilege.WRITE_VOLUME])])
+        w.grants.update(
+            "table", f"{GOLD}.fact_sales", changes=[PermissionsChange(principal="p", add=[Privilege.WRITE_VOLUME])]
+        )
     with pytest.raises(BadRequest, match="Invalid privilege"):
-        w.api_client.do("PATCH", f"/api/2.1/unity-catalog/permissions/schema/{GOLD}", body={"changes": [{"principal": "p", "add": ["READ_EVERYTHING"]}]})
+        w.api_client.do(
+            "PATCH",
+            f"/api/2.1/unity-catalog/permissions/schema/{GOLD}",
+            body={"changes": [{"principal": "p", "add": ["READ_EVERYTHING"]}]},
+        )
     with pytest.raises(NotFound):
         w.grants.update("table", f"{GOLD}.nope", changes=[PermissionsChange(principal="p", add=[Privilege.SELECT])])
     # Nothing of a refused update applied.
@@ -252,7 +277,9 @@ def test_share_add_table_twice_fails_and_recipients_get_select(w, uc):
         w.shares.create("gold_share")
     assert [s.name for s in w.shares.list()] == ["gold_share"]
 
-    partner = w.recipients.create("partner", AuthenticationType.DATABRICKS, data_recipient_global_metastore_id="aws:us-west-2:0000-1111")
+    partner = w.recipients.create(
+        "partner", AuthenticationType.DATABRICKS, data_recipient_global_metastore_id="aws:us-west-2:0000-1111"
+    )
     assert partner.activated and partner.cloud == "aws"
     token = w.recipients.create("analyst_token", AuthenticationType.TOKEN)
     assert token.tokens and token.activation_url and not token.activated
@@ -263,9 +290,14 @@ def test_share_add_table_twice_fails_and_recipients_get_select(w, uc):
     grant = [SharePermissionsChange(principal="partner", add=["SELECT"])]
     w.shares.update_permissions("gold_share", changes=grant)
     w.shares.update_permissions("gold_share", changes=grant)
-    assert [(a.principal, [p.value for p in a.privileges]) for a in w.shares.share_permissions("gold_share").privilege_assignments] == [("partner", ["SELECT"])]
+    assert [
+        (a.principal, [p.value for p in a.privileges])
+        for a in w.shares.share_permissions("gold_share").privilege_assignments
+    ] == [("partner", ["SELECT"])]
     with pytest.raises(NotFound):
-        w.shares.update_permissions("gold_share", changes=[SharePermissionsChange(principal="stranger", add=["SELECT"])])
+        w.shares.update_permissions(
+            "gold_share", changes=[SharePermissionsChange(principal="stranger", add=["SELECT"])]
+        )
     with pytest.raises(BadRequest):
         w.shares.update_permissions("gold_share", changes=[SharePermissionsChange(principal="partner", add=["MODIFY"])])
     assert [p.share_name for p in w.recipients.share_permissions("partner").permissions_out] == ["gold_share"]
@@ -280,9 +312,14 @@ def test_select_with_parameters_returns_strings(w, uc):
         w,
         "SELECT :n + 1 AS n, :s AS s, CAST(NULL AS STRING) AS z, DATE'2024-01-02' AS d, "
         "CAST(1.5 AS DECIMAL(5,2)) AS m, TIMESTAMP'2024-01-02 03:04:05' AS ts, array('a', 'b') AS arr, true AS b",
-        parameters=[StatementParameterListItem(name="n", value="41", type="INT"), StatementParameterListItem(name="s", value="hi")],
+        parameters=[
+            StatementParameterListItem(name="n", value="41", type="INT"),
+            StatementParameterListItem(name="s", value="hi"),
+        ],
     )
-    assert response.result.data_array == [["42", "hi", None, "2024-01-02", "1.50", "2024-01-02T03:04:05.000Z", '["a","b"]', "true"]]
+    assert response.result.data_array == [
+        ["42", "hi", None, "2024-01-02", "1.50", "2024-01-02T03:04:05.000Z", '["a","b"]', "true"]
+    ]
     columns = response.manifest.schema.columns
     assert [(c.name, c.type_name.value, c.type_text, c.position) for c in columns][:5] == [
         ("n", "INT", "INT", 0),
@@ -294,7 +331,11 @@ def test_select_with_parameters_returns_strings(w, uc):
     assert response.manifest.total_row_count == 1 and not response.manifest.truncated
     assert uc.statements[-1].engine == "spark" and uc.statements[-1].parameters == {"n": "41", "s": "hi"}
 
-    empty = succeeded(w, "SELECT id FROM range(3) WHERE id > :lo", parameters=[StatementParameterListItem(name="lo", value="5", type="BIGINT")])
+    empty = succeeded(
+        w,
+        "SELECT id FROM range(3) WHERE id > :lo",
+        parameters=[StatementParameterListItem(name="lo", value="5", type="BIGINT")],
+    )
     assert empty.result.data_array is None and empty.manifest.total_row_count == 0
 
     limited = succeeded(w, "SELECT id FROM range(10)", row_limit=3)
@@ -310,10 +351,15 @@ def test_select_with_parameters_returns_strings(w, uc):
 def test_failing_statement_is_failed_not_an_http_error(w, uc):
     response = sql(w, "SELECT * FROM sales_files_not_written_yet")
     assert response.status.state == StatementState.FAILED
-    assert "TABLE_OR_VIEW_NOT_FOUND" in response.status.error.message and response.status.error.error_code.value == "BAD_REQUEST"
+    assert (
+        "TABLE_OR_VIEW_NOT_FOUND" in response.status.error.message
+        and response.status.error.error_code.value == "BAD_REQUEST"
+    )
     assert uc.statements[-1].state == "FAILED"
 
-    malformed = sql(w, "SELECT :d AS d", parameters=[StatementParameterListItem(name="d", value="not a date", type="DATE")])
+    malformed = sql(
+        w, "SELECT :d AS d", parameters=[StatementParameterListItem(name="d", value="not a date", type="DATE")]
+    )
     assert malformed.status.state == StatementState.FAILED and "CAST_INVALID_INPUT" in malformed.status.error.message
     unbound = sql(w, "SELECT :a AS a, :b AS b", parameters=[StatementParameterListItem(name="a", value="1")])
     assert "UNBOUND_SQL_PARAMETER" in unbound.status.error.message
@@ -347,7 +393,9 @@ PROVISIONING = [
 
 
 def test_governance_statements_change_the_state_and_rerun_leaves_it(w, uc):
-    uc.register_table(f"{GOLD}.dim_customer", [("customer_sk", "bigint"), ("email_masked", "string"), ("country", "string")])
+    uc.register_table(
+        f"{GOLD}.dim_customer", [("customer_sk", "bigint"), ("email_masked", "string"), ("country", "string")]
+    )
     before = uc.snapshot()
     for statement in PROVISIONING:
         succeeded(w, statement)
@@ -358,16 +406,26 @@ def test_governance_statements_change_the_state_and_rerun_leaves_it(w, uc):
 
     table = w.tables.get(f"{GOLD}.dim_customer")
     assert table.columns[1].mask.function_name == "retail.prod_gold.mask_email"
-    assert (table.row_filter.function_name, table.row_filter.input_column_names) == ("retail.prod_gold.region_filter", ["country"])
+    assert (table.row_filter.function_name, table.row_filter.input_column_names) == (
+        "retail.prod_gold.region_filter",
+        ["country"],
+    )
     assert w.functions.get("retail.prod_gold.region_filter").routine_definition == "region = 'EU'"
     # SQL grants and REST grants are one state.
-    assert [p.value for p in w.grants.get("schema", GOLD).privilege_assignments[0].privileges] == ["SELECT", "USE_SCHEMA"]
-    assert [p.value for p in w.grants.get("volume", f"{GOLD}.exports").privilege_assignments[0].privileges] == ["READ_VOLUME"]
+    assert [p.value for p in w.grants.get("schema", GOLD).privilege_assignments[0].privileges] == [
+        "SELECT",
+        "USE_SCHEMA",
+    ]
+    assert [p.value for p in w.grants.get("volume", f"{GOLD}.exports").privilege_assignments[0].privileges] == [
+        "READ_VOLUME"
+    ]
     assert [o.name for o in w.shares.get("gold_share", include_shared_data=True).objects] == [f"{GOLD}.dim_customer"]
 
     rows = succeeded(w, "SHOW GRANTS `prod_analysts` ON TABLE retail.prod_gold.dim_customer").result.data_array
     assert rows == [["prod_analysts", "SELECT", "SCHEMA", GOLD], ["prod_analysts", "USE SCHEMA", "SCHEMA", GOLD]]
-    assert succeeded(w, "SHOW GRANTS ON SHARE gold_share").result.data_array == [["partner", "SELECT", "SHARE", "gold_share"]]
+    assert succeeded(w, "SHOW GRANTS ON SHARE gold_share").result.data_array == [
+        ["partner", "SELECT", "SHARE", "gold_share"]
+    ]
 
     # Provisioning run again: the same state. Adding the table to the share again fails, as on Databricks.
     for statement in PROVISIONING:
@@ -382,7 +440,10 @@ def test_governance_statements_change_the_state_and_rerun_leaves_it(w, uc):
 def test_masks_and_filters_need_a_known_table_and_function(w, uc):
     succeeded(w, "CREATE FUNCTION retail.prod_gold.f(x STRING) RETURNS STRING RETURN x")
     missing_table = sql(w, "ALTER TABLE retail.prod_gold.dim_customer ALTER COLUMN email SET MASK retail.prod_gold.f")
-    assert missing_table.status.state == StatementState.FAILED and "TABLE_OR_VIEW_NOT_FOUND" in missing_table.status.error.message
+    assert (
+        missing_table.status.state == StatementState.FAILED
+        and "TABLE_OR_VIEW_NOT_FOUND" in missing_table.status.error.message
+    )
     uc.register_table(f"{GOLD}.dim_customer", [("email", "string")])
     missing_function = sql(w, "ALTER TABLE retail.prod_gold.dim_customer SET ROW FILTER retail.prod_gold.g ON (email)")
     assert "ROUTINE_NOT_FOUND" in missing_function.status.error.message
@@ -392,7 +453,9 @@ def test_masks_and_filters_need_a_known_table_and_function(w, uc):
     assert "ROUTINE_ALREADY_EXISTS" in again.status.error.message
     # Names resolve in the statement's catalog and schema.
     succeeded(w, "ALTER TABLE dim_customer ALTER COLUMN email SET MASK f", catalog="retail", schema="prod_gold")
-    assert uc.snapshot()["tables"][0]["column_masks"] == {"email": {"function_name": "retail.prod_gold.f", "using_column_names": []}}
+    assert uc.snapshot()["tables"][0]["column_masks"] == {
+        "email": {"function_name": "retail.prod_gold.f", "using_column_names": []}
+    }
     succeeded(w, "ALTER TABLE retail.prod_gold.dim_customer ALTER COLUMN email DROP MASK")
     assert uc.snapshot()["tables"][0]["column_masks"] == {}
 
@@ -402,7 +465,9 @@ def test_snapshot_is_stable_for_identical_state():
     grants), applied through the warehouse twice and in two table orders, gives one snapshot."""
 
     def run(uc: UnityCatalog, statement: str) -> None:
-        response = uc.execute_statement({"statement": statement, "warehouse_id": WAREHOUSE, "wait_timeout": "30s"}, None)
+        response = uc.execute_statement(
+            {"statement": statement, "warehouse_id": WAREHOUSE, "wait_timeout": "30s"}, None
+        )
         assert response["status"]["state"] == "SUCCEEDED", (statement, response["status"])
 
     def provisioned(order) -> UnityCatalog:
@@ -431,7 +496,9 @@ def test_snapshot_is_stable_for_identical_state():
     state = once.snapshot()
     analysts = [g for g in state["grants"] if g["principal"] == "prod_analysts"]
     assert {g["securable_type"] for g in analysts} >= {"CATALOG", "SCHEMA", "TABLE"}
-    assert all(g["full_name"].startswith("retail.prod_gold") for g in analysts if g["securable_type"] in ("SCHEMA", "TABLE"))
+    assert all(
+        g["full_name"].startswith("retail.prod_gold") for g in analysts if g["securable_type"] in ("SCHEMA", "TABLE")
+    )
     assert any(t["column_masks"] for t in state["tables"]) and any(t["row_filter"] for t in state["tables"])
     assert json.loads(json.dumps(state)) == state
 

@@ -83,9 +83,22 @@ SECURABLE_TYPES = ("CATALOG", "SCHEMA", "TABLE", "VOLUME", "FUNCTION", "SHARE")
 # schema also takes the privileges of the objects it contains, which they inherit.
 _SCHEMA_CHILD_PRIVILEGES = frozenset(
     {
-        "CREATE_FUNCTION", "CREATE_TABLE", "CREATE_MATERIALIZED_VIEW", "CREATE_MODEL", "CREATE_VOLUME",
-        "EXTERNAL_USE_SCHEMA", "USE_SCHEMA", "EXECUTE", "MODIFY", "SELECT", "READ_VOLUME", "WRITE_VOLUME",
-        "REFRESH", "MANAGE", "APPLY_TAG", "ALL_PRIVILEGES",
+        "CREATE_FUNCTION",
+        "CREATE_TABLE",
+        "CREATE_MATERIALIZED_VIEW",
+        "CREATE_MODEL",
+        "CREATE_VOLUME",
+        "EXTERNAL_USE_SCHEMA",
+        "USE_SCHEMA",
+        "EXECUTE",
+        "MODIFY",
+        "SELECT",
+        "READ_VOLUME",
+        "WRITE_VOLUME",
+        "REFRESH",
+        "MANAGE",
+        "APPLY_TAG",
+        "ALL_PRIVILEGES",
     }
 )
 PRIVILEGES: dict[str, frozenset[str]] = {
@@ -98,14 +111,46 @@ PRIVILEGES: dict[str, frozenset[str]] = {
 }
 # Every privilege name the API knows (databricks-sdk's `catalog.Privilege`).
 KNOWN_PRIVILEGES = frozenset().union(*PRIVILEGES.values()) | {
-    "ACCESS", "CREATE", "CREATE_CATALOG", "CREATE_CLEAN_ROOM", "CREATE_CONNECTION", "CREATE_EXTERNAL_LOCATION",
-    "CREATE_EXTERNAL_TABLE", "CREATE_EXTERNAL_VOLUME", "CREATE_FOREIGN_CATALOG", "CREATE_FOREIGN_SECURABLE",
-    "CREATE_MANAGED_STORAGE", "CREATE_PROVIDER", "CREATE_RECIPIENT", "CREATE_SERVICE_CREDENTIAL", "CREATE_SHARE",
-    "CREATE_STORAGE_CREDENTIAL", "CREATE_VIEW", "EXECUTE_CLEAN_ROOM_TASK", "MANAGE_ALLOWLIST", "MODIFY_CLEAN_ROOM",
-    "READ_FILES", "READ_PRIVATE_FILES", "SET_SHARE_PERMISSION", "USAGE", "USE_CONNECTION", "USE_MARKETPLACE_ASSETS",
-    "USE_PROVIDER", "USE_RECIPIENT", "USE_SHARE", "WRITE_FILES", "WRITE_PRIVATE_FILES",
+    "ACCESS",
+    "CREATE",
+    "CREATE_CATALOG",
+    "CREATE_CLEAN_ROOM",
+    "CREATE_CONNECTION",
+    "CREATE_EXTERNAL_LOCATION",
+    "CREATE_EXTERNAL_TABLE",
+    "CREATE_EXTERNAL_VOLUME",
+    "CREATE_FOREIGN_CATALOG",
+    "CREATE_FOREIGN_SECURABLE",
+    "CREATE_MANAGED_STORAGE",
+    "CREATE_PROVIDER",
+    "CREATE_RECIPIENT",
+    "CREATE_SERVICE_CREDENTIAL",
+    "CREATE_SHARE",
+    "CREATE_STORAGE_CREDENTIAL",
+    "CREATE_VIEW",
+    "EXECUTE_CLEAN_ROOM_TASK",
+    "MANAGE_ALLOWLIST",
+    "MODIFY_CLEAN_ROOM",
+    "READ_FILES",
+    "READ_PRIVATE_FILES",
+    "SET_SHARE_PERMISSION",
+    "USAGE",
+    "USE_CONNECTION",
+    "USE_MARKETPLACE_ASSETS",
+    "USE_PROVIDER",
+    "USE_RECIPIENT",
+    "USE_SHARE",
+    "WRITE_FILES",
+    "WRITE_PRIVATE_FILES",
 }
-_KIND = {"CATALOG": "CATALOG_STANDARD", "SCHEMA": "SCHEMA_STANDARD", "TABLE": "TABLE_DELTA", "VOLUME": "VOLUME_STANDARD", "FUNCTION": "FUNCTION_STANDARD", "SHARE": "SHARE"}
+_KIND = {
+    "CATALOG": "CATALOG_STANDARD",
+    "SCHEMA": "SCHEMA_STANDARD",
+    "TABLE": "TABLE_DELTA",
+    "VOLUME": "VOLUME_STANDARD",
+    "FUNCTION": "FUNCTION_STANDARD",
+    "SHARE": "SHARE",
+}
 
 # A SQL warehouse's own defaults, applied to each statement's Spark session.
 WAREHOUSE_SPARK_CONF = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "true"}
@@ -161,12 +206,35 @@ def type_name(type_text: str) -> str:
     t = type_text.strip().lower()
     base = re.split(r"[<(\s]", t, maxsplit=1)[0]
     return {
-        "string": "STRING", "varchar": "STRING", "char": "CHAR", "int": "INT", "integer": "INT", "bigint": "LONG",
-        "long": "LONG", "smallint": "SHORT", "short": "SHORT", "tinyint": "BYTE", "byte": "BYTE", "double": "DOUBLE",
-        "float": "FLOAT", "real": "FLOAT", "boolean": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMP",
-        "timestamp_ltz": "TIMESTAMP", "timestamp_ntz": "TIMESTAMP_NTZ", "binary": "BINARY", "decimal": "DECIMAL",
-        "dec": "DECIMAL", "numeric": "DECIMAL", "array": "ARRAY", "map": "MAP", "struct": "STRUCT", "void": "NULL",
-        "interval": "INTERVAL", "variant": "VARIANT",
+        "string": "STRING",
+        "varchar": "STRING",
+        "char": "CHAR",
+        "int": "INT",
+        "integer": "INT",
+        "bigint": "LONG",
+        "long": "LONG",
+        "smallint": "SHORT",
+        "short": "SHORT",
+        "tinyint": "BYTE",
+        "byte": "BYTE",
+        "double": "DOUBLE",
+        "float": "FLOAT",
+        "real": "FLOAT",
+        "boolean": "BOOLEAN",
+        "date": "DATE",
+        "timestamp": "TIMESTAMP",
+        "timestamp_ltz": "TIMESTAMP",
+        "timestamp_ntz": "TIMESTAMP_NTZ",
+        "binary": "BINARY",
+        "decimal": "DECIMAL",
+        "dec": "DECIMAL",
+        "numeric": "DECIMAL",
+        "array": "ARRAY",
+        "map": "MAP",
+        "struct": "STRUCT",
+        "void": "NULL",
+        "interval": "INTERVAL",
+        "variant": "VARIANT",
     }.get(base, "USER_DEFINED_TYPE")
 
 
@@ -200,7 +268,9 @@ class ExecutedStatement:
 class SqlError(Exception):
     """A statement the warehouse refuses: Spark's error class, message and SQLSTATE."""
 
-    def __init__(self, error_class: str, message: str, sqlstate: str = "42000", error_code: str = "BAD_REQUEST") -> None:
+    def __init__(
+        self, error_class: str, message: str, sqlstate: str = "42000", error_code: str = "BAD_REQUEST"
+    ) -> None:
         super().__init__(f"[{error_class}] {message} SQLSTATE: {sqlstate}")
         self.error_class, self.error_code = error_class, error_code
 
@@ -220,7 +290,9 @@ class _Context:
         defaults = (self.catalog, self.schema or "default")[: depth - 1]
         prefix = defaults[:missing]
         if any(p is None for p in prefix):
-            raise SqlError("NO_DEFAULT_CATALOG", f"No catalog to resolve {_quote(parts)} in: name it with three parts.", "42000")
+            raise SqlError(
+                "NO_DEFAULT_CATALOG", f"No catalog to resolve {_quote(parts)} in: name it with three parts.", "42000"
+            )
         return tuple(str(p).lower() for p in prefix) + parts
 
 
@@ -263,7 +335,9 @@ class UnityCatalog:
 
     # ---- catalogs, schemas, volumes ------------------------------------------------------
 
-    def create_catalog(self, name: str, *, comment: str | None = None, properties: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def create_catalog(
+        self, name: str, *, comment: str | None = None, properties: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         name = name.lower()
         with self._lock:
             if name in self.catalogs:
@@ -283,9 +357,18 @@ class UnityCatalog:
     def catalog_info(self, name: str) -> dict[str, Any]:
         c = self._catalog(name)
         info = {
-            "name": name.lower(), "full_name": name.lower(), "catalog_type": "MANAGED_CATALOG", "isolation_mode": "OPEN",
-            "owner": self.owner, "metastore_id": METASTORE_ID, "securable_type": "CATALOG", "properties": c["properties"],
-            "created_at": c["created_at"], "created_by": self.owner, "updated_at": c["created_at"], "updated_by": self.owner,
+            "name": name.lower(),
+            "full_name": name.lower(),
+            "catalog_type": "MANAGED_CATALOG",
+            "isolation_mode": "OPEN",
+            "owner": self.owner,
+            "metastore_id": METASTORE_ID,
+            "securable_type": "CATALOG",
+            "properties": c["properties"],
+            "created_at": c["created_at"],
+            "created_by": self.owner,
+            "updated_at": c["created_at"],
+            "updated_by": self.owner,
         }
         return info | ({"comment": c["comment"]} if c["comment"] else {})
 
@@ -293,7 +376,13 @@ class UnityCatalog:
         return (catalog.lower(), name.lower()) in self.schemas
 
     def create_schema(
-        self, catalog: str, name: str, *, comment: str | None = None, properties: Mapping[str, str] | None = None, exist_ok: bool = False
+        self,
+        catalog: str,
+        name: str,
+        *,
+        comment: str | None = None,
+        properties: Mapping[str, str] | None = None,
+        exist_ok: bool = False,
     ) -> dict[str, Any]:
         catalog, name = catalog.lower(), name.lower()
         with self._lock:
@@ -302,7 +391,11 @@ class UnityCatalog:
                 if exist_ok:
                     return self.schema_info(catalog, name)
                 raise _exists("SCHEMA", name)
-            self.schemas[(catalog, name)] = {"comment": comment, "properties": dict(properties or {}), "created_at": _now_ms()}
+            self.schemas[(catalog, name)] = {
+                "comment": comment,
+                "properties": dict(properties or {}),
+                "created_at": _now_ms(),
+            }
             return self.schema_info(catalog, name)
 
     def _schema(self, catalog: str, name: str) -> dict[str, Any]:
@@ -316,10 +409,18 @@ class UnityCatalog:
         s = self._schema(catalog, name)
         catalog, name = catalog.lower(), name.lower()
         info = {
-            "name": name, "catalog_name": catalog, "full_name": f"{catalog}.{name}", "catalog_type": "MANAGED_CATALOG",
-            "owner": self.owner, "metastore_id": METASTORE_ID, "schema_id": _id("schema", catalog, name),
-            "properties": s["properties"], "created_at": s["created_at"], "created_by": self.owner,
-            "updated_at": s["created_at"], "updated_by": self.owner,
+            "name": name,
+            "catalog_name": catalog,
+            "full_name": f"{catalog}.{name}",
+            "catalog_type": "MANAGED_CATALOG",
+            "owner": self.owner,
+            "metastore_id": METASTORE_ID,
+            "schema_id": _id("schema", catalog, name),
+            "properties": s["properties"],
+            "created_at": s["created_at"],
+            "created_by": self.owner,
+            "updated_at": s["created_at"],
+            "updated_by": self.owner,
         }
         return info | ({"comment": s["comment"]} if s["comment"] else {})
 
@@ -328,10 +429,16 @@ class UnityCatalog:
         with self._lock:
             self._schema(catalog, name)
             prefix = f"{catalog}.{name}."
-            children = [t for t in self.tables if t.startswith(prefix)] + [f for f in self.functions if f.startswith(prefix)]
+            children = [t for t in self.tables if t.startswith(prefix)] + [
+                f for f in self.functions if f.startswith(prefix)
+            ]
             children += [".".join(v) for v in self.volumes if v[:2] == (catalog, name)]
             if children and not force:
-                raise _api_error(HTTPStatus.BAD_REQUEST, "SCHEMA_NOT_EMPTY", f"Schema '{catalog}.{name}' is not empty. Contains: {sorted(children)[:5]}")
+                raise _api_error(
+                    HTTPStatus.BAD_REQUEST,
+                    "SCHEMA_NOT_EMPTY",
+                    f"Schema '{catalog}.{name}' is not empty. Contains: {sorted(children)[:5]}",
+                )
             for t in [t for t in self.tables if t.startswith(prefix)]:
                 self._drop_table(t)
             for f in [f for f in self.functions if f.startswith(prefix)]:
@@ -370,7 +477,12 @@ class UnityCatalog:
                     return self.volume_info(*key)
                 raise _exists("VOLUME", ".".join(key))
             location = storage_location or f"{self.storage_root}/{key[0]}/{key[1]}/__volumes/{key[2]}"
-            self.volumes[key] = {"volume_type": volume_type, "storage_location": location, "comment": comment, "created_at": _now_ms()}
+            self.volumes[key] = {
+                "volume_type": volume_type,
+                "storage_location": location,
+                "comment": comment,
+                "created_at": _now_ms(),
+            }
             return self.volume_info(*key)
 
     def _volume(self, catalog: str, schema: str, name: str) -> dict[str, Any]:
@@ -384,10 +496,19 @@ class UnityCatalog:
         v = self._volume(catalog, schema, name)
         c, s, n = catalog.lower(), schema.lower(), name.lower()
         info = {
-            "name": n, "catalog_name": c, "schema_name": s, "full_name": f"{c}.{s}.{n}", "volume_type": v["volume_type"],
-            "storage_location": v["storage_location"], "volume_id": _id("volume", c, s, n), "owner": self.owner,
-            "metastore_id": METASTORE_ID, "created_at": v["created_at"], "created_by": self.owner,
-            "updated_at": v["created_at"], "updated_by": self.owner,
+            "name": n,
+            "catalog_name": c,
+            "schema_name": s,
+            "full_name": f"{c}.{s}.{n}",
+            "volume_type": v["volume_type"],
+            "storage_location": v["storage_location"],
+            "volume_id": _id("volume", c, s, n),
+            "owner": self.owner,
+            "metastore_id": METASTORE_ID,
+            "created_at": v["created_at"],
+            "created_by": self.owner,
+            "updated_at": v["created_at"],
+            "updated_by": self.owner,
         }
         return info | ({"comment": v["comment"]} if v["comment"] else {})
 
@@ -433,8 +554,12 @@ class UnityCatalog:
             return self.table_info(name)
 
     def register_table_spec(self, spec: Any, catalog: str, env: str) -> dict[str, Any]:
-        """`register_table` for an entry of `retail_assets.lib.tables`, under its Unity Catalog name."""
-        return self.register_table(spec.catalog_name(catalog, env), [(c.name, c.type, c.nullable) for c in spec.columns], comment=spec.description)
+        """`register_table` for an entry of `retail_assets.lib.registry.tables`, under its Unity Catalog name."""
+        return self.register_table(
+            spec.catalog_name(catalog, env),
+            [(c.name, c.type, c.nullable) for c in spec.columns],
+            comment=spec.description,
+        )
 
     def table_exists(self, full_name: str) -> bool:
         return full_name.lower() in self.tables
@@ -453,16 +578,28 @@ class UnityCatalog:
         t = self._table(full_name)
         c, s, n = full_name.lower().split(".")
         info: dict[str, Any] = {
-            "name": n, "catalog_name": c, "schema_name": s, "full_name": f"{c}.{s}.{n}", "table_type": t["table_type"],
-            "data_source_format": "DELTA", "table_id": _id("table", c, s, n), "owner": self.owner, "metastore_id": METASTORE_ID,
-            "created_at": t["created_at"], "created_by": self.owner, "updated_at": t["created_at"], "updated_by": self.owner,
+            "name": n,
+            "catalog_name": c,
+            "schema_name": s,
+            "full_name": f"{c}.{s}.{n}",
+            "table_type": t["table_type"],
+            "data_source_format": "DELTA",
+            "table_id": _id("table", c, s, n),
+            "owner": self.owner,
+            "metastore_id": METASTORE_ID,
+            "created_at": t["created_at"],
+            "created_by": self.owner,
+            "updated_at": t["created_at"],
+            "updated_by": self.owner,
         }
         if t["storage_location"]:
             info["storage_location"] = t["storage_location"]
         if t["comment"]:
             info["comment"] = t["comment"]
         if not omit_columns:
-            info["columns"] = [self._column_info(i, col, t["masks"].get(col[0].lower())) for i, col in enumerate(t["columns"])]
+            info["columns"] = [
+                self._column_info(i, col, t["masks"].get(col[0].lower())) for i, col in enumerate(t["columns"])
+            ]
         if t["row_filter"]:
             info["row_filter"] = dict(t["row_filter"])
         return info
@@ -471,7 +608,11 @@ class UnityCatalog:
     def _column_info(position: int, column: tuple[str, str, bool], mask: dict[str, Any] | None) -> dict[str, Any]:
         name, text, nullable = column
         info: dict[str, Any] = {
-            "name": name, "type_text": text.lower(), "type_name": type_name(text), "position": position, "nullable": nullable,
+            "name": name,
+            "type_text": text.lower(),
+            "type_name": type_name(text),
+            "position": position,
+            "nullable": nullable,
             "type_json": json.dumps({"name": name, "type": text.lower(), "nullable": nullable, "metadata": {}}),
         }
         precision = _decimal_precision(text)
@@ -544,19 +685,41 @@ class UnityCatalog:
         f = self._function(full_name)
         c, s, n = full_name.lower().split(".")
         info = {
-            "name": n, "catalog_name": c, "schema_name": s, "full_name": f"{c}.{s}.{n}", "specific_name": n,
+            "name": n,
+            "catalog_name": c,
+            "schema_name": s,
+            "full_name": f"{c}.{s}.{n}",
+            "specific_name": n,
             "input_params": {
                 "parameters": [
-                    {"name": p, "type_text": t.lower(), "type_name": type_name(t), "position": i, "parameter_mode": "IN", "parameter_type": "PARAM"}
+                    {
+                        "name": p,
+                        "type_text": t.lower(),
+                        "type_name": type_name(t),
+                        "position": i,
+                        "parameter_mode": "IN",
+                        "parameter_type": "PARAM",
+                    }
                     for i, (p, t) in enumerate(f["parameters"])
                 ]
             },
-            "data_type": type_name(f["return_type"]), "full_data_type": f["return_type"].lower(),
-            "routine_body": "SQL" if f["language"] == "SQL" else "EXTERNAL", "routine_definition": f["body"],
-            "external_language": None if f["language"] == "SQL" else f["language"], "is_deterministic": True,
-            "is_null_call": False, "parameter_style": "S", "security_type": "DEFINER", "sql_data_access": "CONTAINS_SQL",
-            "function_id": _id("function", c, s, n), "owner": self.owner, "metastore_id": METASTORE_ID,
-            "created_at": f["created_at"], "created_by": self.owner, "updated_at": f["updated_at"], "updated_by": self.owner,
+            "data_type": type_name(f["return_type"]),
+            "full_data_type": f["return_type"].lower(),
+            "routine_body": "SQL" if f["language"] == "SQL" else "EXTERNAL",
+            "routine_definition": f["body"],
+            "external_language": None if f["language"] == "SQL" else f["language"],
+            "is_deterministic": True,
+            "is_null_call": False,
+            "parameter_style": "S",
+            "security_type": "DEFINER",
+            "sql_data_access": "CONTAINS_SQL",
+            "function_id": _id("function", c, s, n),
+            "owner": self.owner,
+            "metastore_id": METASTORE_ID,
+            "created_at": f["created_at"],
+            "created_by": self.owner,
+            "updated_at": f["updated_at"],
+            "updated_by": self.owner,
         }
         info = {k: v for k, v in info.items() if v is not None}
         return info | ({"comment": f["comment"]} if f["comment"] else {})
@@ -584,7 +747,11 @@ class UnityCatalog:
     def _arity(self, function: str, given: int) -> None:
         expected = len(self.functions[function]["parameters"])
         if expected != given:
-            raise SqlError("WRONG_NUM_ARGS.WITHOUT_SUGGESTION", f"The `{function}` requires {expected} parameters but the actual number is {given}.", "42605")
+            raise SqlError(
+                "WRONG_NUM_ARGS.WITHOUT_SUGGESTION",
+                f"The `{function}` requires {expected} parameters but the actual number is {given}.",
+                "42605",
+            )
 
     def set_column_mask(self, table: str, column: str, function: str, using: Sequence[str] = ()) -> None:
         with self._lock:
@@ -639,7 +806,9 @@ class UnityCatalog:
         elif securable_type == "SHARE":
             self._share(full_name)
         else:
-            raise _bad(f"Securable type {securable_type} is not supported by the emulator; known: {', '.join(SECURABLE_TYPES)}")
+            raise _bad(
+                f"Securable type {securable_type} is not supported by the emulator; known: {', '.join(SECURABLE_TYPES)}"
+            )
 
     @staticmethod
     def _securable_type(value: str) -> str:
@@ -666,10 +835,14 @@ class UnityCatalog:
         if not principal:
             raise _bad("principal is required")
         if self.principals is not None and principal not in self.principals:
-            raise _api_error(HTTPStatus.BAD_REQUEST, "PRINCIPAL_DOES_NOT_EXIST", f"Could not find principal with name {principal}")
+            raise _api_error(
+                HTTPStatus.BAD_REQUEST, "PRINCIPAL_DOES_NOT_EXIST", f"Could not find principal with name {principal}"
+            )
         return principal
 
-    def update_grants(self, securable_type: str, full_name: str, changes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def update_grants(
+        self, securable_type: str, full_name: str, changes: Iterable[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
         """`changes` as the API takes them, `[{principal, add: [...], remove: [...]}]`; all are
         checked before any applies. Returns the securable's privilege assignments."""
         securable_type = self._securable_type(securable_type)
@@ -697,11 +870,17 @@ class UnityCatalog:
                 del self.grants[(securable_type, name)]
             return self.privilege_assignments(securable_type, name)
 
-    def privilege_assignments(self, securable_type: str, full_name: str, principal: str | None = None) -> list[dict[str, Any]]:
+    def privilege_assignments(
+        self, securable_type: str, full_name: str, principal: str | None = None
+    ) -> list[dict[str, Any]]:
         securable_type = self._securable_type(securable_type)
         with self._lock:
             self._require(securable_type, full_name)
-            held = (self.share_grants if securable_type == "SHARE" else {k[1]: v for k, v in self.grants.items() if k[0] == securable_type}).get(full_name.lower(), {})
+            held = (
+                self.share_grants
+                if securable_type == "SHARE"
+                else {k[1]: v for k, v in self.grants.items() if k[0] == securable_type}
+            ).get(full_name.lower(), {})
             return [
                 {"principal": p, "privileges": sorted(privs)}
                 for p, privs in sorted(held.items())
@@ -717,7 +896,9 @@ class UnityCatalog:
             chain += [("CATALOG", parts[0])]
         return chain
 
-    def effective_privileges(self, securable_type: str, full_name: str, principal: str | None = None) -> list[dict[str, Any]]:
+    def effective_privileges(
+        self, securable_type: str, full_name: str, principal: str | None = None
+    ) -> list[dict[str, Any]]:
         securable_type = self._securable_type(securable_type)
         with self._lock:
             self._require(securable_type, full_name)
@@ -729,7 +910,11 @@ class UnityCatalog:
                         if level:
                             entry |= {"inherited_from_type": t, "inherited_from_name": name}
                         found.setdefault(p, []).append(entry)
-            return [{"principal": p, "privileges": privs} for p, privs in sorted(found.items()) if principal is None or p == principal]
+            return [
+                {"principal": p, "privileges": privs}
+                for p, privs in sorted(found.items())
+                if principal is None or p == principal
+            ]
 
     # ---- Delta Sharing -------------------------------------------------------------------
 
@@ -753,8 +938,12 @@ class UnityCatalog:
     def share_info(self, name: str, *, include_shared_data: bool = True) -> dict[str, Any]:
         s = self._share(name)
         info: dict[str, Any] = {
-            "name": name.lower(), "owner": self.owner, "created_at": s["created_at"], "created_by": self.owner,
-            "updated_at": s["updated_at"], "updated_by": self.owner,
+            "name": name.lower(),
+            "owner": self.owner,
+            "created_at": s["created_at"],
+            "created_by": self.owner,
+            "updated_at": s["updated_at"],
+            "updated_by": self.owner,
         }
         if s["comment"]:
             info["comment"] = s["comment"]
@@ -762,7 +951,9 @@ class UnityCatalog:
             info["objects"] = [dict(o) for _, o in sorted(s["objects"].items())]
         return info
 
-    def update_share(self, name: str, updates: Iterable[Mapping[str, Any]], *, comment: str | None = None) -> dict[str, Any]:
+    def update_share(
+        self, name: str, updates: Iterable[Mapping[str, Any]], *, comment: str | None = None
+    ) -> dict[str, Any]:
         """`updates` as the API takes them, `[{action: ADD|REMOVE|UPDATE, data_object: {...}}]`:
         TABLE objects only, all checked before any applies."""
         with self._lock:
@@ -785,17 +976,31 @@ class UnityCatalog:
                     raise _bad(f"Invalid table name '{obj['name']}': a shared table is named with three parts")
                 shared_as = str(obj.get("shared_as") or ".".join(parts[1:])).lower()
                 if table in seen:
-                    raise _bad(f"UpdateShare duplicate updates on the same data object with data object type: TABLE, names: [{shared_as}].")
+                    raise _bad(
+                        f"UpdateShare duplicate updates on the same data object with data object type: TABLE, names: [{shared_as}]."
+                    )
                 seen.add(table)
                 current = share["objects"].get(table)
                 if action == "ADD":
                     self._table(table)
                     if current is not None:
-                        raise _api_error(HTTPStatus.CONFLICT, "RESOURCE_ALREADY_EXISTS", f"Data object '{table}' already exists in share '{name.lower()}'.")
+                        raise _api_error(
+                            HTTPStatus.CONFLICT,
+                            "RESOURCE_ALREADY_EXISTS",
+                            f"Data object '{table}' already exists in share '{name.lower()}'.",
+                        )
                     if any(o["shared_as"] == shared_as for o in share["objects"].values()):
-                        raise _api_error(HTTPStatus.CONFLICT, "RESOURCE_ALREADY_EXISTS", f"A data object is already shared as '{shared_as}' in share '{name.lower()}'.")
+                        raise _api_error(
+                            HTTPStatus.CONFLICT,
+                            "RESOURCE_ALREADY_EXISTS",
+                            f"A data object is already shared as '{shared_as}' in share '{name.lower()}'.",
+                        )
                 elif current is None:
-                    raise _api_error(HTTPStatus.NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", f"Data object '{table}' does not exist in share '{name.lower()}'.")
+                    raise _api_error(
+                        HTTPStatus.NOT_FOUND,
+                        "RESOURCE_DOES_NOT_EXIST",
+                        f"Data object '{table}' does not exist in share '{name.lower()}'.",
+                    )
                 elif action == "UPDATE" and obj.get("shared_as") and shared_as != current["shared_as"]:
                     raise _bad("Updating shared_as of a shared table is not supported")
                 planned.append((action, table, obj | {"shared_as": shared_as}))
@@ -804,8 +1009,14 @@ class UnityCatalog:
                     del share["objects"][table]
                     continue
                 entry = share["objects"].get(table) or {
-                    "name": table, "data_object_type": "TABLE", "shared_as": obj["shared_as"], "added_at": _now_ms(),
-                    "added_by": self.owner, "status": "ACTIVE", "history_data_sharing_status": "DISABLED", "cdf_enabled": False,
+                    "name": table,
+                    "data_object_type": "TABLE",
+                    "shared_as": obj["shared_as"],
+                    "added_at": _now_ms(),
+                    "added_by": self.owner,
+                    "status": "ACTIVE",
+                    "history_data_sharing_status": "DISABLED",
+                    "cdf_enabled": False,
                 }
                 for key in ("comment", "history_data_sharing_status", "cdf_enabled", "start_version", "partitions"):
                     if obj.get(key) is not None:
@@ -834,13 +1045,17 @@ class UnityCatalog:
         name = name.lower()
         auth = str(authentication_type or "").upper()
         if auth not in ("TOKEN", "DATABRICKS"):
-            raise _bad(f"authentication_type must be TOKEN or DATABRICKS (the emulated ones), got {authentication_type!r}")
+            raise _bad(
+                f"authentication_type must be TOKEN or DATABRICKS (the emulated ones), got {authentication_type!r}"
+            )
         if auth == "DATABRICKS" and not data_recipient_global_metastore_id:
             raise _bad("data_recipient_global_metastore_id is required for a DATABRICKS recipient")
         if auth == "TOKEN" and data_recipient_global_metastore_id:
             raise _bad("data_recipient_global_metastore_id is only for a DATABRICKS recipient")
         if auth == "DATABRICKS" and len(str(data_recipient_global_metastore_id).split(":")) != 3:
-            raise _bad(f"data_recipient_global_metastore_id must be <cloud>:<region>:<metastore-uuid>, got {data_recipient_global_metastore_id!r}")
+            raise _bad(
+                f"data_recipient_global_metastore_id must be <cloud>:<region>:<metastore-uuid>, got {data_recipient_global_metastore_id!r}"
+            )
         with self._lock:
             if name in self.recipients:
                 if exist_ok:
@@ -848,8 +1063,10 @@ class UnityCatalog:
                 raise _exists("RECIPIENT", name)
             now = _now_ms()
             self.recipients[name] = {
-                "authentication_type": auth, "data_recipient_global_metastore_id": data_recipient_global_metastore_id,
-                "comment": comment, "created_at": now,
+                "authentication_type": auth,
+                "data_recipient_global_metastore_id": data_recipient_global_metastore_id,
+                "comment": comment,
+                "created_at": now,
             }
             return self.recipient_info(name)
 
@@ -862,22 +1079,42 @@ class UnityCatalog:
     def recipient_info(self, name: str) -> dict[str, Any]:
         r = self._recipient(name)
         info: dict[str, Any] = {
-            "name": name.lower(), "authentication_type": r["authentication_type"], "owner": self.owner,
-            "metastore_id": METASTORE_ID, "created_at": r["created_at"], "created_by": self.owner,
-            "updated_at": r["created_at"], "updated_by": self.owner,
+            "name": name.lower(),
+            "authentication_type": r["authentication_type"],
+            "owner": self.owner,
+            "metastore_id": METASTORE_ID,
+            "created_at": r["created_at"],
+            "created_by": self.owner,
+            "updated_at": r["created_at"],
+            "updated_by": self.owner,
         }
         if r["comment"]:
             info["comment"] = r["comment"]
         if r["authentication_type"] == "DATABRICKS":
             cloud, region, _ = r["data_recipient_global_metastore_id"].split(":")
-            info |= {"data_recipient_global_metastore_id": r["data_recipient_global_metastore_id"], "cloud": cloud, "region": region, "activated": True}
+            info |= {
+                "data_recipient_global_metastore_id": r["data_recipient_global_metastore_id"],
+                "cloud": cloud,
+                "region": region,
+                "activated": True,
+            }
         else:
             token = _id("recipient-token", name.lower())
             url = f"https://emulated.databricks.test/delta_sharing/retrieve_config.html?{token}"
             info |= {
-                "activated": False, "activation_url": url,
-                "tokens": [{"id": token, "activation_url": url, "created_at": r["created_at"], "created_by": self.owner,
-                            "expiration_time": r["created_at"] + 90 * 86_400_000, "updated_at": r["created_at"], "updated_by": self.owner}],
+                "activated": False,
+                "activation_url": url,
+                "tokens": [
+                    {
+                        "id": token,
+                        "activation_url": url,
+                        "created_at": r["created_at"],
+                        "created_by": self.owner,
+                        "expiration_time": r["created_at"] + 90 * 86_400_000,
+                        "updated_at": r["created_at"],
+                        "updated_by": self.owner,
+                    }
+                ],
             }
         return info
 
@@ -922,9 +1159,20 @@ class UnityCatalog:
     def warehouse_info(self, warehouse_id: str) -> dict[str, Any]:
         self._warehouse(warehouse_id)
         return {
-            "id": warehouse_id, "name": f"emulated warehouse {warehouse_id}", "state": "RUNNING", "cluster_size": "2X-Small",
-            "warehouse_type": "PRO", "enable_serverless_compute": True, "num_clusters": 1, "creator_name": self.owner,
-            "odbc_params": {"hostname": "127.0.0.1", "path": f"/sql/1.0/warehouses/{warehouse_id}", "port": 443, "protocol": "https"},
+            "id": warehouse_id,
+            "name": f"emulated warehouse {warehouse_id}",
+            "state": "RUNNING",
+            "cluster_size": "2X-Small",
+            "warehouse_type": "PRO",
+            "enable_serverless_compute": True,
+            "num_clusters": 1,
+            "creator_name": self.owner,
+            "odbc_params": {
+                "hostname": "127.0.0.1",
+                "path": f"/sql/1.0/warehouses/{warehouse_id}",
+                "port": 443,
+                "protocol": "https",
+            },
         }
 
     def _warehouse(self, warehouse_id: str | None) -> str:
@@ -933,7 +1181,9 @@ class UnityCatalog:
         if warehouse_id not in self.warehouses:
             if not WAREHOUSE_ID.match(warehouse_id):
                 raise _bad(f"{warehouse_id} is not a valid endpoint id.")
-            raise _api_error(HTTPStatus.NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", f"Warehouse {warehouse_id} does not exist.")
+            raise _api_error(
+                HTTPStatus.NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", f"Warehouse {warehouse_id} does not exist."
+            )
         return warehouse_id
 
     def execute_statement(self, params: Mapping[str, Any], spark_remote: str | None) -> dict[str, Any]:
@@ -978,12 +1228,25 @@ class UnityCatalog:
             response = _succeeded(statement_id, columns, rows, truncated)
             error = None
         except SqlError as exc:
-            response = {"statement_id": statement_id, "status": {"state": "FAILED", "error": {"error_code": exc.error_code, "message": str(exc)}}}
+            response = {
+                "statement_id": statement_id,
+                "status": {"state": "FAILED", "error": {"error_code": exc.error_code, "message": str(exc)}},
+            }
             error, rows = str(exc), []
         with self._lock:
             self._responses[statement_id] = response
             self.statements.append(
-                ExecutedStatement(statement_id, warehouse_id, str(statement), values, types, response["status"]["state"], engine, error, len(rows))
+                ExecutedStatement(
+                    statement_id,
+                    warehouse_id,
+                    str(statement),
+                    values,
+                    types,
+                    response["status"]["state"],
+                    engine,
+                    error,
+                    len(rows),
+                )
             )
         if int(m.group(1)) == 0:
             return {"statement_id": statement_id, "status": {"state": "PENDING"}}
@@ -993,11 +1256,15 @@ class UnityCatalog:
         try:
             return self._responses[statement_id]
         except KeyError:
-            raise _api_error(HTTPStatus.NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", f"Statement {statement_id} does not exist.") from None
+            raise _api_error(
+                HTTPStatus.NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", f"Statement {statement_id} does not exist."
+            ) from None
 
     # ---- governance statements -----------------------------------------------------------
 
-    def _governance(self, statement: str, ctx: _Context) -> tuple[list[dict[str, Any]], list[list[str | None]], bool] | None:
+    def _governance(
+        self, statement: str, ctx: _Context
+    ) -> tuple[list[dict[str, Any]], list[list[str | None]], bool] | None:
         """Run a Unity Catalog statement against this state; None when it is not one."""
         try:
             p = _Parser(statement)
@@ -1055,25 +1322,49 @@ class UnityCatalog:
 
     def _sql_exists_check(self, kind: str, name: str, exists: bool, if_not_exists: bool) -> None:
         if exists and not if_not_exists:
-            raise SqlError(f"{kind}_ALREADY_EXISTS", f"Cannot create {kind.lower()} `{name}` because it already exists.", "42000")
+            raise SqlError(
+                f"{kind}_ALREADY_EXISTS", f"Cannot create {kind.lower()} `{name}` because it already exists.", "42000"
+            )
 
     def _sql_require(self, kind: str, parts: tuple[str, ...]) -> None:
         """Spark's error for a missing object (the schema's first, as Databricks reports it)."""
         if parts and parts[0] not in self.catalogs:
-            raise SqlError("CATALOG_NOT_FOUND", f"The catalog `{parts[0]}` not found. Verify the spelling and correctness of the catalog.", "42P08")
+            raise SqlError(
+                "CATALOG_NOT_FOUND",
+                f"The catalog `{parts[0]}` not found. Verify the spelling and correctness of the catalog.",
+                "42P08",
+            )
         if kind == "CATALOG":
             return
         if (parts[0], parts[1]) not in self.schemas:
-            raise SqlError("SCHEMA_NOT_FOUND", f"The schema {_quote(parts[:2])} cannot be found. Verify the spelling and correctness of the schema and catalog.", "42704")
+            raise SqlError(
+                "SCHEMA_NOT_FOUND",
+                f"The schema {_quote(parts[:2])} cannot be found. Verify the spelling and correctness of the schema and catalog.",
+                "42704",
+            )
         name = ".".join(parts)
         if kind == "TABLE" and name not in self.tables:
-            raise SqlError("TABLE_OR_VIEW_NOT_FOUND", f"The table or view {_quote(parts)} cannot be found. Verify the spelling and correctness of the schema and catalog.", "42P01")
+            raise SqlError(
+                "TABLE_OR_VIEW_NOT_FOUND",
+                f"The table or view {_quote(parts)} cannot be found. Verify the spelling and correctness of the schema and catalog.",
+                "42P01",
+            )
         if kind == "FUNCTION" and name not in self.functions:
-            raise SqlError("ROUTINE_NOT_FOUND", f"The routine {_quote(parts)} cannot be found. Verify the spelling and correctness of the schema and catalog.", "42883")
+            raise SqlError(
+                "ROUTINE_NOT_FOUND",
+                f"The routine {_quote(parts)} cannot be found. Verify the spelling and correctness of the schema and catalog.",
+                "42883",
+            )
         if kind == "VOLUME" and parts not in self.volumes:
-            raise SqlError("VOLUME_NOT_FOUND", f"The volume {_quote(parts)} cannot be found. Verify the spelling and correctness of the schema and catalog.", "42704")
+            raise SqlError(
+                "VOLUME_NOT_FOUND",
+                f"The volume {_quote(parts)} cannot be found. Verify the spelling and correctness of the schema and catalog.",
+                "42704",
+            )
 
-    def _sql_create_function(self, p: _Parser, ctx: _Context, replace: bool) -> tuple[list[str], list[list[str | None]]]:
+    def _sql_create_function(
+        self, p: _Parser, ctx: _Context, replace: bool
+    ) -> tuple[list[str], list[list[str | None]]]:
         if p.accept("TEMPORARY") or p.accept("TEMP"):
             raise SqlError("UNSUPPORTED_FEATURE", "Temporary functions are not emulated.", "0A000")
         if_not_exists = p.accept("IF", "NOT", "EXISTS")
@@ -1083,12 +1374,28 @@ class UnityCatalog:
         for tokens in p.parenthesized_list():
             if not tokens:
                 continue
-            stop = next((i for i, t in enumerate(tokens) if t.kind == "word" and t.text.upper() in ("DEFAULT", "COMMENT")), len(tokens))
+            stop = next(
+                (i for i, t in enumerate(tokens) if t.kind == "word" and t.text.upper() in ("DEFAULT", "COMMENT")),
+                len(tokens),
+            )
             if stop < 2:
                 raise SqlError("PARSE_SYNTAX_ERROR", "A function parameter needs a name and a type.", "42601")
             parameters.append((tokens[0].value, p.text(tokens[1], tokens[stop - 1])))
         p.expect("RETURNS")
-        stops = {"LANGUAGE", "DETERMINISTIC", "NOT", "COMMENT", "CONTAINS", "READS", "MODIFIES", "SQL", "RETURN", "AS", "ENVIRONMENT", "DEFAULT"}
+        stops = {
+            "LANGUAGE",
+            "DETERMINISTIC",
+            "NOT",
+            "COMMENT",
+            "CONTAINS",
+            "READS",
+            "MODIFIES",
+            "SQL",
+            "RETURN",
+            "AS",
+            "ENVIRONMENT",
+            "DEFAULT",
+        }
         return_type = p.text_until(stops)
         comment, language = None, "SQL"
         while True:
@@ -1110,11 +1417,27 @@ class UnityCatalog:
         elif p.accept("AS"):
             body = p.string()
         else:
-            raise SqlError("PARSE_SYNTAX_ERROR", f"Syntax error at or near '{p.peek_text()}': expected RETURN or AS.", "42601")
+            raise SqlError(
+                "PARSE_SYNTAX_ERROR", f"Syntax error at or near '{p.peek_text()}': expected RETURN or AS.", "42601"
+            )
         full = ".".join(parts)
         if full in self.functions and not replace and not if_not_exists:
-            raise SqlError("ROUTINE_ALREADY_EXISTS", f"Cannot create the function {_quote(parts)} because it already exists. Choose a different name, drop or replace the existing function, or add the IF NOT EXISTS clause to tolerate a pre-existing function.", "42723")
-        self.create_function(full, parameters, return_type, body, replace=replace, if_not_exists=True, comment=comment, language=language, sql=p.sql)
+            raise SqlError(
+                "ROUTINE_ALREADY_EXISTS",
+                f"Cannot create the function {_quote(parts)} because it already exists. Choose a different name, drop or replace the existing function, or add the IF NOT EXISTS clause to tolerate a pre-existing function.",
+                "42723",
+            )
+        self.create_function(
+            full,
+            parameters,
+            return_type,
+            body,
+            replace=replace,
+            if_not_exists=True,
+            comment=comment,
+            language=language,
+            sql=p.sql,
+        )
         return [], []
 
     def _sql_create_schema(self, p: _Parser, ctx: _Context) -> tuple[list[str], list[list[str | None]]]:
@@ -1134,11 +1457,17 @@ class UnityCatalog:
                 raise SqlError("PARSE_SYNTAX_ERROR", f"Syntax error at or near '{p.peek_text()}'.", "42601")
         self._sql_require("CATALOG", parts)
         if parts in self.schemas and not if_not_exists:
-            raise SqlError("SCHEMA_ALREADY_EXISTS", f"Cannot create schema {_quote(parts)} because it already exists. Choose a different name, drop the existing schema, or add the IF NOT EXISTS clause to tolerate pre-existing schema.", "42P06")
+            raise SqlError(
+                "SCHEMA_ALREADY_EXISTS",
+                f"Cannot create schema {_quote(parts)} because it already exists. Choose a different name, drop the existing schema, or add the IF NOT EXISTS clause to tolerate pre-existing schema.",
+                "42P06",
+            )
         self.create_schema(*parts, comment=comment, properties=properties, exist_ok=True)
         return [], []
 
-    def _sql_create_volume(self, p: _Parser, ctx: _Context, *, external: bool) -> tuple[list[str], list[list[str | None]]]:
+    def _sql_create_volume(
+        self, p: _Parser, ctx: _Context, *, external: bool
+    ) -> tuple[list[str], list[list[str | None]]]:
         if_not_exists = p.accept("IF", "NOT", "EXISTS")
         parts = ctx.resolve(p.name(), 3)
         location, comment = None, None
@@ -1153,8 +1482,16 @@ class UnityCatalog:
             raise SqlError("PARSE_SYNTAX_ERROR", "An EXTERNAL volume needs a LOCATION.", "42601")
         self._sql_require("SCHEMA", parts)
         if parts in self.volumes and not if_not_exists:
-            raise SqlError("VOLUME_ALREADY_EXISTS", f"Cannot create volume {_quote(parts)} because it already exists.", "42000")
-        self.create_volume(*parts, volume_type="EXTERNAL" if location else "MANAGED", storage_location=location, comment=comment, exist_ok=True)
+            raise SqlError(
+                "VOLUME_ALREADY_EXISTS", f"Cannot create volume {_quote(parts)} because it already exists.", "42000"
+            )
+        self.create_volume(
+            *parts,
+            volume_type="EXTERNAL" if location else "MANAGED",
+            storage_location=location,
+            comment=comment,
+            exist_ok=True,
+        )
         return [], []
 
     def _sql_create_recipient(self, p: _Parser) -> tuple[list[str], list[list[str | None]]]:
@@ -1171,7 +1508,13 @@ class UnityCatalog:
             else:
                 raise SqlError("PARSE_SYNTAX_ERROR", f"Syntax error at or near '{p.peek_text()}'.", "42601")
         self._sql_exists_check("RECIPIENT", name, name in self.recipients, if_not_exists)
-        self.create_recipient(name, authentication_type="DATABRICKS" if sharing_id else "TOKEN", data_recipient_global_metastore_id=sharing_id, comment=comment, exist_ok=True)
+        self.create_recipient(
+            name,
+            authentication_type="DATABRICKS" if sharing_id else "TOKEN",
+            data_recipient_global_metastore_id=sharing_id,
+            comment=comment,
+            exist_ok=True,
+        )
         if sharing_id:
             return [], []
         info = self.recipient_info(name)
@@ -1250,9 +1593,13 @@ class UnityCatalog:
         elif p.accept("REMOVE"):
             action = "REMOVE"
         else:
-            raise SqlError("UNSUPPORTED_FEATURE", f"ALTER SHARE … {p.peek_text()} is not emulated: ADD or REMOVE [TABLE].", "0A000")
+            raise SqlError(
+                "UNSUPPORTED_FEATURE", f"ALTER SHARE … {p.peek_text()} is not emulated: ADD or REMOVE [TABLE].", "0A000"
+            )
         if p.at("SCHEMA") or p.at("VIEW") or p.at("MODEL") or p.at("VOLUME") or p.at("MATERIALIZED"):
-            raise SqlError("UNSUPPORTED_FEATURE", f"Sharing a {p.peek_text().upper()} is not emulated: only TABLE.", "0A000")
+            raise SqlError(
+                "UNSUPPORTED_FEATURE", f"Sharing a {p.peek_text().upper()} is not emulated: only TABLE.", "0A000"
+            )
         p.accept("TABLE")
         parts = ctx.resolve(p.name(), 3)
         obj: dict[str, Any] = {"name": ".".join(parts), "data_object_type": "TABLE"}
@@ -1291,7 +1638,14 @@ class UnityCatalog:
             return "FUNCTION", ctx.resolve(p.name(), 3)
         if p.accept("SHARE"):
             return "SHARE", (p.single_name(),)
-        for unsupported in (("METASTORE",), ("EXTERNAL", "LOCATION"), ("STORAGE", "CREDENTIAL"), ("SERVICE", "CREDENTIAL"), ("CONNECTION",), ("CLEAN", "ROOM")):
+        for unsupported in (
+            ("METASTORE",),
+            ("EXTERNAL", "LOCATION"),
+            ("STORAGE", "CREDENTIAL"),
+            ("SERVICE", "CREDENTIAL"),
+            ("CONNECTION",),
+            ("CLEAN", "ROOM"),
+        ):
             if p.at(*unsupported):
                 raise SqlError("UNSUPPORTED_FEATURE", f"Grants on {' '.join(unsupported)} are not emulated.", "0A000")
         p.accept("TABLE") or p.accept("VIEW") or p.accept("MATERIALIZED", "VIEW")
@@ -1340,7 +1694,11 @@ class UnityCatalog:
             recipient = p.single_name()
             if recipient not in self.recipients:
                 raise SqlError("RECIPIENT_NOT_FOUND", f"The recipient `{recipient}` cannot be found.", "42704")
-            rows = [[share, _spoken(priv)] for share, grants in sorted(self.share_grants.items()) for priv in sorted(grants.get(recipient, ()))]
+            rows = [
+                [share, _spoken(priv)]
+                for share, grants in sorted(self.share_grants.items())
+                for priv in sorted(grants.get(recipient, ()))
+            ]
             return ["share_name", "privilege"], rows
         principal = None if p.at("ON") else p.ident()
         p.expect("ON")
@@ -1349,7 +1707,11 @@ class UnityCatalog:
         if securable_type == "SHARE":
             if name not in self.shares:
                 raise SqlError("SHARE_NOT_FOUND", f"The share `{name}` cannot be found.", "42704")
-            rows = [[r, _spoken(priv), "SHARE", name] for r, privs in sorted(self.share_grants.get(name, {}).items()) for priv in sorted(privs)]
+            rows = [
+                [r, _spoken(priv), "SHARE", name]
+                for r, privs in sorted(self.share_grants.get(name, {}).items())
+                for priv in sorted(privs)
+            ]
             return ["recipient", "actionType", "objectType", "objectKey"], rows
         self._sql_require(securable_type, parts)
         rows = []
@@ -1367,13 +1729,25 @@ class UnityCatalog:
         generated ids, no statement log. Two runs of an idempotent provisioning compare equal."""
         with self._lock:
             return {
-                "catalogs": [{"name": n, "comment": c["comment"], "properties": dict(sorted(c["properties"].items()))} for n, c in sorted(self.catalogs.items())],
+                "catalogs": [
+                    {"name": n, "comment": c["comment"], "properties": dict(sorted(c["properties"].items()))}
+                    for n, c in sorted(self.catalogs.items())
+                ],
                 "schemas": [
-                    {"full_name": f"{c}.{s}", "comment": v["comment"], "properties": dict(sorted(v["properties"].items()))}
+                    {
+                        "full_name": f"{c}.{s}",
+                        "comment": v["comment"],
+                        "properties": dict(sorted(v["properties"].items())),
+                    }
                     for (c, s), v in sorted(self.schemas.items())
                 ],
                 "volumes": [
-                    {"full_name": ".".join(k), "volume_type": v["volume_type"], "storage_location": v["storage_location"], "comment": v["comment"]}
+                    {
+                        "full_name": ".".join(k),
+                        "volume_type": v["volume_type"],
+                        "storage_location": v["storage_location"],
+                        "comment": v["comment"],
+                    }
                     for k, v in sorted(self.volumes.items())
                 ],
                 "tables": [
@@ -1381,13 +1755,31 @@ class UnityCatalog:
                         "full_name": n,
                         "table_type": t["table_type"],
                         "columns": [[c[0], c[1].lower(), c[2]] for c in t["columns"]],
-                        "column_masks": {col: {"function_name": m["function_name"], "using_column_names": list(m["using_column_names"])} for col, m in sorted(t["masks"].items())},
-                        "row_filter": None if not t["row_filter"] else {"function_name": t["row_filter"]["function_name"], "input_column_names": list(t["row_filter"]["input_column_names"])},
+                        "column_masks": {
+                            col: {
+                                "function_name": m["function_name"],
+                                "using_column_names": list(m["using_column_names"]),
+                            }
+                            for col, m in sorted(t["masks"].items())
+                        },
+                        "row_filter": None
+                        if not t["row_filter"]
+                        else {
+                            "function_name": t["row_filter"]["function_name"],
+                            "input_column_names": list(t["row_filter"]["input_column_names"]),
+                        },
                     }
                     for n, t in sorted(self.tables.items())
                 ],
                 "functions": [
-                    {"full_name": n, "parameters": [list(x) for x in f["parameters"]], "return_type": f["return_type"], "body": f["body"], "language": f["language"], "comment": f["comment"]}
+                    {
+                        "full_name": n,
+                        "parameters": [list(x) for x in f["parameters"]],
+                        "return_type": f["return_type"],
+                        "body": f["body"],
+                        "language": f["language"],
+                        "comment": f["comment"],
+                    }
                     for n, f in sorted(self.functions.items())
                 ],
                 "grants": [
@@ -1400,18 +1792,35 @@ class UnityCatalog:
                         "name": n,
                         "comment": s["comment"],
                         "objects": [
-                            {k: o.get(k) for k in ("name", "data_object_type", "shared_as", "comment", "history_data_sharing_status", "cdf_enabled")}
+                            {
+                                k: o.get(k)
+                                for k in (
+                                    "name",
+                                    "data_object_type",
+                                    "shared_as",
+                                    "comment",
+                                    "history_data_sharing_status",
+                                    "cdf_enabled",
+                                )
+                            }
                             for _, o in sorted(s["objects"].items())
                         ],
                     }
                     for n, s in sorted(self.shares.items())
                 ],
                 "recipients": [
-                    {"name": n, "authentication_type": r["authentication_type"], "data_recipient_global_metastore_id": r["data_recipient_global_metastore_id"], "comment": r["comment"]}
+                    {
+                        "name": n,
+                        "authentication_type": r["authentication_type"],
+                        "data_recipient_global_metastore_id": r["data_recipient_global_metastore_id"],
+                        "comment": r["comment"],
+                    }
                     for n, r in sorted(self.recipients.items())
                 ],
                 "share_grants": [
-                    {"share": s, "recipient": r, "privileges": sorted(privs)} for s, held in sorted(self.share_grants.items()) for r, privs in sorted(held.items())
+                    {"share": s, "recipient": r, "privileges": sorted(privs)}
+                    for s, held in sorted(self.share_grants.items())
+                    for r, privs in sorted(held.items())
                 ],
                 "warehouses": sorted(self.warehouses),
             }
@@ -1508,7 +1917,11 @@ class _Parser:
 
     def expect(self, *words: str) -> None:
         if not self.accept(*words):
-            raise SqlError("PARSE_SYNTAX_ERROR", f"Syntax error at or near '{self.peek_text()}': expected {' '.join(words)}.", "42601")
+            raise SqlError(
+                "PARSE_SYNTAX_ERROR",
+                f"Syntax error at or near '{self.peek_text()}': expected {' '.join(words)}.",
+                "42601",
+            )
 
     def word(self) -> str:
         token = self.next()
@@ -1532,13 +1945,17 @@ class _Parser:
     def single_name(self) -> str:
         parts = self.name()
         if len(parts) != 1:
-            raise SqlError("INVALID_IDENTIFIER", f"{_quote(parts)} is not a valid name here: a one-part name is expected.", "42602")
+            raise SqlError(
+                "INVALID_IDENTIFIER", f"{_quote(parts)} is not a valid name here: a one-part name is expected.", "42602"
+            )
         return parts[0].lower()
 
     def string(self) -> str:
         token = self.next()
         if token.kind not in ("string", "dollar"):
-            raise SqlError("PARSE_SYNTAX_ERROR", f"Syntax error at or near '{token.text}': expected a string literal.", "42601")
+            raise SqlError(
+                "PARSE_SYNTAX_ERROR", f"Syntax error at or near '{token.text}': expected a string literal.", "42601"
+            )
         return token.value
 
     def parenthesized_list(self) -> list[list[_Token]]:
@@ -1600,7 +2017,9 @@ def _string_column(name: str, position: int) -> dict[str, Any]:
     return {"name": name, "type_name": "STRING", "type_text": "STRING", "position": position}
 
 
-def _succeeded(statement_id: str, columns: list[dict[str, Any]], rows: list[list[str | None]], truncated: bool) -> dict[str, Any]:
+def _succeeded(
+    statement_id: str, columns: list[dict[str, Any]], rows: list[list[str | None]], truncated: bool
+) -> dict[str, Any]:
     n = len(rows)
     schema: dict[str, Any] = {"column_count": len(columns)}
     if columns:
@@ -1638,10 +2057,16 @@ def _parameter_sql(name: str, value: str | None, type_text: str) -> str:
     """The typed value one statement parameter binds, as SQL: the warehouse reads the string
     `value` as `type` (STRING by default), a malformed value failing the statement."""
     if not PARAMETER_NAME.match(name):
-        raise SqlError("INVALID_PARAMETER_MARKER_VALUE.INVALID_NAME", f"`{name}` is not a valid parameter name.", "22023")
+        raise SqlError(
+            "INVALID_PARAMETER_MARKER_VALUE.INVALID_NAME", f"`{name}` is not a valid parameter name.", "22023"
+        )
     t = re.sub(r"\s+", " ", type_text.strip().upper())
     if not PARAMETER_TYPE.match(t):
-        raise SqlError("INVALID_PARAMETER_MARKER_VALUE.INVALID_TYPE", f"The type {type_text!r} of parameter `{name}` is not a SQL type.", "22023")
+        raise SqlError(
+            "INVALID_PARAMETER_MARKER_VALUE.INVALID_TYPE",
+            f"The type {type_text!r} of parameter `{name}` is not a SQL type.",
+            "22023",
+        )
     if t == "STRING" and value is not None:
         return _sql_string(value)
     return f"CAST({'NULL' if value is None else _sql_string(value)} AS {t})"
@@ -1657,7 +2082,7 @@ def _with_parameters(statement: str, values: Mapping[str, str | None], types: Ma
 
 
 def _sql_type_text(data_type: Any) -> str:
-    from pyspark.sql import types as T  # noqa: PLC0415
+    from pyspark.sql import types as T
 
     if isinstance(data_type, T.ArrayType):
         return f"ARRAY<{_sql_type_text(data_type.elementType)}>"
@@ -1671,17 +2096,37 @@ def _sql_type_text(data_type: Any) -> str:
 
 
 def _column_manifest(name: str, data_type: Any, position: int) -> dict[str, Any]:
-    from pyspark.sql import types as T  # noqa: PLC0415
+    from pyspark.sql import types as T
 
     names = [
-        (T.ByteType, "BYTE"), (T.ShortType, "SHORT"), (T.IntegerType, "INT"), (T.LongType, "LONG"), (T.FloatType, "FLOAT"),
-        (T.DoubleType, "DOUBLE"), (T.DecimalType, "DECIMAL"), (T.CharType, "CHAR"), (T.StringType, "STRING"),
-        (T.BooleanType, "BOOLEAN"), (T.DateType, "DATE"), (T.TimestampNTZType, "TIMESTAMP_NTZ"), (T.TimestampType, "TIMESTAMP"),
-        (T.BinaryType, "BINARY"), (T.ArrayType, "ARRAY"), (T.MapType, "MAP"), (T.StructType, "STRUCT"), (T.NullType, "NULL"),
-        (T.DayTimeIntervalType, "INTERVAL"), (T.YearMonthIntervalType, "INTERVAL"),
+        (T.ByteType, "BYTE"),
+        (T.ShortType, "SHORT"),
+        (T.IntegerType, "INT"),
+        (T.LongType, "LONG"),
+        (T.FloatType, "FLOAT"),
+        (T.DoubleType, "DOUBLE"),
+        (T.DecimalType, "DECIMAL"),
+        (T.CharType, "CHAR"),
+        (T.StringType, "STRING"),
+        (T.BooleanType, "BOOLEAN"),
+        (T.DateType, "DATE"),
+        (T.TimestampNTZType, "TIMESTAMP_NTZ"),
+        (T.TimestampType, "TIMESTAMP"),
+        (T.BinaryType, "BINARY"),
+        (T.ArrayType, "ARRAY"),
+        (T.MapType, "MAP"),
+        (T.StructType, "STRUCT"),
+        (T.NullType, "NULL"),
+        (T.DayTimeIntervalType, "INTERVAL"),
+        (T.YearMonthIntervalType, "INTERVAL"),
     ]
     type_name_ = next((n for cls, n in names if isinstance(data_type, cls)), "USER_DEFINED_TYPE")
-    info: dict[str, Any] = {"name": name, "type_name": type_name_, "type_text": _sql_type_text(data_type), "position": position}
+    info: dict[str, Any] = {
+        "name": name,
+        "type_name": type_name_,
+        "type_text": _sql_type_text(data_type),
+        "position": position,
+    }
     if isinstance(data_type, T.DecimalType):
         info["type_precision"], info["type_scale"] = data_type.precision, data_type.scale
     return info
@@ -1689,7 +2134,7 @@ def _column_manifest(name: str, data_type: Any, position: int) -> dict[str, Any]
 
 def _as_string(column: str, data_type: Any) -> str:
     """A Spark SQL expression rendering one value as the Statement Execution API's JSON_ARRAY does."""
-    from pyspark.sql import types as T  # noqa: PLC0415
+    from pyspark.sql import types as T
 
     if isinstance(data_type, (T.StringType, T.CharType, T.VarcharType)):
         return column
@@ -1720,9 +2165,14 @@ def _spark_execute(
 ) -> tuple[list[dict[str, Any]], list[list[str | None]], bool]:
     """Run one statement in a Spark Connect session of its own and render its rows as strings."""
     if not remote:
-        raise SqlError("INTERNAL_ERROR", "The emulated warehouse has no Spark Connect server (`spark_remote` is None) to run this statement on.", "XX000", "INTERNAL_ERROR")
-    from pyspark.errors import PySparkException  # noqa: PLC0415
-    from pyspark.sql.connect.session import SparkSession as ConnectSession  # noqa: PLC0415
+        raise SqlError(
+            "INTERNAL_ERROR",
+            "The emulated warehouse has no Spark Connect server (`spark_remote` is None) to run this statement on.",
+            "XX000",
+            "INTERNAL_ERROR",
+        )
+    from pyspark.errors import PySparkException
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
 
     text = _with_parameters(statement, values, types)
     # Built directly rather than through the builder: a session of its own, which never becomes
@@ -1730,7 +2180,9 @@ def _spark_execute(
     try:
         session = ConnectSession(connection=remote)
     except Exception as exc:  # noqa: BLE001 - the warehouse is down, as the API reports it
-        raise SqlError("INTERNAL_ERROR", f"Spark Connect server {remote} unavailable: {exc}", "XX000", "INTERNAL_ERROR") from None
+        raise SqlError(
+            "INTERNAL_ERROR", f"Spark Connect server {remote} unavailable: {exc}", "XX000", "INTERNAL_ERROR"
+        ) from None
     try:
         for key, value in spark_conf.items():
             session.conf.set(key, value)
@@ -1748,7 +2200,9 @@ def _spark_execute(
             df = df.limit(row_limit + 1)
         if fields:
             renamed = [f"_c{i}" for i in range(len(fields))]
-            df = df.toDF(*renamed).selectExpr(*(f"{_as_string(c, f.dataType)} AS {c}" for c, f in zip(renamed, fields, strict=True)))
+            df = df.toDF(*renamed).selectExpr(
+                *(f"{_as_string(c, f.dataType)} AS {c}" for c, f in zip(renamed, fields, strict=True))
+            )
         rows = [[None if v is None else str(v) for v in row] for row in df.collect()]
     except PySparkException as exc:
         raise _SparkFailure(exc) from None
@@ -1834,7 +2288,9 @@ def _catalogs_get(emulator: Any, params: dict[str, Any], match: re.Match[str]) -
 @_route("POST", f"{UC}/schemas")
 def _schemas_create(emulator: Any, params: dict[str, Any], match: re.Match[str]) -> dict[str, Any]:
     name, catalog = _required(params, "name", "catalog_name")
-    return emulator.catalog.create_schema(catalog, name, comment=params.get("comment"), properties=params.get("properties"))
+    return emulator.catalog.create_schema(
+        catalog, name, comment=params.get("comment"), properties=params.get("properties")
+    )
 
 
 @_route("GET", f"{UC}/schemas")
@@ -1864,7 +2320,12 @@ def _schemas_delete(emulator: Any, params: dict[str, Any], match: re.Match[str])
 def _volumes_create(emulator: Any, params: dict[str, Any], match: re.Match[str]) -> dict[str, Any]:
     catalog, schema, name = _required(params, "catalog_name", "schema_name", "name")
     return emulator.catalog.create_volume(
-        catalog, schema, name, volume_type=params.get("volume_type") or "", storage_location=params.get("storage_location"), comment=params.get("comment")
+        catalog,
+        schema,
+        name,
+        volume_type=params.get("volume_type") or "",
+        storage_location=params.get("storage_location"),
+        comment=params.get("comment"),
     )
 
 
@@ -1951,17 +2412,29 @@ def _functions_delete(emulator: Any, params: dict[str, Any], match: re.Match[str
 
 @_route("GET", f"{UC}/permissions/(?P<type>[^/]+)/{_NAME}")
 def _permissions_get(emulator: Any, params: dict[str, Any], match: re.Match[str]) -> dict[str, Any]:
-    return {"privilege_assignments": emulator.catalog.privilege_assignments(_arg(match, "type"), _arg(match), params.get("principal"))}
+    return {
+        "privilege_assignments": emulator.catalog.privilege_assignments(
+            _arg(match, "type"), _arg(match), params.get("principal")
+        )
+    }
 
 
 @_route("PATCH", f"{UC}/permissions/(?P<type>[^/]+)/{_NAME}")
 def _permissions_update(emulator: Any, params: dict[str, Any], match: re.Match[str]) -> dict[str, Any]:
-    return {"privilege_assignments": emulator.catalog.update_grants(_arg(match, "type"), _arg(match), params.get("changes") or [])}
+    return {
+        "privilege_assignments": emulator.catalog.update_grants(
+            _arg(match, "type"), _arg(match), params.get("changes") or []
+        )
+    }
 
 
 @_route("GET", f"{UC}/effective-permissions/(?P<type>[^/]+)/{_NAME}")
 def _permissions_effective(emulator: Any, params: dict[str, Any], match: re.Match[str]) -> dict[str, Any]:
-    return {"privilege_assignments": emulator.catalog.effective_privileges(_arg(match, "type"), _arg(match), params.get("principal"))}
+    return {
+        "privilege_assignments": emulator.catalog.effective_privileges(
+            _arg(match, "type"), _arg(match), params.get("principal")
+        )
+    }
 
 
 # shares
@@ -2016,7 +2489,10 @@ def _share_permissions_update(emulator: Any, params: dict[str, Any], match: re.M
 def _recipients_create(emulator: Any, params: dict[str, Any], match: re.Match[str]) -> dict[str, Any]:
     name, auth = _required(params, "name", "authentication_type")
     return emulator.catalog.create_recipient(
-        name, authentication_type=auth, data_recipient_global_metastore_id=params.get("data_recipient_global_metastore_id"), comment=params.get("comment")
+        name,
+        authentication_type=auth,
+        data_recipient_global_metastore_id=params.get("data_recipient_global_metastore_id"),
+        comment=params.get("comment"),
     )
 
 
@@ -2048,7 +2524,10 @@ def _recipient_share_permissions(emulator: Any, params: dict[str, Any], match: r
         uc._recipient(name)
         return {
             "permissions_out": [
-                {"share_name": share, "privilege_assignments": [{"principal": name, "privileges": sorted(grants[name])}]}
+                {
+                    "share_name": share,
+                    "privilege_assignments": [{"principal": name, "privileges": sorted(grants[name])}],
+                }
                 for share, grants in sorted(uc.share_grants.items())
                 if name in grants
             ]

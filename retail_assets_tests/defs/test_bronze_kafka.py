@@ -18,11 +18,11 @@ import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
-from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
 from retail_assets.lib.engine import DeltaRsEngine
-from retail_assets.lib.generator import KafkaMessage
-from retail_assets.lib.kafka import watermarks
-from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, KAFKA_TOPIC
+from retail_assets.lib.registry.tables import BRONZE_POS_TRANSACTIONS, KAFKA_TOPIC
+from retail_assets.lib.sources.kafka import watermarks
+from retail_assets.tooling.broker import LocalBroker, ensure_topic, produce
+from retail_assets.tooling.generator import KafkaMessage
 
 DAY = "2026-11-05"
 NEXT_DAY = "2026-11-06"
@@ -85,9 +85,15 @@ def messages(start: int, count: int) -> list[KafkaMessage]:
     ts = int(dt.datetime(2026, 11, 5, 12, tzinfo=dt.UTC).timestamp() * 1000)
     out = []
     for i in range(start, start + count):
-        value = {"schema_version": 1, "transaction_id": f"K{i:05d}", "event_time": "2026-11-05T12:00:00+00:00", "store_id": "S001",
-                 "customer_id": None, "payment_method": "card",
-                 "lines": [{"line_number": 1, "product_id": "P0001", "quantity": 1, "unit_price": 2.5, "discount": 0}]}
+        value = {
+            "schema_version": 1,
+            "transaction_id": f"K{i:05d}",
+            "event_time": "2026-11-05T12:00:00+00:00",
+            "store_id": "S001",
+            "customer_id": None,
+            "payment_method": "card",
+            "lines": [{"line_number": 1, "product_id": "P0001", "quantity": 1, "unit_price": 2.5, "discount": 0}],
+        }
         out.append(KafkaMessage(index=i, key=f"K{i:05d}", timestamp_ms=ts + i, value=json.dumps(value).encode()))
     return out
 
@@ -111,7 +117,9 @@ def run_driver(root: Path, bootstrap: str, kill_at: str | None = None, day: str 
 def bronze_offsets(root: Path, day: str | None = None) -> list[tuple[int, int]]:
     """(partition, offset) of every Bronze row, as delta-rs reads the table folder: what a Delta
     reader sees of the log whichever engine committed it."""
-    table = DeltaRsEngine(root / "lakehouse").read_arrow(BRONZE_POS_TRANSACTIONS, columns=["_partition", "_offset", "_arrival_date"])
+    table = DeltaRsEngine(root / "lakehouse").read_arrow(
+        BRONZE_POS_TRANSACTIONS, columns=["_partition", "_offset", "_arrival_date"]
+    )
     if day is not None:
         table = table.filter(pc.equal(table["_arrival_date"], dt.date.fromisoformat(day)))
     return sorted(zip(table["_partition"].to_pylist(), table["_offset"].to_pylist()))
@@ -123,7 +131,9 @@ def materialize(bootstrap: str, day: str, monkeypatch) -> dg.ExecuteInProcessRes
     from retail_assets.definitions import build_definitions
 
     job = build_definitions().resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(asset_selection=[POS_KEY], partition_key=day, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    return job.execute_in_process(
+        asset_selection=[POS_KEY], partition_key=day, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
 
 
 @pytest.mark.reliability
@@ -147,7 +157,9 @@ def test_kill_before_and_after_commit_leaves_every_offset_once(broker, tmp_path,
     final = bronze_offsets(tmp_path)
     assert len(final) == 65 and len(set(final)) == 65
     assert {f"{KAFKA_TOPIC}/{p}/{o}" for p, o in final} == set(placed.values())
-    ids = DeltaRsEngine(tmp_path / "lakehouse").read_arrow(BRONZE_POS_TRANSACTIONS, columns=["transaction_id"])["transaction_id"]
+    ids = DeltaRsEngine(tmp_path / "lakehouse").read_arrow(BRONZE_POS_TRANSACTIONS, columns=["transaction_id"])[
+        "transaction_id"
+    ]
     assert pc.count_distinct(ids).as_py() == 65
 
 
@@ -176,13 +188,17 @@ def test_a_restarted_broker_keeps_its_log_and_every_offset_lands_once(tmp_path, 
         # the past day again: its recorded ranges are re-read from the restarted broker's log
         again = materialize(second.bootstrap_servers, DAY, monkeypatch)
         assert again.success
-        reread = next(e.materialization.metadata for e in again.get_asset_materialization_events() if e.asset_key == POS_KEY)
+        reread = next(
+            e.materialization.metadata for e in again.get_asset_materialization_events() if e.asset_key == POS_KEY
+        )
     held = bronze_offsets(tmp_path)
     assert len(held) == len(set(held)) == 50
     assert {f"{KAFKA_TOPIC}/{p}/{o}" for p, o in held} == set(placed.values())
     assert bronze_offsets(tmp_path, DAY) == past and len(bronze_offsets(tmp_path, NEXT_DAY)) == 20
     assert reread["messages"].value == 30 and reread["offset_ranges"].value != "none"
-    ids = DeltaRsEngine(tmp_path / "lakehouse").read_arrow(BRONZE_POS_TRANSACTIONS, columns=["transaction_id"])["transaction_id"]
+    ids = DeltaRsEngine(tmp_path / "lakehouse").read_arrow(BRONZE_POS_TRANSACTIONS, columns=["transaction_id"])[
+        "transaction_id"
+    ]
     assert sorted(ids.to_pylist()) == [f"K{i:05d}" for i in range(50)]
 
 
@@ -231,16 +247,22 @@ def test_a_range_run_of_the_stream_is_refused_and_takes_nothing(broker, tmp_path
     failure = next(e for e in ranged.all_events if e.is_step_failure).step_failure_data.error
     assert "ingests one arrival day per run" in failure.message
     assert not (tmp_path / "lakehouse" / "bronze" / "pos_transactions").exists()
-    single = job.execute_in_process(asset_selection=[POS_KEY], partition_key=DAY, instance=dg.DagsterInstance.ephemeral())
+    single = job.execute_in_process(
+        asset_selection=[POS_KEY], partition_key=DAY, instance=dg.DagsterInstance.ephemeral()
+    )
     assert single.success and len(bronze_offsets(tmp_path)) == 5
 
 
 def test_ranges_are_read_each_offset_once_and_stop_at_their_end(kafka_broker):
-    from retail_assets.lib import kafka as kafka_lib
+    from retail_assets.lib.sources import kafka as kafka_lib
 
     topic = "retail.test.read_ranges"
     ensure_topic(kafka_broker.bootstrap_servers, topic, partitions=3)
-    placed = produce(kafka_broker.bootstrap_servers, topic, [KafkaMessage(i, f"k{i}", 1_790_000_000_000, b"%d" % i) for i in range(600)])
+    placed = produce(
+        kafka_broker.bootstrap_servers,
+        topic,
+        [KafkaMessage(i, f"k{i}", 1_790_000_000_000, b"%d" % i) for i in range(600)],
+    )
     config = {"bootstrap.servers": kafka_broker.bootstrap_servers}
     marks = watermarks(config, topic)
 
@@ -254,7 +276,9 @@ def test_ranges_are_read_each_offset_once_and_stop_at_their_end(kafka_broker):
     assert {ms for *_, ms in everything} == {1_790_000_000_000}
     # A range ending before the log does: the messages after it are fetched but not handed on.
     middle = [kafka_lib.OffsetRange(p, 10, high - 10) for p, (_, high) in marks.items()]
-    assert sorted((p, o) for p, o, _, _ in read(middle)) == sorted((r.partition, o) for r in middle for o in range(r.start, r.end))
+    assert sorted((p, o) for p, o, _, _ in read(middle)) == sorted(
+        (r.partition, o) for r in middle for o in range(r.start, r.end)
+    )
 
 
 def test_a_fetch_that_ends_the_log_keeps_the_messages_before_the_end():
@@ -262,13 +286,18 @@ def test_a_fetch_that_ends_the_log_keeps_the_messages_before_the_end():
     fetch: those messages are still handed on, and the partition's range is then complete."""
     from confluent_kafka import KafkaError, Message
 
-    from retail_assets.lib.kafka import KafkaUnavailable, _in_ranges
+    from retail_assets.lib.sources.kafka import KafkaUnavailable, _in_ranges
 
     def message(partition, offset):
         return Message(topic="t", partition=partition, offset=offset, value=b"%d" % offset, timestamp=(1, 5))
 
     next_offset, end = {0: 5, 1: 0}, {0: 9, 1: 3}
-    fetched = [message(0, 5), message(0, 6), Message(topic="t", partition=0, offset=9, error=KafkaError(KafkaError._PARTITION_EOF)), message(1, 0)]
+    fetched = [
+        message(0, 5),
+        message(0, 6),
+        Message(topic="t", partition=0, offset=9, error=KafkaError(KafkaError._PARTITION_EOF)),
+        message(1, 0),
+    ]
     batch = _in_ranges(fetched, "t", next_offset, end)
     # offsets 7 and 8 never came (a transaction's markers): the end of the log completes the range
     assert list(zip(batch.partitions, batch.offsets)) == [(0, 5), (0, 6), (1, 0)]

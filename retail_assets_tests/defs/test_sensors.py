@@ -16,19 +16,18 @@ import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
-from dagster._core.storage.dagster_run import DagsterRun
-
-from retail_assets.defs.bronze.sensors import LANE_TAGS, STREAM_LANE, kafka_offsets_sensor, landing_zone_sensor, other_writer
-from retail_assets.lib import quality
-from retail_assets.lib.bench.workload import landing_with_held_files
-from retail_assets.lib.broker import ensure_topic
+from retail_assets.defs.bronze.sensors import (
+    LANE_TAGS,
+    STREAM_LANE,
+    kafka_offsets_sensor,
+    landing_zone_sensor,
+    other_writer,
+)
 from retail_assets.lib.engine import DeltaRsEngine
-from retail_assets.lib.factories import asset_key
-from retail_assets.lib.generator import GeneratorConfig, generate
-from retail_assets.lib.resources import KafkaResource, LakehouseResource
-from retail_assets.lib.sensing import KafkaCursor, decide_kafka_run
-from retail_assets.lib.stream import NEW_FIELD, StreamConfig, send_stream, stream_messages
-from retail_assets.lib.tables import (
+from retail_assets.lib.orchestration.factories import asset_key
+from retail_assets.lib.orchestration.resources import KafkaResource, LakehouseResource
+from retail_assets.lib.orchestration.sensing import KafkaCursor, decide_kafka_run
+from retail_assets.lib.registry.tables import (
     BRONZE_POS_TRANSACTIONS,
     BRONZE_SALES_FILES,
     GOLD_FACT_SALES,
@@ -38,6 +37,11 @@ from retail_assets.lib.tables import (
     SILVER_RETURNS,
     SILVER_SALES_LINES,
 )
+from retail_assets.lib.transforms import quality
+from retail_assets.tooling.bench.workload import landing_with_held_files
+from retail_assets.tooling.broker import ensure_topic
+from retail_assets.tooling.generator import GeneratorConfig, generate
+from retail_assets.tooling.stream import NEW_FIELD, StreamConfig, send_stream, stream_messages
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +90,9 @@ def tick(sensor, instance, resources, cursor=None):
     return requests, skips, context.cursor
 
 
-def settle_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursor, rounds: int = 6) -> list[dg.ExecuteInProcessResult]:
+def settle_automation(
+    defs: dg.Definitions, instance: dg.DagsterInstance, cursor, rounds: int = 6
+) -> list[dg.ExecuteInProcessResult]:
     """Evaluate every automation condition and run what it requests, one run per partition key
     as the daemon does, until nothing more is requested. `cursor` is an earlier evaluation's:
     updates are judged against it, as the running daemon judges them against its last tick.
@@ -107,7 +113,10 @@ def settle_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursor
             return runs
         for partition in sorted(by_partition):
             run = job.execute_in_process(
-                asset_selection=by_partition[partition], partition_key=partition, instance=instance, raise_on_error=False
+                asset_selection=by_partition[partition],
+                partition_key=partition,
+                instance=instance,
+                raise_on_error=False,
             )
             assert run.success, f"automation run for {partition} {by_partition[partition]} failed"
             runs.append(run)
@@ -154,7 +163,9 @@ def test_landing_sensor_takes_each_complete_file_once(tmp_path, instance, spark,
     assert held, requested_days
 
     requests, skips, _ = tick(landing_zone_sensor, instance, resources)
-    assert requests == [] and "no new complete files" in skips[0].skip_message, [(r.partition_key, r.tags) for r in requests]
+    assert requests == [] and "no new complete files" in skips[0].skip_message, [
+        (r.partition_key, r.tags) for r in requests
+    ]
 
     # the growing file settles: exactly it is requested, then ingested once
     os.utime(growing, (old, old))
@@ -218,7 +229,9 @@ def test_kafka_decisions():
     behind = decide_kafka_run(high={0: 900}, cursor=big.cursor, **{**base, "last_run_status": "STARTED"})
     assert behind.request and behind.run_key == "kafka:t:p0[10,900)" and behind.cursor.requested_high == {0: 900}
     # another run writing today's lane tables (say automation rebuilding Silver): wait for it
-    blocked = decide_kafka_run(high={0: 500}, cursor=KafkaCursor(), **{**base, "blocked_by": "run abc writing silver/sales_lines"})
+    blocked = decide_kafka_run(
+        high={0: 500}, cursor=KafkaCursor(), **{**base, "blocked_by": "run abc writing silver/sales_lines"}
+    )
     assert not blocked.request and "waiting for run abc writing silver/sales_lines" in blocked.reason
     # the run ended without committing the range: asked again, under a new key
     failed = decide_kafka_run(high={0: 500}, cursor=big.cursor, **{**base, "last_run_status": "FAILURE"})
@@ -235,7 +248,7 @@ def test_kafka_run_waits_for_another_run_writing_todays_lane_tables():
     def add(status, partition, keys, sensor):
         tags = {"dagster/partition": partition, "dagster/sensor_name": sensor}
         selection = frozenset(dg.AssetKey.from_user_string(k) for k in keys)
-        instance.add_run(DagsterRun(job_name="__ASSET_JOB", status=status, tags=tags, asset_selection=selection))
+        instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", status=status, tags=tags, asset_selection=selection))
 
     add(dg.DagsterRunStatus.STARTED, today, ["gold/dim_store"], "downstream_automation")
     add(dg.DagsterRunStatus.STARTED, yesterday, ["silver/sales_lines"], "downstream_automation")
@@ -252,14 +265,18 @@ def test_stream_to_gold_exactly_once(tmp_path, instance, spark, monkeypatch, kaf
     today = dt.datetime.now(dt.UTC).date()
     root = tmp_path / "data"
     # the reference data the events point to lands as files, taken by the landing sensor
-    messages = stream_messages(StreamConfig(seed=3, day=today, stores=2, transactions_per_store_day=12), root / "landing")
+    messages = stream_messages(
+        StreamConfig(seed=3, day=today, stores=2, transactions_per_store_day=12), root / "landing"
+    )
     assert any(NEW_FIELD.encode() in m.value for m in messages)
     monkeypatch.setenv("RETAIL_KAFKA_LAG_THRESHOLD", "1")
     # the session's broker: this is the only test that writes to the project's topic on it
     with contextlib.nullcontext(kafka_broker) as broker:
         ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
         defs = load_defs(root, broker.bootstrap_servers, monkeypatch)
-        lakehouse = LakehouseResource(root=str(root / "lakehouse"), landing_root=str(root / "landing"), lateness_days=LATENESS)
+        lakehouse = LakehouseResource(
+            root=str(root / "lakehouse"), landing_root=str(root / "landing"), lateness_days=LATENESS
+        )
         resources = {"lakehouse": lakehouse, "kafka": KafkaResource(bootstrap_servers=broker.bootstrap_servers)}
         half = len(messages) // 2
         cursor = None
@@ -297,12 +314,19 @@ def test_stream_to_gold_exactly_once(tmp_path, instance, spark, monkeypatch, kaf
         return len(lines) if isinstance(lines, list) and lines else 1
 
     produced_lines = sum(lines_of(m.value) for m in messages)
-    kafka_rows = lambda spec: engine.read_arrow(spec).filter(pc.starts_with(engine.read_arrow(spec)["_source"], KAFKA_TOPIC))  # noqa: E731
+
+    def kafka_rows(spec):
+        rows = engine.read_arrow(spec)
+        return rows.filter(pc.starts_with(rows["_source"], KAFKA_TOPIC))
+
     accepted = kafka_rows(SILVER_SALES_LINES).num_rows + kafka_rows(SILVER_RETURNS).num_rows
     rejected = kafka_rows(QUARANTINE_INGEST_REJECTS).num_rows
     violations = kafka_rows(QUARANTINE_RULE_VIOLATIONS)
     materialization = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["quarantine", "rule_violations"]), asset_partitions=[today.isoformat()]), limit=1
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(["quarantine", "rule_violations"]), asset_partitions=[today.isoformat()]
+        ),
+        limit=1,
     ).records[0]
     duplicates = int(materialization.asset_materialization.metadata["duplicates"].value)
     figures = {"accepted": accepted, "rejected": rejected, "violations": violations.num_rows, "duplicates": duplicates}

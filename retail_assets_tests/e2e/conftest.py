@@ -1,6 +1,6 @@
 """Fixtures for the end-to-end tests against a running `dagster dev`.
 
-`retail_assets.lib.devserver.start_dagster_dev(root, env=...)` starts the project the way a user
+`retail_assets.tooling.devserver.start_dagster_dev(root, env=...)` starts the project the way a user
 does (`retail-assets ui`: local Kafka broker + `dagster dev`, webserver and daemon) on free
 loopback ports with a temporary data root and DAGSTER_HOME, and stops its whole process group
 on exit. The session fixture `dagster_dev` is one such instance with every sensor stopped, for
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from retail_assets.lib.devserver import DagsterDev, start_dagster_dev
 from retail_assets.lib.settings import project_root
+from retail_assets.tooling.devserver import DagsterDev, start_dagster_dev
 
 __all__ = ["DagsterDev", "start_dagster_dev"]
 

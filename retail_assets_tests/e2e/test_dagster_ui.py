@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from retail_assets.lib import quality
-from retail_assets.lib.generator import GeneratorConfig, generate
-from retail_assets.lib.devserver import DagsterDev
+from retail_assets.lib.transforms import quality
+from retail_assets.tooling.devserver import DagsterDev
+from retail_assets.tooling.generator import GeneratorConfig, generate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -154,7 +154,9 @@ def backfill(dagster_dev: DagsterDev):
         if state["status"] not in ("REQUESTED", "CANCELING", "FAILING"):
             break
         if time.monotonic() > deadline:
-            raise dagster_dev.fail(f"backfill {backfill_id} still {state['status']} after {BACKFILL_TIMEOUT_S:.0f}s; runs: {state['runs']}")
+            raise dagster_dev.fail(
+                f"backfill {backfill_id} still {state['status']} after {BACKFILL_TIMEOUT_S:.0f}s; runs: {state['runs']}"
+            )
         time.sleep(3)
     return state, partitions
 
@@ -167,9 +169,13 @@ def asset_node(dev: DagsterDev, key: tuple[str, ...], partitions: list[str]) -> 
 
 def test_backfill_of_a_partition_range_succeeds_one_run_per_partition(dagster_dev, backfill):
     state, partitions = backfill
-    assert state["status"] == "COMPLETED_SUCCESS", f"backfill ended {state['status']}: {state['error']}; runs {state['runs']}\n{dagster_dev.log_tail()}"
+    assert state["status"] == "COMPLETED_SUCCESS", (
+        f"backfill ended {state['status']}: {state['error']}; runs {state['runs']}\n{dagster_dev.log_tail()}"
+    )
     # The chain shares one partitioning, so each day's three tables and their checks run together.
-    run_partitions = sorted(next(t["value"] for t in run["tags"] if t["key"] == "dagster/partition") for run in state["runs"])
+    run_partitions = sorted(
+        next(t["value"] for t in run["tags"] if t["key"] == "dagster/partition") for run in state["runs"]
+    )
     assert run_partitions == partitions
     assert {run["status"] for run in state["runs"]} == {"SUCCESS"}
 
@@ -187,7 +193,9 @@ def test_every_selected_asset_is_materialized_per_partition_with_row_counts(dags
             assert entries["dagster/row_count"]["__typename"] == "IntMetadataEntry"
             assert entries["dagster/row_count"]["intValue"] > 0, f"{'/'.join(key)} {m['partition']} wrote no rows"
         ranges = node["assetPartitionStatuses"]["ranges"]
-        assert [(r["startKey"], r["endKey"], r["status"]) for r in ranges] == [(partitions[0], partitions[-1], "MATERIALIZED")]
+        assert [(r["startKey"], r["endKey"], r["status"]) for r in ranges] == [
+            (partitions[0], partitions[-1], "MATERIALIZED")
+        ]
 
 
 def test_materializations_carry_numeric_metadata_the_ui_plots(dagster_dev, backfill):
@@ -213,7 +221,11 @@ def test_materializations_carry_numeric_metadata_the_ui_plots(dagster_dev, backf
 
 def test_materializations_carry_column_lineage_back_to_the_landing_zone(dagster_dev, backfill):
     _, partitions = backfill
-    expected = {("bronze", "stores"): ["landing", "stores"], ("silver", "stores"): ["bronze", "stores"], ("gold", "dim_store"): ["silver", "stores"]}
+    expected = {
+        ("bronze", "stores"): ["landing", "stores"],
+        ("silver", "stores"): ["bronze", "stores"],
+        ("gold", "dim_store"): ["silver", "stores"],
+    }
     for key, upstream in expected.items():
         latest = asset_node(dagster_dev, key, partitions[-1:])["assetMaterializations"][0]
         lineage = next(e["lineage"] for e in latest["metadataEntries"] if e["label"] == "dagster/column_lineage")
@@ -234,7 +246,11 @@ def test_definitions_show_layer_grain_owner_tags_kinds_and_code_reference(dagste
     }
     for key, tags in expected_tags.items():
         # Kinds come back as `dagster/kind/…` tags too; the project's own tags are the rest.
-        own = {t["key"]: t["value"] for t in asset_node(dagster_dev, key, [])["tags"] if not t["key"].startswith("dagster/")}
+        own = {
+            t["key"]: t["value"]
+            for t in asset_node(dagster_dev, key, [])["tags"]
+            if not t["key"].startswith("dagster/")
+        }
         assert own == tags, f"{'/'.join(key)}: {own}"
     labels = {e["label"] for e in node["metadataEntries"]}
     assert {"dagster/column_schema", "dagster/code_references", "dagster/column_lineage"} <= labels
@@ -251,9 +267,9 @@ def test_every_check_of_the_selection_passed_for_every_partition(dagster_dev, ba
         assert checks, f"{'/'.join(key)} has no checks"
         for check in checks:
             for partition in partitions:
-                executions = dagster_dev.graphql(CHECK_EXECUTIONS, {"key": key_input(key), "check": check["name"], "partition": partition})[
-                    "assetCheckExecutions"
-                ]
+                executions = dagster_dev.graphql(
+                    CHECK_EXECUTIONS, {"key": key_input(key), "check": check["name"], "partition": partition}
+                )["assetCheckExecutions"]
                 assert executions, f"{'/'.join(key)}:{check['name']} was not executed for {partition}"
                 latest = executions[0]
                 assert latest["runId"] in run_ids

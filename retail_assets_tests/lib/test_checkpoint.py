@@ -7,8 +7,8 @@ import time
 
 from pyspark.sql import functions as F
 
-from retail_assets.lib import checkpoint as cp
-from retail_assets.lib.checkpoint import SharedCheckpoint
+from retail_assets.lib.engine import checkpoint as cp
+from retail_assets.lib.engine.checkpoint import SharedCheckpoint
 
 
 def _rows(df):
@@ -63,4 +63,4 @@ def test_old_checkpoints_are_pruned_young_ones_kept(spark, tmp_path):
     newest.materialize(df)
     left = {p.name for p in tmp_path.iterdir()}
     # the new one, the young one, and the newest old ones up to KEEP in all
-    assert left == {newest.path.name, "young", *(c.path.name for c in written[-(cp.KEEP - 2):])}
+    assert left == {newest.path.name, "young", *(c.path.name for c in written[-(cp.KEEP - 2) :])}

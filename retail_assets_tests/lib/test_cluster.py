@@ -8,9 +8,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from retail_assets.lib import jvm
 from retail_assets.lib.deployment import cluster
-from retail_assets.lib.deployment.launcher import OnClusterStepLauncher, StagingNotOnVolume, VolumeStagedStepLauncher, volume_staging_prefix
+from retail_assets.lib.deployment import launcher as launcher_module
+from retail_assets.lib.deployment.launcher import (
+    OnClusterStepLauncher,
+    StagingNotOnVolume,
+    VolumeStagedStepLauncher,
+    volume_staging_prefix,
+)
+from retail_assets.lib.engine import jvm
 
 HOST = "https://adb-0000000000000000.0.azuredatabricks.net"
 
@@ -70,11 +76,18 @@ def test_nothing_secret_is_forwarded_and_databricks_credentials_never(deployment
 
 def test_the_launcher_zips_the_package_itself(deployment):
     package = Path(cluster.package_dir())
-    assert package.name == "retail_assets" and (package / "definitions.py").is_file() and (package / "lib" / "deployment").is_dir()
+    assert (
+        package.name == "retail_assets"
+        and (package / "definitions.py").is_file()
+        and (package / "lib" / "deployment").is_dir()
+    )
 
 
 def test_staging_must_be_a_unity_catalog_volume():
-    assert volume_staging_prefix("/Volumes/retail/prod_bronze/artifacts/staging/") == "/Volumes/retail/prod_bronze/artifacts/staging"
+    assert (
+        volume_staging_prefix("/Volumes/retail/prod_bronze/artifacts/staging/")
+        == "/Volumes/retail/prod_bronze/artifacts/staging"
+    )
     for bad in ("/dagster_staging", "dbfs:/Volumes/a/b/c", "/Volumes/retail/prod_bronze", "/Volumes//b/c/d"):
         with pytest.raises(StagingNotOnVolume, match="DBFS root is disabled"):
             volume_staging_prefix(bad)
@@ -84,12 +97,18 @@ def test_the_launcher_takes_credentials_from_the_code_server_and_none_on_a_clust
     # A token here: OAuth's client discovers the workspace's token endpoint when it is built, and
     # this host does not exist (the emulator tests run OAuth M2M end to end).
     deployment.setenv("DATABRICKS_TOKEN", "dapi-secret")
-    definition = cluster.step_launcher()
+    definition = launcher_module.step_launcher()
     with dg.build_resources({"launcher": definition}) as built:
         launcher = built.launcher
     assert isinstance(launcher, VolumeStagedStepLauncher)
-    assert launcher._dbfs_path("run", "bronze__stores", "step_run_ref.pkl") == "/Volumes/retail/prod_bronze/artifacts/staging/run/bronze__stores/step_run_ref.pkl"
-    assert launcher._internal_dbfs_path("run", "a[1]", "code.zip") == "/Volumes/retail/prod_bronze/artifacts/staging/run/a__1__/code.zip"
+    assert (
+        launcher._dbfs_path("run", "bronze__stores", "step_run_ref.pkl")
+        == "/Volumes/retail/prod_bronze/artifacts/staging/run/bronze__stores/step_run_ref.pkl"
+    )
+    assert (
+        launcher._internal_dbfs_path("run", "a[1]", "code.zip")
+        == "/Volumes/retail/prod_bronze/artifacts/staging/run/a__1__/code.zip"
+    )
     config = launcher.databricks_runner.client.workspace_client.config
     assert (config.host, config.auth_type) == (HOST, "pat")
 

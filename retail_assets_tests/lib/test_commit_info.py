@@ -16,7 +16,7 @@ import pytest
 
 from retail_assets.lib.engine import DeltaSparkEngine, PartitionRange
 from retail_assets.lib.engine import delta_spark as ds
-from retail_assets.lib.tables import SILVER_STORES
+from retail_assets.lib.registry.tables import SILVER_STORES
 
 DAY = dt.date(2026, 11, 2)
 
@@ -47,8 +47,20 @@ def stores(n: int, tag: str, day: dt.date = DAY) -> pa.Table:
     """`n` Silver store rows of `day`, their ids tagged so a test can tell writes apart."""
     at = dt.datetime(2026, 11, 2, 8, tzinfo=dt.UTC)
     rows = [
-        dict(store_id=f"{tag}-{i}", name=f"Store {i}", city="Lyon", region="FR", format="mall", opened_on=dt.date(2020, 1, 1),
-             status="open", updated_at=at, extra_attributes=None, _source="test", _arrival_date=day, _batch_id=tag)
+        dict(
+            store_id=f"{tag}-{i}",
+            name=f"Store {i}",
+            city="Lyon",
+            region="FR",
+            format="mall",
+            opened_on=dt.date(2020, 1, 1),
+            status="open",
+            updated_at=at,
+            extra_attributes=None,
+            _source="test",
+            _arrival_date=day,
+            _batch_id=tag,
+        )
         for i in range(n)
     ]
     return pa.Table.from_pylist(rows, schema=SILVER_STORES.arrow_schema())
@@ -149,5 +161,7 @@ def test_an_empty_append_that_delta_does_not_record_reports_no_rows(spark, engin
     assert max(history(spark, engine)) == 1  # nothing was committed
     commit = engine.append(SILVER_STORES, stores(0, "none"), app_id="probe", app_version=1)
     seen = history(spark, engine)
-    assert (commit.version, commit.rows_written) == (2, 0) and seen[2]["userMetadata"].startswith(ds.COMMIT_MARKER_PREFIX)
+    assert (commit.version, commit.rows_written) == (2, 0) and seen[2]["userMetadata"].startswith(
+        ds.COMMIT_MARKER_PREFIX
+    )
     assert engine.app_transaction_version(SILVER_STORES, "probe") == 1

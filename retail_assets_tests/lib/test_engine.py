@@ -10,7 +10,7 @@ import pytest
 from deltalake import DeltaTable
 
 from retail_assets.lib.engine import DeltaRsEngine, DeltaSparkEngine, PartitionRange, RowStream
-from retail_assets.lib.tables import GOLD_DIM_DATE, GOLD_DIM_STORE
+from retail_assets.lib.registry.tables import GOLD_DIM_DATE, GOLD_DIM_STORE
 
 D1, D2 = dt.date(2026, 11, 1), dt.date(2026, 11, 2)
 
@@ -24,8 +24,19 @@ def engine(request, spark, tmp_path):
 
 def dates(*days: dt.date) -> pa.Table:
     rows = [
-        dict(date_sk=int(d.strftime("%Y%m%d")), date=d, year=d.year, quarter=4, month=d.month, month_name="November",
-             day_of_month=d.day, day_of_week=d.isoweekday(), day_name=d.strftime("%A"), iso_week=44, is_weekend=d.isoweekday() > 5)
+        dict(
+            date_sk=int(d.strftime("%Y%m%d")),
+            date=d,
+            year=d.year,
+            quarter=4,
+            month=d.month,
+            month_name="November",
+            day_of_month=d.day,
+            day_of_week=d.isoweekday(),
+            day_name=d.strftime("%A"),
+            iso_week=44,
+            is_weekend=d.isoweekday() > 5,
+        )
         for d in days
     ]
     return pa.Table.from_pylist(rows, schema=GOLD_DIM_DATE.arrow_schema())
@@ -97,8 +108,22 @@ def test_rebuild_replaces_the_whole_table(engine, spark):
     def stores(ids: list[str], day: dt.date) -> pa.Table:
         now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
         return pa.Table.from_pylist(
-            [dict(store_sk=i, store_id=s, name=None, city=None, region=None, format=None, opened_on=None, status=None,
-                  updated_at=now, _processed_at=now, _arrival_date=day) for i, s in enumerate(ids)],
+            [
+                dict(
+                    store_sk=i,
+                    store_id=s,
+                    name=None,
+                    city=None,
+                    region=None,
+                    format=None,
+                    opened_on=None,
+                    status=None,
+                    updated_at=now,
+                    _processed_at=now,
+                    _arrival_date=day,
+                )
+                for i, s in enumerate(ids)
+            ],
             schema=GOLD_DIM_STORE.arrow_schema(),
         )
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from retail_assets.lib.factories import CHECK_THREADS, side_by_side
+from retail_assets.lib.orchestration.factories import CHECK_THREADS, side_by_side
 
 
 def test_checks_side_by_side_keep_their_order_and_overlap():

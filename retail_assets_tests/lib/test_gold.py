@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from pyspark.sql import functions as F
 
-from retail_assets.lib.tables import (
+from retail_assets.lib.registry.tables import (
     GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
     GOLD_AGG_DAILY_STORE_SALES,
     GOLD_AGG_INVENTORY_COVER,
@@ -78,20 +78,47 @@ def sha256(text: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 PRODUCT_CHANGES = [
-    change(1, "products/a.csv:2", product_id="P1", name="Apple", category="Fruit", brand="B", unit_cost=Decimal("1.00"),
-           list_price=Decimal("2.00"), status="active", updated_at=ts(1)),
+    change(
+        1,
+        "products/a.csv:2",
+        product_id="P1",
+        name="Apple",
+        category="Fruit",
+        brand="B",
+        unit_cost=Decimal("1.00"),
+        list_price=Decimal("2.00"),
+        status="active",
+        updated_at=ts(1),
+    ),
     change(3, "products/c.csv:2", product_id="P1", category="Snack", updated_at=ts(3)),
     # Arrives last but happened on day 2: slots in between, day 3 inherits its cost.
     change(4, "products/d.csv:2", product_id="P1", unit_cost=Decimal("1.50"), updated_at=ts(2)),
     # All-null update: nothing changed.
     change(4, "products/d.csv:3", product_id="P1", updated_at=ts(4)),
     # Re-states current values; only technical columns differ: no new version.
-    change(5, "products/e.jsonl:1", product_id="P1", category="Snack", list_price=Decimal("2.00"), updated_at=ts(5),
-           extra_attributes='{"aisle": "7"}'),
+    change(
+        5,
+        "products/e.jsonl:1",
+        product_id="P1",
+        category="Snack",
+        list_price=Decimal("2.00"),
+        updated_at=ts(5),
+        extra_attributes='{"aisle": "7"}',
+    ),
     # Same (key, updated_at) as the day-3 change, arriving later: the earliest copy wins.
     change(6, "products/f.csv:2", product_id="P1", category="Wrong", updated_at=ts(3)),
-    change(2, "products/b.csv:2", product_id="P2", name="Pear", category="Fruit", brand="C", unit_cost=Decimal("0.80"),
-           list_price=Decimal("1.20"), status="active", updated_at=ts(2)),
+    change(
+        2,
+        "products/b.csv:2",
+        product_id="P2",
+        name="Pear",
+        category="Fruit",
+        brand="C",
+        unit_cost=Decimal("0.80"),
+        list_price=Decimal("1.20"),
+        status="active",
+        updated_at=ts(2),
+    ),
 ]
 
 
@@ -119,7 +146,12 @@ def test_scd2_out_of_order_null_noop_and_duplicate_changes(spark):
         assert utc(row["valid_to"]) == valid_to
         assert row["is_current"] is (valid_to is None)
         assert (row["category"], row["unit_cost"]) == (category, unit_cost)
-        assert (row["name"], row["brand"], row["list_price"], row["status"]) == ("Apple", "B", Decimal("2.00"), "active")
+        assert (row["name"], row["brand"], row["list_price"], row["status"]) == (
+            "Apple",
+            "B",
+            Decimal("2.00"),
+            "active",
+        )
         assert row["product_sk"] == xxhash64(spark, "P1", valid_from)
         assert utc(row["_processed_at"]) == PROCESSED_AT and row["_arrival_date"] == RUN_DAY
 
@@ -168,9 +200,19 @@ def test_scd2_same_table_whatever_input_order_and_partitioning(spark):
 
 def test_build_scd2_generic_names_its_surrogate_key(spark):
     changes = make_df(spark, SILVER_PRODUCTS, PRODUCT_CHANGES[:1])
-    history = gold.build_scd2(changes, key="product_id", attributes=["name"], processed_at=PROCESSED_AT, arrival_date=RUN_DAY)
+    history = gold.build_scd2(
+        changes, key="product_id", attributes=["name"], processed_at=PROCESSED_AT, arrival_date=RUN_DAY
+    )
     assert history.columns == [
-        "product_sk", "product_id", "name", "valid_from", "valid_to", "is_current", "version", "_processed_at", "_arrival_date",
+        "product_sk",
+        "product_id",
+        "name",
+        "valid_from",
+        "valid_to",
+        "is_current",
+        "version",
+        "_processed_at",
+        "_arrival_date",
     ]
     assert history.count() == 2
 
@@ -185,8 +227,20 @@ RAW_PHONE = "+33 6 12-34-56-78"
 
 def test_dim_customer_hashes_and_masks_pii(spark):
     records = [
-        change(1, "customers/a.csv:2", customer_id="C1", first_name="Jane", last_name="Doe", email=RAW_EMAIL, phone=RAW_PHONE,
-               city="Paris", country="FR", birth_date=date(1990, 5, 1), loyalty_tier="gold", updated_at=ts(1)),
+        change(
+            1,
+            "customers/a.csv:2",
+            customer_id="C1",
+            first_name="Jane",
+            last_name="Doe",
+            email=RAW_EMAIL,
+            phone=RAW_PHONE,
+            city="Paris",
+            country="FR",
+            birth_date=date(1990, 5, 1),
+            loyalty_tier="gold",
+            updated_at=ts(1),
+        ),
         change(2, "customers/b.csv:2", customer_id="C1", email="jd@new.org", updated_at=ts(2)),
         change(2, "customers/b.csv:3", customer_id="C2", first_name="Al", phone="12", updated_at=ts(2)),
     ]
@@ -223,7 +277,9 @@ def test_mask_helpers_edge_cases(spark):
         [("a@b.c", "0612"), ("noat", "1"), ("", "abc"), (None, None), ("x@y@z.org", "(06) 12 34 56 78")],
         "email string, phone string",
     )
-    out = df.select(gold.mask_email(F.col("email")), gold.hash_email(F.col("email")), gold.mask_phone(F.col("phone"))).collect()
+    out = df.select(
+        gold.mask_email(F.col("email")), gold.hash_email(F.col("email")), gold.mask_phone(F.col("phone"))
+    ).collect()
     assert [tuple(r) for r in out] == [
         ("a***@b.c", sha256("a@b.c"), "**12"),
         ("n***", sha256("noat"), "1"),
@@ -240,8 +296,18 @@ def test_mask_helpers_edge_cases(spark):
 
 def test_dim_store_keeps_latest_non_null_attribute(spark):
     records = [
-        change(1, "stores/a.csv:2", store_id="S1", name="Main", city="Paris", region="IDF", format="supermarket",
-               opened_on=date(2020, 1, 1), status="open", updated_at=ts(1)),
+        change(
+            1,
+            "stores/a.csv:2",
+            store_id="S1",
+            name="Main",
+            city="Paris",
+            region="IDF",
+            format="supermarket",
+            opened_on=date(2020, 1, 1),
+            status="open",
+            updated_at=ts(1),
+        ),
         change(2, "stores/b.csv:2", store_id="S1", status="renovating", updated_at=ts(3)),
         # Older than the status change: its city applies, its status does not.
         change(3, "stores/c.csv:2", store_id="S1", city="Lyon", status="closed", updated_at=ts(2)),
@@ -258,7 +324,12 @@ def test_dim_store_keeps_latest_non_null_attribute(spark):
     assert set(rows) == {("S1",), ("S2",), (UNKNOWN_MEMBER_ID,)}
     s1 = rows[("S1",)]
     assert (s1["name"], s1["city"], s1["region"], s1["format"], s1["opened_on"], s1["status"]) == (
-        "Main", "Lyon", "IDF", "supermarket", date(2020, 1, 1), "renovating",
+        "Main",
+        "Lyon",
+        "IDF",
+        "supermarket",
+        date(2020, 1, 1),
+        "renovating",
     )
     assert utc(s1["updated_at"]) == ts(3)
     assert s1["store_sk"] == xxhash64(spark, "S1")
@@ -286,40 +357,68 @@ def test_dim_date_iso_calendar(spark):
 # ---------------------------------------------------------------------------------------------
 
 
-def silver_line(tx: str, event_time: datetime, store: str, product: str, customer: str | None, qty: int, price: str) -> dict:
+def silver_line(
+    tx: str, event_time: datetime, store: str, product: str, customer: str | None, qty: int, price: str
+) -> dict:
     gross = Decimal(qty) * Decimal(price)
     return {
-        "transaction_id": tx, "line_number": 1, "event_time": event_time, "event_date": event_time.date(),
-        "store_id": store, "product_id": product, "customer_id": customer, "quantity": qty,
-        "unit_price": Decimal(price), "discount": Decimal("0"), "gross_amount": gross,
-        "discount_amount": Decimal("0.00"), "net_amount": gross, "payment_method": "card", "channel": "store_file",
-        "_source": f"sales/{tx}.csv:2", "_arrival_date": event_time.date(), "_batch_id": "run",
+        "transaction_id": tx,
+        "line_number": 1,
+        "event_time": event_time,
+        "event_date": event_time.date(),
+        "store_id": store,
+        "product_id": product,
+        "customer_id": customer,
+        "quantity": qty,
+        "unit_price": Decimal(price),
+        "discount": Decimal("0"),
+        "gross_amount": gross,
+        "discount_amount": Decimal("0.00"),
+        "net_amount": gross,
+        "payment_method": "card",
+        "channel": "store_file",
+        "_source": f"sales/{tx}.csv:2",
+        "_arrival_date": event_time.date(),
+        "_batch_id": "run",
     }
 
 
 def test_fact_sales_point_in_time_join(spark):
     dim_customer = gold.build_dim_customer(
-        make_df(spark, SILVER_CUSTOMERS, [
-            change(2, "c.csv:2", customer_id="C1", first_name="Jane", city="Paris", updated_at=ts(2, 10)),
-            change(3, "c.csv:3", customer_id="C1", city="Lyon", updated_at=ts(3, 10)),
-        ]),
-        processed_at=PROCESSED_AT, arrival_date=RUN_DAY,
+        make_df(
+            spark,
+            SILVER_CUSTOMERS,
+            [
+                change(2, "c.csv:2", customer_id="C1", first_name="Jane", city="Paris", updated_at=ts(2, 10)),
+                change(3, "c.csv:3", customer_id="C1", city="Lyon", updated_at=ts(3, 10)),
+            ],
+        ),
+        processed_at=PROCESSED_AT,
+        arrival_date=RUN_DAY,
     )
-    dim_product = build_products(spark, [
-        change(1, "p.csv:2", product_id="P1", name="Apple", unit_cost=Decimal("1.00"), updated_at=ts(1)),
-        change(3, "p.csv:3", product_id="P1", unit_cost=Decimal("2.00"), updated_at=ts(3, 12)),
-    ])
+    dim_product = build_products(
+        spark,
+        [
+            change(1, "p.csv:2", product_id="P1", name="Apple", unit_cost=Decimal("1.00"), updated_at=ts(1)),
+            change(3, "p.csv:3", product_id="P1", unit_cost=Decimal("2.00"), updated_at=ts(3, 12)),
+        ],
+    )
     dim_store = gold.build_dim_store(
         make_df(spark, SILVER_STORES, [change(1, "s.csv:2", store_id="S1", name="Main", updated_at=ts(1))]),
-        processed_at=PROCESSED_AT, arrival_date=RUN_DAY,
+        processed_at=PROCESSED_AT,
+        arrival_date=RUN_DAY,
     )
-    sales = make_df(spark, SILVER_SALES_LINES, [
-        silver_line("T1", ts(2, 10), "S1", "P1", "C1", 2, "3.00"),  # exactly at C1 v1's valid_from
-        silver_line("T2", ts(3, 10), "S1", "P1", "C1", 1, "3.00"),  # exactly at C1 v2's valid_from
-        silver_line("T3", ts(1, 9), "S1", "P1", "C1", 1, "3.00"),   # before C1's first version
-        silver_line("T4", ts(2, 11), "S9", "P9", None, 1, "3.00"),  # anonymous, unknown product and store
-        silver_line("T5", ts(3, 12), "S1", "P1", "C9", 1, "3.00"),  # unknown customer; P1 v2 boundary
-    ])
+    sales = make_df(
+        spark,
+        SILVER_SALES_LINES,
+        [
+            silver_line("T1", ts(2, 10), "S1", "P1", "C1", 2, "3.00"),  # exactly at C1 v1's valid_from
+            silver_line("T2", ts(3, 10), "S1", "P1", "C1", 1, "3.00"),  # exactly at C1 v2's valid_from
+            silver_line("T3", ts(1, 9), "S1", "P1", "C1", 1, "3.00"),  # before C1's first version
+            silver_line("T4", ts(2, 11), "S9", "P9", None, 1, "3.00"),  # anonymous, unknown product and store
+            silver_line("T5", ts(3, 12), "S1", "P1", "C9", 1, "3.00"),  # unknown customer; P1 v2 boundary
+        ],
+    )
     returns = make_df(spark, SILVER_RETURNS, [silver_line("T6", ts(3, 13), "S1", "P1", "C1", 1, "3.00")])
 
     c1v1, c1v2 = xxhash64(spark, "C1", ts(2, 10)), xxhash64(spark, "C1", ts(3, 10))
@@ -345,13 +444,21 @@ def test_fact_sales_point_in_time_join(spark):
     }
     assert got == expected
     t6 = rows[("T6", "return")]
-    assert (t6["gross_amount"], t6["discount_amount"], t6["unit_price"]) == (Decimal("-3.00"), Decimal("0.00"), Decimal("3.00"))
+    assert (t6["gross_amount"], t6["discount_amount"], t6["unit_price"]) == (
+        Decimal("-3.00"),
+        Decimal("0.00"),
+        Decimal("3.00"),
+    )
     assert rows[("T4", "sale")]["customer_id"] is None
 
     # A broken dimension (every version twice) still neither drops nor duplicates a line.
     doubled = gold.build_fact_sales(
-        sales, returns, dim_customer.unionByName(dim_customer), dim_product.unionByName(dim_product),
-        dim_store.unionByName(dim_store), processed_at=PROCESSED_AT,
+        sales,
+        returns,
+        dim_customer.unionByName(dim_customer),
+        dim_product.unionByName(dim_product),
+        dim_store.unionByName(dim_store),
+        processed_at=PROCESSED_AT,
     )
     assert doubled.count() == 6
 
@@ -363,45 +470,104 @@ def test_fact_sales_point_in_time_join(spark):
 SK = {"S1": 11, "S2": 12}
 
 
-def fact_row(tx: str, line: int, line_type: str, day: date, hour: int, store: str, product: str, product_sk: int,
-             customer: str | None, qty: int, price: str, discount: str = "0.00") -> dict:
+def fact_row(
+    tx: str,
+    line: int,
+    line_type: str,
+    day: date,
+    hour: int,
+    store: str,
+    product: str,
+    product_sk: int,
+    customer: str | None,
+    qty: int,
+    price: str,
+    discount: str = "0.00",
+) -> dict:
     """A Gold fact row; pass `qty`/`discount` signed (negative for returns)."""
     gross = Decimal(qty) * Decimal(price)
     return {
-        "transaction_id": tx, "line_number": line, "line_type": line_type,
-        "date_sk": int(day.strftime("%Y%m%d")), "event_time": datetime(day.year, day.month, day.day, hour, tzinfo=UTC),
-        "event_date": day, "customer_sk": UNKNOWN_MEMBER_SK if customer is None else 1, "product_sk": product_sk,
-        "store_sk": SK.get(store, UNKNOWN_MEMBER_SK), "customer_id": customer, "product_id": product, "store_id": store,
-        "quantity": qty, "unit_price": Decimal(price), "gross_amount": gross, "discount_amount": Decimal(discount),
-        "net_amount": gross - Decimal(discount), "payment_method": "card", "channel": "pos_stream",
+        "transaction_id": tx,
+        "line_number": line,
+        "line_type": line_type,
+        "date_sk": int(day.strftime("%Y%m%d")),
+        "event_time": datetime(day.year, day.month, day.day, hour, tzinfo=UTC),
+        "event_date": day,
+        "customer_sk": UNKNOWN_MEMBER_SK if customer is None else 1,
+        "product_sk": product_sk,
+        "store_sk": SK.get(store, UNKNOWN_MEMBER_SK),
+        "customer_id": customer,
+        "product_id": product,
+        "store_id": store,
+        "quantity": qty,
+        "unit_price": Decimal(price),
+        "gross_amount": gross,
+        "discount_amount": Decimal(discount),
+        "net_amount": gross - Decimal(discount),
+        "payment_method": "card",
+        "channel": "pos_stream",
         "_processed_at": PROCESSED_AT,
     }
 
 
 FACT = [
-    fact_row("T1", 1, "sale", D1, 9, "S1", "P1", 101, "C1", 2, "10.00", "2.00"),   # net 18.00
-    fact_row("T1", 2, "sale", D1, 9, "S1", "P2", 201, "C1", 1, "5.00"),            # net 5.00
-    fact_row("T2", 1, "sale", D1, 10, "S1", "P1", 101, None, 1, "10.00"),          # net 10.00, anonymous
-    fact_row("T2", 2, "sale", D1, 10, "S1", "P3", -1, None, 1, "3.00"),            # net 3.00, sk unknown at fact time
-    fact_row("T3", 1, "return", D1, 11, "S1", "P1", 101, "C2", -1, "10.00"),       # net -10.00
-    fact_row("T4", 1, "return", D1, 12, "S2", "P2", 201, "C1", -2, "5.00"),        # net -10.00, store with returns only
-    fact_row("T5", 1, "sale", D2, 9, "S1", "P1", 101, "C2", 3, "10.00"),           # net 30.00
-    fact_row("T6", 1, "sale", D2, 15, "S1", "P1", 102, "C1", 1, "10.01"),          # net 10.01, new product version
-    fact_row("T6", 2, "return", D2, 15, "S1", "P2", 201, "C1", -1, "5.00"),        # net -5.00
-    fact_row("T7", 1, "sale", D2, 16, "S2", "P9", -1, "C3", 1, "8.00"),            # net 8.00, product never known
+    fact_row("T1", 1, "sale", D1, 9, "S1", "P1", 101, "C1", 2, "10.00", "2.00"),  # net 18.00
+    fact_row("T1", 2, "sale", D1, 9, "S1", "P2", 201, "C1", 1, "5.00"),  # net 5.00
+    fact_row("T2", 1, "sale", D1, 10, "S1", "P1", 101, None, 1, "10.00"),  # net 10.00, anonymous
+    fact_row("T2", 2, "sale", D1, 10, "S1", "P3", -1, None, 1, "3.00"),  # net 3.00, sk unknown at fact time
+    fact_row("T3", 1, "return", D1, 11, "S1", "P1", 101, "C2", -1, "10.00"),  # net -10.00
+    fact_row("T4", 1, "return", D1, 12, "S2", "P2", 201, "C1", -2, "5.00"),  # net -10.00, store with returns only
+    fact_row("T5", 1, "sale", D2, 9, "S1", "P1", 101, "C2", 3, "10.00"),  # net 30.00
+    fact_row("T6", 1, "sale", D2, 15, "S1", "P1", 102, "C1", 1, "10.01"),  # net 10.01, new product version
+    fact_row("T6", 2, "return", D2, 15, "S1", "P2", 201, "C1", -1, "5.00"),  # net -5.00
+    fact_row("T7", 1, "sale", D2, 16, "S2", "P9", -1, "C3", 1, "8.00"),  # net 8.00, product never known
 ]
 
 DIM_PRODUCT = [
-    {"product_sk": 101, "product_id": "P1", "category": "Food", "unit_cost": Decimal("4.00"),
-     "valid_from": ts(1), "valid_to": ts(3, 12), "is_current": False, "version": 1},
-    {"product_sk": 102, "product_id": "P1", "category": "Snacks", "unit_cost": Decimal("6.00"),
-     "valid_from": ts(3, 12), "is_current": True, "version": 2},
-    {"product_sk": 201, "product_id": "P2", "category": "Drinks", "unit_cost": None,
-     "valid_from": ts(1), "is_current": True, "version": 1},
-    {"product_sk": 301, "product_id": "P3", "category": "Home", "unit_cost": Decimal("1.00"),
-     "valid_from": ts(2, 12), "is_current": True, "version": 1},
-    {"product_sk": UNKNOWN_MEMBER_SK, "product_id": UNKNOWN_MEMBER_ID,
-     "valid_from": datetime(1900, 1, 1, tzinfo=UTC), "is_current": True, "version": 1},
+    {
+        "product_sk": 101,
+        "product_id": "P1",
+        "category": "Food",
+        "unit_cost": Decimal("4.00"),
+        "valid_from": ts(1),
+        "valid_to": ts(3, 12),
+        "is_current": False,
+        "version": 1,
+    },
+    {
+        "product_sk": 102,
+        "product_id": "P1",
+        "category": "Snacks",
+        "unit_cost": Decimal("6.00"),
+        "valid_from": ts(3, 12),
+        "is_current": True,
+        "version": 2,
+    },
+    {
+        "product_sk": 201,
+        "product_id": "P2",
+        "category": "Drinks",
+        "unit_cost": None,
+        "valid_from": ts(1),
+        "is_current": True,
+        "version": 1,
+    },
+    {
+        "product_sk": 301,
+        "product_id": "P3",
+        "category": "Home",
+        "unit_cost": Decimal("1.00"),
+        "valid_from": ts(2, 12),
+        "is_current": True,
+        "version": 1,
+    },
+    {
+        "product_sk": UNKNOWN_MEMBER_SK,
+        "product_id": UNKNOWN_MEMBER_ID,
+        "valid_from": datetime(1900, 1, 1, tzinfo=UTC),
+        "is_current": True,
+        "version": 1,
+    },
 ]
 
 
@@ -433,12 +599,12 @@ def test_agg_product_performance(spark, fact):
     assert sorted_rows(agg) == sorted(
         [
             # event_date, product, category, sold, returned, revenue, returns, net, margin, transactions
-            (D1, "P1", "Food", 3, 1, d("28.00"), d("10.00"), d("18.00"), d("10.00"), 2),    # 18 - (2+1-1)×4
-            (D1, "P2", "Drinks", 1, 2, d("5.00"), d("10.00"), d("-5.00"), None, 1),         # no cost known
-            (D1, "P3", "Home", 1, 0, d("3.00"), d("0.00"), d("3.00"), d("2.00"), 1),        # current version
-            (D2, "P1", "Snacks", 4, 0, d("40.01"), d("0.00"), d("40.01"), d("22.01"), 2),   # 40.01 - (3×4 + 1×6)
+            (D1, "P1", "Food", 3, 1, d("28.00"), d("10.00"), d("18.00"), d("10.00"), 2),  # 18 - (2+1-1)×4
+            (D1, "P2", "Drinks", 1, 2, d("5.00"), d("10.00"), d("-5.00"), None, 1),  # no cost known
+            (D1, "P3", "Home", 1, 0, d("3.00"), d("0.00"), d("3.00"), d("2.00"), 1),  # current version
+            (D2, "P1", "Snacks", 4, 0, d("40.01"), d("0.00"), d("40.01"), d("22.01"), 2),  # 40.01 - (3×4 + 1×6)
             (D2, "P2", "Drinks", 0, 1, d("0.00"), d("5.00"), d("-5.00"), None, 0),
-            (D2, "P9", None, 1, 0, d("8.00"), d("0.00"), d("8.00"), None, 1),               # never in the dimension
+            (D2, "P9", None, 1, 0, d("8.00"), d("0.00"), d("8.00"), None, 1),  # never in the dimension
         ],
         key=repr,
     )
@@ -463,23 +629,34 @@ def test_agg_customer_lifetime_value_is_cumulative(fact):
 
 def test_agg_inventory_cover(spark, fact):
     def snapshot(day: date, store: str, product: str, qty: int, arrived: int, source: str) -> dict:
-        return {"snapshot_date": day, "store_id": store, "product_id": product, "on_hand_qty": qty,
-                "_arrival_date": date(2024, 1, arrived), "_source": source, "_batch_id": "run"}
+        return {
+            "snapshot_date": day,
+            "store_id": store,
+            "product_id": product,
+            "on_hand_qty": qty,
+            "_arrival_date": date(2024, 1, arrived),
+            "_source": source,
+            "_batch_id": "run",
+        }
 
-    inventory = make_df(spark, SILVER_INVENTORY, [
-        snapshot(D2, "S1", "P1", 12, 3, "inventory/3.csv:2"),
-        snapshot(D2, "S1", "P1", 15, 4, "inventory/4.csv:2"),  # re-sent later: this copy wins
-        snapshot(D2, "S1", "P2", 4, 3, "inventory/3.csv:3"),   # sold 1, returned 1: nothing net
-        snapshot(D2, "S2", "P2", 7, 3, "inventory/3.csv:4"),   # only returns: floored at 0
-        snapshot(D2, "S1", "P5", 9, 3, "inventory/3.csv:5"),   # never sold
-        snapshot(D2, "S2", "P9", 1, 3, "inventory/3.csv:6"),
-        snapshot(D1, "S1", "P1", 100, 2, "inventory/2.csv:2"), # another snapshot day
-    ])
+    inventory = make_df(
+        spark,
+        SILVER_INVENTORY,
+        [
+            snapshot(D2, "S1", "P1", 12, 3, "inventory/3.csv:2"),
+            snapshot(D2, "S1", "P1", 15, 4, "inventory/4.csv:2"),  # re-sent later: this copy wins
+            snapshot(D2, "S1", "P2", 4, 3, "inventory/3.csv:3"),  # sold 1, returned 1: nothing net
+            snapshot(D2, "S2", "P2", 7, 3, "inventory/3.csv:4"),  # only returns: floored at 0
+            snapshot(D2, "S1", "P5", 9, 3, "inventory/3.csv:5"),  # never sold
+            snapshot(D2, "S2", "P9", 1, 3, "inventory/3.csv:6"),
+            snapshot(D1, "S1", "P1", 100, 2, "inventory/2.csv:2"),  # another snapshot day
+        ],
+    )
     two_days = gold.agg_inventory_cover(inventory, fact, snapshot_date=D2, window_days=2)
     assert two_days.columns == GOLD_AGG_INVENTORY_COVER.column_names
     assert sorted_rows(two_days) == sorted(
         [
-            (D2, "S1", "P1", 15, 3.0, 5.0),   # (2 + 4) units / 2 days
+            (D2, "S1", "P1", 15, 3.0, 5.0),  # (2 + 4) units / 2 days
             (D2, "S1", "P2", 4, 0.0, None),
             (D2, "S2", "P2", 7, 0.0, None),
             (D2, "S1", "P5", 9, 0.0, None),
@@ -487,5 +664,7 @@ def test_agg_inventory_cover(spark, fact):
         ],
         key=repr,
     )
-    one_day = rows_by(gold.agg_inventory_cover(inventory, fact, snapshot_date=D2, window_days=1), "store_id", "product_id")
+    one_day = rows_by(
+        gold.agg_inventory_cover(inventory, fact, snapshot_date=D2, window_days=1), "store_id", "product_id"
+    )
     assert (one_day[("S1", "P1")]["avg_daily_units_sold"], one_day[("S1", "P1")]["days_of_cover"]) == (4.0, 3.75)

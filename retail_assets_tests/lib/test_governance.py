@@ -8,12 +8,18 @@ from types import SimpleNamespace
 import dagster as dg
 import pytest
 
-from retail_assets.cli import main as cli_main
 from retail_assets.lib.deployment import provisioning
 from retail_assets.lib.deployment.governance import grants, policies, principals, sharing, steps
 from retail_assets.lib.deployment.governance.principals import Principals
 from retail_assets.lib.deployment.governance.securables import ARTIFACTS, LANDING
-from retail_assets.lib.tables import GOLD_AGG_DAILY_STORE_SALES, GOLD_DIM_CUSTOMER, GOLD_DIM_STORE, TABLES, Layer
+from retail_assets.lib.registry.tables import (
+    GOLD_AGG_DAILY_STORE_SALES,
+    GOLD_DIM_CUSTOMER,
+    GOLD_DIM_STORE,
+    TABLES,
+    Layer,
+)
+from retail_assets.tooling.cli import main as cli_main
 
 APP_ID = "6f1c3a52-9d0e-4b8a-a7c2-3e5d1f0b9a11"
 
@@ -66,7 +72,11 @@ def test_analysts_read_gold_and_nothing_else(env):
     statements = grants.grants_for(env, "retail")
     held = privileges_of(statements, f"{env}_analysts")
     gold_tables = {t.catalog_name("retail", env) for t in TABLES if t.layer is Layer.GOLD}
-    assert held == {"retail": {"USE CATALOG"}, f"retail.{env}_gold": {"USE SCHEMA"}, **dict.fromkeys(gold_tables, {"SELECT"})}
+    assert held == {
+        "retail": {"USE CATALOG"},
+        f"retail.{env}_gold": {"USE SCHEMA"},
+        **dict.fromkeys(gold_tables, {"SELECT"}),
+    }
     revoked = {g.name for g in statements if g.principal == f"{env}_analysts" and g.revoke}
     assert revoked == {f"retail.{env}_{layer.value}" for layer in grants.PII_LAYERS}
 
@@ -113,7 +123,10 @@ def test_grants_sql_spells_every_securable_type():
     script = grants.grants_sql("prod", "retail")
     assert "GRANT SELECT ON TABLE `retail`.`prod_gold`.`fact_sales` TO `prod_analysts`;" in script
     assert "REVOKE ALL PRIVILEGES ON SCHEMA `retail`.`prod_silver` FROM `prod_analysts`;" in script
-    assert "GRANT READ VOLUME, WRITE VOLUME ON VOLUME `retail`.`prod_bronze`.`artifacts` TO `prod_retail_pipeline`;" in script
+    assert (
+        "GRANT READ VOLUME, WRITE VOLUME ON VOLUME `retail`.`prod_bronze`.`artifacts` TO `prod_retail_pipeline`;"
+        in script
+    )
     assert "GRANT EXECUTE ON FUNCTION `retail`.`prod_gold`.`mask_pii_string` TO `prod_retail_pipeline`;" in script
 
 
@@ -129,7 +142,10 @@ def test_personal_columns_left_in_gold_are_masked_by_type():
     for column, function in by_column.items():
         assert function.returns == GOLD_DIM_CUSTOMER.column(column).type.upper() == function.params[0][1]
     assert by_column["birth_date"].name == "mask_pii_date" and "trunc(value, 'YEAR')" in by_column["birth_date"].body
-    assert "ALTER TABLE `retail`.`prod_gold`.`dim_customer` ALTER COLUMN `first_name` SET MASK `retail`.`prod_gold`.`mask_pii_string`" in customer.statements()
+    assert (
+        "ALTER TABLE `retail`.`prod_gold`.`dim_customer` ALTER COLUMN `first_name` SET MASK `retail`.`prod_gold`.`mask_pii_string`"
+        in customer.statements()
+    )
 
 
 def test_masks_cover_only_gold_and_leave_store_city_alone():
@@ -187,7 +203,10 @@ def test_recipients_from_configuration(monkeypatch):
     )
     statements = share.statements()
     assert "CREATE RECIPIENT IF NOT EXISTS `acme`;" in statements
-    assert "CREATE RECIPIENT IF NOT EXISTS `globex` USING ID 'aws:us-west-2:19a84bee-54bc-43a2-87de-023d0ec16016';" in statements
+    assert (
+        "CREATE RECIPIENT IF NOT EXISTS `globex` USING ID 'aws:us-west-2:19a84bee-54bc-43a2-87de-023d0ec16016';"
+        in statements
+    )
     assert "GRANT SELECT ON SHARE `prod_partner_gold` TO RECIPIENT `globex`;" in statements
     assert "ALTER SHARE `prod_partner_gold` ADD TABLE `retail`.`prod_gold`.`agg_inventory_cover`;" in statements
 
@@ -213,7 +232,9 @@ def test_plan_orders_steps_so_each_finds_what_it_needs(tmp_path):
     assert [s.phase for s in planned] == sorted((s.phase for s in planned), key=provisioning.PHASES.index)
     upload = planned[kinds.index("UploadWheel")]
     assert upload.target == f"/Volumes/retail/pr_42_bronze/artifacts/{wheel.name}"
-    assert {s.schema for s in planned if isinstance(s, steps.EnsureSchema)} == {f"pr_42_{layer.value}" for layer in Layer}
+    assert {s.schema for s in planned if isinstance(s, steps.EnsureSchema)} == {
+        f"pr_42_{layer.value}" for layer in Layer
+    }
     for step in planned:
         assert step.description and step.sql(), step
 
@@ -231,9 +252,11 @@ class FakeGrants:
         self.updates: list[list] = []
 
     def get(self, securable_type, full_name):
-        from databricks.sdk.service.catalog import PrivilegeAssignment, Privilege  # noqa: PLC0415
+        from databricks.sdk.service.catalog import Privilege, PrivilegeAssignment
 
-        assignments = [PrivilegeAssignment(principal=p, privileges=[Privilege(x) for x in sorted(v)]) for p, v in self.held.items()]
+        assignments = [
+            PrivilegeAssignment(principal=p, privileges=[Privilege(x) for x in sorted(v)]) for p, v in self.held.items()
+        ]
         return SimpleNamespace(privilege_assignments=assignments)
 
     def update(self, securable_type, full_name, *, changes):
@@ -265,7 +288,7 @@ def test_grants_are_changed_against_the_current_grants_once():
 
 
 def test_policies_on_a_table_not_created_yet_are_pending():
-    from databricks.sdk.errors import NotFound  # noqa: PLC0415
+    from databricks.sdk.errors import NotFound
 
     def missing(name):
         raise NotFound(f"Table '{name}' does not exist.")
@@ -305,7 +328,13 @@ def test_provision_dry_run_prints_every_step_and_its_sql(capsys):
 
 
 def test_provision_without_a_workspace_is_a_one_line_error(monkeypatch, capsys):
-    for name in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "RETAIL_DATABRICKS_WAREHOUSE_ID"):
+    for name in (
+        "DATABRICKS_HOST",
+        "DATABRICKS_TOKEN",
+        "DATABRICKS_CLIENT_ID",
+        "DATABRICKS_CLIENT_SECRET",
+        "RETAIL_DATABRICKS_WAREHOUSE_ID",
+    ):
         monkeypatch.delenv(name, raising=False)
     assert cli_main(["provision", "--env", "pr_7", "--catalog", "retail"]) == 2
     assert "DATABRICKS_HOST" in capsys.readouterr().err
@@ -318,10 +347,11 @@ def test_grants_command_takes_the_pipeline_application_id(capsys):
 
 
 def test_provision_job_locally_explains_it_needs_the_workspace():
-    from retail_assets.defs.maintenance.provisioning import provision_environment  # noqa: PLC0415
+    from retail_assets.defs.maintenance.provisioning import provision_environment
 
-    result = provision_environment.execute_in_process(resources={"databricks": dg.ResourceDefinition.none_resource()}, raise_on_error=False)
+    result = provision_environment.execute_in_process(
+        resources={"databricks": dg.ResourceDefinition.none_resource()}, raise_on_error=False
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "RETAIL_ENV=databricks" in str(failure.step_failure_data.error)
-

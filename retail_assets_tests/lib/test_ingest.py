@@ -5,14 +5,22 @@ import json
 
 import pytest
 
-from retail_assets.lib import rules
-from retail_assets.lib.ingest import PosEvents, parse_landing_file
-from retail_assets.lib.landing import LandingFile
-from retail_assets.lib.tables import BRONZE_CUSTOMERS, BRONZE_POS_TRANSACTIONS, BRONZE_PRODUCTS, BRONZE_SALES_FILES, KAFKA_TOPIC
+from retail_assets.lib.registry import rules
+from retail_assets.lib.registry.tables import (
+    BRONZE_CUSTOMERS,
+    BRONZE_POS_TRANSACTIONS,
+    BRONZE_PRODUCTS,
+    BRONZE_SALES_FILES,
+    KAFKA_TOPIC,
+)
+from retail_assets.lib.sources.landing import LandingFile
+from retail_assets.lib.transforms.ingest import PosEvents, parse_landing_file
 
 INGESTED_AT = dt.datetime(2026, 10, 2, 6, 0, tzinfo=dt.UTC)
 ARRIVAL = dt.date(2026, 10, 2)
-HEADER = b"transaction_id,line_number,event_time,store_id,product_id,customer_id,quantity,unit_price,discount,payment_method"
+HEADER = (
+    b"transaction_id,line_number,event_time,store_id,product_id,customer_id,quantity,unit_price,discount,payment_method"
+)
 LINE = b"T1,1,2026-10-01T10:00:00+02:00,S001,P001,C001,2,9.99,0.1,card"
 
 
@@ -20,7 +28,9 @@ def _file(tmp_path, relative: str, content: bytes) -> LandingFile:
     path = tmp_path / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
-    return LandingFile(path=path, relative=relative, source=relative.split("/")[0], arrival_date=ARRIVAL, size=len(content), mtime=0.0)
+    return LandingFile(
+        path=path, relative=relative, source=relative.split("/")[0], arrival_date=ARRIVAL, size=len(content), mtime=0.0
+    )
 
 
 def _parse(tmp_path, relative, content, spec=BRONZE_SALES_FILES):
@@ -30,7 +40,11 @@ def _parse(tmp_path, relative, content, spec=BRONZE_SALES_FILES):
 
 
 def test_csv_lines_become_rows_with_lineage(tmp_path):
-    rows = _parse(tmp_path, "sales/2026-10-02/pos.csv", HEADER + b"\n" + LINE + b"\n" + b"T1,2,2026-10-01T10:00:00+02:00,S001,P002,,1,5,,cash\n")
+    rows = _parse(
+        tmp_path,
+        "sales/2026-10-02/pos.csv",
+        HEADER + b"\n" + LINE + b"\n" + b"T1,2,2026-10-01T10:00:00+02:00,S001,P002,,1,5,,cash\n",
+    )
     assert [r["_source"] for r in rows] == ["sales/2026-10-02/pos.csv:2", "sales/2026-10-02/pos.csv:3"]
     first, second = rows
     assert first["_source_file"] == "sales/2026-10-02/pos.csv" and first["_source_line"] == 2
@@ -46,7 +60,9 @@ def test_crlf_bom_and_blank_lines(tmp_path):
     content = b"\xef\xbb\xbf" + HEADER + b"\r\n" + LINE + b"\r\n\r\n   \r\n" + LINE.replace(b"T1,1", b"T1,2") + b"\r\n"
     rows = _parse(tmp_path, "sales/2026-10-02/crlf.csv", content)
     assert [r["_source_line"] for r in rows] == [2, 5]  # physical line numbers; blank lines 3-4 skipped
-    assert rows[0]["transaction_id"] == "T1" and rows[0]["payment_method"] == "card"  # no '\r' left, BOM gone from the header
+    assert (
+        rows[0]["transaction_id"] == "T1" and rows[0]["payment_method"] == "card"
+    )  # no '\r' left, BOM gone from the header
     assert all(r["_parse_error"] is None for r in rows)
 
 
@@ -68,7 +84,11 @@ def test_malformed_csv_lines_are_rejected_one_by_one(tmp_path):
     bad_line = content.split(b"\n")[3]
     offset = bad_line.index(b"\xff")
     assert f"byte 0xff at byte offset {offset}" in rows[4]["_parse_reason"]
-    assert rows[4]["_raw_bytes"] == bad_line and rows[4]["_raw_record"].startswith("T1,3,") and "\\xff" in rows[4]["_raw_record"]
+    assert (
+        rows[4]["_raw_bytes"] == bad_line
+        and rows[4]["_raw_record"].startswith("T1,3,")
+        and "\\xff" in rows[4]["_raw_record"]
+    )
     assert rows[4]["transaction_id"] is None
     assert rows[5]["_parse_error"] is None and rows[5]["product_id"] == "P,004"
     # a broken line never swallows the next
@@ -105,9 +125,28 @@ def test_unusable_header_rejects_every_line_with_reason(tmp_path):
 
 def test_jsonl_nested_extra_and_bad_lines(tmp_path):
     lines = [
-        json.dumps({"product_id": "P1", "name": "Tea", "unit_cost": 1.2, "list_price": 2, "status": "active", "updated_at": "2026-10-01T08:00:00Z",
-                    "dimensions": {"w": 1}, "tags": ["a"], "eco": True}),
-        json.dumps({"product_id": "P2", "name": None, "brand": "", "unit_cost": {"amount": 1}, "updated_at": "2026-10-01T08:00:00Z"}),
+        json.dumps(
+            {
+                "product_id": "P1",
+                "name": "Tea",
+                "unit_cost": 1.2,
+                "list_price": 2,
+                "status": "active",
+                "updated_at": "2026-10-01T08:00:00Z",
+                "dimensions": {"w": 1},
+                "tags": ["a"],
+                "eco": True,
+            }
+        ),
+        json.dumps(
+            {
+                "product_id": "P2",
+                "name": None,
+                "brand": "",
+                "unit_cost": {"amount": 1},
+                "updated_at": "2026-10-01T08:00:00Z",
+            }
+        ),
         '{"product_id": "P3", ',
         "[1, 2]",
         '"just a string"',
@@ -133,7 +172,9 @@ def test_unsupported_file_type_is_one_reject(tmp_path):
 def _pos_table(*values_and_offsets):
     events = PosEvents(batch_id="run-1", ingested_at=INGESTED_AT)
     for value, offset in values_and_offsets:
-        events.add(value, topic=KAFKA_TOPIC, partition=1, offset=offset, timestamp_ms=1_790_917_200_000, arrival_date=ARRIVAL)
+        events.add(
+            value, topic=KAFKA_TOPIC, partition=1, offset=offset, timestamp_ms=1_790_917_200_000, arrival_date=ARRIVAL
+        )
     return events.table()
 
 
@@ -154,7 +195,12 @@ def test_pos_message_fields_lines_and_extra():
         "device": {"id": "till-3"},
     }
     row = _pos(json.dumps(event).encode())
-    assert row["_source"] == f"{KAFKA_TOPIC}/1/7" and row["_topic"] == KAFKA_TOPIC and row["_partition"] == 1 and row["_offset"] == 7
+    assert (
+        row["_source"] == f"{KAFKA_TOPIC}/1/7"
+        and row["_topic"] == KAFKA_TOPIC
+        and row["_partition"] == 1
+        and row["_offset"] == 7
+    )
     assert row["schema_version"] == "2" and row["customer_id"] is None and row["_parse_error"] is None
     assert json.loads(row["lines"]) == event["lines"]
     assert json.loads(row["_extra"]) == {"device": {"id": "till-3"}}
@@ -163,7 +209,13 @@ def test_pos_message_fields_lines_and_extra():
 
 @pytest.mark.parametrize(
     ("value", "rule"),
-    [(b"{not json", rules.INVALID_JSON), (b"[1]", rules.NOT_AN_OBJECT), (b'{"a": "\xff"}', rules.INVALID_ENCODING), (None, rules.INVALID_JSON), (b"", rules.INVALID_JSON)],
+    [
+        (b"{not json", rules.INVALID_JSON),
+        (b"[1]", rules.NOT_AN_OBJECT),
+        (b'{"a": "\xff"}', rules.INVALID_ENCODING),
+        (None, rules.INVALID_JSON),
+        (b"", rules.INVALID_JSON),
+    ],
 )
 def test_pos_message_parse_errors(value, rule):
     row = _pos(value)
@@ -181,16 +233,29 @@ def test_pos_events_table_has_registry_schema():
 
 
 def test_compact_and_spaced_events_give_the_same_row():
-    event = {"schema_version": 1, "transaction_id": "T1", "store_id": "S001", "lines": [{"line_number": 1, "product_id": "P1", "unit_price": 2.5}], "till": 3}
+    event = {
+        "schema_version": 1,
+        "transaction_id": "T1",
+        "store_id": "S001",
+        "lines": [{"line_number": 1, "product_id": "P1", "unit_price": 2.5}],
+        "till": 3,
+    }
     compact, spaced = _pos(json.dumps(event, separators=(",", ":")).encode()), _pos(json.dumps(event).encode())
-    assert {k: v for k, v in compact.items() if k != "_raw_record"} == {k: v for k, v in spaced.items() if k != "_raw_record"}
-    assert compact["lines"] == '[{"line_number":1,"product_id":"P1","unit_price":2.5}]' and compact["_extra"] == '{"till": 3}'
+    assert {k: v for k, v in compact.items() if k != "_raw_record"} == {
+        k: v for k, v in spaced.items() if k != "_raw_record"
+    }
+    assert (
+        compact["lines"] == '[{"line_number":1,"product_id":"P1","unit_price":2.5}]'
+        and compact["_extra"] == '{"till": 3}'
+    )
 
 
 @pytest.mark.parametrize(
     ("value", "key"),
-    [(b'{"transaction_id":"K09","transaction_id":"K09b","lines":[]}', "transaction_id"),
-     (b'{"transaction_id":"K10","lines":[{"line_number":1,"line_number":2}]}', "line_number")],
+    [
+        (b'{"transaction_id":"K09","transaction_id":"K09b","lines":[]}', "transaction_id"),
+        (b'{"transaction_id":"K10","lines":[{"line_number":1,"line_number":2}]}', "line_number"),
+    ],
 )
 def test_a_repeated_key_in_compact_json_is_rejected(value, key):
     row = _pos(value)

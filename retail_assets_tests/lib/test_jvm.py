@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from retail_assets.lib import jvm
+from retail_assets.lib.engine import jvm
 
 
 def test_every_declared_artifact_is_pinned_to_the_pinned_spark_and_delta():
@@ -43,7 +43,9 @@ def test_a_cache_of_other_pins_or_with_a_jar_gone_is_not_used(tmp_path):
         jvm.classpath("kafka", root=tmp_path)
     manifest = tmp_path / "kafka" / "manifest.json"
     recorded = json.loads(manifest.read_text())
-    manifest.write_text(json.dumps({**recorded, "digest": "older", "coordinates": ["org.apache.kafka:kafka_2.13:3.9.0"]}))
+    manifest.write_text(
+        json.dumps({**recorded, "digest": "older", "coordinates": ["org.apache.kafka:kafka_2.13:3.9.0"]})
+    )
     with pytest.raises(jvm.MissingJvmArtifacts, match="not the declared org.apache.kafka:kafka_2.13"):
         jvm.classpath("kafka", root=tmp_path)
 
@@ -74,8 +76,12 @@ def test_sparks_classpath_leaves_out_what_the_pyspark_wheel_ships():
 
 @pytest.mark.parametrize(
     ("jar", "artifact"),
-    [("scala-library-2.13.17.jar", "scala-library"), ("delta-spark_4.2_2.13-4.4.0.jar", "delta-spark_4.2_2.13"), ("kafka_2.13-4.4.0.jar", "kafka_2.13"),
-     ("HdrHistogram-2.2.2.jar", "HdrHistogram")],
+    [
+        ("scala-library-2.13.17.jar", "scala-library"),
+        ("delta-spark_4.2_2.13-4.4.0.jar", "delta-spark_4.2_2.13"),
+        ("kafka_2.13-4.4.0.jar", "kafka_2.13"),
+        ("HdrHistogram-2.2.2.jar", "HdrHistogram"),
+    ],
 )
 def test_artifact_ids_are_read_from_jar_names(jar, artifact):
     assert jvm._artifact_id(jar) == artifact

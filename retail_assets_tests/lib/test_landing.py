@@ -5,7 +5,7 @@ import os
 import time
 
 from retail_assets.lib.engine.base import PartitionRange
-from retail_assets.lib.landing import arrival_date_of, scan_landing
+from retail_assets.lib.sources.landing import arrival_date_of, scan_landing
 
 
 def _touch(path, content=b"x", mtime=None):
@@ -39,7 +39,15 @@ def test_scan_ignores_hidden_underscored_temporary_and_unstable_files(tmp_path):
     now = time.time()
     old = now - 600
     keep = _touch(tmp_path / "sales/2026-10-01/ok.csv", mtime=old)
-    for name in (".hidden.csv", "_SUCCESS", "a.csv.tmp", "b.csv.part", "c.csv.inprogress", "d.csv.crdownload", "bad\x07name.csv"):
+    for name in (
+        ".hidden.csv",
+        "_SUCCESS",
+        "a.csv.tmp",
+        "b.csv.part",
+        "c.csv.inprogress",
+        "d.csv.crdownload",
+        "bad\x07name.csv",
+    ):
         _touch(tmp_path / "sales/2026-10-01" / name, mtime=old)
     _touch(tmp_path / "sales/_staging/2026-10-01/x.csv", mtime=old)
     _touch(tmp_path / "sales/.tmp/x.csv", mtime=old)
@@ -99,7 +107,7 @@ def test_scan_of_ten_thousand_files(tmp_path):
 def test_a_listing_through_the_files_api_is_judged_as_the_scan_on_disk(tmp_path):
     """The databricks environment's sensor sees the landing volume only as a listing (path, size,
     modification time); the same tree must give the same files, days and verdicts as on disk."""
-    from retail_assets.lib.landing import listed_landing_file
+    from retail_assets.lib.sources.landing import listed_landing_file
 
     now = time.time()
     old = now - 600
@@ -116,15 +124,25 @@ def test_a_listing_through_the_files_api_is_judged_as_the_scan_on_disk(tmp_path)
     ]:
         _touch(tmp_path / relative, b"abcd", mtime=mtime)
     volume = "/Volumes/retail/prod_bronze/landing"
-    listing = [(f"{volume}/{p.relative_to(tmp_path).as_posix()}", p.stat().st_size, p.stat().st_mtime) for p in tmp_path.rglob("*") if p.is_file()]
+    listing = [
+        (f"{volume}/{p.relative_to(tmp_path).as_posix()}", p.stat().st_size, p.stat().st_mtime)
+        for p in tmp_path.rglob("*")
+        if p.is_file()
+    ]
 
     for window in (0, 60):
         on_disk = scan_landing(tmp_path, "sales", stable_seconds=window, now=now)
         listed = sorted(
-            (f for path, size, mtime in listing if (f := listed_landing_file(volume, path, size=size, mtime=mtime, stable_seconds=window, now=now))),
+            (
+                f
+                for path, size, mtime in listing
+                if (f := listed_landing_file(volume, path, size=size, mtime=mtime, stable_seconds=window, now=now))
+            ),
             key=lambda f: f.relative,
         )
-        assert [(f.relative, f.arrival_date, f.size, f.mtime) for f in listed] == [(f.relative, f.arrival_date, f.size, f.mtime) for f in on_disk]
+        assert [(f.relative, f.arrival_date, f.size, f.mtime) for f in listed] == [
+            (f.relative, f.arrival_date, f.size, f.mtime) for f in on_disk
+        ]
         assert all(str(f.path).startswith(volume + "/sales/") for f in listed)
     assert "sales/2026-10-02/still_writing.csv" not in {f.relative for f in listed}
     assert {f.relative for f in listed} >= {"sales/loose.csv", "sales/2026-13-45/not_a_date.csv"}

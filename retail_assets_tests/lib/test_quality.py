@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from retail_assets.lib import quality
-from retail_assets.lib.tables import GOLD_DIM_PRODUCT, SILVER_SALES_LINES
+from retail_assets.lib.registry.tables import GOLD_DIM_PRODUCT, SILVER_SALES_LINES
+from retail_assets.lib.transforms import quality
 
 UTC = dt.UTC
 
@@ -16,10 +16,25 @@ UTC = dt.UTC
 def sales_row(tx="T1", line=1, qty=2, price="1.50", payment="cash", **over):
     gross = Decimal(price) * qty
     row = dict(
-        transaction_id=tx, line_number=line, event_time=dt.datetime(2026, 11, 1, 10, tzinfo=UTC), event_date=dt.date(2026, 11, 1),
-        store_id="S1", product_id="P1", customer_id=None, quantity=qty, unit_price=Decimal(price), discount=Decimal("0"),
-        gross_amount=gross, discount_amount=Decimal("0.00"), net_amount=gross, payment_method=payment, channel="store_file",
-        extra_attributes=None, _source=f"f.csv:{line}", _arrival_date=dt.date(2026, 11, 1), _batch_id="b",
+        transaction_id=tx,
+        line_number=line,
+        event_time=dt.datetime(2026, 11, 1, 10, tzinfo=UTC),
+        event_date=dt.date(2026, 11, 1),
+        store_id="S1",
+        product_id="P1",
+        customer_id=None,
+        quantity=qty,
+        unit_price=Decimal(price),
+        discount=Decimal("0"),
+        gross_amount=gross,
+        discount_amount=Decimal("0.00"),
+        net_amount=gross,
+        payment_method=payment,
+        channel="store_file",
+        extra_attributes=None,
+        _source=f"f.csv:{line}",
+        _arrival_date=dt.date(2026, 11, 1),
+        _batch_id="b",
     )
     row.update(over)
     return row
@@ -41,7 +56,16 @@ def test_primary_key(sales):
     assert not null.passed and null.metadata["null_keys"] == 1
     # three copies are two duplicates; rows with a null key part are null, not duplicates
     mixed = quality.primary_key(
-        sales([sales_row(line=1), sales_row(line=1), sales_row(line=1), sales_row(line=2), sales_row(tx=None), sales_row(tx=None)]),
+        sales(
+            [
+                sales_row(line=1),
+                sales_row(line=1),
+                sales_row(line=1),
+                sales_row(line=2),
+                sales_row(tx=None),
+                sales_row(tx=None),
+            ]
+        ),
         ("transaction_id", "line_number"),
     )
     assert mixed.metadata == {"rows": 6, "null_keys": 2, "duplicate_keys": 2}
@@ -70,13 +94,22 @@ def test_column_schema():
 def test_exactly_once(spark):
     ok = spark.createDataFrame([("a:1", dt.date(2026, 11, 1)), ("a:2", dt.date(2026, 11, 1))], "_source string, d date")
     assert quality.exactly_once(ok, "d").passed
-    twice = spark.createDataFrame([("a:1", dt.date(2026, 11, 1)), ("a:1", dt.date(2026, 11, 2))], "_source string, d date")
+    twice = spark.createDataFrame(
+        [("a:1", dt.date(2026, 11, 1)), ("a:1", dt.date(2026, 11, 2))], "_source string, d date"
+    )
     outcome = quality.exactly_once(twice, "d")
     assert not outcome.passed and outcome.metadata["split_across_partitions"] == 1
-    same_day = spark.createDataFrame([("a:1", dt.date(2026, 11, 1)), ("a:1", dt.date(2026, 11, 1)), ("a:2", dt.date(2026, 11, 2))], "_source string, d date")
+    same_day = spark.createDataFrame(
+        [("a:1", dt.date(2026, 11, 1)), ("a:1", dt.date(2026, 11, 1)), ("a:2", dt.date(2026, 11, 2))],
+        "_source string, d date",
+    )
     outcome = quality.exactly_once(same_day, "d")
     assert not outcome.passed
-    assert (outcome.metadata["repeated_sources"], outcome.metadata["split_across_partitions"], outcome.metadata["source_records"]) == (1, 0, 2)
+    assert (
+        outcome.metadata["repeated_sources"],
+        outcome.metadata["split_across_partitions"],
+        outcome.metadata["source_records"],
+    ) == (1, 0, 2)
 
 
 def test_keys_sharing_a_hash_are_not_repeats(sales, spark, monkeypatch):
@@ -85,19 +118,28 @@ def test_keys_sharing_a_hash_are_not_repeats(sales, spark, monkeypatch):
     from pyspark.sql import functions as F
 
     monkeypatch.setattr(quality, "key_hash", lambda *columns: F.lit(7).cast("bigint"))
-    distinct = quality.primary_key(sales([sales_row(line=1), sales_row(line=2), sales_row(line=3)]), ("transaction_id", "line_number"))
+    distinct = quality.primary_key(
+        sales([sales_row(line=1), sales_row(line=2), sales_row(line=3)]), ("transaction_id", "line_number")
+    )
     assert distinct.passed and distinct.metadata == {"rows": 3, "null_keys": 0, "duplicate_keys": 0}
     repeated = quality.primary_key(
-        sales([sales_row(line=1), sales_row(line=1), sales_row(line=1), sales_row(line=2), sales_row(tx=None)]), ("transaction_id", "line_number")
+        sales([sales_row(line=1), sales_row(line=1), sales_row(line=1), sales_row(line=2), sales_row(tx=None)]),
+        ("transaction_id", "line_number"),
     )
     assert not repeated.passed and repeated.metadata == {"rows": 5, "null_keys": 1, "duplicate_keys": 2}
 
     d1, d2 = dt.date(2026, 11, 1), dt.date(2026, 11, 2)
-    once = quality.exactly_once(spark.createDataFrame([("a:1", d1), ("a:2", d1), ("a:3", d2)], "_source string, d date"), "d")
+    once = quality.exactly_once(
+        spark.createDataFrame([("a:1", d1), ("a:2", d1), ("a:3", d2)], "_source string, d date"), "d"
+    )
     assert once.passed and once.metadata == {"source_records": 3, "repeated_sources": 0, "split_across_partitions": 0}
     rows = [("a:1", d1), ("a:1", d2), ("a:2", d1), ("a:2", d1), ("a:3", d2), ("a:4", d1)]
     twice = quality.exactly_once(spark.createDataFrame(rows, "_source string, d date"), "d")
-    assert not twice.passed and twice.metadata == {"source_records": 4, "repeated_sources": 2, "split_across_partitions": 1}
+    assert not twice.passed and twice.metadata == {
+        "source_records": 4,
+        "repeated_sources": 2,
+        "split_across_partitions": 1,
+    }
 
 
 def test_referential_integrity_counts_unresolved_null_and_unknown_keys(spark):
@@ -107,12 +149,24 @@ def test_referential_integrity_counts_unresolved_null_and_unknown_keys(spark):
     references = {"store_sk": (dim_store, "store_sk"), "product_sk": (dim_product, "product_sk")}
     ok = quality.referential_integrity(fact, references)
     assert ok.passed
-    assert ok.metadata == {"rows": 3, "store_sk_unresolved": 0, "store_sk_unknown_member": 1, "product_sk_unresolved": 0, "product_sk_unknown_member": 1}
+    assert ok.metadata == {
+        "rows": 3,
+        "store_sk_unresolved": 0,
+        "store_sk_unknown_member": 1,
+        "product_sk_unresolved": 0,
+        "product_sk_unknown_member": 1,
+    }
 
-    broken = fact.unionByName(spark.createDataFrame([(3, 10), (None, 11), (1, 10)], "store_sk bigint, product_sk bigint"))
+    broken = fact.unionByName(
+        spark.createDataFrame([(3, 10), (None, 11), (1, 10)], "store_sk bigint, product_sk bigint")
+    )
     outcome = quality.referential_integrity(broken, references)
     assert not outcome.passed
-    assert (outcome.metadata["rows"], outcome.metadata["store_sk_unresolved"], outcome.metadata["product_sk_unresolved"]) == (6, 2, 1)
+    assert (
+        outcome.metadata["rows"],
+        outcome.metadata["store_sk_unresolved"],
+        outcome.metadata["product_sk_unresolved"],
+    ) == (6, 2, 1)
     assert "2 × store_sk" in outcome.description and "1 × product_sk" in outcome.description
 
 
@@ -125,7 +179,9 @@ def test_conservation_and_reject_rate():
 
 
 def _dim(spark, rows):
-    return spark.createDataFrame(rows, "product_sk bigint, product_id string, valid_from timestamp, valid_to timestamp, is_current boolean")
+    return spark.createDataFrame(
+        rows, "product_sk bigint, product_id string, valid_from timestamp, valid_to timestamp, is_current boolean"
+    )
 
 
 def test_scd2_integrity(spark):

@@ -9,10 +9,9 @@ from types import SimpleNamespace
 
 import pyarrow as pa
 
-from retail_assets.lib import rules
-from retail_assets.lib.checkpoint import SharedCheckpoint
-from retail_assets.lib.ingest import PosEvents
-from retail_assets.lib.tables import (
+from retail_assets.lib.engine.checkpoint import SharedCheckpoint
+from retail_assets.lib.registry import rules
+from retail_assets.lib.registry.tables import (
     BRONZE_CUSTOMERS,
     BRONZE_INVENTORY,
     BRONZE_POS_TRANSACTIONS,
@@ -31,6 +30,7 @@ from retail_assets.lib.tables import (
     TableSpec,
 )
 from retail_assets.lib.transforms import silver
+from retail_assets.lib.transforms.ingest import PosEvents
 
 D = dt.date(2026, 10, 1)
 NOW = dt.datetime(2026, 10, 5, tzinfo=dt.UTC)
@@ -72,10 +72,33 @@ def bronze(spark, spec: TableSpec, rows: list[dict]):
     return spark.createDataFrame(pa.Table.from_pylist(full, schema=spec.arrow_schema()))
 
 
-def sale(txid="T1", ln="1", *, et="2026-10-01T10:00:00+02:00", store="S1", product="P1", customer="C1", qty="2", price="10.00",
-         disc="0", pay="card", **lineage) -> dict:
-    return {"transaction_id": txid, "line_number": ln, "event_time": et, "store_id": store, "product_id": product, "customer_id": customer,
-            "quantity": qty, "unit_price": price, "discount": disc, "payment_method": pay, **lineage}
+def sale(
+    txid="T1",
+    ln="1",
+    *,
+    et="2026-10-01T10:00:00+02:00",
+    store="S1",
+    product="P1",
+    customer="C1",
+    qty="2",
+    price="10.00",
+    disc="0",
+    pay="card",
+    **lineage,
+) -> dict:
+    return {
+        "transaction_id": txid,
+        "line_number": ln,
+        "event_time": et,
+        "store_id": store,
+        "product_id": product,
+        "customer_id": customer,
+        "quantity": qty,
+        "unit_price": price,
+        "discount": disc,
+        "payment_method": pay,
+        **lineage,
+    }
 
 
 def pos_frame(spark, events: list[tuple[object, dt.date]]):
@@ -83,7 +106,14 @@ def pos_frame(spark, events: list[tuple[object, dt.date]]):
     pos = PosEvents(batch_id="run-bronze", ingested_at=NOW)
     for offset, (event, arrival) in enumerate(events):
         value = event if event is None or isinstance(event, bytes) else json.dumps(event).encode()
-        pos.add(value, topic=KAFKA_TOPIC, partition=0, offset=offset, timestamp_ms=int(NOW.timestamp() * 1000), arrival_date=arrival)
+        pos.add(
+            value,
+            topic=KAFKA_TOPIC,
+            partition=0,
+            offset=offset,
+            timestamp_ms=int(NOW.timestamp() * 1000),
+            arrival_date=arrival,
+        )
     return spark.createDataFrame(pos.table())
 
 
@@ -106,7 +136,9 @@ def run_sales(spark, files: list[dict] = (), events=(), *, known_keys=None, late
     if events:
         frames.append(silver.sales_candidates_from_events(pos_frame(spark, list(events))))
     candidates = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
-    return silver.clean_sales(candidates, known_keys or default_known(spark), lateness_days=lateness_days, batch_id=BATCH)
+    return silver.clean_sales(
+        candidates, known_keys or default_known(spark), lateness_days=lateness_days, batch_id=BATCH
+    )
 
 
 def collect_all(result) -> SimpleNamespace:
@@ -186,9 +218,17 @@ def test_each_sales_rule_first_by_precedence_with_every_failure_listed(spark):
     assert "out of range for decimal(12,2)" in violations["T19:1"]["reason"]
     assert violations["T10:1"]["reason"] == "store_id 'S9' is not a known store: no store record has arrived"
     multi = violations["T13:1"]["reason"]
-    assert multi.index("unit_price '-5' is negative") < multi.index("quantity is 0") < multi.index("payment_method 'cheque'")
+    assert (
+        multi.index("unit_price '-5' is negative")
+        < multi.index("quantity is 0")
+        < multi.index("payment_method 'cheque'")
+    )
     assert violations["T08:1"]["original_record"].startswith("T08,1,")
-    assert all(v["_batch_id"] == BATCH and v["event_date"] == D and v["source_table"] == "bronze.sales_files" for v in violations.values() if v["record_key"] not in ("T04:1", "T03:1"))
+    assert all(
+        v["_batch_id"] == BATCH and v["event_date"] == D and v["source_table"] == "bronze.sales_files"
+        for v in violations.values()
+        if v["record_key"] not in ("T04:1", "T03:1")
+    )
     (accepted,) = out.sales_lines
     assert accepted["transaction_id"] == "T01" and accepted["customer_id"] is None
     assert_schema(result.violations, QUARANTINE_RULE_VIOLATIONS)
@@ -208,14 +248,28 @@ def test_amounts_round_half_up_returns_positive_and_time_is_utc_with_local_date(
     assert_schema(result.returns, SILVER_RETURNS)
 
     t1 = sales["T1:1"]
-    assert (t1["gross_amount"], t1["discount_amount"], t1["net_amount"]) == (Decimal("1.05"), Decimal("0.53"), Decimal("0.52"))
-    assert t1["channel"] == "store_file" and t1["_batch_id"] == BATCH and t1["_source"] == "sales_files/2026-10-01/sales_files.csv:2"
+    assert (t1["gross_amount"], t1["discount_amount"], t1["net_amount"]) == (
+        Decimal("1.05"),
+        Decimal("0.53"),
+        Decimal("0.52"),
+    )
+    assert (
+        t1["channel"] == "store_file"
+        and t1["_batch_id"] == BATCH
+        and t1["_source"] == "sales_files/2026-10-01/sales_files.csv:2"
+    )
     assert t1["event_time"] == dt.datetime(2026, 10, 1, 8, 0)  # UTC (session time zone is UTC)
     t3 = sales["T3:1"]
-    assert t3["discount"] == Decimal("0") and t3["unit_price"] == Decimal("4.50") and t3["net_amount"] == Decimal("4.50")
+    assert (
+        t3["discount"] == Decimal("0") and t3["unit_price"] == Decimal("4.50") and t3["net_amount"] == Decimal("4.50")
+    )
 
     assert ret["transaction_id"] == "T2" and ret["quantity"] == 2
-    assert (ret["gross_amount"], ret["discount_amount"], ret["net_amount"]) == (Decimal("20.00"), Decimal("2.50"), Decimal("17.50"))
+    assert (ret["gross_amount"], ret["discount_amount"], ret["net_amount"]) == (
+        Decimal("20.00"),
+        Decimal("2.50"),
+        Decimal("17.50"),
+    )
     assert ret["event_time"] == dt.datetime(2026, 10, 2, 4, 30)
     assert ret["event_date"] == D  # the store's own calendar day
     assert out.violations == [] and out.duplicates == []
@@ -256,11 +310,20 @@ def test_dedup_exact_vs_conflicting_keeps_earliest(spark):
         sale("T2", _arrival_date=D, _source_file="sales/a.csv", _source_line=5),
         sale("T2", _arrival_date=D, _source_file="sales/a.csv", _source_line=3),  # same file, earlier line: kept
     ]
-    event = {"transaction_id": "T1", "event_time": "2026-10-01T10:00:00+02:00", "store_id": "S1", "customer_id": "C1",
-             "payment_method": "card", "lines": [{"line_number": 1, "product_id": "P1", "quantity": 2, "unit_price": "10.00", "discount": 0}]}
+    event = {
+        "transaction_id": "T1",
+        "event_time": "2026-10-01T10:00:00+02:00",
+        "store_id": "S1",
+        "customer_id": "C1",
+        "payment_method": "card",
+        "lines": [{"line_number": 1, "product_id": "P1", "quantity": 2, "unit_price": "10.00", "discount": 0}],
+    }
     out = collect_all(run_sales(spark, files, events=[(event, day(2))]))
     kept = out.sales_lines
-    assert sorted((r["transaction_id"], r["_source"]) for r in kept) == [("T1", "sales/z.csv:7"), ("T2", "sales/a.csv:3")]
+    assert sorted((r["transaction_id"], r["_source"]) for r in kept) == [
+        ("T1", "sales/z.csv:7"),
+        ("T2", "sales/a.csv:3"),
+    ]
     dups = {(r["_source"], r["record_key"]) for r in out.duplicates}
     assert dups == {("sales/b.csv:2", "T1:1"), ("sales/a.csv:5", "T2:1"), (f"{KAFKA_TOPIC}/0/0", "T1:1")}
     (conflict,) = out.violations
@@ -276,7 +339,9 @@ def test_outcomes_do_not_depend_on_the_window(spark):
         sale("A", _arrival_date=day(0)),  # duplicate of the copy that arrived a day earlier
         sale("A", _arrival_date=day(2), qty="9"),  # conflicting
         sale("B", _arrival_date=day(3), et="2026-10-02T09:00:00+02:00"),  # other event date, inside both windows
-        sale("A", _arrival_date=day(-2), et="2026-09-28T09:00:00+02:00"),  # same key, other date, only in the wide window
+        sale(
+            "A", _arrival_date=day(-2), et="2026-09-28T09:00:00+02:00"
+        ),  # same key, other date, only in the wide window
         sale("C", _arrival_date=day(4), et="2026-10-01T09:00:00+02:00"),  # late, only in the wide window
     ]
     bronze_all = bronze(spark, BRONZE_SALES_FILES, files)
@@ -284,7 +349,9 @@ def test_outcomes_do_not_depend_on_the_window(spark):
 
     def outcomes(lo, hi):
         window = bronze_all.filter((bronze_all["_arrival_date"] >= day(lo)) & (bronze_all["_arrival_date"] <= day(hi)))
-        out = collect_all(silver.clean_sales(silver.sales_candidates_from_files(window), kk, lateness_days=L, batch_id=BATCH))
+        out = collect_all(
+            silver.clean_sales(silver.sales_candidates_from_files(window), kk, lateness_days=L, batch_id=BATCH)
+        )
         accepted = {(x["_source"], "accepted") for x in out.sales_lines if x["event_date"] == D}
         quarantined = {(x["_source"], x["rule"]) for x in out.violations if x["event_date"] == D}
         duplicates = {(x["_source"], "duplicate") for x in out.duplicates if x["event_date"] == D}
@@ -331,34 +398,82 @@ def test_one_arrival_day_is_judged_the_same_from_its_copies_alone(spark):
     whole = outcomes(candidates)
     assert outcomes(narrowed) == whole
     assert {(rule, duplicate) for _, rule, duplicate, _ in whole} >= {
-        (None, True), (None, False), (rules.CONFLICTING_DUPLICATE, False), (rules.MISSING_KEY, False), (rules.LATE_EVENT, False)
+        (None, True),
+        (None, False),
+        (rules.CONFLICTING_DUPLICATE, False),
+        (rules.MISSING_KEY, False),
+        (rules.LATE_EVENT, False),
     }
 
 
 def test_pos_events_explode_to_lines(spark):
-    base = {"schema_version": 1, "event_time": "2026-10-01T10:00:00+02:00", "store_id": "S1", "customer_id": None, "payment_method": "mobile"}
+    base = {
+        "schema_version": 1,
+        "event_time": "2026-10-01T10:00:00+02:00",
+        "store_id": "S1",
+        "customer_id": None,
+        "payment_method": "mobile",
+    }
     events = [
-        ({**base, "transaction_id": "E1", "loyalty": {"points": 3},
-          "lines": [{"line_number": 1, "product_id": "P1", "quantity": 2, "unit_price": 1.25, "discount": 0.2, "promo": "X"},
-                    {"line_number": 2, "product_id": "P2", "quantity": -1, "unit_price": 3}]}, D),
+        (
+            {
+                **base,
+                "transaction_id": "E1",
+                "loyalty": {"points": 3},
+                "lines": [
+                    {
+                        "line_number": 1,
+                        "product_id": "P1",
+                        "quantity": 2,
+                        "unit_price": 1.25,
+                        "discount": 0.2,
+                        "promo": "X",
+                    },
+                    {"line_number": 2, "product_id": "P2", "quantity": -1, "unit_price": 3},
+                ],
+            },
+            D,
+        ),
         ({**base, "transaction_id": "E2", "lines": "oops"}, D),
         ({**base, "transaction_id": "E3", "lines": []}, D),
         ({**base, "transaction_id": "E4"}, D),
-        ({**base, "transaction_id": "E5", "lines": [{"line_number": 1, "product_id": "P1", "quantity": 1, "unit_price": 1},
-                                                     {"product_id": "P1", "quantity": 1, "unit_price": 1}]}, D),
+        (
+            {
+                **base,
+                "transaction_id": "E5",
+                "lines": [
+                    {"line_number": 1, "product_id": "P1", "quantity": 1, "unit_price": 1},
+                    {"product_id": "P1", "quantity": 1, "unit_price": 1},
+                ],
+            },
+            D,
+        ),
         (b"{broken", D),
     ]
     bronze_pos = pos_frame(spark, events)
-    out = collect_all(silver.clean_sales(silver.sales_candidates_from_events(bronze_pos), default_known(spark), lateness_days=2, batch_id=BATCH))
+    out = collect_all(
+        silver.clean_sales(
+            silver.sales_candidates_from_events(bronze_pos), default_known(spark), lateness_days=2, batch_id=BATCH
+        )
+    )
 
     sales = by_key(out.sales_lines)
     assert set(sales) == {"E1:1", "E5:1"}
     e1 = sales["E1:1"]
     assert e1["_source"] == f"{KAFKA_TOPIC}/0/0" and e1["channel"] == "pos_stream" and e1["customer_id"] is None
-    assert e1["unit_price"] == Decimal("1.25") and e1["discount_amount"] == Decimal("0.50") and e1["payment_method"] == "mobile"
+    assert (
+        e1["unit_price"] == Decimal("1.25")
+        and e1["discount_amount"] == Decimal("0.50")
+        and e1["payment_method"] == "mobile"
+    )
     assert json.loads(e1["extra_attributes"]) == {"loyalty": {"points": 3}, "_line": {"promo": "X"}}
     (ret,) = out.returns
-    assert (ret["transaction_id"], ret["line_number"], ret["quantity"], ret["_source"]) == ("E1", 2, 1, f"{KAFKA_TOPIC}/0/0")
+    assert (ret["transaction_id"], ret["line_number"], ret["quantity"], ret["_source"]) == (
+        "E1",
+        2,
+        1,
+        f"{KAFKA_TOPIC}/0/0",
+    )
     assert json.loads(ret["extra_attributes"]) == {"loyalty": {"points": 3}}
 
     violations = by_key(out.violations)
@@ -383,14 +498,26 @@ def test_conservation_and_exactly_once_on_mixed_input(spark):
         sale("F1", _arrival_date=day(1)),  # duplicate
         sale("F2", qty="-1", _arrival_date=D),  # return
         sale("F3", qty="0", _arrival_date=D),  # violation
-        sale("F4", _arrival_date=day(1), _parse_error=rules.MALFORMED_ROW, _parse_reason="line has 3 fields, header has 10"),
+        sale(
+            "F4",
+            _arrival_date=day(1),
+            _parse_error=rules.MALFORMED_ROW,
+            _parse_reason="line has 3 fields, header has 10",
+        ),
         sale("F5", _arrival_date=day(4)),  # late
     ]
-    event = {"transaction_id": "K1", "event_time": "2026-10-01T12:00:00+00:00", "store_id": "S1", "payment_method": "cash",
-             "lines": [{"line_number": n, "product_id": "P1", "quantity": 1, "unit_price": 2} for n in (1, 2, 3)]}
+    event = {
+        "transaction_id": "K1",
+        "event_time": "2026-10-01T12:00:00+00:00",
+        "store_id": "S1",
+        "payment_method": "cash",
+        "lines": [{"line_number": n, "product_id": "P1", "quantity": 1, "unit_price": 2} for n in (1, 2, 3)],
+    }
     events = [(event, D), (event, day(1)), ({"transaction_id": "K2", "lines": 5}, day(1)), (b"\xff", D)]
     bronze_files, bronze_pos = bronze(spark, BRONZE_SALES_FILES, files), pos_frame(spark, events)
-    candidates = silver.sales_candidates_from_files(bronze_files).unionByName(silver.sales_candidates_from_events(bronze_pos))
+    candidates = silver.sales_candidates_from_files(bronze_files).unionByName(
+        silver.sales_candidates_from_events(bronze_pos)
+    )
     result = silver.clean_sales(candidates, default_known(spark), lateness_days=2, batch_id=BATCH)
     rejects = silver.ingest_rejects(bronze_files, source_table=BRONZE_SALES_FILES.key, batch_id=BATCH).unionByName(
         silver.ingest_rejects(bronze_pos, source_table=BRONZE_POS_TRANSACTIONS.key, batch_id=BATCH)
@@ -425,16 +552,31 @@ def test_materialized_results_hold_the_same_rows(spark, tmp_path):
         sale("F3", qty="0", _arrival_date=D),  # violation
         sale("F5", _arrival_date=day(4)),  # late
     ]
-    event = {"transaction_id": "K1", "event_time": "2026-10-01T12:00:00+00:00", "store_id": "S1", "payment_method": "cash",
-             "lines": [{"line_number": 1, "product_id": "P1", "quantity": 1, "unit_price": 2}]}
+    event = {
+        "transaction_id": "K1",
+        "event_time": "2026-10-01T12:00:00+00:00",
+        "store_id": "S1",
+        "payment_method": "cash",
+        "lines": [{"line_number": 1, "product_id": "P1", "quantity": 1, "unit_price": 2}],
+    }
     candidates = silver.sales_candidates_from_files(bronze(spark, BRONZE_SALES_FILES, files)).unionByName(
-        silver.sales_candidates_from_events(pos_frame(spark, [(event, D), ({"transaction_id": "K2", "lines": 5}, day(1))]))
+        silver.sales_candidates_from_events(
+            pos_frame(spark, [(event, D), ({"transaction_id": "K2", "lines": 5}, day(1))])
+        )
     )
     lazy = silver.clean_sales(candidates, default_known(spark), lateness_days=2, batch_id=BATCH)
     inventory = silver.clean_inventory(
-        bronze(spark, BRONZE_INVENTORY, [{"snapshot_date": "2026-10-01", "store_id": "S1", "product_id": p, "on_hand_qty": q}
-                                         for p, q in (("P1", "1"), ("P1", "1"), ("P9", "2"), ("P2", "-1"))]),
-        default_known(spark), lateness_days=2, batch_id=BATCH,
+        bronze(
+            spark,
+            BRONZE_INVENTORY,
+            [
+                {"snapshot_date": "2026-10-01", "store_id": "S1", "product_id": p, "on_hand_qty": q}
+                for p, q in (("P1", "1"), ("P1", "1"), ("P9", "2"), ("P2", "-1"))
+            ],
+        ),
+        default_known(spark),
+        lateness_days=2,
+        batch_id=BATCH,
     )
     shared = SharedCheckpoint(tmp_path / "sales", {"test": "sales"})
     shared_inventory = SharedCheckpoint(tmp_path / "inventory", {"test": "inventory"})
@@ -444,8 +586,16 @@ def test_materialized_results_hold_the_same_rows(spark, tmp_path):
         (lazy, lambda r: r.materialized(shared.materialize), sales_outputs),  # written to Parquet
         (lazy, lambda r: r.materialized(shared.materialize), sales_outputs),  # read back
         (inventory, lambda r: r.materialized(), ("accepted", "violations", "duplicates")),
-        (inventory, lambda r: r.materialized(shared_inventory.materialize), ("accepted", "violations", "duplicates")),  # written
-        (inventory, lambda r: r.materialized(shared_inventory.materialize), ("accepted", "violations", "duplicates")),  # read back
+        (
+            inventory,
+            lambda r: r.materialized(shared_inventory.materialize),
+            ("accepted", "violations", "duplicates"),
+        ),  # written
+        (
+            inventory,
+            lambda r: r.materialized(shared_inventory.materialize),
+            ("accepted", "violations", "duplicates"),
+        ),  # read back
     ):
         materialized = materialize(result)
         for name in outputs:
@@ -466,8 +616,18 @@ def test_known_keys_first_arrival(spark):
 
 
 def customer(cid="C1", updated="2026-10-01T08:00:00+02:00", **attrs) -> dict:
-    base = {"customer_id": cid, "first_name": "Ada", "last_name": "L", "email": "ada@example.com", "phone": "+44 1", "city": "London",
-            "country": "GB", "birth_date": "1990-05-17", "loyalty_tier": "gold", "updated_at": updated}
+    base = {
+        "customer_id": cid,
+        "first_name": "Ada",
+        "last_name": "L",
+        "email": "ada@example.com",
+        "phone": "+44 1",
+        "city": "London",
+        "country": "GB",
+        "birth_date": "1990-05-17",
+        "loyalty_tier": "gold",
+        "updated_at": updated,
+    }
     return {**base, **attrs}
 
 
@@ -481,15 +641,22 @@ def test_clean_customers(spark):
         customer("C4", updated="2026-10-01 08:00:00"),
         customer("C5", birth_date="1990-02-30"),
         customer("C6", loyalty_tier="diamond"),
-        {"customer_id": "C7", "city": "Paris", "updated_at": "2026-10-02T09:00:00Z", "_extra": '{"vip": true}'},  # nulls = unchanged
+        {
+            "customer_id": "C7",
+            "city": "Paris",
+            "updated_at": "2026-10-02T09:00:00Z",
+            "_extra": '{"vip": true}',
+        },  # nulls = unchanged
         customer(None),
     ]
-    result = silver.clean_customers(bronze(spark, BRONZE_CUSTOMERS, rows), batch_id=BATCH)
+    result = silver.clean_master_data(bronze(spark, BRONZE_CUSTOMERS, rows), SILVER_CUSTOMERS, batch_id=BATCH)
     assert_schema(result.accepted, SILVER_CUSTOMERS)
     out = collect_all(result)
     accepted = {r["customer_id"]: r for r in out.accepted}
     assert set(accepted) == {"C1", "C2", "C7"}
-    assert accepted["C1"]["birth_date"] == dt.date(1990, 5, 17) and accepted["C1"]["updated_at"] == dt.datetime(2026, 10, 1, 6, 0)
+    assert accepted["C1"]["birth_date"] == dt.date(1990, 5, 17) and accepted["C1"]["updated_at"] == dt.datetime(
+        2026, 10, 1, 6, 0
+    )
     assert accepted["C2"]["email"] == "ada@example.com"  # earliest copy kept
     assert accepted["C7"]["first_name"] is None and accepted["C7"]["extra_attributes"] == '{"vip": true}'
     assert accepted["C1"]["_batch_id"] == BATCH and accepted["C1"]["_source"] == "customers/2026-10-01/customers.csv:2"
@@ -506,35 +673,59 @@ def test_clean_customers(spark):
     assert "email" in violations["C2@2026-10-01T08:00:00+02:00"]["reason"]
     assert "customers.csv:4" in violations["C2@2026-10-01T08:00:00+02:00"]["reason"]
     (dup,) = out.duplicates
-    assert (dup["_source"], dup["record_key"], dup["event_date"]) == ("customers/2026-10-01/customers.csv:3", "C1@2026-10-01T08:00:00+02:00", D)
+    assert (dup["_source"], dup["record_key"], dup["event_date"]) == (
+        "customers/2026-10-01/customers.csv:3",
+        "C1@2026-10-01T08:00:00+02:00",
+        D,
+    )
 
 
 def test_clean_products_and_stores(spark):
     products = [
-        {"product_id": "P1", "name": "Tea", "unit_cost": "1.2", "list_price": "2.50", "status": "active", "updated_at": "2026-10-01T00:00:00Z"},
+        {
+            "product_id": "P1",
+            "name": "Tea",
+            "unit_cost": "1.2",
+            "list_price": "2.50",
+            "status": "active",
+            "updated_at": "2026-10-01T00:00:00Z",
+        },
         {"product_id": "P2", "unit_cost": "-1", "updated_at": "2026-10-01T00:00:00Z"},
         {"product_id": "P3", "list_price": "abc", "updated_at": "2026-10-01T00:00:00Z"},
         {"product_id": "P4", "status": "retired", "updated_at": "2026-10-01T00:00:00Z"},
     ]
-    p = silver.clean_products(bronze(spark, BRONZE_PRODUCTS, products), batch_id=BATCH)
+    p = silver.clean_master_data(bronze(spark, BRONZE_PRODUCTS, products), SILVER_PRODUCTS, batch_id=BATCH)
     assert_schema(p.accepted, SILVER_PRODUCTS)
     p = collect_all(p)
     (p1,) = p.accepted
     assert (p1["product_id"], p1["unit_cost"], p1["list_price"]) == ("P1", Decimal("1.20"), Decimal("2.50"))
     assert {r["record_key"].split("@")[0]: r["rule"] for r in p.violations} == {
-        "P2": rules.NEGATIVE_PRICE, "P3": rules.INVALID_TYPE, "P4": rules.INVALID_VALUE}
+        "P2": rules.NEGATIVE_PRICE,
+        "P3": rules.INVALID_TYPE,
+        "P4": rules.INVALID_VALUE,
+    }
 
     stores = [
-        {"store_id": "S1", "name": "Central", "format": "express", "opened_on": "2020-01-31", "status": "open", "updated_at": "2026-10-01T00:00:00+01:00"},
+        {
+            "store_id": "S1",
+            "name": "Central",
+            "format": "express",
+            "opened_on": "2020-01-31",
+            "status": "open",
+            "updated_at": "2026-10-01T00:00:00+01:00",
+        },
         {"store_id": "S2", "format": "kiosk", "updated_at": "2026-10-01T00:00:00+01:00"},
         {"store_id": "S3", "opened_on": "31/01/2020", "updated_at": "2026-10-01T00:00:00+01:00"},
     ]
-    s = silver.clean_stores(bronze(spark, BRONZE_STORES, stores), batch_id=BATCH)
+    s = silver.clean_master_data(bronze(spark, BRONZE_STORES, stores), SILVER_STORES, batch_id=BATCH)
     assert_schema(s.accepted, SILVER_STORES)
     s = collect_all(s)
     (s1,) = s.accepted
     assert s1["opened_on"] == dt.date(2020, 1, 31) and s1["updated_at"] == dt.datetime(2026, 9, 30, 23, 0)
-    assert {r["record_key"].split("@")[0]: r["rule"] for r in s.violations} == {"S2": rules.INVALID_VALUE, "S3": rules.INVALID_TYPE}
+    assert {r["record_key"].split("@")[0]: r["rule"] for r in s.violations} == {
+        "S2": rules.INVALID_VALUE,
+        "S3": rules.INVALID_TYPE,
+    }
 
 
 def test_clean_inventory(spark):
@@ -547,7 +738,9 @@ def test_clean_inventory(spark):
         {"snapshot_date": "2026-10-01", "store_id": "S1", "product_id": "P3", "on_hand_qty": "4", "_source_line": 99},
         {"snapshot_date": "2026-10-01", "store_id": "S1", "product_id": "P3", "on_hand_qty": "5", "_source_line": 100},
     ]
-    result = silver.clean_inventory(bronze(spark, BRONZE_INVENTORY, rows), default_known(spark), lateness_days=2, batch_id=BATCH)
+    result = silver.clean_inventory(
+        bronze(spark, BRONZE_INVENTORY, rows), default_known(spark), lateness_days=2, batch_id=BATCH
+    )
     assert_schema(result.accepted, SILVER_INVENTORY)
     out = collect_all(result)
     accepted = sorted((r["product_id"], r["on_hand_qty"]) for r in out.accepted)
@@ -563,9 +756,19 @@ def test_clean_inventory(spark):
 
 def test_ingest_rejects_carry_rule_reason_and_raw_record(spark):
     source_table = BRONZE_SALES_FILES.key
-    rows = [sale("OK"), sale("BAD", _parse_error=rules.INVALID_ENCODING, _parse_reason="line is not valid UTF-8", _raw_record="T,\\xff")]
+    rows = [
+        sale("OK"),
+        sale(
+            "BAD", _parse_error=rules.INVALID_ENCODING, _parse_reason="line is not valid UTF-8", _raw_record="T,\\xff"
+        ),
+    ]
     rejects = silver.ingest_rejects(bronze(spark, BRONZE_SALES_FILES, rows), source_table=source_table, batch_id=BATCH)
     assert_schema(rejects, QUARANTINE_INGEST_REJECTS)
     (r,) = rejects.collect()
     assert (r["rule"], r["reason"], r["original_record"], r["_batch_id"], r["source_table"]) == (
-        rules.INVALID_ENCODING, "line is not valid UTF-8", "T,\\xff", BATCH, source_table)
+        rules.INVALID_ENCODING,
+        "line is not valid UTF-8",
+        "T,\\xff",
+        BATCH,
+        source_table,
+    )

@@ -7,14 +7,14 @@ import subprocess
 import sys
 import textwrap
 
-from retail_assets.lib.spark import REMOTE_ENV
+from retail_assets.lib.engine.spark import REMOTE_ENV
 
 # A fresh interpreter: the suite's own session would make starting one a no-op.
 _SCRIPT = textwrap.dedent(
     """
     import threading
     from pyspark.sql import SparkSession
-    from retail_assets.lib.spark import get_spark, start_in_background
+    from retail_assets.lib.engine.spark import get_spark, start_in_background
 
     thread = start_in_background()
     assert thread is not None, "no session existed, so one should start"

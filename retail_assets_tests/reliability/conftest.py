@@ -10,10 +10,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
 from retail_assets.lib.engine import DeltaRsEngine
-from retail_assets.lib.pipeline import STAGES, RunSummary, run_stage
-from retail_assets.lib.tables import KAFKA_TOPIC
+from retail_assets.lib.registry.stages import STAGES
+from retail_assets.lib.registry.tables import KAFKA_TOPIC
+from retail_assets.tooling.broker import LocalBroker, ensure_topic, produce
+from retail_assets.tooling.main_job import RunSummary, run_stage
 from retail_assets_tests.reliability import hostile
 from retail_assets_tests.simulated_week import ENGINE_SETTINGS, build_defs
 
@@ -51,5 +52,13 @@ def hostile_lake(tmp_path_factory, spark) -> HostileLake:
         summaries = run_all_stages(defs, instance, hostile.D)
     resolved = [replace(e, ref=placed[int(e.ref.split("#")[1])]) for e in kafka_expected]
     values = {placed[m.index]: m.value for m in messages}
-    return HostileLake(root, DeltaRsEngine(root / "lakehouse", spark=spark), defs, instance, summaries,
-                       landing.expected + resolved, values, hostile.D)
+    return HostileLake(
+        root,
+        DeltaRsEngine(root / "lakehouse", spark=spark),
+        defs,
+        instance,
+        summaries,
+        landing.expected + resolved,
+        values,
+        hostile.D,
+    )

@@ -9,12 +9,12 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from retail_assets.defs.bronze.assets import KAFKA_RETRY_POLICY, pos_transactions, pos_transactions_compute
-from retail_assets.lib import kafka as kafka_lib
-from retail_assets.lib.broker import LocalBroker, ensure_topic, free_port, produce
 from retail_assets.lib.engine import DeltaRsEngine
-from retail_assets.lib.factories import build_table_asset
-from retail_assets.lib.resources import KafkaResource, LakehouseResource
-from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, KAFKA_TOPIC
+from retail_assets.lib.orchestration.factories import build_table_asset
+from retail_assets.lib.orchestration.resources import KafkaResource, LakehouseResource
+from retail_assets.lib.registry.tables import BRONZE_POS_TRANSACTIONS, KAFKA_TOPIC
+from retail_assets.lib.sources import kafka as kafka_lib
+from retail_assets.tooling.broker import LocalBroker, ensure_topic, free_port, produce
 from retail_assets_tests.reliability import hostile
 from retail_assets_tests.simulated_week import snapshot
 
@@ -22,7 +22,9 @@ pytestmark = pytest.mark.reliability
 
 # The Bronze Kafka asset without its retry policy: the same computation, so a failure shows at
 # once instead of after the backoff (the retries themselves are proven below).
-UNRETRIED = build_table_asset(spec=BRONZE_POS_TRANSACTIONS, upstream=[], compute=pos_transactions_compute, resources=frozenset({"kafka"}))
+UNRETRIED = build_table_asset(
+    spec=BRONZE_POS_TRANSACTIONS, upstream=[], compute=pos_transactions_compute, resources=frozenset({"kafka"})
+)
 
 
 def resources(root, port: int) -> dict:
@@ -34,7 +36,9 @@ def resources(root, port: int) -> dict:
 
 
 def ingest(root, port: int, instance: dg.DagsterInstance, asset=UNRETRIED) -> dg.ExecuteInProcessResult:
-    return dg.materialize([asset], resources=resources(root, port), partition_key=hostile.D, instance=instance, raise_on_error=False)
+    return dg.materialize(
+        [asset], resources=resources(root, port), partition_key=hostile.D, instance=instance, raise_on_error=False
+    )
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
@@ -132,6 +136,8 @@ def test_offsets_the_broker_no_longer_holds_fail_without_retry(tmp_path, spark):
             deleted.result(timeout=10)
         result = ingest(tmp_path, port, instance, asset=pos_transactions)
     assert not result.success
-    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"], "retrying cannot bring offsets back"
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"], (
+        "retrying cannot bring offsets back"
+    )
     assert "no longer (or not yet) on the broker" in failure_message(result)
     assert DeltaRsEngine(tmp_path / "lakehouse", spark=spark).read_arrow(BRONZE_POS_TRANSACTIONS).num_rows == 4

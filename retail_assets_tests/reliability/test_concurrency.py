@@ -21,13 +21,18 @@ import pytest
 import yaml
 
 import retail_assets.lib.engine.local as local
-from retail_assets.cli import INSTANCE_CONFIG
 from retail_assets.defs.bronze.assets import landing_assets, pos_transactions
-from retail_assets.lib import quality
-from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
 from retail_assets.lib.engine import ConcurrentWriteError, DeltaRsEngine, PartitionRange
-from retail_assets.lib.resources import KafkaResource, LakehouseResource
-from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, BRONZE_SALES_FILES, KAFKA_TOPIC, SILVER_SALES_LINES
+from retail_assets.lib.orchestration.resources import KafkaResource, LakehouseResource
+from retail_assets.lib.registry.tables import (
+    BRONZE_POS_TRANSACTIONS,
+    BRONZE_SALES_FILES,
+    KAFKA_TOPIC,
+    SILVER_SALES_LINES,
+)
+from retail_assets.lib.transforms import quality
+from retail_assets.tooling.broker import LocalBroker, ensure_topic, produce
+from retail_assets.tooling.cli import INSTANCE_CONFIG
 from retail_assets_tests.reliability import hostile
 
 pytestmark = pytest.mark.reliability
@@ -37,10 +42,16 @@ def _rows(spec, tag: str, n: int, day: dt.date) -> pa.Table:
     """`n` Silver sales lines of `day` whose transaction ids carry `tag`."""
     schema = spec.arrow_schema()
     values = {
-        "transaction_id": [f"{tag}-{i}" for i in range(n)], "line_number": [1] * n,
-        "event_time": [dt.datetime(2026, 11, 10, 9, tzinfo=dt.UTC)] * n, "event_date": [day] * n,
-        "store_id": ["S001"] * n, "product_id": ["P001"] * n, "quantity": [1] * n,
-        "channel": ["store_file"] * n, "_source": [f"{tag}:{i}" for i in range(n)], "_arrival_date": [day] * n,
+        "transaction_id": [f"{tag}-{i}" for i in range(n)],
+        "line_number": [1] * n,
+        "event_time": [dt.datetime(2026, 11, 10, 9, tzinfo=dt.UTC)] * n,
+        "event_date": [day] * n,
+        "store_id": ["S001"] * n,
+        "product_id": ["P001"] * n,
+        "quantity": [1] * n,
+        "channel": ["store_file"] * n,
+        "_source": [f"{tag}:{i}" for i in range(n)],
+        "_arrival_date": [day] * n,
         "_batch_id": [tag] * n,
     }
     columns = {}
@@ -78,7 +89,9 @@ def test_two_writers_on_one_partition_one_wins_one_fails_cleanly(engine, monkeyp
 
     def write(tag: str, n: int) -> None:
         try:
-            outcomes[tag] = engine.overwrite_partitions(SILVER_SALES_LINES, _rows(SILVER_SALES_LINES, tag, n, day), partition)
+            outcomes[tag] = engine.overwrite_partitions(
+                SILVER_SALES_LINES, _rows(SILVER_SALES_LINES, tag, n, day), partition
+            )
         except Exception as exc:  # noqa: BLE001 - the test inspects whichever error it is
             outcomes[tag] = exc
 
@@ -90,14 +103,16 @@ def test_two_writers_on_one_partition_one_wins_one_fails_cleanly(engine, monkeyp
 
     errors = {k: v for k, v in outcomes.items() if isinstance(v, Exception)}
     assert len(errors) == 1, outcomes
-    (loser, error), = errors.items()
+    ((loser, error),) = errors.items()
     assert isinstance(error, ConcurrentWriteError)
     assert "another run committed to silver.sales_lines" in str(error) and "event_date = '2026-11-10'" in str(error)
     winner = "b" if loser == "a" else "a"
     # exactly the winner's rows: not both, not the old ones, not doubled; other partitions intact
     assert engine.version(SILVER_SALES_LINES) == version + 1
     held = engine.read_arrow(SILVER_SALES_LINES, partition)
-    assert sorted(held["transaction_id"].to_pylist()) == sorted(f"{winner}-{i}" for i in range({"a": 3, "b": 5}[winner]))
+    assert sorted(held["transaction_id"].to_pylist()) == sorted(
+        f"{winner}-{i}" for i in range({"a": 3, "b": 5}[winner])
+    )
     assert engine.read_arrow(SILVER_SALES_LINES, PartitionRange.single(day + dt.timedelta(days=1))).num_rows == 2
     assert quality.primary_key(engine.read(SILVER_SALES_LINES), SILVER_SALES_LINES.primary_key).passed
 
@@ -148,7 +163,9 @@ def test_overlapping_backfills_never_ingest_a_file_or_offset_twice(tmp_path, spa
         }
 
         def run(day: dt.date, on: dg.DagsterInstance = instance) -> dg.ExecuteInProcessResult:
-            return dg.materialize(assets, resources=resources, partition_key=day.isoformat(), instance=on, raise_on_error=False)
+            return dg.materialize(
+                assets, resources=resources, partition_key=day.isoformat(), instance=on, raise_on_error=False
+            )
 
         # backfill A covers days 0-1, backfill B days 1-2; they interleave, day 1 runs twice,
         # and events keep arriving between the runs
@@ -163,7 +180,10 @@ def test_overlapping_backfills_never_ingest_a_file_or_offset_twice(tmp_path, spa
         results.append(run(DAYS[1]))  # A, overlapping B's day 1 after B already went further
         # and both backfills' day-1 runs once more at the same time
         twins: list[dg.ExecuteInProcessResult] = []
-        threads = [threading.Thread(target=lambda: twins.append(run(DAYS[1], dg.DagsterInstance.ephemeral()))) for _ in range(2)]
+        threads = [
+            threading.Thread(target=lambda: twins.append(run(DAYS[1], dg.DagsterInstance.ephemeral())))
+            for _ in range(2)
+        ]
         for t in threads:
             t.start()
         for t in threads:

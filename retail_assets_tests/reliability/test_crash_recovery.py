@@ -24,10 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
 from retail_assets.lib.engine import LakehouseEngine, PartitionRange
-from retail_assets.lib.pipeline import STAGE, run_stage
-from retail_assets.lib.tables import (
+from retail_assets.lib.registry.stages import STAGE
+from retail_assets.lib.registry.tables import (
     BRONZE_POS_TRANSACTIONS,
     BRONZE_SALES_FILES,
     GOLD_DIM_CUSTOMER,
@@ -38,6 +37,8 @@ from retail_assets.lib.tables import (
     SILVER_SALES_LINES,
     TableSpec,
 )
+from retail_assets.tooling.broker import LocalBroker, ensure_topic, produce
+from retail_assets.tooling.main_job import run_stage
 from retail_assets_tests.reliability import hostile
 from retail_assets_tests.simulated_week import build_defs, local_engine, snapshot
 
@@ -105,7 +106,10 @@ def kill_during_write(root: Path, bootstrap: str, target: TableSpec, mode: str, 
     keys = [f"{s.layer.value}/{s.name}" for s in assets]
     done = subprocess.run(
         [sys.executable, "-c", DRIVER, f"{target.layer.value}/{target.name}", mode, hostile.D, *keys],
-        env=env, timeout=600, capture_output=True, text=True,
+        env=env,
+        timeout=600,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
 
@@ -114,7 +118,9 @@ def copy_lake(source: Path, dest: Path, *tables: TableSpec) -> None:
     """The landing zone and the given tables of a lakehouse."""
     shutil.copytree(source / "landing", dest / "landing")
     for spec in tables:
-        shutil.copytree(source / "lakehouse" / spec.layer.value / spec.name, dest / "lakehouse" / spec.layer.value / spec.name)
+        shutil.copytree(
+            source / "lakehouse" / spec.layer.value / spec.name, dest / "lakehouse" / spec.layer.value / spec.name
+        )
 
 
 def materialize(defs: dg.Definitions, *specs: TableSpec, partition: str = hostile.D) -> dg.ExecuteInProcessResult:

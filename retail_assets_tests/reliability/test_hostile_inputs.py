@@ -11,9 +11,8 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from retail_assets.lib import quality
 from retail_assets.lib.engine import DeltaRsEngine
-from retail_assets.lib.tables import (
+from retail_assets.lib.registry.tables import (
     BRONZE_SALES_FILES,
     QUARANTINE_INGEST_REJECTS,
     QUARANTINE_RULE_VIOLATIONS,
@@ -21,6 +20,7 @@ from retail_assets.lib.tables import (
     SILVER_RETURNS,
     SILVER_SALES_LINES,
 )
+from retail_assets.lib.transforms import quality
 from retail_assets_tests.reliability import hostile
 from retail_assets_tests.simulated_week import build_defs, snapshot
 
@@ -81,7 +81,11 @@ def test_every_hostile_record_ends_where_expected(hostile_lake, outcomes, channe
         rejects = outcomes[hostile.INGEST_REJECTS].get(e.ref, [])
         violations = outcomes[hostile.RULE_VIOLATIONS].get(e.ref, [])
         accepted = outcomes[hostile.ACCEPTED].get(e.ref, [])
-        placed = {hostile.INGEST_REJECTS: len(rejects), hostile.RULE_VIOLATIONS: len(violations), hostile.ACCEPTED: len(accepted)}
+        placed = {
+            hostile.INGEST_REJECTS: len(rejects),
+            hostile.RULE_VIOLATIONS: len(violations),
+            hostile.ACCEPTED: len(accepted),
+        }
         if e.outcome == hostile.DUPLICATE:
             if any(placed.values()):
                 problems.append((e.case, e.ref, "a duplicate must only be counted", placed))
@@ -89,7 +93,9 @@ def test_every_hostile_record_ends_where_expected(hostile_lake, outcomes, channe
         if [k for k, n in placed.items() if n] != [e.outcome]:
             problems.append((e.case, e.ref, "ends in", placed))
             continue
-        rows = {hostile.INGEST_REJECTS: rejects, hostile.RULE_VIOLATIONS: violations, hostile.ACCEPTED: accepted}[e.outcome]
+        rows = {hostile.INGEST_REJECTS: rejects, hostile.RULE_VIOLATIONS: violations, hostile.ACCEPTED: accepted}[
+            e.outcome
+        ]
         if e.outcome == hostile.ACCEPTED:
             if e.record_key and _record_key(rows[0]) != e.record_key:
                 problems.append((e.case, e.ref, "accepted as", _record_key(rows[0])))
@@ -122,14 +128,23 @@ def test_reasons_are_readable_and_bounded(outcomes):
     assert len(huge) == 2  # one from a file, one from Kafka
     for row in huge:
         assert row["rule"] == "invalid_value" and len(row["reason"]) < 300 and "payment_method" in row["reason"]
-    no_offset = [r for rows in outcomes[hostile.RULE_VIOLATIONS].values() for r in rows if "has no UTC offset" in r["reason"]]
+    no_offset = [
+        r for rows in outcomes[hostile.RULE_VIOLATIONS].values() for r in rows if "has no UTC offset" in r["reason"]
+    ]
     assert len(no_offset) == 2
-    header = [r for rows in outcomes[hostile.INGEST_REJECTS].values() for r in rows if "repeats column quantity" in r["reason"]]
+    header = [
+        r
+        for rows in outcomes[hostile.INGEST_REJECTS].values()
+        for r in rows
+        if "repeats column quantity" in r["reason"]
+    ]
     assert len(header) == 1
 
 
 def test_new_fields_are_kept_not_lost(outcomes, hostile_lake):
-    extras = [r["extra_attributes"] for rows in outcomes[hostile.ACCEPTED].values() for r in rows if r["extra_attributes"]]
+    extras = [
+        r["extra_attributes"] for rows in outcomes[hostile.ACCEPTED].values() for r in rows if r["extra_attributes"]
+    ]
     assert any('"loyalty_card": "LC-77"' in x for x in extras)
     assert any('"basket_id": "B-9"' in x for x in extras)
 
@@ -144,8 +159,12 @@ def test_file_renamed_over_an_ingested_one_fails_clearly_and_changes_nothing(hos
     key = dg.AssetKey(["bronze", "sales_files"])
 
     def ingest() -> dg.ExecuteInProcessResult:
-        return job.execute_in_process(asset_selection=[key], partition_key=hostile.D, instance=dg.DagsterInstance.ephemeral(),
-                                      raise_on_error=False)
+        return job.execute_in_process(
+            asset_selection=[key],
+            partition_key=hostile.D,
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
 
     assert ingest().success
     before = snapshot(engine, BRONZE_SALES_FILES)
@@ -154,7 +173,9 @@ def test_file_renamed_over_an_ingested_one_fails_clearly_and_changes_nothing(hos
     # a corrected export written under a temporary name and renamed over the ingested file
     folder = tmp_path / "landing" / "sales" / hostile.D
     replacement = folder / "pos_clean.csv.tmp"
-    replacement.write_bytes(hostile.SALES_HEADER.encode() + b"\n" + hostile.sales_line("C-1", quantity="5").encode() + b"\n")
+    replacement.write_bytes(
+        hostile.SALES_HEADER.encode() + b"\n" + hostile.sales_line("C-1", quantity="5").encode() + b"\n"
+    )
     replacement.replace(folder / "pos_clean.csv")
     failed = ingest()
     assert not failed.success

@@ -61,7 +61,8 @@ def _parse_reliability_tests() -> dict[str, set[str]]:
         marked = {
             n.name
             for n in ast.parse(text).body
-            if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")
+            if isinstance(n, ast.FunctionDef)
+            and n.name.startswith("test_")
             and any(ast.unparse(d) == "pytest.mark.reliability" for d in n.decorator_list)
         }
         if marked:
@@ -81,7 +82,9 @@ def test_doc_and_tests_match():
         refs = REFERENCE.findall(row[2])
         assert refs, f"row without a test: {row[0]}"
         for module, name in refs:
-            assert name in tests.get(module, set()), f"docs/reliability.md names {module}.py::{name}, which does not exist"
+            assert name in tests.get(module, set()), (
+                f"docs/reliability.md names {module}.py::{name}, which does not exist"
+            )
             referenced.add((module, name))
     unnamed = sorted(f"{m}.py::{n}" for m, names in tests.items() for n in names if (m, n) not in referenced)
     assert unnamed == [], "reliability tests missing from docs/reliability.md"

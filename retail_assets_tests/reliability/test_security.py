@@ -12,17 +12,25 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from retail_assets.cli import main as cli_main
-from retail_assets.lib import kafka as kafka_lib, quality
-from retail_assets.lib.deployment.governance import grants
-from retail_assets.lib.broker import LocalBroker, ensure_topic, produce
-from retail_assets.lib.engine import DeltaRsEngine
 from retail_assets.defs.bronze.assets import pos_transactions_compute
-from retail_assets.lib.environments import kafka_resource, local_resources
-from retail_assets.lib.factories import build_table_asset
-from retail_assets.lib.landing import scan_landing
-from retail_assets.lib.resources import KafkaResource
-from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, BRONZE_SALES_FILES, KAFKA_TOPIC, SILVER_CUSTOMERS, TABLES, Layer
+from retail_assets.lib.deployment.governance import grants
+from retail_assets.lib.engine import DeltaRsEngine
+from retail_assets.lib.orchestration.environments import kafka_resource, local_resources
+from retail_assets.lib.orchestration.factories import build_table_asset
+from retail_assets.lib.orchestration.resources import KafkaResource
+from retail_assets.lib.registry.tables import (
+    BRONZE_POS_TRANSACTIONS,
+    BRONZE_SALES_FILES,
+    KAFKA_TOPIC,
+    SILVER_CUSTOMERS,
+    TABLES,
+    Layer,
+)
+from retail_assets.lib.sources import kafka as kafka_lib
+from retail_assets.lib.sources.landing import scan_landing
+from retail_assets.lib.transforms import quality
+from retail_assets.tooling.broker import LocalBroker, ensure_topic, produce
+from retail_assets.tooling.cli import main as cli_main
 from retail_assets_tests.reliability import hostile
 from retail_assets_tests.simulated_week import build_defs
 
@@ -72,16 +80,25 @@ def test_planted_token_never_reaches_event_log_or_metadata(tmp_path, monkeypatch
         produce(broker.bootstrap_servers, KAFKA_TOPIC, hostile.kafka_messages()[0][:5])
         # the loopback broker speaks PLAINTEXT, which ignores SASL credentials: the run still
         # resolves and hands the secret to the client, which is what must not leak
-        defs = build_defs(tmp_path, broker.bootstrap_servers, monkeypatch,
-                          RETAIL_KAFKA_SASL_USERNAME="svc-retail", RETAIL_KAFKA_SASL_PASSWORD=token)
+        defs = build_defs(
+            tmp_path,
+            broker.bootstrap_servers,
+            monkeypatch,
+            RETAIL_KAFKA_SASL_USERNAME="svc-retail",
+            RETAIL_KAFKA_SASL_PASSWORD=token,
+        )
         job = defs.resolve_implicit_global_asset_job_def()
         ok = job.execute_in_process(asset_selection=[POS_KEY], partition_key=hostile.D, instance=instance)
         assert ok.success and ok.get_asset_materialization_events()
         run_ids.append(ok.run_id)
     # and a failing run (the broker is gone): error messages and stack traces are recorded too;
     # the asset without its retry policy fails at once, through the same code
-    unretried = build_table_asset(spec=BRONZE_POS_TRANSACTIONS, upstream=[], compute=pos_transactions_compute, resources=frozenset({"kafka"}))
-    failed = dg.materialize([unretried], resources=local_resources(), partition_key=hostile.D, instance=instance, raise_on_error=False)
+    unretried = build_table_asset(
+        spec=BRONZE_POS_TRANSACTIONS, upstream=[], compute=pos_transactions_compute, resources=frozenset({"kafka"})
+    )
+    failed = dg.materialize(
+        [unretried], resources=local_resources(), partition_key=hostile.D, instance=instance, raise_on_error=False
+    )
     assert not failed.success
     run_ids.append(failed.run_id)
 
@@ -122,7 +139,9 @@ def test_no_gold_table_holds_raw_email_or_phone(hostile_lake):
     # hashed and masked, not dropped: analysts can still join and recognise a customer
     dim = engine.read_arrow(next(t for t in gold if t.name == "dim_customer")).to_pylist()
     ada = [r for r in dim if r["customer_id"] == "C001"]
-    assert ada and all(r["email_masked"].startswith("a***@") and r["email_hash"] and len(r["email_hash"]) == 64 for r in ada)
+    assert ada and all(
+        r["email_masked"].startswith("a***@") and r["email_hash"] and len(r["email_hash"]) == 64 for r in ada
+    )
     assert all(r["phone_masked"].endswith("78") and set(r["phone_masked"][:-2]) == {"*"} for r in ada)
 
 
@@ -166,9 +185,13 @@ def test_landing_names_cannot_escape_the_landing_root(tmp_path, monkeypatch):
     defs = build_defs(tmp_path, "127.0.0.1:9", monkeypatch)
     monkeypatch.setenv("RETAIL_DATA_ROOT", str(tmp_path))
     defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        asset_selection=[dg.AssetKey(["bronze", "sales_files"])], partition_key=hostile.D, instance=dg.DagsterInstance.ephemeral()
+        asset_selection=[dg.AssetKey(["bronze", "sales_files"])],
+        partition_key=hostile.D,
+        instance=dg.DagsterInstance.ephemeral(),
     )
-    held = DeltaRsEngine(tmp_path / "lakehouse").read_arrow(BRONZE_SALES_FILES, columns=["_source_file", "transaction_id"])
+    held = DeltaRsEngine(tmp_path / "lakehouse").read_arrow(
+        BRONZE_SALES_FILES, columns=["_source_file", "transaction_id"]
+    )
     assert held["transaction_id"].to_pylist() == ["OK-1"]
     for name in held["_source_file"].to_pylist():
         assert ".." not in Path(name).parts and not os.path.isabs(name)
@@ -253,7 +276,11 @@ def test_grants_sql_and_cli(capsys):
     out = capsys.readouterr().out
     assert "GRANT SELECT ON TABLE `retail`.`prod_gold`.`fact_sales` TO `prod_analysts`;" in out
     assert "REVOKE ALL PRIVILEGES ON SCHEMA `retail`.`prod_silver` FROM `prod_analysts`;" in out
-    assert not [line for line in out.splitlines() if "prod_analysts" in line and "GRANT" in line and ("_bronze" in line or "_silver" in line)]
+    assert not [
+        line
+        for line in out.splitlines()
+        if "prod_analysts" in line and "GRANT" in line and ("_bronze" in line or "_silver" in line)
+    ]
     for bad in ("prod; DROP TABLE x", "pr`od", ""):
         with pytest.raises(ValueError):
             grants.grants_for(bad, "retail")

@@ -9,11 +9,11 @@ import dagster as dg
 import pytest
 
 from retail_assets.defs.bronze.sensors import kafka_offsets_sensor, landing_zone_sensor
-from retail_assets.lib.broker import LocalBroker, ensure_topic, free_port, produce
 from retail_assets.lib.engine import DeltaRsEngine
-from retail_assets.lib.resources import KafkaResource, LakehouseResource
-from retail_assets.lib.sensing import KafkaCursor
-from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, BRONZE_SALES_FILES, KAFKA_TOPIC
+from retail_assets.lib.orchestration.resources import KafkaResource, LakehouseResource
+from retail_assets.lib.orchestration.sensing import KafkaCursor
+from retail_assets.lib.registry.tables import BRONZE_POS_TRANSACTIONS, BRONZE_SALES_FILES, KAFKA_TOPIC
+from retail_assets.tooling.broker import LocalBroker, ensure_topic, free_port, produce
 from retail_assets_tests.reliability import hostile
 from retail_assets_tests.simulated_week import build_defs
 
@@ -26,13 +26,19 @@ def tick(sensor, instance, resources, cursor=None):
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
     result = sensor(context)
     result = [result] if isinstance(result, (dg.SkipReason, dg.RunRequest)) else list(result or [])
-    return [r for r in result if isinstance(r, dg.RunRequest)], [r for r in result if isinstance(r, dg.SkipReason)], context.cursor
+    return (
+        [r for r in result if isinstance(r, dg.RunRequest)],
+        [r for r in result if isinstance(r, dg.SkipReason)],
+        context.cursor,
+    )
 
 
 def execute(defs, instance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     """Run a request the way the daemon does: tagged with its run key."""
     return defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        asset_selection=list(request.asset_selection), partition_key=request.partition_key, instance=instance,
+        asset_selection=list(request.asset_selection),
+        partition_key=request.partition_key,
+        instance=instance,
         tags={**request.tags, "dagster/run_key": request.run_key},
     )
 
@@ -88,7 +94,9 @@ def test_repeated_landing_ticks_never_ingest_a_file_twice(tmp_path, spark, monke
     hostile.write_landing(tmp_path / "landing", hostile.Landing(sales, []))
     instance = dg.DagsterInstance.ephemeral()
     defs = build_defs(tmp_path, "127.0.0.1:9", monkeypatch)
-    resources = {"lakehouse": LakehouseResource(root=str(tmp_path / "lakehouse"), landing_root=str(tmp_path / "landing"))}
+    resources = {
+        "lakehouse": LakehouseResource(root=str(tmp_path / "lakehouse"), landing_root=str(tmp_path / "landing"))
+    }
 
     requests, _, _ = tick(landing_zone_sensor, instance, resources)
     again, _, _ = tick(landing_zone_sensor, instance, resources)

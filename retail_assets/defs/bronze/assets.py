@@ -13,13 +13,19 @@ import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
 from retail_assets.defs.sources.assets import LANDING_ZONE, POS_TOPIC
-from retail_assets.lib import kafka as kafka_lib
 from retail_assets.lib.engine import RowStream
-from retail_assets.lib.factories import TableOutput, TableRun, build_table_asset, observed_by_day, one_day_per_run
-from retail_assets.lib.ingest import compare_with_held, parse_landing_file, pos_event_batches
-from retail_assets.lib.landing import scan_landing
-from retail_assets.lib.resources import KafkaResource
-from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, LANDING_SOURCES, TableSpec
+from retail_assets.lib.orchestration.factories import (
+    TableOutput,
+    TableRun,
+    build_table_asset,
+    observed_by_day,
+    one_day_per_run,
+)
+from retail_assets.lib.orchestration.resources import KafkaResource
+from retail_assets.lib.registry.tables import BRONZE_POS_TRANSACTIONS, LANDING_SOURCES, TableSpec
+from retail_assets.lib.sources import kafka as kafka_lib
+from retail_assets.lib.sources.landing import scan_landing
+from retail_assets.lib.transforms.ingest import compare_with_held, parse_landing_file, pos_event_batches
 
 
 def files_held_elsewhere(run: TableRun, spec: TableSpec) -> set[str]:
@@ -47,7 +53,9 @@ def landing_compute(source: str, spec: TableSpec):
         fresh = [f for f in files if f.relative not in held]
         for f in files:
             if f.relative in held:
-                run.context.log.warning(f"{f.relative} is already in {spec.key} under another arrival date; not ingested again")
+                run.context.log.warning(
+                    f"{f.relative} is already in {spec.key} under another arrival date; not ingested again"
+                )
         ingested_at = dt.datetime.now(dt.UTC)
         parsed = [parse_landing_file(f, spec, batch_id=run.run_id, ingested_at=ingested_at) for f in fresh]
         data = pa.concat_tables(parsed) if parsed else spec.arrow_schema().empty_table()
@@ -65,7 +73,9 @@ def landing_compute(source: str, spec: TableSpec):
             )
         gone = sorted(set(carried["_source_file"].to_pylist()))
         if gone:
-            run.context.log.warning(f"{len(gone)} file(s) ingested into {run.day} are no longer in the landing zone; keeping their records")
+            run.context.log.warning(
+                f"{len(gone)} file(s) ingested into {run.day} are no longer in the landing zone; keeping their records"
+            )
             data = pa.concat_tables([data, carried.cast(data.schema)])
         parse_errors = data.num_rows - data["_parse_error"].null_count
         return TableOutput(
@@ -130,7 +140,9 @@ def read_pos_transactions(run: TableRun, kafka: KafkaResource) -> TableOutput:
     ranges = recorded_ranges(mine)
     marks = None
     if later:
-        run.context.log.info(f"later arrival partitions hold newer offsets; re-reading only the {len(ranges)} ranges recorded for {run.day}")
+        run.context.log.info(
+            f"later arrival partitions hold newer offsets; re-reading only the {len(ranges)} ranges recorded for {run.day}"
+        )
     else:
         marks = kafka_lib.watermarks(kafka.client_config(), kafka.topic, timeout=kafka.request_timeout_s)
         high = {p: hw for p, (_, hw) in marks.items()}
@@ -150,9 +162,15 @@ def read_pos_transactions(run: TableRun, kafka: KafkaResource) -> TableOutput:
         # The messages stay on Spark's executors, parsed there and written from there.
         frame = kafka.parse_on_spark(run.engine.spark, ranges, parse, spec.spark_ddl(), known_watermarks=marks)
         observed, figures = observed_by_day(
-            frame, spec.partition_column, [run.day], messages=F.lit(1), unparseable_messages=F.col("_parse_error").isNotNull().cast("int")
+            frame,
+            spec.partition_column,
+            [run.day],
+            messages=F.lit(1),
+            unparseable_messages=F.col("_parse_error").isNotNull().cast("int"),
         )
-        return TableOutput(observed, listed, by_partition=lambda: {d: {k: int(v) for k, v in f.items()} for d, f in figures().items()})
+        return TableOutput(
+            observed, listed, by_partition=lambda: {d: {k: int(v) for k, v in f.items()} for d, f in figures().items()}
+        )
 
     # Parsed batches go to the Delta writer as they come, so writing overlaps reading and parsing.
     counted = {"messages": 0, "unparseable_messages": 0}
@@ -174,7 +192,9 @@ def recorded_ranges(held: pa.Table) -> list[kafka_lib.OffsetRange]:
     grouped = held.group_by("_partition").aggregate([("_offset", "min"), ("_offset", "max")])
     return sorted(
         kafka_lib.OffsetRange(p, lo, hi + 1)
-        for p, lo, hi in zip(grouped["_partition"].to_pylist(), grouped["_offset_min"].to_pylist(), grouped["_offset_max"].to_pylist())
+        for p, lo, hi in zip(
+            grouped["_partition"].to_pylist(), grouped["_offset_min"].to_pylist(), grouped["_offset_max"].to_pylist()
+        )
     )
 
 

@@ -14,13 +14,19 @@ import time
 
 import dagster as dg
 
-from retail_assets.lib import kafka as kafka_lib
 from retail_assets.lib import settings
 from retail_assets.lib.deployment.workspace import WORKSPACE_ERRORS, DatabricksWorkspaceResource
-from retail_assets.lib.factories import asset_key, daily_partitions
-from retail_assets.lib.resources import KafkaResource, LakehouseResource
-from retail_assets.lib.sensing import KafkaCursor, decide_kafka_run, new_landing_batches
-from retail_assets.lib.tables import BRONZE_POS_TRANSACTIONS, GOLD_FACT_SALES, LANDING_SOURCES, SILVER_RETURNS, SILVER_SALES_LINES
+from retail_assets.lib.orchestration.factories import asset_key, daily_partitions
+from retail_assets.lib.orchestration.resources import KafkaResource, LakehouseResource
+from retail_assets.lib.orchestration.sensing import KafkaCursor, decide_kafka_run, new_landing_batches
+from retail_assets.lib.registry.tables import (
+    BRONZE_POS_TRANSACTIONS,
+    GOLD_FACT_SALES,
+    LANDING_SOURCES,
+    SILVER_RETURNS,
+    SILVER_SALES_LINES,
+)
+from retail_assets.lib.sources import kafka as kafka_lib
 
 LANDING_SENSOR = "landing_zone_sensor"
 KAFKA_SENSOR = "kafka_offsets_sensor"
@@ -65,7 +71,11 @@ def days_in_flight(instance: dg.DagsterInstance, sensor_name: str) -> dict[str, 
     minimum_interval_seconds=LANDING_INTERVAL_S,
     default_status=default_status(),
 )
-def landing_zone_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource, databricks: dg.ResourceParam[DatabricksWorkspaceResource | None]):
+def landing_zone_sensor(
+    context: dg.SensorEvaluationContext,
+    lakehouse: LakehouseResource,
+    databricks: dg.ResourceParam[DatabricksWorkspaceResource | None],
+):
     started = time.perf_counter()
     view = lakehouse.view(databricks)
     try:
@@ -74,7 +84,9 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakehous
         yield dg.SkipReason(f"the Databricks workspace did not answer; will retry next tick: {exc}"[:1000])
         return
     if not batches:
-        yield dg.SkipReason(f"no new complete files among the {seen} in {view.landing_root} ({time.perf_counter() - started:.2f}s)")
+        yield dg.SkipReason(
+            f"no new complete files among the {seen} in {view.landing_root} ({time.perf_counter() - started:.2f}s)"
+        )
         return
     busy = days_in_flight(context.instance, LANDING_SENSOR)
     partitions = daily_partitions()
@@ -86,7 +98,11 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakehous
         if not first <= day <= last:
             # A folder dated ahead of the calendar waits for its day; one before the first
             # partition can never be ingested and needs a person (RETAIL_PARTITIONS_START).
-            when = "waits for that partition to open" if day > last else f"is before the first partition {first}; move it or lower RETAIL_PARTITIONS_START"
+            when = (
+                "waits for that partition to open"
+                if day > last
+                else f"is before the first partition {first}; move it or lower RETAIL_PARTITIONS_START"
+            )
             waiting.append(f"{batch.describe()}; {when}")
             continue
         if day in busy:
@@ -104,7 +120,9 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakehous
         context.log.warning(note)
     if not requested:
         yield dg.SkipReason(" | ".join(waiting)[:1000])
-    context.log.info(f"{requested} run(s) requested for new files among {seen}; tick took {time.perf_counter() - started:.2f}s")
+    context.log.info(
+        f"{requested} run(s) requested for new files among {seen}; tick took {time.perf_counter() - started:.2f}s"
+    )
 
 
 def last_run_status(instance: dg.DagsterInstance, run_key: str | None) -> str | None:
@@ -141,12 +159,17 @@ def other_writer(instance: dg.DagsterInstance, partition: str) -> str | None:
     default_status=default_status(),
 )
 def kafka_offsets_sensor(
-    context: dg.SensorEvaluationContext, lakehouse: LakehouseResource, kafka: KafkaResource, databricks: dg.ResourceParam[DatabricksWorkspaceResource | None]
+    context: dg.SensorEvaluationContext,
+    lakehouse: LakehouseResource,
+    kafka: KafkaResource,
+    databricks: dg.ResourceParam[DatabricksWorkspaceResource | None],
 ):
     cursor = KafkaCursor.loads(context.cursor)
     timeout = min(kafka.request_timeout_s, KAFKA_TICK_TIMEOUT_S)
     try:
-        high = {p: hw for p, (_, hw) in kafka_lib.watermarks(kafka.client_config(), kafka.topic, timeout=timeout).items()}
+        high = {
+            p: hw for p, (_, hw) in kafka_lib.watermarks(kafka.client_config(), kafka.topic, timeout=timeout).items()
+        }
     except kafka_lib.KafkaUnavailable as exc:
         return dg.SkipReason(f"Kafka broker {kafka.bootstrap_servers} unreachable; will retry next tick: {exc}")
     try:
@@ -172,5 +195,9 @@ def kafka_offsets_sensor(
         run_key=decision.run_key,
         partition_key=today,
         asset_selection=[asset_key(spec) for spec in STREAM_LANE],
-        tags={**LANE_TAGS, "retail/trigger": decision.reason[:250], "retail/offset_ranges": ",".join(map(str, decision.ranges))[:250]},
+        tags={
+            **LANE_TAGS,
+            "retail/trigger": decision.reason[:250],
+            "retail/offset_ranges": ",".join(map(str, decision.ranges))[:250],
+        },
     )

@@ -6,10 +6,18 @@ import datetime as dt
 
 from pyspark.sql import functions as F
 
-from retail_assets.lib.automation import fill_missing, follow_upstream
-from retail_assets.lib.factories import TableOutput, TableRun, Upstream, asset_key, build_table_asset, observed_by_day, over_ranges, window
-from retail_assets.lib.settings import lateness_days
-from retail_assets.lib.tables import (
+from retail_assets.lib.orchestration.automation import fill_missing, follow_upstream
+from retail_assets.lib.orchestration.factories import (
+    TableOutput,
+    TableRun,
+    Upstream,
+    asset_key,
+    build_table_asset,
+    observed_by_day,
+    over_ranges,
+    window,
+)
+from retail_assets.lib.registry.tables import (
     GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
     GOLD_AGG_DAILY_STORE_SALES,
     GOLD_AGG_INVENTORY_COVER,
@@ -26,6 +34,7 @@ from retail_assets.lib.tables import (
     SILVER_SALES_LINES,
     SILVER_STORES,
 )
+from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.transforms import gold
 
 L = lateness_days()
@@ -53,12 +62,6 @@ def dimension_compute(silver_spec, build):
 dim_customer = build_table_asset(
     spec=GOLD_DIM_CUSTOMER,
     upstream=[Upstream(SILVER_CUSTOMERS)],
-    derived_columns={
-        "email_hash": [(SILVER_CUSTOMERS, "email")],
-        "email_masked": [(SILVER_CUSTOMERS, "email")],
-        "phone_hash": [(SILVER_CUSTOMERS, "phone")],
-        "phone_masked": [(SILVER_CUSTOMERS, "phone")],
-    },
     compute=dimension_compute(SILVER_CUSTOMERS, gold.build_dim_customer),
     pool=DIMENSION_POOL,
 )
@@ -137,29 +140,17 @@ def daily_store_sales_compute(run: TableRun) -> TableOutput:
     return TableOutput(agg, by_partition=totals)
 
 
-# Aggregate columns and the fact columns they sum or count.
-FACT_MEASURES = {
-    "revenue": [(GOLD_FACT_SALES, "net_amount"), (GOLD_FACT_SALES, "line_type")],
-    "returns_amount": [(GOLD_FACT_SALES, "net_amount"), (GOLD_FACT_SALES, "line_type")],
-    "net_revenue": [(GOLD_FACT_SALES, "net_amount")],
-    "transactions": [(GOLD_FACT_SALES, "transaction_id")],
-    "units": [(GOLD_FACT_SALES, "quantity")],
-    "units_sold": [(GOLD_FACT_SALES, "quantity")],
-    "units_returned": [(GOLD_FACT_SALES, "quantity")],
-    "unique_customers": [(GOLD_FACT_SALES, "customer_id")],
-}
-
 agg_daily_store_sales = build_table_asset(
     spec=GOLD_AGG_DAILY_STORE_SALES,
     upstream=[Upstream(GOLD_FACT_SALES)],
     compute=daily_store_sales_compute,
-    derived_columns=FACT_MEASURES,
 )
 agg_product_performance = build_table_asset(
     spec=GOLD_AGG_PRODUCT_PERFORMANCE,
     upstream=[Upstream(GOLD_FACT_SALES), Upstream(GOLD_DIM_PRODUCT, window(0, L))],
-    compute=over_ranges(lambda run: TableOutput(gold.agg_product_performance(run.read(GOLD_FACT_SALES), run.read_all(GOLD_DIM_PRODUCT)))),
-    derived_columns={**FACT_MEASURES, "gross_margin": [(GOLD_FACT_SALES, "net_amount"), (GOLD_DIM_PRODUCT, "unit_cost")]},
+    compute=over_ranges(
+        lambda run: TableOutput(gold.agg_product_performance(run.read(GOLD_FACT_SALES), run.read_all(GOLD_DIM_PRODUCT)))
+    ),
 )
 
 
@@ -174,13 +165,6 @@ agg_customer_lifetime_value = build_table_asset(
     # re-materializing a day picks up any earlier day that changed.
     upstream=[Upstream(GOLD_FACT_SALES)],
     compute=customer_lifetime_value_compute,
-    derived_columns={
-        "total_spend": [(GOLD_FACT_SALES, "net_amount")],
-        "orders": [(GOLD_FACT_SALES, "transaction_id")],
-        "first_purchase": [(GOLD_FACT_SALES, "event_date")],
-        "last_purchase": [(GOLD_FACT_SALES, "event_date")],
-        "average_order_value": [(GOLD_FACT_SALES, "net_amount"), (GOLD_FACT_SALES, "transaction_id")],
-    },
 )
 
 

@@ -9,9 +9,8 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from retail_assets.lib import quality
-from retail_assets.lib.factories import CheckRun, TableCheck, build_table_checks, standard_checks
-from retail_assets.lib.tables import (
+from retail_assets.lib.orchestration.factories import CheckRun, TableCheck, build_table_checks, standard_checks
+from retail_assets.lib.registry.tables import (
     GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
     GOLD_AGG_DAILY_STORE_SALES,
     GOLD_AGG_INVENTORY_COVER,
@@ -28,6 +27,7 @@ from retail_assets.lib.tables import (
     TABLES,
     Layer,
 )
+from retail_assets.lib.transforms import quality
 
 
 def scd2_check(key: str, surrogate_key: str) -> TableCheck:
@@ -75,7 +75,9 @@ def fact_reconciles(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
     days = run.partition.days()
     # Silver's sales lines and returns counted and summed in one pass over both
     lines = run.read(SILVER_SALES_LINES, columns=["event_date", "net_amount"]).withColumn("_return", F.lit(False))
-    lines = lines.unionByName(run.read(SILVER_RETURNS, columns=["event_date", "net_amount"]).withColumn("_return", F.lit(True)))
+    lines = lines.unionByName(
+        run.read(SILVER_RETURNS, columns=["event_date", "net_amount"]).withColumn("_return", F.lit(True))
+    )
     in_silver = _figures_by_day(
         lines,
         "event_date",
@@ -114,7 +116,9 @@ def aggregate_reconciles(measure: str, fact_aggregate: Callable[[], Column]) -> 
     def by_day(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
         days = run.partition.days()
         gold = _figures_by_day(run.frame, run.spec.partition_column, days, v=_total(measure))
-        expected = _figures_by_day(run.read(GOLD_FACT_SALES), "event_date", days, v=F.coalesce(fact_aggregate(), F.lit(0)))
+        expected = _figures_by_day(
+            run.read(GOLD_FACT_SALES), "event_date", days, v=F.coalesce(fact_aggregate(), F.lit(0))
+        )
         return {d: quality.reconciliation({measure: (gold[d]["v"], expected[d]["v"])}) for d in days}
 
     return TableCheck.grouped_by_day(
@@ -130,11 +134,18 @@ def orders_reconcile(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
     """Lifetime orders as of each day: the customers' distinct sale transactions up to that day.
     A transaction counts from the first day it appears on, so the days' counts add up."""
     days = run.partition.days()
-    ordered = run.read_all(GOLD_FACT_SALES).filter((F.col("event_date") <= F.lit(run.partition.end)) & is_sale() & F.col("customer_id").isNotNull())
+    ordered = run.read_all(GOLD_FACT_SALES).filter(
+        (F.col("event_date") <= F.lit(run.partition.end)) & is_sale() & F.col("customer_id").isNotNull()
+    )
     first_days = ordered.groupBy("transaction_id").agg(F.min("event_date").alias("first_day"))
-    new_orders = {r["first_day"]: r["n"] for r in first_days.groupBy("first_day").agg(F.count(F.lit(1)).alias("n")).collect()}
+    new_orders = {
+        r["first_day"]: r["n"] for r in first_days.groupBy("first_day").agg(F.count(F.lit(1)).alias("n")).collect()
+    }
     gold = _figures_by_day(run.frame, "as_of_date", days, v=_total("orders"))
-    return {d: quality.reconciliation({"orders": (gold[d]["v"], sum(n for first, n in new_orders.items() if first <= d))}) for d in days}
+    return {
+        d: quality.reconciliation({"orders": (gold[d]["v"], sum(n for first, n in new_orders.items() if first <= d))})
+        for d in days
+    }
 
 
 def is_sale() -> Column:
@@ -175,7 +186,9 @@ EXTRA_CHECKS: dict[str, list[TableCheck]] = {
         ),
         NO_RAW_PII_CHECK,
     ],
-    GOLD_AGG_DAILY_STORE_SALES.key: [aggregate_reconciles("revenue", lambda: F.sum(F.when(is_sale(), F.col("net_amount"))))],
+    GOLD_AGG_DAILY_STORE_SALES.key: [
+        aggregate_reconciles("revenue", lambda: F.sum(F.when(is_sale(), F.col("net_amount"))))
+    ],
     GOLD_AGG_PRODUCT_PERFORMANCE.key: [aggregate_reconciles("net_revenue", lambda: F.sum("net_amount"))],
     GOLD_AGG_CUSTOMER_LIFETIME_VALUE.key: [
         TableCheck.grouped_by_day(
@@ -195,5 +208,7 @@ EXTRA_CHECKS: dict[str, list[TableCheck]] = {
 }
 
 gold_checks = [
-    build_table_checks(spec, [*standard_checks(spec), *EXTRA_CHECKS.get(spec.key, [])]) for spec in TABLES if spec.layer is Layer.GOLD
+    build_table_checks(spec, [*standard_checks(spec), *EXTRA_CHECKS.get(spec.key, [])])
+    for spec in TABLES
+    if spec.layer is Layer.GOLD
 ]

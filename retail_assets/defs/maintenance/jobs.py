@@ -7,13 +7,12 @@ this runs `OPTIMIZE … ZORDER BY (key)` and `VACUUM … RETAIN n HOURS` on each
 `delta_rs` engine's tables.
 """
 
-
 # No `from __future__ import annotations`: Dagster reads the op's config annotation at runtime.
 import dagster as dg
 
 from retail_assets.lib.engine.delta_spark import DEFAULT_VACUUM_RETAIN_HOURS
-from retail_assets.lib.factories import STEP_LAUNCHER
-from retail_assets.lib.tables import TABLES
+from retail_assets.lib.orchestration.factories import STEP_LAUNCHER
+from retail_assets.lib.registry.tables import TABLES
 
 
 class MaintenanceConfig(dg.Config):
@@ -41,7 +40,9 @@ def optimize_and_vacuum(context: dg.OpExecutionContext, config: MaintenanceConfi
         context.log.info(f"maintenance {spec.key}: {done}")
 
 
-@dg.job(description="OPTIMIZE (Z-ordered by key) and VACUUM every lakehouse table.", tags={"retail/maintenance": "true"})
+@dg.job(
+    description="OPTIMIZE (Z-ordered by key) and VACUUM every lakehouse table.", tags={"retail/maintenance": "true"}
+)
 def lakehouse_maintenance():
     optimize_and_vacuum()
 

@@ -20,8 +20,8 @@ import dagster as dg
 
 from retail_assets.lib import settings
 from retail_assets.lib.deployment import cluster, provisioning
-from retail_assets.lib.deployment.workspace import DatabricksWorkspaceResource
 from retail_assets.lib.deployment.governance.principals import PIPELINE_PRINCIPAL_ENV, Principals
+from retail_assets.lib.deployment.workspace import DatabricksWorkspaceResource
 
 WORKSPACE = "databricks"
 
@@ -40,7 +40,9 @@ ADMIN_CLIENT_SECRET_ENV = "RETAIL_PROVISIONING_CLIENT_SECRET"
 def provisioning_workspace(context: dg.OpExecutionContext) -> DatabricksWorkspaceResource:
     workspace = getattr(context.resources, WORKSPACE)
     if workspace is None:
-        raise dg.Failure("provision_environment needs a Databricks workspace: it runs in the databricks environment (RETAIL_ENV=databricks)")
+        raise dg.Failure(
+            "provision_environment needs a Databricks workspace: it runs in the databricks environment (RETAIL_ENV=databricks)"
+        )
     if not settings.env(ADMIN_CLIENT_ID_ENV, ""):
         context.log.warning(
             f"provisioning as the code server's principal ({workspace.client_id or 'token'}); set {ADMIN_CLIENT_ID_ENV} and "
@@ -59,7 +61,9 @@ def principals() -> Principals:
     """The deployment's principals; the pipeline's is the clusters' own principal unless
     `RETAIL_DATABRICKS_PIPELINE_PRINCIPAL` names it, so grants and mask exemptions go to the
     identity the steps really run as."""
-    return Principals.for_env(settings.deployment_env(), pipeline=settings.env(PIPELINE_PRINCIPAL_ENV, "") or cluster.run_as() or None)
+    return Principals.for_env(
+        settings.deployment_env(), pipeline=settings.env(PIPELINE_PRINCIPAL_ENV, "") or cluster.run_as() or None
+    )
 
 
 def _apply_phases(context: dg.OpExecutionContext, *phases: str, wheel: Path | None = None) -> None:
@@ -95,11 +99,18 @@ def create_schemas_and_volumes(context: dg.OpExecutionContext) -> None:
     who = principals()
     context.log.info(who.pipeline_note)
     if cluster.run_as() and cluster.run_as().lower() != who.pipeline:
-        context.log.warning(f"the clusters run as {cluster.run_as()} but the grants go to {who.pipeline}: set {PIPELINE_PRINCIPAL_ENV} to the clusters' principal")
+        context.log.warning(
+            f"the clusters run as {cluster.run_as()} but the grants go to {who.pipeline}: set {PIPELINE_PRINCIPAL_ENV} to the clusters' principal"
+        )
     _apply_phases(context, provisioning.SCHEMAS)
 
 
-@dg.op(required_resource_keys={WORKSPACE}, ins={"after": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing), tags={"kind": "databricks"})
+@dg.op(
+    required_resource_keys={WORKSPACE},
+    ins={"after": dg.In(dg.Nothing)},
+    out=dg.Out(dg.Nothing),
+    tags={"kind": "databricks"},
+)
 def upload_wheel(context: dg.OpExecutionContext, config: ProvisionConfig) -> None:
     """The project wheel in the artifacts volume, when one is given."""
     if not config.wheel_file:
@@ -108,19 +119,34 @@ def upload_wheel(context: dg.OpExecutionContext, config: ProvisionConfig) -> Non
     _apply_phases(context, provisioning.WHEEL, wheel=Path(config.wheel_file))
 
 
-@dg.op(required_resource_keys={WORKSPACE}, ins={"after": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing), tags={"kind": "databricks"})
+@dg.op(
+    required_resource_keys={WORKSPACE},
+    ins={"after": dg.In(dg.Nothing)},
+    out=dg.Out(dg.Nothing),
+    tags={"kind": "databricks"},
+)
 def apply_grants(context: dg.OpExecutionContext) -> None:
     """The mask and filter functions, then every grant (pending for tables not created yet)."""
     _apply_phases(context, provisioning.GRANTS)
 
 
-@dg.op(required_resource_keys={WORKSPACE}, ins={"after": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing), tags={"kind": "databricks"})
+@dg.op(
+    required_resource_keys={WORKSPACE},
+    ins={"after": dg.In(dg.Nothing)},
+    out=dg.Out(dg.Nothing),
+    tags={"kind": "databricks"},
+)
 def apply_masks_and_row_filters(context: dg.OpExecutionContext) -> None:
     """Column masks on Gold's personal data and the store-region row filter, on the tables that exist."""
     _apply_phases(context, provisioning.POLICIES)
 
 
-@dg.op(required_resource_keys={WORKSPACE}, ins={"after": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing), tags={"kind": "databricks"})
+@dg.op(
+    required_resource_keys={WORKSPACE},
+    ins={"after": dg.In(dg.Nothing)},
+    out=dg.Out(dg.Nothing),
+    tags={"kind": "databricks"},
+)
 def share_with_partners(context: dg.OpExecutionContext) -> None:
     """The partner share, the Gold aggregates in it, its recipients (`RETAIL_SHARE_RECIPIENTS`) and their grants."""
     _apply_phases(context, provisioning.SHARING)

@@ -17,10 +17,17 @@ from retail_assets.defs.silver.assets import (
     shared_arrivals_classification,
     shared_classification,
 )
-from retail_assets.lib.automation import follow_upstream
-from retail_assets.lib.factories import CheckRun, TableOutput, TableRun, Upstream, build_table_asset, over_ranges, window
-from retail_assets.lib.settings import lateness_days
-from retail_assets.lib.tables import (
+from retail_assets.lib.orchestration.automation import follow_upstream
+from retail_assets.lib.orchestration.factories import (
+    CheckRun,
+    TableOutput,
+    TableRun,
+    Upstream,
+    build_table_asset,
+    over_ranges,
+    window,
+)
+from retail_assets.lib.registry.tables import (
     BRONZE_CUSTOMERS,
     BRONZE_INVENTORY,
     BRONZE_POS_TRANSACTIONS,
@@ -32,24 +39,18 @@ from retail_assets.lib.tables import (
     SILVER_INVENTORY,
     SILVER_RETURNS,
     SILVER_SALES_LINES,
+    Layer,
     TableSpec,
+    master_data,
+    refinements,
+    tables_in,
 )
+from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.transforms import silver
 
 L = lateness_days()
-BRONZE_TABLES: tuple[TableSpec, ...] = (
-    BRONZE_SALES_FILES,
-    BRONZE_POS_TRANSACTIONS,
-    BRONZE_CUSTOMERS,
-    BRONZE_PRODUCTS,
-    BRONZE_STORES,
-    BRONZE_INVENTORY,
-)
-MASTER_CLEANERS = {
-    BRONZE_CUSTOMERS: silver.clean_customers,
-    BRONZE_PRODUCTS: silver.clean_products,
-    BRONZE_STORES: silver.clean_stores,
-}
+# Every Bronze table: quarantine takes in what each could not parse or Silver refused.
+BRONZE_TABLES = tables_in(Layer.BRONZE)
 
 
 def union(frames: list[DataFrame]) -> DataFrame:
@@ -99,7 +100,9 @@ def reject_figures(run: TableRun, quarantined: DataFrame) -> dict[dt.date, dict[
 
 @over_ranges
 def ingest_rejects_compute(run: TableRun) -> TableOutput:
-    frames = [silver.ingest_rejects(run.read(spec), source_table=spec.key, batch_id=run.run_id) for spec in BRONZE_TABLES]
+    frames = [
+        silver.ingest_rejects(run.read(spec), source_table=spec.key, batch_id=run.run_id) for spec in BRONZE_TABLES
+    ]
     rejects = union(frames).cache()
     return TableOutput(rejects, by_partition=reject_figures(run, rejects))
 
@@ -108,7 +111,10 @@ ingest_rejects = build_table_asset(
     spec=QUARANTINE_INGEST_REJECTS,
     upstream=[Upstream(spec) for spec in BRONZE_TABLES],
     compute=ingest_rejects_compute,
-    derived_columns={"original_record": [(spec, "_raw_record") for spec in BRONZE_TABLES], "original_bytes": [(spec, "_raw_bytes") for spec in BRONZE_TABLES]},
+    derived_columns={
+        "original_record": [(spec, "_raw_record") for spec in BRONZE_TABLES],
+        "original_bytes": [(spec, "_raw_bytes") for spec in BRONZE_TABLES],
+    },
 )
 
 
@@ -136,11 +142,18 @@ class Screening:
             candidates = silver.candidates_judged_with(candidates, first, last)
         # the master data's and inventory's classifications are the Silver runs' of these days,
         # when they wrote them where this run can read them (keyed before the rows are read)
-        shared = {spec: shared_arrivals_classification(run, spec) for spec in (*MASTER_CLEANERS, BRONZE_INVENTORY)}
+        shared = {spec.refines: shared_arrivals_classification(run, spec.refines) for spec in refinements()}
         keys = known_keys(run)
-        self.sales = silver.clean_sales(candidates, keys, lateness_days=run.lateness_days, batch_id=run.run_id).materialized(checkpoint)
+        self.sales = silver.clean_sales(
+            candidates, keys, lateness_days=run.lateness_days, batch_id=run.run_id
+        ).materialized(checkpoint)
         in_run = run.partition.sql_predicate("_arrival_date")
-        self.masters = {spec: clean(run.read(spec), batch_id=run.run_id).materialized(shared[spec]) for spec, clean in MASTER_CLEANERS.items()}
+        self.masters = {
+            spec.refines: silver.clean_master_data(run.read(spec.refines), spec, batch_id=run.run_id).materialized(
+                shared[spec.refines]
+            )
+            for spec in master_data()
+        }
         self.inventory = silver.clean_inventory(
             run.read(BRONZE_INVENTORY), keys, lateness_days=run.lateness_days, batch_id=run.run_id
         ).materialized(shared[BRONZE_INVENTORY])
@@ -151,7 +164,10 @@ class Screening:
         )
         self.duplicates = union(
             [self.sales.duplicates.filter(in_run).select("source_table", "_source", "record_key", "_arrival_date")]
-            + [r.duplicates.select("source_table", "_source", "record_key", "_arrival_date") for r in (*self.masters.values(), self.inventory)]
+            + [
+                r.duplicates.select("source_table", "_source", "record_key", "_arrival_date")
+                for r in (*self.masters.values(), self.inventory)
+            ]
         )
 
 

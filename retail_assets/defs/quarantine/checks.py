@@ -9,10 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from retail_assets.defs.quarantine.assets import DUPLICATES_METADATA, records_in_by_day
-from retail_assets.lib import quality
 from retail_assets.lib.engine import PartitionRange
-from retail_assets.lib.factories import CheckRun, TableCheck, build_table_checks, standard_checks
-from retail_assets.lib.tables import (
+from retail_assets.lib.orchestration.factories import CheckRun, TableCheck, build_table_checks, standard_checks
+from retail_assets.lib.registry.tables import (
     QUARANTINE_INGEST_REJECTS,
     QUARANTINE_RULE_VIOLATIONS,
     SILVER_CUSTOMERS,
@@ -23,6 +22,7 @@ from retail_assets.lib.tables import (
     SILVER_STORES,
     TableSpec,
 )
+from retail_assets.lib.transforms import quality
 
 ARRIVAL_SILVER = (SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES, SILVER_INVENTORY)
 EVENT_SILVER = (SILVER_SALES_LINES, SILVER_RETURNS)
@@ -36,7 +36,9 @@ def records_in(run: CheckRun) -> int:
     return run.shared["records_in"].get(run.day, 0)
 
 
-def rows(run: CheckRun, spec: TableSpec, partitions: PartitionRange | None = None, *, arrived: dt.date | None = None) -> int:
+def rows(
+    run: CheckRun, spec: TableSpec, partitions: PartitionRange | None = None, *, arrived: dt.date | None = None
+) -> int:
     """Rows of a table (optionally only those that arrived on a day), counted from one column
     read straight from the table: a Spark job per count costs more than the count itself."""
     data = run.engine.read_arrow(spec, partitions, columns=["_arrival_date"])
@@ -48,14 +50,20 @@ def rows(run: CheckRun, spec: TableSpec, partitions: PartitionRange | None = Non
 def recorded_duplicates(run: CheckRun) -> int:
     """The duplicate count the latest materialization of this partition recorded."""
     records = run.context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["quarantine", "rule_violations"]), asset_partitions=[run.day.isoformat()]),
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(["quarantine", "rule_violations"]), asset_partitions=[run.day.isoformat()]
+        ),
         limit=1,
     ).records
     if not records:
-        raise RuntimeError(f"quarantine/rule_violations has no materialization for {run.day}; materialize it before checking conservation")
+        raise RuntimeError(
+            f"quarantine/rule_violations has no materialization for {run.day}; materialize it before checking conservation"
+        )
     entry = records[0].asset_materialization.metadata.get(DUPLICATES_METADATA)
     if entry is None:
-        raise RuntimeError(f"the materialization of quarantine/rule_violations for {run.day} recorded no duplicate count")
+        raise RuntimeError(
+            f"the materialization of quarantine/rule_violations for {run.day} recorded no duplicate count"
+        )
     return int(entry.value)
 
 
@@ -79,7 +87,9 @@ def conservation(run: CheckRun) -> quality.CheckOutcome:
 
 def reject_rate(run: CheckRun) -> quality.CheckOutcome:
     quarantined = rows(run, run.spec, PartitionRange.single(run.day))
-    return quality.reject_rate(quarantined=quarantined, records_in=records_in(run), max_rate=run.lakehouse.max_reject_rate)
+    return quality.reject_rate(
+        quarantined=quarantined, records_in=records_in(run), max_rate=run.lakehouse.max_reject_rate
+    )
 
 
 REJECT_RATE_CHECK = TableCheck(

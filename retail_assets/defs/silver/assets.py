@@ -8,9 +8,8 @@ from collections.abc import Callable, Mapping
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from retail_assets.lib import rules, tables
-from retail_assets.lib.checkpoint import SharedCheckpoint, fingerprint
-from retail_assets.lib.factories import (
+from retail_assets.lib.engine.checkpoint import SharedCheckpoint, fingerprint
+from retail_assets.lib.orchestration.factories import (
     TableOutput,
     TableRun,
     Upstream,
@@ -20,14 +19,11 @@ from retail_assets.lib.factories import (
     partition_rows,
     window,
 )
-from retail_assets.lib.settings import lateness_days
-from retail_assets.lib.tables import (
-    BRONZE_CUSTOMERS,
+from retail_assets.lib.registry import rules, tables
+from retail_assets.lib.registry.tables import (
     BRONZE_INVENTORY,
     BRONZE_POS_TRANSACTIONS,
-    BRONZE_PRODUCTS,
     BRONZE_SALES_FILES,
-    BRONZE_STORES,
     SILVER_CUSTOMERS,
     SILVER_INVENTORY,
     SILVER_PRODUCTS,
@@ -35,13 +31,15 @@ from retail_assets.lib.tables import (
     SILVER_SALES_LINES,
     SILVER_STORES,
     TableSpec,
+    master_data,
 )
+from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.transforms import silver
 
 L = lateness_days()
 
 # Reference data decides whether a key is known; every partition of it can matter.
-MASTER_DATA = [Upstream(s, dg.AllPartitionMapping()) for s in (SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES)]
+MASTER_DATA = [Upstream(s, dg.AllPartitionMapping()) for s in master_data()]
 
 
 def known_keys(run: TableRun) -> DataFrame:
@@ -56,7 +54,9 @@ def sales_candidates(run: TableRun, before: int, after: int) -> DataFrame:
 
 
 def clean_sales_window(run: TableRun, before: int, after: int) -> silver.SalesResult:
-    return silver.clean_sales(sales_candidates(run, before, after), known_keys(run), lateness_days=run.lateness_days, batch_id=run.run_id)
+    return silver.clean_sales(
+        sales_candidates(run, before, after), known_keys(run), lateness_days=run.lateness_days, batch_id=run.run_id
+    )
 
 
 # The code a sales classification is computed by: part of a shared checkpoint's key.
@@ -66,14 +66,21 @@ _CLASSIFICATION_CODE = fingerprint(silver.__file__, rules.__file__, tables.__fil
 def sales_days_held(run: TableRun, before: int, after: int) -> dict[TableSpec, list[dt.date]]:
     """The days each Bronze sales table holds rows of, in arrivals day-before … day+after."""
     window = run.partition.widened(before, after)
-    return {spec: sorted(partition_rows(run.engine, spec, window)) for spec in (BRONZE_SALES_FILES, BRONZE_POS_TRANSACTIONS)}
+    return {
+        spec: sorted(partition_rows(run.engine, spec, window)) for spec in (BRONZE_SALES_FILES, BRONZE_POS_TRANSACTIONS)
+    }
 
 
 def shared_classification(
-    run: TableRun, before: int, after: int, *, held: Mapping[TableSpec, list[dt.date]] | None = None, candidates: str = "window"
+    run: TableRun,
+    before: int,
+    after: int,
+    *,
+    held: Mapping[TableSpec, list[dt.date]] | None = None,
+    candidates: str = "window",
 ) -> Callable[[DataFrame], DataFrame] | None:
     """How a run materializes its sales classification of arrivals day-before … day+after:
-    through a checkpoint other runs can read (`lib/checkpoint.py`) where the engine has a
+    through a checkpoint other runs can read (`lib/engine/checkpoint.py`) where the engine has a
     scratch directory (None: kept in the session). The key is everything the classification is
     a function of: each Bronze sales table's committed version and the days of it the window
     holds (two windows holding the same days read the same rows), the master data's versions,
@@ -89,7 +96,10 @@ def shared_classification(
     if held is None:
         held = sales_days_held(run, before, after)
     key = {
-        "bronze": {spec.key: [run.engine.storage_id(spec), run.engine.version(spec), [str(d) for d in days]] for spec, days in held.items()},
+        "bronze": {
+            spec.key: [run.engine.storage_id(spec), run.engine.version(spec), [str(d) for d in days]]
+            for spec, days in held.items()
+        },
         "master_data": _master_data_versions(run),
         "lateness_days": run.lateness_days,
         "candidates": candidates,
@@ -99,7 +109,10 @@ def shared_classification(
 
 
 def _master_data_versions(run: TableRun) -> dict[str, list]:
-    return {spec.key: [run.engine.storage_id(spec), run.engine.version(spec)] for spec in (SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES)}
+    return {
+        spec.key: [run.engine.storage_id(spec), run.engine.version(spec)]
+        for spec in (SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES)
+    }
 
 
 def shared_arrivals_classification(run: TableRun, bronze: TableSpec) -> Callable[[DataFrame], DataFrame] | None:
@@ -112,7 +125,10 @@ def shared_arrivals_classification(run: TableRun, bronze: TableSpec) -> Callable
     directory = run.engine.scratch_location(f"{bronze.name}_classification")
     if directory is None:
         return None
-    key: dict[str, object] = {"bronze": [run.engine.storage_id(bronze), run.engine.version(bronze), str(run.partition)], "code": _CLASSIFICATION_CODE}
+    key: dict[str, object] = {
+        "bronze": [run.engine.storage_id(bronze), run.engine.version(bronze), str(run.partition)],
+        "code": _CLASSIFICATION_CODE,
+    }
     if bronze is BRONZE_INVENTORY:
         key |= {"master_data": _master_data_versions(run), "lateness_days": run.lateness_days}
     return SharedCheckpoint(directory, key).materialize
@@ -145,32 +161,31 @@ sales_lines_and_returns = build_multi_table_asset(
 )
 
 
-def master_compute(bronze_spec, clean):
+def master_compute(spec: TableSpec):
+    """The compute of a Silver master-data table (`spec`), from its Bronze change records."""
+
     @over_ranges  # cleaned within each arrival day
     def compute(run: TableRun) -> TableOutput:
         # Written where the screening of the same days can read it; else never kept (one action).
-        checkpoint = shared_arrivals_classification(run, bronze_spec)
-        result = clean(run.read(bronze_spec), batch_id=run.run_id)
+        checkpoint = shared_arrivals_classification(run, spec.refines)
+        result = silver.clean_master_data(run.read(spec.refines), spec, batch_id=run.run_id)
         return TableOutput((result.materialized(checkpoint) if checkpoint else result).accepted)
 
     return compute
 
 
-customers = build_table_asset(
-    spec=SILVER_CUSTOMERS, upstream=[Upstream(BRONZE_CUSTOMERS)], compute=master_compute(BRONZE_CUSTOMERS, silver.clean_customers)
-)
-products = build_table_asset(
-    spec=SILVER_PRODUCTS, upstream=[Upstream(BRONZE_PRODUCTS)], compute=master_compute(BRONZE_PRODUCTS, silver.clean_products)
-)
-stores = build_table_asset(
-    spec=SILVER_STORES, upstream=[Upstream(BRONZE_STORES)], compute=master_compute(BRONZE_STORES, silver.clean_stores)
-)
+master_data_assets = [
+    build_table_asset(spec=spec, upstream=[Upstream(spec.refines)], compute=master_compute(spec))
+    for spec in master_data()
+]
 
 
 @over_ranges  # cleaned within each arrival day
 def inventory_compute(run: TableRun) -> TableOutput:
     checkpoint = shared_arrivals_classification(run, BRONZE_INVENTORY)
-    result = silver.clean_inventory(run.read(BRONZE_INVENTORY), known_keys(run), lateness_days=run.lateness_days, batch_id=run.run_id)
+    result = silver.clean_inventory(
+        run.read(BRONZE_INVENTORY), known_keys(run), lateness_days=run.lateness_days, batch_id=run.run_id
+    )
     return TableOutput((result.materialized(checkpoint) if checkpoint else result).accepted)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retail_assets.lib.factories import build_table_checks, standard_checks
-from retail_assets.lib.tables import TABLES, Layer
+from retail_assets.lib.orchestration.factories import build_table_checks, standard_checks
+from retail_assets.lib.registry.tables import TABLES, Layer
 
 silver_checks = [build_table_checks(spec, standard_checks(spec)) for spec in TABLES if spec.layer is Layer.SILVER]

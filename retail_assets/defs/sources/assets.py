@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from retail_assets.lib.factories import OWNERS
-from retail_assets.lib.tables import KAFKA_TOPIC, LANDING_SOURCES, POS_EVENT_FIELDS
+from retail_assets.lib.orchestration.factories import OWNERS
+from retail_assets.lib.registry.tables import KAFKA_TOPIC, LANDING_SOURCES, POS_EVENT_FIELDS
 
 GROUP = "sources"
-
-LANDING_FORMATS = {"sales": "CSV", "inventory": "CSV", "customers": "CSV or JSON Lines", "products": "CSV or JSON Lines", "stores": "CSV or JSON Lines"}
 
 
 def raw_schema(fields) -> dg.TableSchema:
@@ -27,7 +25,7 @@ def landing_folder(source: str) -> dg.AssetSpec:
         key=["landing", source],
         group_name=GROUP,
         description=(
-            f"Landing zone folder `{source}/`: {LANDING_FORMATS[source]} files dropped by upstream systems, "
+            f"Landing zone folder `{source}/`: {bronze.landing.formats} files dropped by upstream systems, "
             f"one folder per arrival day (`{source}/YYYY-MM-DD/`).\n\n**Grain:** {bronze.grain}."
         ),
         kinds={"file"},

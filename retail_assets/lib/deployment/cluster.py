@@ -28,17 +28,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
-
 from retail_assets.lib import settings
 from retail_assets.lib.version import code_version, wheel_filename
 
 SECRET_SCOPE_VAR = "RETAIL_DATABRICKS_SECRET_SCOPE"
 # Names of the secrets in the scope, exported on the cluster as these environment variables.
-KAFKA_SECRETS = {"RETAIL_KAFKA_SASL_USERNAME": "kafka-sasl-username", "RETAIL_KAFKA_SASL_PASSWORD": "kafka-sasl-password"}
+KAFKA_SECRETS = {
+    "RETAIL_KAFKA_SASL_USERNAME": "kafka-sasl-username",
+    "RETAIL_KAFKA_SASL_PASSWORD": "kafka-sasl-password",
+}
 # Settings never forwarded in clear text: they travel through the secret scope.
 SECRET_MARKERS = ("PASSWORD", "TOKEN", "SECRET", "USERNAME")
-# Databricks Runtime 19: Apache Spark 4.2, the pinned pyspark's minor (lib/jvm.py SPARK_VERSION).
+# Databricks Runtime 19: Apache Spark 4.2, the pinned pyspark's minor (lib/engine/jvm.py SPARK_VERSION).
 DEFAULT_RUNTIME = "19.x-scala2.13"
 # Dedicated access mode: a Unity Catalog access mode, assigned to one principal.
 ACCESS_MODE = "SINGLE_USER"
@@ -193,9 +194,3 @@ def launcher_config() -> dict[str, Any]:
         "max_completion_wait_time_seconds": int(settings.env("RETAIL_DATABRICKS_TIMEOUT_SECONDS", "7200")),
         "verbose_logs": False,
     }
-
-
-def step_launcher() -> dg.ResourceDefinition:
-    from retail_assets.lib.deployment.launcher import volume_step_launcher  # noqa: PLC0415
-
-    return volume_step_launcher.configured(launcher_config())

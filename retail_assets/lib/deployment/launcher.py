@@ -22,10 +22,11 @@ import os
 from typing import IO, Any
 
 import dagster as dg
-from dagster._core.definitions.step_launcher import StepLauncher
 from dagster_databricks import databricks_pyspark_step_launcher
 from dagster_databricks.databricks import DatabricksClient
 from dagster_databricks.databricks_pyspark_step_launcher import DatabricksPySparkStepLauncher
+
+from retail_assets.lib.deployment.cluster import ACCESS_MODE, launcher_config, run_as
 
 VOLUME_PREFIX = "/Volumes/"
 # Set by the Databricks runtime on every cluster node (and by the tests' emulated cluster).
@@ -58,10 +59,10 @@ def volume_staging_prefix(prefix: str) -> str:
 class VolumeFilesClient(DatabricksClient):
     """`DatabricksClient` whose file calls go to the Files API (volume paths) instead of DBFS."""
 
-    def put_file(self, file_obj: IO, dbfs_path: str, overwrite: bool = False, block_size: int = 1024**2) -> None:  # noqa: ARG002
+    def put_file(self, file_obj: IO, dbfs_path: str, overwrite: bool = False, block_size: int = 1024**2) -> None:
         self.workspace_client.files.upload(dbfs_path, io.BytesIO(file_obj.read()), overwrite=overwrite)
 
-    def read_file(self, dbfs_path: str, block_size: int = 1024**2) -> bytes:  # noqa: ARG002
+    def read_file(self, dbfs_path: str, block_size: int = 1024**2) -> bytes:
         from databricks.sdk.errors import NotFound  # noqa: PLC0415
 
         try:
@@ -80,7 +81,7 @@ class VolumeStagedStepLauncher(DatabricksPySparkStepLauncher):
         config["staging_prefix"] = volume_staging_prefix(config["staging_prefix"])
         super().__init__(**config)
         # The same credentials, the same host; only the file calls differ.
-        self.databricks_runner._client = VolumeFilesClient(  # noqa: SLF001 - the runner has no other seam for its client
+        self.databricks_runner._client = VolumeFilesClient(
             host=config.get("databricks_host"),
             token=config.get("databricks_token"),
             oauth_client_id=(config.get("oauth_credentials") or {}).get("client_id"),
@@ -97,8 +98,6 @@ class VolumeStagedStepLauncher(DatabricksPySparkStepLauncher):
         existing = self.run_config["cluster"].get("existing")
         if not existing or getattr(self, "_checked_cluster", None) == existing:
             return
-        from retail_assets.lib.deployment.cluster import ACCESS_MODE, run_as  # noqa: PLC0415
-
         details = self.databricks_runner.client.workspace_client.clusters.get(existing)
         mode = details.data_security_mode.value if details.data_security_mode else "NONE"
         if mode not in (ACCESS_MODE, "DATA_SECURITY_MODE_DEDICATED"):
@@ -108,7 +107,9 @@ class VolumeStagedStepLauncher(DatabricksPySparkStepLauncher):
             )
         principal = run_as()
         if principal and (details.single_user_name or "").lower() != principal.lower():
-            raise ClusterRefused(f"cluster {existing} is assigned to {details.single_user_name!r}, not to the pipeline's principal {principal!r}")
+            raise ClusterRefused(
+                f"cluster {existing} is assigned to {details.single_user_name!r}, not to the pipeline's principal {principal!r}"
+            )
         self._checked_cluster = existing
 
     def _dbfs_path(self, run_id: str, step_key: str, filename: str) -> str:
@@ -119,16 +120,23 @@ class VolumeStagedStepLauncher(DatabricksPySparkStepLauncher):
         return self._dbfs_path(run_id, step_key, filename)
 
 
-class OnClusterStepLauncher(StepLauncher):
+class OnClusterStepLauncher(dg.StepLauncher):
     """The launcher resource as a cluster re-initializes it: the step already runs there."""
 
     def launch_step(self, step_context: Any) -> Any:
-        raise dg.DagsterInvariantViolationError(f"step {step_context.step.key} is already running on a Databricks cluster; it cannot be launched again from there")
+        raise dg.DagsterInvariantViolationError(
+            f"step {step_context.step.key} is already running on a Databricks cluster; it cannot be launched again from there"
+        )
 
 
 def code_server_credentials() -> dict[str, Any]:
     """The launcher's credentials, from the code server's environment through `dg.EnvVar`."""
-    from retail_assets.lib.deployment.workspace import CLIENT_ID_ENV, CLIENT_SECRET_ENV, HOST_ENV, TOKEN_ENV  # noqa: PLC0415
+    from retail_assets.lib.deployment.workspace import (  # noqa: PLC0415
+        CLIENT_ID_ENV,
+        CLIENT_SECRET_ENV,
+        HOST_ENV,
+        TOKEN_ENV,
+    )
 
     host = dg.EnvVar(HOST_ENV).get_value()
     if not host:
@@ -137,7 +145,9 @@ def code_server_credentials() -> dict[str, Any]:
     if client_id and dg.EnvVar(TOKEN_ENV).get_value():
         # databricks-sdk refuses two authentication methods at once, and dagster-databricks
         # passes no auth type to choose: say which to drop instead of failing inside the SDK.
-        raise MissingCredentials(f"both {CLIENT_ID_ENV} (OAuth) and {TOKEN_ENV} are set: unset {TOKEN_ENV}, the service principal signs in with OAuth")
+        raise MissingCredentials(
+            f"both {CLIENT_ID_ENV} (OAuth) and {TOKEN_ENV} are set: unset {TOKEN_ENV}, the service principal signs in with OAuth"
+        )
     if client_id:
         secret = dg.EnvVar(CLIENT_SECRET_ENV).get_value()
         if not secret:
@@ -145,7 +155,9 @@ def code_server_credentials() -> dict[str, Any]:
         return {"databricks_host": host, "oauth_credentials": {"client_id": client_id, "client_secret": secret}}
     token = dg.EnvVar(TOKEN_ENV).get_value()
     if not token:
-        raise MissingCredentials(f"no Databricks credentials: set {CLIENT_ID_ENV} and {CLIENT_SECRET_ENV} (a service principal), or {TOKEN_ENV}")
+        raise MissingCredentials(
+            f"no Databricks credentials: set {CLIENT_ID_ENV} and {CLIENT_SECRET_ENV} (a service principal), or {TOKEN_ENV}"
+        )
     return {"databricks_host": host, "databricks_token": token}
 
 
@@ -153,7 +165,7 @@ def code_server_credentials() -> dict[str, Any]:
     config_schema=databricks_pyspark_step_launcher.config_schema,
     description="dagster-databricks' step launcher staging through a Unity Catalog volume; credentials from the code server's environment.",
 )
-def volume_step_launcher(context: dg.InitResourceContext) -> StepLauncher:
+def volume_step_launcher(context: dg.InitResourceContext) -> dg.StepLauncher:
     if os.environ.get(RUNTIME_ENV):
         return OnClusterStepLauncher()
     config = dict(context.resource_config)
@@ -162,3 +174,9 @@ def volume_step_launcher(context: dg.InitResourceContext) -> StepLauncher:
     config.pop("azure_credentials", None)
     config.update(code_server_credentials())
     return VolumeStagedStepLauncher(**config)
+
+
+def step_launcher() -> dg.ResourceDefinition:
+    """The `step_launcher` resource of the `databricks` environment: steps on job clusters (or the
+    configured pool or cluster), staged on a Unity Catalog volume."""
+    return volume_step_launcher.configured(launcher_config())

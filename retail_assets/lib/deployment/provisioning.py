@@ -55,13 +55,27 @@ from retail_assets.lib.deployment.governance.steps import (
     Step,
     UploadWheel,
 )
-from retail_assets.lib.tables import TABLES, TableSpec
+from retail_assets.lib.registry.tables import TABLES, TableSpec
 
 if TYPE_CHECKING:
     from retail_assets.lib.deployment.workspace import DatabricksWorkspaceResource
 
 # What callers (the command, the job) use besides plan and apply.
-__all__ = ["GRANTS", "PHASES", "POLICIES", "SCHEMAS", "SHARING", "WHEEL", "Outcome", "ProvisioningFailed", "Report", "Status", "Step", "apply", "plan"]
+__all__ = [
+    "GRANTS",
+    "PHASES",
+    "POLICIES",
+    "SCHEMAS",
+    "SHARING",
+    "WHEEL",
+    "Outcome",
+    "ProvisioningFailed",
+    "Report",
+    "Status",
+    "Step",
+    "apply",
+    "plan",
+]
 
 
 class ProvisioningFailed(RuntimeError):
@@ -128,7 +142,10 @@ class Report:
 
 
 def apply(
-    steps: Iterable[Step], workspace: DatabricksWorkspaceResource, *, on_result: Callable[[Step, Outcome], None] | None = None
+    steps: Iterable[Step],
+    workspace: DatabricksWorkspaceResource,
+    *,
+    on_result: Callable[[Step, Outcome], None] | None = None,
 ) -> Report:
     """Apply the steps in order; the first failure stops the run (`ProvisioningFailed`)."""
     report = Report()

@@ -73,11 +73,21 @@ class DatabricksWorkspaceResource(dg.ConfigurableResource):
 
     host: str = Field(description="Workspace URL, e.g. https://<workspace>.cloud.databricks.com.")
     client_id: str | None = Field(default=None, description="OAuth M2M: the service principal's application id.")
-    client_secret: str | None = Field(default=None, description="OAuth M2M: the service principal's secret (a dg.EnvVar).")
-    token: str | None = Field(default=None, description="A personal access token, only when no service principal is configured.")
-    warehouse_id: str | None = Field(default=None, description="SQL warehouse the sensors read Bronze's committed state through.")
-    statement_timeout_s: int = Field(default=20, description="How long a statement may run before it is cancelled and the call fails (5-50 s).")
-    request_timeout_s: float = Field(default=10.0, description="Bound on one HTTP call; with retries, a call gives up after three times this.")
+    client_secret: str | None = Field(
+        default=None, description="OAuth M2M: the service principal's secret (a dg.EnvVar)."
+    )
+    token: str | None = Field(
+        default=None, description="A personal access token, only when no service principal is configured."
+    )
+    warehouse_id: str | None = Field(
+        default=None, description="SQL warehouse the sensors read Bronze's committed state through."
+    )
+    statement_timeout_s: int = Field(
+        default=20, description="How long a statement may run before it is cancelled and the call fails (5-50 s)."
+    )
+    request_timeout_s: float = Field(
+        default=10.0, description="Bound on one HTTP call; with retries, a call gives up after three times this."
+    )
 
     _client: Any = PrivateAttr(default=None)
 
@@ -96,11 +106,15 @@ class DatabricksWorkspaceResource(dg.ConfigurableResource):
     def auth_kwargs(self) -> dict[str, str]:
         if self.client_id:
             if not self.client_secret:
-                raise WorkspaceUnavailable(f"{CLIENT_ID_ENV} is set but {CLIENT_SECRET_ENV} is not: OAuth M2M needs both")
+                raise WorkspaceUnavailable(
+                    f"{CLIENT_ID_ENV} is set but {CLIENT_SECRET_ENV} is not: OAuth M2M needs both"
+                )
             return {"client_id": self.client_id, "client_secret": self.client_secret, "auth_type": "oauth-m2m"}
         if self.token:
             return {"token": self.token, "auth_type": "pat"}
-        raise WorkspaceUnavailable(f"no Databricks credentials: set {CLIENT_ID_ENV} and {CLIENT_SECRET_ENV} (a service principal), or {TOKEN_ENV}")
+        raise WorkspaceUnavailable(
+            f"no Databricks credentials: set {CLIENT_ID_ENV} and {CLIENT_SECRET_ENV} (a service principal), or {TOKEN_ENV}"
+        )
 
     def client(self) -> WorkspaceClient:
         if self._client is None:
@@ -109,7 +123,10 @@ class DatabricksWorkspaceResource(dg.ConfigurableResource):
 
             # Bounded: a sensor tick must end well inside Dagster's tick timeout, retries included.
             config = Config(
-                host=self.host, http_timeout_seconds=int(self.request_timeout_s), retry_timeout_seconds=int(3 * self.request_timeout_s), **self.auth_kwargs()
+                host=self.host,
+                http_timeout_seconds=int(self.request_timeout_s),
+                retry_timeout_seconds=int(3 * self.request_timeout_s),
+                **self.auth_kwargs(),
             )
             self._client = WorkspaceClient(config=config)
         return self._client
@@ -161,7 +178,10 @@ class DatabricksWorkspaceResource(dg.ConfigurableResource):
 
         if not self.warehouse_id:
             raise WorkspaceUnavailable(f"no SQL warehouse configured: set {WAREHOUSE_ENV}")
-        params = [StatementParameterListItem(name=k, value=None if v is None else str(v)) for k, v in (parameters or {}).items()]
+        params = [
+            StatementParameterListItem(name=k, value=None if v is None else str(v))
+            for k, v in (parameters or {}).items()
+        ]
         response = self.client().statement_execution.execute_statement(
             statement,
             self.warehouse_id,
@@ -174,16 +194,27 @@ class DatabricksWorkspaceResource(dg.ConfigurableResource):
         )
         state = response.status.state if response.status else None
         if state in (StatementState.PENDING, StatementState.RUNNING, StatementState.CANCELED):
-            raise WorkspaceUnavailable(f"warehouse {self.warehouse_id} gave no result within {self.statement_timeout_s}s (statement {state.value}); it may be starting")
+            raise WorkspaceUnavailable(
+                f"warehouse {self.warehouse_id} gave no result within {self.statement_timeout_s}s (statement {state.value}); it may be starting"
+            )
         if state != StatementState.SUCCEEDED:
             error = response.status.error if response.status else None
             detail = f"{error.error_code}: {error.message}" if error else "no error reported"
-            raise StatementFailed(f"statement {state.value if state else 'UNKNOWN'} on warehouse {self.warehouse_id}: {detail}", error.error_code if error else None)
-        columns = [c.name for c in (response.manifest.schema.columns or [])] if response.manifest and response.manifest.schema else []
+            raise StatementFailed(
+                f"statement {state.value if state else 'UNKNOWN'} on warehouse {self.warehouse_id}: {detail}",
+                error.error_code if error else None,
+            )
+        columns = (
+            [c.name for c in (response.manifest.schema.columns or [])]
+            if response.manifest and response.manifest.schema
+            else []
+        )
         rows = list(_rows(response.result.data_array if response.result else None))
         chunk = response.result
         while chunk is not None and chunk.next_chunk_index is not None:
-            chunk = self.client().statement_execution.get_statement_result_chunk_n(response.statement_id, chunk.next_chunk_index)
+            chunk = self.client().statement_execution.get_statement_result_chunk_n(
+                response.statement_id, chunk.next_chunk_index
+            )
             rows.extend(_rows(chunk.data_array))
         return [dict(zip(columns, row, strict=True)) for row in rows]
 

@@ -9,7 +9,15 @@ from typing import Any
 from retail_assets.lib.engine.base import CommitInfo, ConcurrentWriteError, LakehouseEngine, PartitionRange, RowStream
 from retail_assets.lib.engine.delta_spark import DeltaSparkEngine
 
-__all__ = ["CommitInfo", "ConcurrentWriteError", "DeltaRsEngine", "DeltaSparkEngine", "LakehouseEngine", "PartitionRange", "RowStream"]
+__all__ = [
+    "CommitInfo",
+    "ConcurrentWriteError",
+    "DeltaRsEngine",
+    "DeltaSparkEngine",
+    "LakehouseEngine",
+    "PartitionRange",
+    "RowStream",
+]
 
 
 def __getattr__(name: str) -> Any:

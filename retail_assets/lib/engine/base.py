@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from retail_assets.lib.tables import TableSpec
+from retail_assets.lib.registry.tables import TableSpec
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -144,7 +144,7 @@ class LakehouseEngine(ABC):
 
     def scratch_location(self, name: str) -> Path | None:
         """A directory later runs on this machine can read intermediate results from (see
-        `lib/checkpoint.py`); None where runs share no filesystem with each other's Spark."""
+        `lib/engine/checkpoint.py`); None where runs share no filesystem with each other's Spark."""
         return None
 
     @abstractmethod
@@ -162,7 +162,9 @@ class LakehouseEngine(ABC):
         """
 
     @abstractmethod
-    def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange) -> CommitInfo:
+    def overwrite_partitions(
+        self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange
+    ) -> CommitInfo:
         """Atomically replace the rows of the partition range with `data` (one commit).
 
         Every row of `data` must fall inside the range; a row outside it is a programming error
@@ -208,14 +210,18 @@ class LakehouseEngine(ABC):
         """The last `app_version` committed by `app_id`, or None."""
 
     @abstractmethod
-    def optimize(self, spec: TableSpec, partitions: PartitionRange | None = None, *, zorder: bool = True) -> dict[str, Any]:
+    def optimize(
+        self, spec: TableSpec, partitions: PartitionRange | None = None, *, zorder: bool = True
+    ) -> dict[str, Any]:
         """Compact small files (and cluster them by key when `zorder`); returns what it did."""
 
     @abstractmethod
     def vacuum(self, spec: TableSpec, retain_hours: int = 168) -> dict[str, Any]:
         """Delete files no version younger than `retain_hours` still references."""
 
-    def read_arrow(self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None) -> pa.Table:
+    def read_arrow(
+        self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None
+    ) -> pa.Table:
         """Read into Arrow (for small control reads and tests); default goes through Spark."""
         return self.read(spec, partitions, columns=columns).toArrow()
 

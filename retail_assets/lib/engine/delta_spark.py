@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from pyspark.sql import functions as F
 
 from retail_assets.lib.engine.base import PREVIEW_ROWS, CommitInfo, LakehouseEngine, PartitionRange, RowStream
-from retail_assets.lib.tables import Layer, TableSpec, catalog_schema
+from retail_assets.lib.engine.spark import get_spark
+from retail_assets.lib.registry.tables import Layer, TableSpec, catalog_schema
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -43,7 +45,7 @@ DEFAULT_VACUUM_RETAIN_HOURS = 168
 
 def table_properties(spec: TableSpec) -> dict[str, str]:
     props = dict(BASE_PROPERTIES)
-    if spec.layer is Layer.BRONZE:
+    if spec.layer.raw:
         props.update(BRONZE_PROPERTIES)
     props["retail.layer"] = spec.layer.value
     props["retail.grain"] = spec.grain
@@ -114,7 +116,9 @@ def optimize_sql(spec: TableSpec, name: str, partitions: PartitionRange | None =
 def vacuum_sql(name: str, retain_hours: int = DEFAULT_VACUUM_RETAIN_HOURS) -> str:
     if retain_hours < DEFAULT_VACUUM_RETAIN_HOURS:
         # Shorter than the deleted-file retention would break time travel and concurrent readers.
-        raise ValueError(f"refusing to VACUUM with {retain_hours}h retention; the minimum is {DEFAULT_VACUUM_RETAIN_HOURS}h")
+        raise ValueError(
+            f"refusing to VACUUM with {retain_hours}h retention; the minimum is {DEFAULT_VACUUM_RETAIN_HOURS}h"
+        )
     return f"VACUUM {quote_name(name)} RETAIN {retain_hours} HOURS"
 
 
@@ -172,7 +176,9 @@ class DeltaSparkEngine(LakehouseEngine):
     """Delta tables through delta-spark: Unity Catalog managed tables on a Databricks cluster,
     or, with `root`, external tables under a local folder named through Spark's session catalog."""
 
-    def __init__(self, catalog: str, env: str, spark: SparkSession | None = None, *, root: str | Path | None = None) -> None:
+    def __init__(
+        self, catalog: str, env: str, spark: SparkSession | None = None, *, root: str | Path | None = None
+    ) -> None:
         if not catalog or not catalog.replace("_", "").isalnum():
             raise ValueError(f"catalog name must be alphanumeric (underscores allowed), got {catalog!r}")
         catalog_schema(Layer.BRONZE, env)  # validates the environment name early
@@ -190,8 +196,6 @@ class DeltaSparkEngine(LakehouseEngine):
     @property
     def spark(self) -> SparkSession:
         if self._spark is None:
-            from retail_assets.lib.spark import get_spark
-
             # On a Databricks cluster this returns the cluster's own session.
             self._spark = get_spark()
         return self._spark
@@ -242,7 +246,9 @@ class DeltaSparkEngine(LakehouseEngine):
             if registered is not None:
                 self.spark.sql(f"DROP TABLE IF EXISTS {quote_name(name)}")
             if (path / "_delta_log").is_dir():
-                self.spark.sql(f"CREATE TABLE IF NOT EXISTS {quote_name(name)} USING DELTA LOCATION {sql_string(str(path))}")
+                self.spark.sql(
+                    f"CREATE TABLE IF NOT EXISTS {quote_name(name)} USING DELTA LOCATION {sql_string(str(path))}"
+                )
             else:
                 self.spark.sql(create_table_sql(spec, name, str(path)))
                 self._prepared.add(name)
@@ -267,9 +273,9 @@ class DeltaSparkEngine(LakehouseEngine):
 
     # ---- reads ---------------------------------------------------------------------------
 
-    def read(self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None) -> DataFrame:
-        from pyspark.sql import functions as F
-
+    def read(
+        self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None
+    ) -> DataFrame:
         wanted = columns or spec.column_names
         if not self.exists(spec):
             return self.empty_frame(spec).select(*wanted)
@@ -291,18 +297,26 @@ class DeltaSparkEngine(LakehouseEngine):
             self.check_columns(spec, data.column_names)
             for field in spec.arrow_schema():
                 if not field.nullable and data.column(field.name).null_count:
-                    raise ValueError(f"{spec.key}.{field.name} is declared NOT NULL but {data.column(field.name).null_count} rows are null")
+                    raise ValueError(
+                        f"{spec.key}.{field.name} is declared NOT NULL but {data.column(field.name).null_count} rows are null"
+                    )
             if data.num_rows == 0:  # Spark cannot take a schema from an empty Arrow table
                 return self.empty_frame(spec)
             data = self.spark.createDataFrame(data.select(spec.column_names).cast(spec.arrow_schema()))
         self.check_columns(spec, data.columns)
         return data.select(*(data[c].cast(spec.column(c).type).alias(c) for c in spec.column_names))
 
-    def _save(self, spec: TableSpec, frame: DataFrame, mode: str, options: Mapping[str, str], partitions: PartitionRange | None = None) -> None:
+    def _save(
+        self,
+        spec: TableSpec,
+        frame: DataFrame,
+        mode: str,
+        options: Mapping[str, str],
+        partitions: PartitionRange | None = None,
+    ) -> None:
         """One commit through the DataFrameWriterV2 of the catalog table: unlike `saveAsTable`, its
         execution reports the DataFrame's observed metrics (`observed_by_day`) in every session,
         Spark Connect included. A partition overwrite is Delta's `replaceWhere` by condition."""
-        from pyspark.sql import functions as F
 
         options = dict(options)
         condition = options.pop("replaceWhere", None)
@@ -314,26 +328,45 @@ class DeltaSparkEngine(LakehouseEngine):
                 writer.append()
             else:
                 writer.overwrite(F.expr(condition) if condition else F.lit(True))
-        except Exception as exc:  # noqa: BLE001 - Delta's refusals arrive as JVM or Connect errors alike
+        except Exception as exc:
             text = str(exc)
             if partitions is not None and any(marker in text for marker in _OUTSIDE_RANGE):
-                raise ValueError(f"refusing to write {spec.key}: rows fall outside the partitions being replaced ({partitions})") from exc
+                raise ValueError(
+                    f"refusing to write {spec.key}: rows fall outside the partitions being replaced ({partitions})"
+                ) from exc
             if any(marker in text for marker in _NOT_NULL):
-                raise ValueError(f"{spec.key}: a column declared NOT NULL received nulls ({text.splitlines()[0]})") from exc
+                raise ValueError(
+                    f"{spec.key}: a column declared NOT NULL received nulls ({text.splitlines()[0]})"
+                ) from exc
             raise
 
-    def _write(self, spec: TableSpec, frame: DataFrame, mode: str, options: Mapping[str, str], partitions: PartitionRange | None = None) -> str:
+    def _write(
+        self,
+        spec: TableSpec,
+        frame: DataFrame,
+        mode: str,
+        options: Mapping[str, str],
+        partitions: PartitionRange | None = None,
+    ) -> str:
         """`_save` with a fresh marker in the commit's `userMetadata`; returns the marker."""
         marker = f"{COMMIT_MARKER_PREFIX}{uuid.uuid4()}"
         self._save(spec, frame, mode, {**options, "userMetadata": marker}, partitions)
         return marker
 
-    def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange) -> CommitInfo:
+    def overwrite_partitions(
+        self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange
+    ) -> CommitInfo:
         frame = self._frame(spec, data)
         self._ensure_table(spec)
         # replaceWhere's constraint check refuses a row outside the range within the write itself,
         # so the rows are computed once.
-        marker = self._write(spec, frame, "overwrite", writer_options(mode="overwrite_partitions", partitions=(spec, partitions)), partitions)
+        marker = self._write(
+            spec,
+            frame,
+            "overwrite",
+            writer_options(mode="overwrite_partitions", partitions=(spec, partitions)),
+            partitions,
+        )
         return self._commit_info(spec, "overwrite", data, partitions, marker)
 
     def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream) -> CommitInfo:
@@ -342,32 +375,56 @@ class DeltaSparkEngine(LakehouseEngine):
         marker = self._write(spec, frame, "overwrite", writer_options(mode="overwrite_table"))
         return self._commit_info(spec, "overwrite", data, None, marker)
 
-    def append(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, *, app_id: str | None = None, app_version: int | None = None) -> CommitInfo:
+    def append(
+        self,
+        spec: TableSpec,
+        data: DataFrame | pa.Table | RowStream,
+        *,
+        app_id: str | None = None,
+        app_version: int | None = None,
+    ) -> CommitInfo:
         frame = self._frame(spec, data)
         self._ensure_table(spec)
-        marker = self._write(spec, frame, "append", writer_options(mode="append", app_id=app_id, app_version=app_version))
+        marker = self._write(
+            spec, frame, "append", writer_options(mode="append", app_id=app_id, app_version=app_version)
+        )
         if app_id is not None and self._own_commit(spec, marker, whole_history=False) is None:
             committed = self.app_transaction_version(spec, app_id)
             if committed is not None and app_version is not None and committed >= app_version:
                 # Delta skips an idempotent append whose transaction version it already holds:
                 # an earlier attempt committed these rows, this one wrote nothing.
-                return CommitInfo(spec.key, self.location(spec), self.version(spec) or 0, "append", 0, spec.arrow_schema().empty_table())
+                return CommitInfo(
+                    spec.key,
+                    self.location(spec),
+                    self.version(spec) or 0,
+                    "append",
+                    0,
+                    spec.arrow_schema().empty_table(),
+                )
         return self._commit_info(spec, "append", data, None, marker)
 
     def _own_commit(self, spec: TableSpec, marker: str, *, whole_history: bool = True) -> dict[str, Any] | None:
         """The history entry of the commit carrying `marker`, searched among the latest
         `HISTORY_WINDOW` commits and then (`whole_history`) all retained ones; None if none has it."""
-        from pyspark.sql import functions as F
 
         name = self.location(spec)
-        searches = [history_sql(name, HISTORY_WINDOW)] + ([f"DESCRIBE HISTORY {quote_name(name)}"] if whole_history else [])
+        searches = [history_sql(name, HISTORY_WINDOW)] + (
+            [f"DESCRIBE HISTORY {quote_name(name)}"] if whole_history else []
+        )
         for sql in searches:
             row = self.spark.sql(sql).where(F.col("userMetadata") == marker).first()
             if row is not None:
                 return history_entry(row.asDict(recursive=True))
         return None
 
-    def _commit_info(self, spec: TableSpec, operation: str, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange | None, marker: str) -> CommitInfo:
+    def _commit_info(
+        self,
+        spec: TableSpec,
+        operation: str,
+        data: DataFrame | pa.Table | RowStream,
+        partitions: PartitionRange | None,
+        marker: str,
+    ) -> CommitInfo:
         rows: int | None = None
         preview: pa.Table | None = None
         if isinstance(data, RowStream):
@@ -384,8 +441,12 @@ class DeltaSparkEngine(LakehouseEngine):
             # Any write of rows without its commit is an error. Nothing committed, so the
             # version reported is the table's as it stands.
             if rows != 0:
-                raise RuntimeError(f"{spec.key}: no commit of this write (userMetadata {marker!r}) in the history of {self.location(spec)}")
-            return CommitInfo(spec.key, self.location(spec), self.version(spec) or 0, operation, 0, spec.arrow_schema().empty_table())
+                raise RuntimeError(
+                    f"{spec.key}: no commit of this write (userMetadata {marker!r}) in the history of {self.location(spec)}"
+                )
+            return CommitInfo(
+                spec.key, self.location(spec), self.version(spec) or 0, operation, 0, spec.arrow_schema().empty_table()
+            )
         version = int(own["version"])
         if rows is None:
             rows = int((own["metrics"] or {}).get("numOutputRows", 0))
@@ -430,12 +491,14 @@ class DeltaSparkEngine(LakehouseEngine):
         """
         if not self.exists(spec):
             return None
-        from pyspark.sql import functions as F
 
         detail = self.spark.sql(f"DESCRIBE DETAIL {quote_name(self.location(spec))}").first()
         log = f"{detail['location']}/_delta_log"
         versions = None
-        for pattern, reader in ((f"{log}/*.json", self.spark.read.json), (f"{log}/*.checkpoint*.parquet", self.spark.read.parquet)):
+        for pattern, reader in (
+            (f"{log}/*.json", self.spark.read.json),
+            (f"{log}/*.checkpoint*.parquet", self.spark.read.parquet),
+        ):
             try:
                 frame = reader(pattern)
                 if "txn" not in frame.columns:
@@ -453,13 +516,19 @@ class DeltaSparkEngine(LakehouseEngine):
 
     # ---- maintenance ---------------------------------------------------------------------
 
-    def optimize(self, spec: TableSpec, partitions: PartitionRange | None = None, *, zorder: bool = True) -> dict[str, Any]:
+    def optimize(
+        self, spec: TableSpec, partitions: PartitionRange | None = None, *, zorder: bool = True
+    ) -> dict[str, Any]:
         if not self.exists(spec):
             return {"skipped": "table does not exist"}
         sql = optimize_sql(spec, self.location(spec), partitions, zorder=zorder)
         row = self.spark.sql(sql).first()
         metrics = row.asDict(recursive=True).get("metrics", {}) if row is not None else {}
-        return {"sql": sql, "files_added": metrics.get("numFilesAdded"), "files_removed": metrics.get("numFilesRemoved")}
+        return {
+            "sql": sql,
+            "files_added": metrics.get("numFilesAdded"),
+            "files_removed": metrics.get("numFilesRemoved"),
+        }
 
     def vacuum(self, spec: TableSpec, retain_hours: int = DEFAULT_VACUUM_RETAIN_HOURS) -> dict[str, Any]:
         if not self.exists(spec):

@@ -16,10 +16,17 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from retail_assets.lib.engine.base import PREVIEW_ROWS, CommitInfo, ConcurrentWriteError, LakehouseEngine, PartitionRange, RowStream
+from retail_assets.lib.engine.base import (
+    PREVIEW_ROWS,
+    CommitInfo,
+    ConcurrentWriteError,
+    LakehouseEngine,
+    PartitionRange,
+    RowStream,
+)
 from retail_assets.lib.engine.delta_spark import zorder_columns
-from retail_assets.lib.spark import get_spark
-from retail_assets.lib.tables import TableSpec
+from retail_assets.lib.engine.spark import get_spark
+from retail_assets.lib.registry.tables import TableSpec
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -54,7 +61,9 @@ class DeltaRsEngine(LakehouseEngine):
 
     # ---- reads ---------------------------------------------------------------------------
 
-    def read_arrow(self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None) -> pa.Table:
+    def read_arrow(
+        self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None
+    ) -> pa.Table:
         # Imported here: pyarrow.dataset pulls in pandas, a third of a second every process that
         # only loads the definitions (webserver, daemon, sensors) would pay for nothing.
         import pyarrow.dataset as ds  # noqa: PLC0415
@@ -74,10 +83,14 @@ class DeltaRsEngine(LakehouseEngine):
         schema = spec.arrow_schema()
         for name in wanted:
             if name not in data.column_names:
-                data = data.append_column(pa.field(name, schema.field(name).type), pa.nulls(data.num_rows, schema.field(name).type))
+                data = data.append_column(
+                    pa.field(name, schema.field(name).type), pa.nulls(data.num_rows, schema.field(name).type)
+                )
         return data.select(wanted).cast(pa.schema([schema.field(n) for n in wanted]))
 
-    def read(self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None) -> DataFrame:
+    def read(
+        self, spec: TableSpec, partitions: PartitionRange | None = None, *, columns: list[str] | None = None
+    ) -> DataFrame:
         """The table's current data files as Spark reads Parquet: lazily, from disk.
 
         delta-rs names the files of the current version (of the wanted partitions); Spark reads
@@ -106,7 +119,9 @@ class DeltaRsEngine(LakehouseEngine):
 
     # ---- writes --------------------------------------------------------------------------
 
-    def _to_arrow(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange | None = None) -> pa.Table | _Streamed:
+    def _to_arrow(
+        self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange | None = None
+    ) -> pa.Table | _Streamed:
         """The rows as Arrow in registry schema; a stream stays a stream, each batch checked as it
         passes (a refused batch stops the write before its commit)."""
         if isinstance(data, RowStream):
@@ -118,19 +133,27 @@ class DeltaRsEngine(LakehouseEngine):
         self.check_columns(spec, data.column_names)
         return self._conform(spec, data, partitions)
 
-    def _conform(self, spec: TableSpec, data: pa.Table | pa.RecordBatch, partitions: PartitionRange | None) -> pa.Table | pa.RecordBatch:
+    def _conform(
+        self, spec: TableSpec, data: pa.Table | pa.RecordBatch, partitions: PartitionRange | None
+    ) -> pa.Table | pa.RecordBatch:
         data = data.select(spec.column_names)
         for f in spec.arrow_schema():
             if not f.nullable and data.column(f.name).null_count:
-                raise ValueError(f"{spec.key}.{f.name} is declared NOT NULL but {data.column(f.name).null_count} rows are null")
+                raise ValueError(
+                    f"{spec.key}.{f.name} is declared NOT NULL but {data.column(f.name).null_count} rows are null"
+                )
         if partitions is not None and data.num_rows:
             col = data.column(spec.partition_column)
             lo, hi = pc.min(col).as_py(), pc.max(col).as_py()
             if lo < partitions.start or hi > partitions.end:
-                raise ValueError(f"refusing to write {spec.key}: rows for {lo}…{hi} fall outside the partitions being replaced ({partitions})")
+                raise ValueError(
+                    f"refusing to write {spec.key}: rows for {lo}…{hi} fall outside the partitions being replaced ({partitions})"
+                )
         return data.cast(spec.arrow_schema())
 
-    def overwrite_partitions(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange) -> CommitInfo:
+    def overwrite_partitions(
+        self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange
+    ) -> CommitInfo:
         arrow = self._to_arrow(spec, data, partitions)
         self._write_delta(
             spec,
@@ -202,7 +225,11 @@ class DeltaRsEngine(LakehouseEngine):
             raise
 
     def _commit_info(self, spec: TableSpec, operation: str, arrow: pa.Table | _Streamed) -> CommitInfo:
-        rows, preview = (arrow.stream.rows, arrow.stream.preview) if isinstance(arrow, _Streamed) else (arrow.num_rows, arrow.slice(0, PREVIEW_ROWS))
+        rows, preview = (
+            (arrow.stream.rows, arrow.stream.preview)
+            if isinstance(arrow, _Streamed)
+            else (arrow.num_rows, arrow.slice(0, PREVIEW_ROWS))
+        )
         return CommitInfo(
             table=spec.key,
             location=self.location(spec),
@@ -247,11 +274,15 @@ class DeltaRsEngine(LakehouseEngine):
 
     # ---- maintenance ---------------------------------------------------------------------
 
-    def optimize(self, spec: TableSpec, partitions: PartitionRange | None = None, *, zorder: bool = True) -> dict[str, Any]:
+    def optimize(
+        self, spec: TableSpec, partitions: PartitionRange | None = None, *, zorder: bool = True
+    ) -> dict[str, Any]:
         table = self._table(spec)
         if table is None:
             return {"skipped": "table does not exist"}
-        filters = None if partitions is None else [(spec.partition_column, "in", [d.isoformat() for d in partitions.days()])]
+        filters = (
+            None if partitions is None else [(spec.partition_column, "in", [d.isoformat() for d in partitions.days()])]
+        )
         columns = zorder_columns(spec) if zorder else []
         if columns:
             metrics = table.optimize.z_order(columns, partition_filters=filters)
@@ -263,7 +294,9 @@ class DeltaRsEngine(LakehouseEngine):
         table = self._table(spec)
         if table is None:
             return {"skipped": "table does not exist"}
-        removed = table.vacuum(retention_hours=retain_hours, dry_run=False, enforce_retention_duration=retain_hours >= 168)
+        removed = table.vacuum(
+            retention_hours=retain_hours, dry_run=False, enforce_retention_duration=retain_hours >= 168
+        )
         return {"files_deleted": len(removed)}
 
 
@@ -277,8 +310,16 @@ def spark_type_name(arrow: pa.DataType) -> str:
         return f"decimal({arrow.precision},{arrow.scale})"
     if pa.types.is_timestamp(arrow):
         return "timestamp" if arrow.tz else "timestamp_ntz"
-    names = {pa.int8(): "tinyint", pa.int16(): "smallint", pa.int32(): "int", pa.int64(): "bigint", pa.float32(): "float",
-             pa.float64(): "double", pa.bool_(): "boolean", pa.date32(): "date"}
+    names = {
+        pa.int8(): "tinyint",
+        pa.int16(): "smallint",
+        pa.int32(): "int",
+        pa.int64(): "bigint",
+        pa.float32(): "float",
+        pa.float64(): "double",
+        pa.bool_(): "boolean",
+        pa.date32(): "date",
+    }
     return names.get(arrow, str(arrow))
 
 

@@ -17,7 +17,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from retail_assets.lib.tables import (
+from retail_assets.lib.registry.tables import (
     GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
     GOLD_AGG_DAILY_STORE_SALES,
     GOLD_AGG_INVENTORY_COVER,
@@ -27,6 +27,9 @@ from retail_assets.lib.tables import (
     GOLD_DIM_PRODUCT,
     GOLD_DIM_STORE,
     GOLD_FACT_SALES,
+    SILVER_CUSTOMERS,
+    SILVER_PRODUCTS,
+    SILVER_STORES,
     UNKNOWN_MEMBER_ID,
     UNKNOWN_MEMBER_SK,
     TableSpec,
@@ -35,9 +38,10 @@ from retail_assets.lib.tables import (
 # valid_from of the unknown member: earlier than any business event.
 UNKNOWN_MEMBER_VALID_FROM = datetime(1900, 1, 1, tzinfo=UTC)
 
-CUSTOMER_ATTRIBUTES = ["first_name", "last_name", "email", "phone", "city", "country", "birth_date", "loyalty_tier"]
-PRODUCT_ATTRIBUTES = ["name", "category", "brand", "unit_cost", "list_price", "status"]
-STORE_ATTRIBUTES = ["name", "city", "region", "format", "opened_on", "status"]
+# The dimensions' descriptive columns are the Silver master records' (the registry's `attributes`).
+CUSTOMER_ATTRIBUTES = SILVER_CUSTOMERS.attributes
+PRODUCT_ATTRIBUTES = SILVER_PRODUCTS.attributes
+STORE_ATTRIBUTES = SILVER_STORES.attributes
 
 SALE = "sale"
 RETURN = "return"
@@ -288,7 +292,9 @@ def build_dim_store(silver_stores: DataFrame, *, processed_at: datetime, arrival
     """
     _require(silver_stores, ["store_id", *STORE_ATTRIBUTES, "updated_at", "_arrival_date", "_source"], "store changes")
     records = silver_stores.where(
-        F.col("store_id").isNotNull() & (F.col("store_id") != F.lit(UNKNOWN_MEMBER_ID)) & F.col("updated_at").isNotNull()
+        F.col("store_id").isNotNull()
+        & (F.col("store_id") != F.lit(UNKNOWN_MEMBER_ID))
+        & F.col("updated_at").isNotNull()
     )
     records = _first_copy_per_change(records, "store_id")
     latest = records.groupBy("store_id").agg(
@@ -357,7 +363,9 @@ def _point_in_time_sk(lines: DataFrame, dim: DataFrame, *, key: str, sk_column: 
         ]
     )
     versions = dim.where(
-        F.col(key).isNotNull() & (F.col(key) != F.lit(UNKNOWN_MEMBER_ID)) & (F.col(sk_column) != F.lit(UNKNOWN_MEMBER_SK))
+        F.col(key).isNotNull()
+        & (F.col(key) != F.lit(UNKNOWN_MEMBER_ID))
+        & (F.col(sk_column) != F.lit(UNKNOWN_MEMBER_SK))
     ).select(
         F.col(key).cast("string").alias("_k"),
         F.col("valid_from").alias("_t"),
@@ -378,7 +386,9 @@ def _point_in_time_sk(lines: DataFrame, dim: DataFrame, *, key: str, sk_column: 
     )
     timeline = Window.partitionBy("_k").orderBy(F.col("_t"), F.col("_kind"), F.col("_v.sk"))
     valid = F.last("_v", ignorenulls=True).over(timeline.rowsBetween(Window.unboundedPreceding, Window.currentRow))
-    first = F.first("_v", ignorenulls=True).over(timeline.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing))
+    first = F.first("_v", ignorenulls=True).over(
+        timeline.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+    )
     resolved = (
         versions.unionByName(keyed)
         .withColumn("_valid", valid)
@@ -387,7 +397,8 @@ def _point_in_time_sk(lines: DataFrame, dim: DataFrame, *, key: str, sk_column: 
         .select(
             "_line.*",
             F.when(
-                F.col("_valid").isNotNull() & (F.col("_valid.valid_to").isNull() | (F.col("_t") < F.col("_valid.valid_to"))),
+                F.col("_valid").isNotNull()
+                & (F.col("_valid.valid_to").isNull() | (F.col("_t") < F.col("_valid.valid_to"))),
                 F.col("_valid.sk"),
             )
             .when(F.col("_valid").isNull() & F.col("_first").isNotNull(), F.col("_first.sk"))
@@ -435,7 +446,9 @@ def build_fact_sales(
 
     # SCD1 has one row per store; the aggregate guarantees it even for a broken input.
     stores = (
-        dim_store.where((F.col("store_id") != F.lit(UNKNOWN_MEMBER_ID)) & (F.col("store_sk") != F.lit(UNKNOWN_MEMBER_SK)))
+        dim_store.where(
+            (F.col("store_id") != F.lit(UNKNOWN_MEMBER_ID)) & (F.col("store_sk") != F.lit(UNKNOWN_MEMBER_SK))
+        )
         .groupBy("store_id")
         .agg(F.max("store_sk").alias("store_sk"))
     )
@@ -482,7 +495,9 @@ def agg_daily_store_sales(fact: DataFrame) -> DataFrame:
         _sum_where(_is_return(), -F.col("quantity").cast("bigint"), "bigint").alias("units_returned"),
         F.count_distinct(F.when(_is_sale(), F.col("customer_id"))).alias("unique_customers"),
     )
-    return _conform(daily.withColumn("net_revenue", F.col("revenue") - F.col("returns_amount")), GOLD_AGG_DAILY_STORE_SALES)
+    return _conform(
+        daily.withColumn("net_revenue", F.col("revenue") - F.col("returns_amount")), GOLD_AGG_DAILY_STORE_SALES
+    )
 
 
 def agg_product_performance(fact: DataFrame, dim_product: DataFrame) -> DataFrame:
@@ -496,10 +511,14 @@ def agg_product_performance(fact: DataFrame, dim_product: DataFrame) -> DataFram
     unless every line of the group has a known unit_cost (a partial cost would overstate the
     margin). transactions = distinct transactions with a sale line.
     """
-    dim = dim_product.where((F.col("product_sk") != F.lit(UNKNOWN_MEMBER_SK)) & (F.col("product_id") != F.lit(UNKNOWN_MEMBER_ID)))
+    dim = dim_product.where(
+        (F.col("product_sk") != F.lit(UNKNOWN_MEMBER_SK)) & (F.col("product_id") != F.lit(UNKNOWN_MEMBER_ID))
+    )
     attrs = F.struct(F.col("category").alias("category"), F.col("unit_cost").alias("unit_cost"))
     by_sk = dim.groupBy("product_sk").agg(F.max_by(attrs, F.col("valid_from")).alias("_referenced"))
-    current = dim.groupBy(F.col("product_id").alias("_current_id")).agg(F.max_by(attrs, F.col("valid_from")).alias("_current"))
+    current = dim.groupBy(F.col("product_id").alias("_current_id")).agg(
+        F.max_by(attrs, F.col("valid_from")).alias("_current")
+    )
     lines = (
         fact.join(by_sk, on="product_sk", how="left")
         .join(current, on=F.col("product_id") == F.col("_current_id"), how="left")
@@ -549,7 +568,9 @@ def agg_customer_lifetime_value(fact_history: DataFrame, *, as_of: date) -> Data
     return _conform(clv, GOLD_AGG_CUSTOMER_LIFETIME_VALUE)
 
 
-def agg_inventory_cover(inventory: DataFrame, fact_window: DataFrame, *, snapshot_date: date, window_days: int = 7) -> DataFrame:
+def agg_inventory_cover(
+    inventory: DataFrame, fact_window: DataFrame, *, snapshot_date: date, window_days: int = 7
+) -> DataFrame:
     """`gold.agg_inventory_cover` for `snapshot_date`.
 
     One row per (store, product) snapshotted that day: the latest copy by (_arrival_date,
@@ -560,7 +581,9 @@ def agg_inventory_cover(inventory: DataFrame, fact_window: DataFrame, *, snapsho
     """
     if window_days < 1:
         raise ValueError(f"window_days must be >= 1, got {window_days}")
-    latest = Window.partitionBy("store_id", "product_id").orderBy(F.col("_arrival_date").desc(), F.col("_source").desc())
+    latest = Window.partitionBy("store_id", "product_id").orderBy(
+        F.col("_arrival_date").desc(), F.col("_source").desc()
+    )
     snapshot = (
         inventory.where(F.col("snapshot_date") == F.lit(snapshot_date))
         .withColumn("_copy", F.row_number().over(latest))
@@ -573,7 +596,9 @@ def agg_inventory_cover(inventory: DataFrame, fact_window: DataFrame, *, snapsho
         .groupBy("store_id", "product_id")
         .agg(F.sum("quantity").alias("_net_units"))
     )
-    average = F.greatest(F.coalesce(F.col("_net_units"), F.lit(0)).cast("double") / F.lit(float(window_days)), F.lit(0.0))
+    average = F.greatest(
+        F.coalesce(F.col("_net_units"), F.lit(0)).cast("double") / F.lit(float(window_days)), F.lit(0.0)
+    )
     cover = (
         snapshot.join(sold, on=["store_id", "product_id"], how="left")
         .withColumn("avg_daily_units_sold", average)

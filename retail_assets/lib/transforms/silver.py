@@ -32,25 +32,18 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from retail_assets.lib import rules
-from retail_assets.lib.tables import (
-    BRONZE_CUSTOMERS,
-    BRONZE_INVENTORY,
+from retail_assets.lib.registry import rules
+from retail_assets.lib.registry.tables import (
     BRONZE_POS_TRANSACTIONS,
-    BRONZE_PRODUCTS,
     BRONZE_SALES_FILES,
-    BRONZE_STORES,
     CHANNELS,
     PAYMENT_METHODS,
     QUARANTINE_INGEST_REJECTS,
     QUARANTINE_RULE_VIOLATIONS,
     SALES_FIELDS,
-    SILVER_CUSTOMERS,
     SILVER_INVENTORY,
-    SILVER_PRODUCTS,
     SILVER_RETURNS,
     SILVER_SALES_LINES,
-    SILVER_STORES,
     TableSpec,
 )
 
@@ -133,7 +126,9 @@ class SalesResult:
         """
         # Only what the outputs read is kept, and the original record only where a violation
         # will quote it: accepted lines are most rows, and their raw text the widest column.
-        kept = self.classified.selectExpr(*_SALES_OUTPUT_COLUMNS, "CASE WHEN _rule IS NOT NULL THEN _raw_record END AS _raw_record")
+        kept = self.classified.selectExpr(
+            *_SALES_OUTPUT_COLUMNS, "CASE WHEN _rule IS NOT NULL THEN _raw_record END AS _raw_record"
+        )
         return _sales_outputs(checkpoint(kept) if checkpoint else kept.localCheckpoint(), batch_id=self.batch_id)
 
 
@@ -157,7 +152,9 @@ def _msg(*parts: str) -> str:
 
 def _q(column: str) -> _Sql:
     """A raw value for a reason: quoted, long values cut."""
-    return _Sql(f"concat('\\'', CASE WHEN length({column}) > 60 THEN concat(substring({column}, 1, 60), '…') ELSE {column} END, '\\'')")
+    return _Sql(
+        f"concat('\\'', CASE WHEN length({column}) > 60 THEN concat(substring({column}, 1, 60), '…') ELSE {column} END, '\\'')"
+    )
 
 
 def _in(values: Sequence[str]) -> str:
@@ -196,10 +193,14 @@ def _judge(df: DataFrame, checks: Sequence[_Check]) -> DataFrame:
     The failures are gathered into one array in precedence order, so each check runs once.
     """
     ordered = sorted(checks, key=lambda c: rules.VIOLATION_RULES.index(c.rule))  # stable within a rule
-    items = ", ".join(f"CASE WHEN {c.failed} THEN named_struct('rule', {_lit(c.rule)}, 'message', {c.message}) END" for c in ordered)
+    items = ", ".join(
+        f"CASE WHEN {c.failed} THEN named_struct('rule', {_lit(c.rule)}, 'message', {c.message}) END" for c in ordered
+    )
     df = _add(df, {"_failures": f"filter(array({items}), x -> x IS NOT NULL)"})
     # get() is null past the end, also under ANSI mode
-    return _add(df, {"_rule": "get(_failures, 0).rule", "_reason": "nullif(array_join(_failures.message, '; '), '')"}).drop("_failures")
+    return _add(
+        df, {"_rule": "get(_failures, 0).rule", "_reason": "nullif(array_join(_failures.message, '; '), '')"}
+    ).drop("_failures")
 
 
 def _missing(name: str) -> _Check:
@@ -210,12 +211,26 @@ def _typed_int(name: str, out: str) -> _Typed:
     big = f"CASE WHEN {name} RLIKE {_lit(_INT)} THEN try_cast({name} AS BIGINT) END"
     return _Typed(
         {out: f"CASE WHEN {big} BETWEEN {_INT32_MIN} AND {_INT32_MAX} THEN CAST({big} AS INT) END"},
-        [_Check(rules.INVALID_TYPE, f"{name} IS NOT NULL AND {out} IS NULL", _msg(f"{name} ", _q(name), " is not a whole number"))],
+        [
+            _Check(
+                rules.INVALID_TYPE,
+                f"{name} IS NOT NULL AND {out} IS NULL",
+                _msg(f"{name} ", _q(name), " is not a whole number"),
+            )
+        ],
     )
 
 
-def _typed_decimal(name: str, out: str, exact: str, precision: int, scale: int, *, default: str | None = None,
-                   in_range: str | None = None) -> _Typed:
+def _typed_decimal(
+    name: str,
+    out: str,
+    exact: str,
+    precision: int,
+    scale: int,
+    *,
+    default: str | None = None,
+    in_range: str | None = None,
+) -> _Typed:
     """`exact` holds the number as written, `out` the value at the column's type. Non-numbers
     (NaN, Infinity, text), overflow and extra decimal places are `invalid_type`: rounding a price
     silently would change it. `default` replaces an absent value. With `in_range` (SQL over
@@ -228,13 +243,21 @@ def _typed_decimal(name: str, out: str, exact: str, precision: int, scale: int, 
     return _Typed(
         {exact: value, out: f"try_cast({value} AS DECIMAL({precision},{scale}))"},
         [
-            _Check(rules.INVALID_TYPE, f"{name} IS NOT NULL AND {exact} IS NULL", _msg(f"{name} ", _q(name), " is not a number")),
+            _Check(
+                rules.INVALID_TYPE,
+                f"{name} IS NOT NULL AND {exact} IS NULL",
+                _msg(f"{name} ", _q(name), " is not a number"),
+            ),
             _Check(
                 rules.INVALID_TYPE,
                 f"{exact} IS NOT NULL AND {out} IS NULL{guard}",
                 _msg(f"{name} ", _q(name), f" is out of range for decimal({precision},{scale})"),
             ),
-            _Check(rules.INVALID_TYPE, f"{exact} != {out}{guard}", _msg(f"{name} ", _q(name), f" has more than {scale} decimal places")),
+            _Check(
+                rules.INVALID_TYPE,
+                f"{exact} != {out}{guard}",
+                _msg(f"{name} ", _q(name), f" has more than {scale} decimal places"),
+            ),
         ],
     )
 
@@ -242,7 +265,13 @@ def _typed_decimal(name: str, out: str, exact: str, precision: int, scale: int, 
 def _typed_date(name: str, out: str) -> _Typed:
     return _Typed(
         {out: f"CASE WHEN {name} RLIKE {_lit(_DATE)} THEN try_cast({name} AS DATE) END"},
-        [_Check(rules.INVALID_TYPE, f"{name} IS NOT NULL AND {out} IS NULL", _msg(f"{name} ", _q(name), " is not a date (YYYY-MM-DD)"))],
+        [
+            _Check(
+                rules.INVALID_TYPE,
+                f"{name} IS NOT NULL AND {out} IS NULL",
+                _msg(f"{name} ", _q(name), " is not a date (YYYY-MM-DD)"),
+            )
+        ],
     )
 
 
@@ -251,12 +280,19 @@ def _typed_timestamp(name: str, out: str, local_date: str) -> _Typed:
     date as written (the first ten characters) — the business date of the record."""
     instant = f"CASE WHEN {name} RLIKE {_lit(_TIMESTAMP)} THEN try_cast({name} AS TIMESTAMP) END"
     return _Typed(
-        {out: instant, local_date: f"CASE WHEN {instant} IS NOT NULL THEN try_cast(substring({name}, 1, 10) AS DATE) END"},
+        {
+            out: instant,
+            local_date: f"CASE WHEN {instant} IS NOT NULL THEN try_cast(substring({name}, 1, 10) AS DATE) END",
+        },
         [
             _Check(
                 rules.INVALID_TYPE,
                 f"{name} RLIKE {_lit(_NO_OFFSET)}",
-                _msg(f"{name} ", _q(name), " has no UTC offset (ISO-8601 with offset required, e.g. 2026-10-01T09:30:00+02:00)"),
+                _msg(
+                    f"{name} ",
+                    _q(name),
+                    " has no UTC offset (ISO-8601 with offset required, e.g. 2026-10-01T09:30:00+02:00)",
+                ),
             ),
             _Check(
                 rules.INVALID_TYPE,
@@ -268,7 +304,11 @@ def _typed_timestamp(name: str, out: str, local_date: str) -> _Typed:
 
 
 def _accepted_values(name: str, values: Sequence[str]) -> _Check:
-    return _Check(rules.INVALID_VALUE, f"{name} NOT IN {_in(values)}", _msg(f"{name} ", _q(name), f" is not one of {', '.join(values)}"))
+    return _Check(
+        rules.INVALID_VALUE,
+        f"{name} NOT IN {_in(values)}",
+        _msg(f"{name} ", _q(name), f" is not one of {', '.join(values)}"),
+    )
 
 
 def _with_known(df: DataFrame, known_keys: DataFrame, kinds: dict[str, str]) -> DataFrame:
@@ -286,7 +326,9 @@ def _with_known(df: DataFrame, known_keys: DataFrame, kinds: dict[str, str]) -> 
 def _orphan(kind: str, column: str, rule: str, lateness_days: int) -> _Check:
     first = f"_{kind}_first"
     deadline = f"date_add(_arrival_date, {lateness_days})"
-    too_late = _msg(f"the first {kind} record arrived on ", _Sql(first), f", more than {lateness_days} days after this record")
+    too_late = _msg(
+        f"the first {kind} record arrived on ", _Sql(first), f", more than {lateness_days} days after this record"
+    )
     return _Check(
         rule,
         f"{column} IS NOT NULL AND ({first} IS NULL OR {first} > {deadline})",
@@ -294,10 +336,7 @@ def _orphan(kind: str, column: str, rule: str, lateness_days: int) -> _Check:
             f"{column} ",
             _q(column),
             f" is not a known {kind}: ",
-            _Sql(
-                f"CASE WHEN {first} IS NULL THEN {_lit(f'no {kind} record has arrived')} "
-                f"ELSE {too_late} END"
-            ),
+            _Sql(f"CASE WHEN {first} IS NULL THEN {_lit(f'no {kind} record has arrived')} ELSE {too_late} END"),
         ),
     )
 
@@ -319,10 +358,19 @@ def _dedup(df: DataFrame, identity: Sequence[str], order: Sequence[str], content
             **firsts,
         },
     )
-    differs = ", ".join(f"CASE WHEN NOT {c} <=> _first{i} THEN {_lit(label)} END" for i, (c, label) in enumerate(content.items()))
+    differs = ", ".join(
+        f"CASE WHEN NOT {c} <=> _first{i} THEN {_lit(label)} END" for i, (c, label) in enumerate(content.items())
+    )
     df = _add(df, {"_differs": f"CASE WHEN _rank > 1 THEN concat_ws(', ', {differs}) END"})
     conflicting = "_differs != ''"
-    reason = _msg("same key as ", _Sql("_first_source"), " (arrived ", _Sql("_first_arrival"), ", kept) but different ", _Sql("_differs"))
+    reason = _msg(
+        "same key as ",
+        _Sql("_first_source"),
+        " (arrived ",
+        _Sql("_first_arrival"),
+        ", kept) but different ",
+        _Sql("_differs"),
+    )
     df = _add(
         df,
         {
@@ -408,7 +456,8 @@ def count_records_in(bronze_df: DataFrame, source_table: str) -> DataFrame:
     if source_table in (BRONZE_POS_TRANSACTIONS.key, BRONZE_POS_TRANSACTIONS.name):
         parsed = bronze_df.selectExpr("_arrival_date", "_parse_error", "lines", f"{_PARSED_LINES} AS _lines")
         per_row = parsed.selectExpr(
-            "_arrival_date", f"CASE WHEN _parse_error IS NOT NULL OR ({_LINES_ERROR}) IS NOT NULL THEN 1 ELSE size(_lines) END AS n"
+            "_arrival_date",
+            f"CASE WHEN _parse_error IS NOT NULL OR ({_LINES_ERROR}) IS NOT NULL THEN 1 ELSE size(_lines) END AS n",
         )
     else:
         per_row = bronze_df.selectExpr("_arrival_date", "1 AS n")
@@ -448,7 +497,9 @@ def sales_candidates_from_events(bronze_pos: DataFrame) -> DataFrame:
     """
     events = bronze_pos.filter("_parse_error IS NULL").selectExpr("*", f"{_PARSED_LINES} AS _lines")
     events = events.selectExpr("*", f"{_LINES_ERROR} AS _record_error", f"{_LINES_REASON} AS _record_reason")
-    exploded = events.selectExpr("*", "posexplode_outer(CASE WHEN _record_error IS NULL THEN _lines END) AS (_index, _line)")
+    exploded = events.selectExpr(
+        "*", "posexplode_outer(CASE WHEN _record_error IS NULL THEN _lines END) AS (_index, _line)"
+    )
     unknown = f"map_filter(_line, (k, v) -> NOT k IN {_in(POS_LINE_FIELDS)})"
     with_extra = exploded.selectExpr("*", f"CASE WHEN size({unknown}) > 0 THEN to_json({unknown}) END AS _line_extra")
     extra = (
@@ -456,7 +507,10 @@ def sales_candidates_from_events(bronze_pos: DataFrame) -> DataFrame:
         """WHEN _extra IS NULL THEN concat('{"_line": ', _line_extra, '}') """
         """ELSE concat(substring(_extra, 1, length(_extra) - 1), ', "_line": ', _line_extra, '}') END"""
     )
-    values = [f"CAST(_line['{f}'] AS STRING) AS {f}" if f in POS_LINE_FIELDS else f"CAST({f} AS STRING) AS {f}" for f in SALES_FIELDS]
+    values = [
+        f"CAST(_line['{f}'] AS STRING) AS {f}" if f in POS_LINE_FIELDS else f"CAST({f} AS STRING) AS {f}"
+        for f in SALES_FIELDS
+    ]
     return with_extra.selectExpr(
         f"{_lit(BRONZE_POS_TRANSACTIONS.key)} AS source_table",
         f"{_lit(POS_STREAM)} AS channel",
@@ -474,7 +528,9 @@ def sales_candidates_from_events(bronze_pos: DataFrame) -> DataFrame:
     )
 
 
-def candidates_judged_with(candidates: DataFrame, arrival_date: dt.date, last_arrival_date: dt.date | None = None) -> DataFrame:
+def candidates_judged_with(
+    candidates: DataFrame, arrival_date: dt.date, last_arrival_date: dt.date | None = None
+) -> DataFrame:
     """The candidates that arrived on `arrival_date` (… `last_arrival_date`), plus those of
     other days that share a transaction id with one of them: all `clean_sales` needs to
     classify those days' records.
@@ -555,9 +611,15 @@ def clean_sales(candidates: DataFrame, known_keys: DataFrame, *, lateness_days: 
         *[_missing(f) for f in _SALES_REQUIRED],
         *[c for t in typed for c in t.checks],
         _Check(rules.NEGATIVE_PRICE, "_price_exact < 0", _msg("unit_price ", _q("unit_price"), " is negative")),
-        _Check(rules.DISCOUNT_OUT_OF_RANGE, f"NOT ({discount_in_range})", _msg("discount ", _q("discount"), " is outside 0..1")),
+        _Check(
+            rules.DISCOUNT_OUT_OF_RANGE,
+            f"NOT ({discount_in_range})",
+            _msg("discount ", _q("discount"), " is outside 0..1"),
+        ),
         _Check(rules.ZERO_QUANTITY, "v_quantity = 0", _lit("quantity is 0")),
-        _Check(rules.INVALID_VALUE, "v_line_number < 1", _msg("line_number ", _Sql("v_line_number"), " is not positive")),
+        _Check(
+            rules.INVALID_VALUE, "v_line_number < 1", _msg("line_number ", _Sql("v_line_number"), " is not positive")
+        ),
         _Check(
             rules.INVALID_VALUE,
             f"_gross_exact >= {_MAX_AMOUNT}",
@@ -570,14 +632,28 @@ def clean_sales(candidates: DataFrame, known_keys: DataFrame, *, lateness_days: 
         _Check(
             rules.LATE_EVENT,
             f"datediff(_arrival_date, _event_date) > {L}",
-            _msg("event date ", _Sql("_event_date"), " is ", _Sql("datediff(_arrival_date, _event_date)"), " days before its arrival on ",
-                 _Sql("_arrival_date"), f" (lateness window {L} days)"),
+            _msg(
+                "event date ",
+                _Sql("_event_date"),
+                " is ",
+                _Sql("datediff(_arrival_date, _event_date)"),
+                " days before its arrival on ",
+                _Sql("_arrival_date"),
+                f" (lateness window {L} days)",
+            ),
         ),
         _Check(
             rules.FUTURE_EVENT,
             "datediff(_event_date, _arrival_date) > 1",
-            _msg("event date ", _Sql("_event_date"), " is ", _Sql("datediff(_event_date, _arrival_date)"), " days after its arrival on ",
-                 _Sql("_arrival_date"), " (at most 1 allowed)"),
+            _msg(
+                "event date ",
+                _Sql("_event_date"),
+                " is ",
+                _Sql("datediff(_event_date, _arrival_date)"),
+                " days after its arrival on ",
+                _Sql("_arrival_date"),
+                " (at most 1 allowed)",
+            ),
         ),
     ]
     df = _judge(df, checks)
@@ -589,9 +665,27 @@ def clean_sales(candidates: DataFrame, known_keys: DataFrame, *, lateness_days: 
 
 # The classified columns `_sales_outputs` reads, `_raw_record` aside.
 _SALES_OUTPUT_COLUMNS = (
-    "source_table", "channel", "_source", "_arrival_date", "record_key", "_rule", "_reason", "_duplicate", "_extra", "_event_date",
-    "transaction_id", "v_line_number", "v_event_time", "store_id", "product_id", "customer_id", "v_quantity", "v_unit_price",
-    "v_discount", "_gross_exact", "payment_method",
+    "source_table",
+    "channel",
+    "_source",
+    "_arrival_date",
+    "record_key",
+    "_rule",
+    "_reason",
+    "_duplicate",
+    "_extra",
+    "_event_date",
+    "transaction_id",
+    "v_line_number",
+    "v_event_time",
+    "store_id",
+    "product_id",
+    "customer_id",
+    "v_quantity",
+    "v_unit_price",
+    "v_discount",
+    "_gross_exact",
+    "payment_method",
 )
 
 
@@ -639,7 +733,11 @@ def known_keys(customers: DataFrame, products: DataFrame, stores: DataFrame) -> 
     """(kind, key, first_arrival_date): when each master key first arrived in Silver."""
     parts = [
         frame.selectExpr(f"{_lit(kind)} AS kind", f"{column} AS key", "_arrival_date")
-        for kind, column, frame in ((CUSTOMER, "customer_id", customers), (PRODUCT, "product_id", products), (STORE, "store_id", stores))
+        for kind, column, frame in (
+            (CUSTOMER, "customer_id", customers),
+            (PRODUCT, "product_id", products),
+            (STORE, "store_id", stores),
+        )
     ]
     union = parts[0].unionByName(parts[1]).unionByName(parts[2])
     return union.groupBy("kind", "key").agg(F.min("_arrival_date").alias("first_arrival_date"))
@@ -647,41 +745,74 @@ def known_keys(customers: DataFrame, products: DataFrame, stores: DataFrame) -> 
 
 @dataclass(frozen=True)
 class _Shape:
-    """How one Bronze master/inventory table becomes its Silver table."""
+    """How a Silver refinement types its Bronze table: read off its registry entry."""
 
-    bronze: TableSpec
     silver: TableSpec
-    identity: tuple[str, ...]  # business key without the version
-    versioned: bool = True  # change records carrying `updated_at`
-    required: tuple[str, ...] = ()  # besides identity (and updated_at)
-    dates: tuple[str, ...] = ()
-    prices: tuple[str, ...] = ()  # decimal(12,2), negative → negative_price
-    counts: tuple[str, ...] = ()  # int, negative → invalid_value
-    references: tuple[tuple[str, str, str], ...] = ()  # (kind, column, rule)
+
+    @property
+    def bronze(self) -> TableSpec:
+        if self.silver.refines is None:
+            raise ValueError(f"{self.silver.key} does not refine a Bronze table of its own")
+        return self.silver.refines
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        return self.silver.identity
+
+    @property
+    def versioned(self) -> bool:
+        return self.silver.versioned
+
+    def _typed(self, type_: str) -> tuple[str, ...]:
+        return tuple(c for c in self.attributes if self.silver.column(c).type == type_ and c != "updated_at")
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Set on every record, besides identity and version (non-nullable in the registry)."""
+        return tuple(
+            c
+            for c in self.attributes
+            if not self.silver.column(c).nullable and c not in self.identity and c != "updated_at"
+        )
+
+    @property
+    def dates(self) -> tuple[str, ...]:
+        return self._typed("date")
+
+    @property
+    def prices(self) -> tuple[str, ...]:
+        """decimal(12,2) money columns: a negative one breaks `negative_price`."""
+        return self._typed("decimal(12,2)")
+
+    @property
+    def counts(self) -> tuple[str, ...]:
+        """int columns: a negative one breaks `invalid_value`."""
+        return self._typed("int")
+
+    @property
+    def references(self) -> tuple[tuple[str, str, str], ...]:
+        """(kind, column, rule) of each column that must name a known master record."""
+        out = []
+        for column, master in self.silver.references:
+            kind = master.identity[0].removesuffix("_id")
+            out.append((kind, column, rules.unknown_master(kind)))
+        return tuple(out)
 
     @property
     def attributes(self) -> list[str]:
         """The Silver table's business columns (its lineage columns aside)."""
-        return [c.name for c in self.silver.columns if c.name not in _LINEAGE]
+        return self.silver.business_columns
 
 
-_CUSTOMERS = _Shape(BRONZE_CUSTOMERS, SILVER_CUSTOMERS, ("customer_id",), dates=("birth_date",))
-_PRODUCTS = _Shape(BRONZE_PRODUCTS, SILVER_PRODUCTS, ("product_id",), prices=("unit_cost", "list_price"))
-_STORES = _Shape(BRONZE_STORES, SILVER_STORES, ("store_id",), dates=("opened_on",))
-_INVENTORY = _Shape(
-    BRONZE_INVENTORY,
-    SILVER_INVENTORY,
-    ("snapshot_date", "store_id", "product_id"),
-    versioned=False,
-    required=("on_hand_qty",),
-    dates=("snapshot_date",),
-    counts=("on_hand_qty",),
-    references=((STORE, "store_id", rules.UNKNOWN_STORE), (PRODUCT, "product_id", rules.UNKNOWN_PRODUCT)),
-)
-_LINEAGE = ("extra_attributes", "_source", "_arrival_date", "_batch_id")
+def clean_master_data(bronze: DataFrame, spec: TableSpec, *, batch_id: str) -> SplitResult:
+    """Bronze change records → their Silver table (`spec`: customers, products or stores), one
+    row per distinct change; what is typed and checked is read off the registry entry."""
+    if spec.references:
+        raise ValueError(f"{spec.key} references master data: clean it with its known keys")
+    return _clean(bronze, _Shape(spec), batch_id=batch_id)
 
 
-def _clean_master(
+def _clean(
     bronze: DataFrame, shape: _Shape, *, batch_id: str, known: DataFrame | None = None, lateness_days: int = 0
 ) -> SplitResult:
     fields = [c.name for c in shape.bronze.columns if not c.name.startswith("_")]
@@ -759,22 +890,7 @@ def _split_outputs(classified: DataFrame, shape: _Shape, *, batch_id: str) -> Sp
     )
 
 
-def clean_customers(bronze: DataFrame, *, batch_id: str) -> SplitResult:
-    """Bronze customer change records → Silver customers (one row per distinct change)."""
-    return _clean_master(bronze, _CUSTOMERS, batch_id=batch_id)
-
-
-def clean_products(bronze: DataFrame, *, batch_id: str) -> SplitResult:
-    """Bronze product change records → Silver products (one row per distinct change)."""
-    return _clean_master(bronze, _PRODUCTS, batch_id=batch_id)
-
-
-def clean_stores(bronze: DataFrame, *, batch_id: str) -> SplitResult:
-    """Bronze store change records → Silver stores (one row per distinct change)."""
-    return _clean_master(bronze, _STORES, batch_id=batch_id)
-
-
 def clean_inventory(bronze: DataFrame, known_keys: DataFrame, *, lateness_days: int, batch_id: str) -> SplitResult:
     """Bronze inventory snapshots → Silver inventory (one row per store, product and day);
     stores and products must be known by the snapshot's arrival + L (`known_keys`)."""
-    return _clean_master(bronze, _INVENTORY, batch_id=batch_id, known=known_keys, lateness_days=lateness_days)
+    return _clean(bronze, _Shape(SILVER_INVENTORY), batch_id=batch_id, known=known_keys, lateness_days=lateness_days)

@@ -33,7 +33,13 @@ if TYPE_CHECKING:
 # Access modes in which a cluster reaches Unity Catalog (the DATA_SECURITY_MODE_* names are the
 # newer names, "dedicated" and "standard", and AUTO lets Databricks pick one of them).
 UC_ACCESS_MODES = frozenset(
-    {"SINGLE_USER", "USER_ISOLATION", "DATA_SECURITY_MODE_DEDICATED", "DATA_SECURITY_MODE_STANDARD", "DATA_SECURITY_MODE_AUTO"}
+    {
+        "SINGLE_USER",
+        "USER_ISOLATION",
+        "DATA_SECURITY_MODE_DEDICATED",
+        "DATA_SECURITY_MODE_STANDARD",
+        "DATA_SECURITY_MODE_AUTO",
+    }
 )
 _serial = itertools.count(1)
 
@@ -99,7 +105,13 @@ class ComputeApi:
 
     def create_instance_pool(self, instance_pool_name: str, *, node_type_id: str = "i3.xlarge", **spec: Any) -> str:
         pool_id = f"0101-000000-pool{next(_serial):04d}"
-        self.instance_pools[pool_id] = {"instance_pool_id": pool_id, "instance_pool_name": instance_pool_name, "node_type_id": node_type_id, **spec, "state": "ACTIVE"}
+        self.instance_pools[pool_id] = {
+            "instance_pool_id": pool_id,
+            "instance_pool_name": instance_pool_name,
+            "node_type_id": node_type_id,
+            **spec,
+            "state": "ACTIVE",
+        }
         return pool_id
 
     # ---- validation ----------------------------------------------------------------------
@@ -119,9 +131,15 @@ class ComputeApi:
         for key in ("instance_pool_id", "driver_instance_pool_id"):
             pool = spec.get(key)
             if pool is not None and pool not in self.instance_pools:
-                raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", f"Instance pool {pool} ({key}) does not exist.")
+                raise ApiError(
+                    HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", f"Instance pool {pool} ({key}) does not exist."
+                )
         if spec.get("driver_instance_pool_id") and not spec.get("instance_pool_id"):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", "driver_instance_pool_id requires instance_pool_id for the workers.")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                "driver_instance_pool_id requires instance_pool_id for the workers.",
+            )
         return runtime
 
     def check_access_mode(self, spec: Mapping[str, Any]) -> None:
@@ -143,7 +161,9 @@ class ComputeApi:
 
     # ---- cluster state -------------------------------------------------------------------
 
-    def _new_cluster(self: WorkspaceEmulator, spec: Mapping[str, Any], *, source: str, cluster_id: str | None = None) -> EmulatedCluster:
+    def _new_cluster(
+        self: WorkspaceEmulator, spec: Mapping[str, Any], *, source: str, cluster_id: str | None = None
+    ) -> EmulatedCluster:
         self._validate_spec(spec)
         cluster_id = cluster_id or f"0101-{next(_serial):06d}-emul{self._new_id():04d}"
         cluster = EmulatedCluster(cluster_id, dict(spec), source)
@@ -179,7 +199,9 @@ class ComputeApi:
         out = {
             **cluster.spec,
             "cluster_id": cluster.cluster_id,
-            "cluster_name": cluster.spec.get("cluster_name", f"job-cluster-{cluster.cluster_id}" if cluster.source == "JOB" else ""),
+            "cluster_name": cluster.spec.get(
+                "cluster_name", f"job-cluster-{cluster.cluster_id}" if cluster.source == "JOB" else ""
+            ),
             "state": state,
             "state_message": cluster.state_message,
             "cluster_source": cluster.source,
@@ -206,9 +228,17 @@ class ComputeApi:
         cluster = self._cluster(p["cluster_id"])
         state = cluster.refresh()
         if cluster.source == "JOB":
-            raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", f"Cluster {cluster.cluster_id} is a job cluster and cannot be started.")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                f"Cluster {cluster.cluster_id} is a job cluster and cannot be started.",
+            )
         if state != "TERMINATED":
-            raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_STATE", f"Cluster {cluster.cluster_id} is in unexpected state {state.capitalize()}.")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "INVALID_STATE",
+                f"Cluster {cluster.cluster_id} is in unexpected state {state.capitalize()}.",
+            )
         self._start(cluster)
         return {}
 
@@ -219,18 +249,33 @@ class ComputeApi:
         return {}
 
     def clusters_spark_versions(self, p: Mapping[str, Any]) -> dict[str, Any]:
-        return {"versions": [{"key": r.key, "name": f"{r.version_number} (includes Apache Spark {r.spark}, Scala 2.13)"} for r in runtimes().values()]}
+        return {
+            "versions": [
+                {"key": r.key, "name": f"{r.version_number} (includes Apache Spark {r.spark}, Scala 2.13)"}
+                for r in runtimes().values()
+            ]
+        }
 
     def instance_pools_create(self, p: Mapping[str, Any]) -> dict[str, Any]:
         if not p.get("instance_pool_name") or not p.get("node_type_id"):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", "instance_pool_name and node_type_id are required")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", "instance_pool_name and node_type_id are required"
+            )
         spec = {k: v for k, v in p.items() if k not in ("instance_pool_name", "node_type_id")}
-        return {"instance_pool_id": self.create_instance_pool(p["instance_pool_name"], node_type_id=p["node_type_id"], **spec)}
+        return {
+            "instance_pool_id": self.create_instance_pool(
+                p["instance_pool_name"], node_type_id=p["node_type_id"], **spec
+            )
+        }
 
     def instance_pools_get(self, p: Mapping[str, Any]) -> dict[str, Any]:
         pool = self.instance_pools.get(p.get("instance_pool_id", ""))
         if pool is None:
-            raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", f"Instance pool {p.get('instance_pool_id')} does not exist.")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                f"Instance pool {p.get('instance_pool_id')} does not exist.",
+            )
         return pool
 
     def instance_pools_list(self, p: Mapping[str, Any]) -> dict[str, Any]:
@@ -238,7 +283,10 @@ class ComputeApi:
 
     def libraries_cluster_status(self, p: Mapping[str, Any]) -> dict[str, Any]:
         cluster = self._cluster(p["cluster_id"])
-        return {"cluster_id": cluster.cluster_id, "library_statuses": list(self.cluster_library_statuses.get(cluster.cluster_id, []))}
+        return {
+            "cluster_id": cluster.cluster_id,
+            "library_statuses": list(self.cluster_library_statuses.get(cluster.cluster_id, [])),
+        }
 
 
 ROUTES = {

@@ -66,7 +66,9 @@ class DbfsApi:
 
     def _status(self, path: Path, dbfs_path: str) -> dict[str, Any]:
         if not path.exists():
-            raise ApiError(HTTPStatus.NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", f"No file or directory exists on path {dbfs_path}.")
+            raise ApiError(
+                HTTPStatus.NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", f"No file or directory exists on path {dbfs_path}."
+            )
         return {
             "path": normalize_dbfs(dbfs_path),
             "is_dir": path.is_dir(),
@@ -95,7 +97,11 @@ class DbfsApi:
     def dbfs_create(self: WorkspaceEmulator, p: Mapping[str, Any]) -> dict[str, Any]:
         path = self._local(p["path"])
         if path.exists() and not p.get("overwrite", False):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "RESOURCE_ALREADY_EXISTS", f"A file or directory already exists at the input path {p['path']}.")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "RESOURCE_ALREADY_EXISTS",
+                f"A file or directory already exists at the input path {p['path']}.",
+            )
         handle = self._new_id()
         with self._lock:
             self._handles[handle] = (p["path"], bytearray())

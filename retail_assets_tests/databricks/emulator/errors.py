@@ -14,7 +14,9 @@ class ApiError(Exception):
     endpoint's `{"error": ..., "error_description": ...}`).
     """
 
-    def __init__(self, status: HTTPStatus | int, code: str, message: str, *, body: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, status: HTTPStatus | int, code: str, message: str, *, body: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = HTTPStatus(status), code, message
         self.body = body

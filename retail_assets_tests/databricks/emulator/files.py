@@ -66,7 +66,11 @@ class FilesApi:
         """A volume and its folder (returned). With `emulator.catalog`, the volume is created
         there, with its catalog and schema when they do not exist yet."""
         if self.catalog is not None:
-            for create, args in (("create_catalog", (catalog,)), ("create_schema", (catalog, schema)), ("create_volume", (catalog, schema, name))):
+            for create, args in (
+                ("create_catalog", (catalog,)),
+                ("create_schema", (catalog, schema)),
+                ("create_volume", (catalog, schema, name)),
+            ):
                 if hasattr(self.catalog, create):
                     try:
                         getattr(self.catalog, create)(*args)
@@ -106,7 +110,11 @@ class FilesApi:
             )
         match = VOLUME.fullmatch(normal)
         if match is None:
-            raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", f"Invalid path {path}: it names no volume (/Volumes/<catalog>/<schema>/<volume>/...)")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                f"Invalid path {path}: it names no volume (/Volumes/<catalog>/<schema>/<volume>/...)",
+            )
         catalog, schema, volume = match["catalog"], match["schema"], match["volume"]
         if not self.volume_exists(catalog, schema, volume):
             raise not_found(f"Volume '{catalog}.{schema}.{volume}' does not exist.")
@@ -122,11 +130,17 @@ class FilesApi:
         if target.is_dir():
             raise ApiError(HTTPStatus.CONFLICT, "ALREADY_EXISTS", f"A directory already exists at {m['path']}.")
         if target.exists() and not overwrite:
-            raise ApiError(HTTPStatus.CONFLICT, "ALREADY_EXISTS", f"The file being created already exists: {m['path']}.")
+            raise ApiError(
+                HTTPStatus.CONFLICT, "ALREADY_EXISTS", f"The file being created already exists: {m['path']}."
+            )
         try:
             write_atomically(target, self.request.body)
         except (FileExistsError, NotADirectoryError):
-            raise ApiError(HTTPStatus.CONFLICT, "ALREADY_EXISTS", f"A file exists where a parent directory of {m['path']} should be.") from None
+            raise ApiError(
+                HTTPStatus.CONFLICT,
+                "ALREADY_EXISTS",
+                f"A file exists where a parent directory of {m['path']} should be.",
+            ) from None
         return RawResponse(HTTPStatus.NO_CONTENT)
 
     def _file(self, m: re.Match) -> Path:
@@ -151,15 +165,25 @@ class FilesApi:
         if wanted:
             match = RANGE.fullmatch(wanted.strip())
             if match is None or (not match[1] and not match[2]):
-                raise ApiError(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, "INVALID_PARAMETER_VALUE", f"Unsupported Range {wanted!r}")
+                raise ApiError(
+                    HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+                    "INVALID_PARAMETER_VALUE",
+                    f"Unsupported Range {wanted!r}",
+                )
             if match[1]:
                 start, end = int(match[1]), int(match[2]) if match[2] else len(data) - 1
             else:  # the last N bytes
                 start, end = max(0, len(data) - int(match[2])), len(data) - 1
             if start >= len(data) or end < start:
-                raise ApiError(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, "INVALID_PARAMETER_VALUE", f"Range {wanted!r} outside a {len(data)}-byte file")
+                raise ApiError(
+                    HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+                    "INVALID_PARAMETER_VALUE",
+                    f"Range {wanted!r} outside a {len(data)}-byte file",
+                )
             part = data[start : end + 1]
-            headers = self._file_headers(target, len(part)) | {"Content-Range": f"bytes {start}-{start + len(part) - 1}/{len(data)}"}
+            headers = self._file_headers(target, len(part)) | {
+                "Content-Range": f"bytes {start}-{start + len(part) - 1}/{len(data)}"
+            }
             return RawResponse(HTTPStatus.PARTIAL_CONTENT, headers, part)
         return RawResponse(HTTPStatus.OK, self._file_headers(target, len(data)), data)
 
@@ -169,7 +193,11 @@ class FilesApi:
     def files_delete(self, p: Mapping[str, Any], m: re.Match) -> RawResponse:
         target = self._volume_target(m["path"])
         if target.is_dir():
-            raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", f"{m['path']} is a directory: delete it with DELETE /api/2.0/fs/directories")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                f"{m['path']} is a directory: delete it with DELETE /api/2.0/fs/directories",
+            )
         if not target.exists():
             raise not_found(f"The file being deleted is not found: {m['path']}.")
         target.unlink()
@@ -182,7 +210,9 @@ class FilesApi:
         try:
             target.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
-            raise ApiError(HTTPStatus.CONFLICT, "ALREADY_EXISTS", f"A file exists at {m['path']} or one of its parents.") from None
+            raise ApiError(
+                HTTPStatus.CONFLICT, "ALREADY_EXISTS", f"A file exists at {m['path']} or one of its parents."
+            ) from None
         return RawResponse(HTTPStatus.NO_CONTENT)
 
     def _directory(self, m: re.Match) -> Path:
@@ -210,7 +240,11 @@ class FilesApi:
                 if token["path"] != base:
                     raise ValueError(token["path"])
             except (ValueError, KeyError, TypeError):
-                raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", "Invalid page_token: it belongs to no listing of this directory.") from None
+                raise ApiError(
+                    HTTPStatus.BAD_REQUEST,
+                    "INVALID_PARAMETER_VALUE",
+                    "Invalid page_token: it belongs to no listing of this directory.",
+                ) from None
         names = sorted(c.name for c in folder.iterdir() if not c.name.endswith(WRITING))
         remaining = [n for n in names if n > after]
         page, more = remaining[:size], len(remaining) > size
@@ -224,18 +258,36 @@ class FilesApi:
             if child.is_dir():
                 contents.append({"path": f"{base}/{name}/", "is_directory": True, "name": name})
             else:
-                contents.append({"path": f"{base}/{name}", "is_directory": False, "file_size": stat.st_size, "last_modified": int(stat.st_mtime * 1000), "name": name})
+                contents.append(
+                    {
+                        "path": f"{base}/{name}",
+                        "is_directory": False,
+                        "file_size": stat.st_size,
+                        "last_modified": int(stat.st_mtime * 1000),
+                        "name": name,
+                    }
+                )
         out: dict[str, Any] = {"contents": contents}
         if more:
-            out["next_page_token"] = base64.urlsafe_b64encode(json.dumps({"path": base, "after": page[-1]}).encode()).decode()
+            out["next_page_token"] = base64.urlsafe_b64encode(
+                json.dumps({"path": base, "after": page[-1]}).encode()
+            ).decode()
         return out
 
     def directories_delete(self, p: Mapping[str, Any], m: re.Match) -> RawResponse:
         target = self._directory(m)
         if VOLUME.fullmatch(posixpath.normpath(m["path"]))["rest"] in (None, "/"):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", f"{m['path']} is the root of a volume: drop the volume instead.")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                f"{m['path']} is the root of a volume: drop the volume instead.",
+            )
         if any(target.iterdir()):
-            raise ApiError(HTTPStatus.CONFLICT, "DIRECTORY_NOT_EMPTY", f"The directory is not empty: {m['path']}. Delete its contents first.")
+            raise ApiError(
+                HTTPStatus.CONFLICT,
+                "DIRECTORY_NOT_EMPTY",
+                f"The directory is not empty: {m['path']}. Delete its contents first.",
+            )
         shutil.rmtree(target)
         return RawResponse(HTTPStatus.NO_CONTENT)
 

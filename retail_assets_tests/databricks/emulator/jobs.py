@@ -93,7 +93,11 @@ class EmulatedRun:
     cluster_wait: float | None = None  # seconds the run waited for its cluster to be RUNNING
 
     def state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"life_cycle_state": self.life_cycle_state, "state_message": self.state_message, "user_cancelled_or_timedout": False}
+        state: dict[str, Any] = {
+            "life_cycle_state": self.life_cycle_state,
+            "state_message": self.state_message,
+            "user_cancelled_or_timedout": False,
+        }
         if self.result_state is not None:
             state["result_state"] = self.result_state
             state["user_cancelled_or_timedout"] = self.result_state in ("CANCELED", "TIMEDOUT")
@@ -104,19 +108,40 @@ def check_isolation(volumes_root: Path, dbfs_root: Path | None) -> str:
     """Make sure a cluster process can get its private mounts; returns the `unshare` to use."""
     unshare = shutil.which("unshare")
     if unshare is None:
-        raise ClusterIsolationError("the emulated cluster needs util-linux `unshare` (a private mount namespace for /Volumes and /dbfs); it is not on PATH")
+        raise ClusterIsolationError(
+            "the emulated cluster needs util-linux `unshare` (a private mount namespace for /Volumes and /dbfs); it is not on PATH"
+        )
     for mountpoint in (VOLUMES_MOUNT, *([DBFS_MOUNT] if dbfs_root is not None else [])):
         try:
             Path(mountpoint).mkdir(exist_ok=True)
         except OSError as exc:
-            raise ClusterIsolationError(f"cannot create the mount point {mountpoint} the emulated cluster needs: {exc}") from None
+            raise ClusterIsolationError(
+                f"cannot create the mount point {mountpoint} the emulated cluster needs: {exc}"
+            ) from None
     probe = volumes_root / f".mount-probe-{os.getpid()}-{threading.get_ident()}"
     probe.write_text("")
     try:
         result = subprocess.run(
-            [unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", MOUNT_SCRIPT, "cluster-probe",
-             str(volumes_root), str(dbfs_root or ""), "/bin/sh", "-c", f'test -e "/Volumes/{probe.name}"'],
-            capture_output=True, text=True, timeout=30, check=False,
+            [
+                unshare,
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                MOUNT_SCRIPT,
+                "cluster-probe",
+                str(volumes_root),
+                str(dbfs_root or ""),
+                "/bin/sh",
+                "-c",
+                f'test -e "/Volumes/{probe.name}"',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         leaked = Path(VOLUMES_MOUNT, probe.name).exists()
     finally:
@@ -153,7 +178,11 @@ class JobsApi:
             return self.volume_path(path)
         if str(path).startswith("dbfs:"):
             return self.dbfs_file(path)
-        raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", f"Unsupported path {path}: the emulator serves dbfs:/… and /Volumes/… files")
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST,
+            "INVALID_PARAMETER_VALUE",
+            f"Unsupported path {path}: the emulator serves dbfs:/… and /Volumes/… files",
+        )
 
     def _check_dbfs_use(self, task: Mapping[str, Any]) -> None:
         if self.dbfs_root_enabled:
@@ -161,23 +190,44 @@ class JobsApi:
         spark_task = task["spark_python_task"]
         used = [("python_file", spark_task["python_file"])]
         used += [("parameter", a) for a in spark_task.get("parameters", []) if isinstance(a, str)]
-        used += [(f"{kind} library", lib[kind]) for lib in task.get("libraries", []) for kind in ("whl", "jar", "egg", "requirements") if kind in lib]
+        used += [
+            (f"{kind} library", lib[kind])
+            for lib in task.get("libraries", [])
+            for kind in ("whl", "jar", "egg", "requirements")
+            if kind in lib
+        ]
         for what, path in used:
             if uses_dbfs_root(path):
-                raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", f"{DBFS_DISABLED} The task's {what} {path} is on DBFS root.")
+                raise ApiError(
+                    HTTPStatus.BAD_REQUEST,
+                    "INVALID_PARAMETER_VALUE",
+                    f"{DBFS_DISABLED} The task's {what} {path} is on DBFS root.",
+                )
 
     def runs_submit(self: WorkspaceEmulator, p: Mapping[str, Any]) -> dict[str, Any]:
         tasks = p.get("tasks") or []
         if len(tasks) != 1:
-            raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", "the emulator runs exactly one task per submitted run")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                "the emulator runs exactly one task per submitted run",
+            )
         task = tasks[0]
         if "spark_python_task" not in task:
             raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", "only spark_python_task is emulated")
         new_cluster, existing_id = task.get("new_cluster"), task.get("existing_cluster_id")
         if not new_cluster and not existing_id:
-            raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", "One of new_cluster or existing_cluster_id must be specified")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                "One of new_cluster or existing_cluster_id must be specified",
+            )
         if new_cluster and existing_id:
-            raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", "Only one of new_cluster or existing_cluster_id may be specified")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                "Only one of new_cluster or existing_cluster_id may be specified",
+            )
         if existing_id:
             spec = self._cluster(existing_id).spec
         else:
@@ -187,10 +237,20 @@ class JobsApi:
         self._check_dbfs_use(task)
         python_file = task["spark_python_task"]["python_file"]
         if not self._task_file(python_file).is_file():
-            raise ApiError(HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", f"python_file {python_file} does not exist")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST, "INVALID_PARAMETER_VALUE", f"python_file {python_file} does not exist"
+            )
         run_id = self._new_id()
-        run = EmulatedRun(run_id, p.get("run_name") or "Untitled", task, dict(p), self.runs_root / str(run_id),
-                          existing_cluster=bool(existing_id), spark_version=spec["spark_version"], submitted_by=self.request.principal)
+        run = EmulatedRun(
+            run_id,
+            p.get("run_name") or "Untitled",
+            task,
+            dict(p),
+            self.runs_root / str(run_id),
+            existing_cluster=bool(existing_id),
+            spark_version=spec["spark_version"],
+            submitted_by=self.request.principal,
+        )
         if existing_id:
             run.cluster_id = str(existing_id)
         else:
@@ -199,7 +259,9 @@ class JobsApi:
         with self._lock:
             self.runs[run_id] = run
             self.cluster_runs.setdefault(run.cluster_id, []).append(run_id)
-        threading.Thread(target=self._execute, args=(run, p.get("timeout_seconds")), name=f"emulated-run-{run_id}", daemon=True).start()
+        threading.Thread(
+            target=self._execute, args=(run, p.get("timeout_seconds")), name=f"emulated-run-{run_id}", daemon=True
+        ).start()
         return {"run_id": run_id}
 
     # ---- read ----------------------------------------------------------------------------
@@ -216,7 +278,9 @@ class JobsApi:
             "start_time": run.start_time,
             "end_time": run.end_time,
         }
-        task["existing_cluster_id" if run.existing_cluster else "new_cluster"] = run.task.get("existing_cluster_id") or run.task.get("new_cluster")
+        task["existing_cluster_id" if run.existing_cluster else "new_cluster"] = run.task.get(
+            "existing_cluster_id"
+        ) or run.task.get("new_cluster")
         return {
             "job_id": 900000 + run.run_id,
             "run_id": run.run_id,
@@ -278,14 +342,21 @@ class JobsApi:
         if run.existing_cluster:
             self._start(cluster)  # an all-purpose cluster that was terminated starts again
         else:
-            self.clusters_created.append(ClusterStart(cluster.cluster_id, run.run_id, cluster.spec["spark_version"], cluster.instance_pool_id))
+            self.clusters_created.append(
+                ClusterStart(cluster.cluster_id, run.run_id, cluster.spec["spark_version"], cluster.instance_pool_id)
+            )
         while cluster.refresh() == "PENDING":
             time.sleep(min(0.05, max(0.0, cluster.ready_at - time.monotonic())) or 0.01)
             if run.life_cycle_state != "PENDING":
                 return False
         run.cluster_wait = time.monotonic() - began
         if cluster.state != "RUNNING":
-            self._finish(run, "FAILED", f"Cluster {cluster.cluster_id} is {cluster.state}: {cluster.state_message}", life_cycle="INTERNAL_ERROR")
+            self._finish(
+                run,
+                "FAILED",
+                f"Cluster {cluster.cluster_id} is {cluster.state}: {cluster.state_message}",
+                life_cycle="INTERNAL_ERROR",
+            )
             return False
         return run.life_cycle_state == "PENDING"
 
@@ -319,7 +390,7 @@ class JobsApi:
                 self._finish(run, "FAILED", f"Emulator: {unsupported}", life_cycle="INTERNAL_ERROR")
                 return
             self._run_task(run, runtime, cluster, timeout_seconds)
-        except Exception as exc:  # an emulator bug must end the run, not leave it PENDING forever
+        except Exception as exc:  # noqa: BLE001 - an emulator bug must end the run, not leave it PENDING forever
             run.error = f"{type(exc).__name__}: {exc}"
             self._finish(run, "FAILED", f"Emulator error: {run.error}", life_cycle="INTERNAL_ERROR")
         finally:
@@ -334,7 +405,13 @@ class JobsApi:
             return DBFS_MOUNT + normalize_dbfs(path)
         return path
 
-    def _run_task(self: WorkspaceEmulator, run: EmulatedRun, runtime: Runtime, cluster: EmulatedCluster, timeout_seconds: int | None) -> None:
+    def _run_task(
+        self: WorkspaceEmulator,
+        run: EmulatedRun,
+        runtime: Runtime,
+        cluster: EmulatedCluster,
+        timeout_seconds: int | None,
+    ) -> None:
         spec = cluster.spec
         spark_task = run.task["spark_python_task"]
         secrets_file = run.run_dir / "secrets.json"
@@ -354,17 +431,36 @@ class JobsApi:
                 **{k: str(v) for k, v in (spec.get("spark_env_vars") or {}).items()},
             }
         )
-        run.argv = [self.python, str(CLUSTER_MAIN), self._cluster_path(spark_task["python_file"]), *map(str, spark_task.get("parameters", []))]
+        run.argv = [
+            self.python,
+            str(CLUSTER_MAIN),
+            self._cluster_path(spark_task["python_file"]),
+            *map(str, spark_task.get("parameters", [])),
+        ]
         assert self._unshare is not None, "emulator not started"
-        command = [self._unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", MOUNT_SCRIPT, "emulated-cluster",
-                   str(self.volumes_root), str(self.dbfs_root) if self.dbfs_root_enabled else "", *run.argv]
+        command = [
+            self._unshare,
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            MOUNT_SCRIPT,
+            "emulated-cluster",
+            str(self.volumes_root),
+            str(self.dbfs_root) if self.dbfs_root_enabled else "",
+            *run.argv,
+        ]
         with self._lock:
             if run.life_cycle_state != "PENDING":
                 return  # cancelled while the cluster was starting
             run.life_cycle_state, run.state_message = "RUNNING", "In run"
             run.cluster_environment = dict(env)
             with (run.run_dir / "driver_stdout").open("wb") as out, (run.run_dir / "driver_stderr").open("wb") as err:
-                run.process = subprocess.Popen(command, cwd=run.run_dir, env=env, stdout=out, stderr=err, start_new_session=True)
+                run.process = subprocess.Popen(
+                    command, cwd=run.run_dir, env=env, stdout=out, stderr=err, start_new_session=True
+                )
         try:
             code = run.process.wait(timeout=timeout_seconds or None)
         except subprocess.TimeoutExpired:

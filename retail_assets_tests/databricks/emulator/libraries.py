@@ -79,8 +79,16 @@ def read_wheel(path: Path, shown: str) -> WheelInfo:
     if not meta_name or not meta_version:
         raise LibraryError(f"{shown} is not a wheel: its METADATA has no Name or Version")
     if canonicalize_name(meta_name) != name or Version(meta_version) != version:
-        raise LibraryError(f"{shown} is invalid: its file name says {name} {version}, its METADATA {meta_name} {meta_version}")
-    return WheelInfo(meta_name, meta_version, tuple(message.get_all("Requires-Dist") or ()), message.get("Requires-Python"), frozenset(tags))
+        raise LibraryError(
+            f"{shown} is invalid: its file name says {name} {version}, its METADATA {meta_name} {meta_version}"
+        )
+    return WheelInfo(
+        meta_name,
+        meta_version,
+        tuple(message.get_all("Requires-Dist") or ()),
+        message.get("Requires-Python"),
+        frozenset(tags),
+    )
 
 
 def supported_tags(runtime: Runtime) -> set[Tag]:
@@ -115,15 +123,19 @@ def wheel_problem(wheel: WheelInfo, runtime: Runtime, shown: str) -> str | None:
             provided = runtime.packages[name]
             if not req.specifier.contains(provided, prereleases=True):
                 what = "Spark" if name == "pyspark" else name
-                return (f"{label} requires {line}, but Databricks Runtime {runtime.key} provides {name} {provided}: "
-                        f"installing it would replace the runtime's own {what}")
+                return (
+                    f"{label} requires {line}, but Databricks Runtime {runtime.key} provides {name} {provided}: "
+                    f"installing it would replace the runtime's own {what}"
+                )
             continue
         if not applies:
             continue
         installed = installed_version(name)
         if installed is None:
-            return (f"{label} requires {line}, which is not installed on the emulated cluster "
-                    "(its Python is the test virtualenv and the emulator installs nothing)")
+            return (
+                f"{label} requires {line}, which is not installed on the emulated cluster "
+                "(its Python is the test virtualenv and the emulator installs nothing)"
+            )
         if not req.specifier.contains(installed, prereleases=True):
             return f"{label} requires {line}, but the emulated cluster has {name} {installed}"
     return None
@@ -172,7 +184,9 @@ def install_libraries(
                 messages.append(f"{wheel.name}=={wheel.version}")
                 present = installed_version(wheel.name)
                 if present is not None:
-                    messages.append(f"emulated: the cluster's Python runs the virtualenv's {canonicalize_name(wheel.name)} {present}, not the wheel's files")
+                    messages.append(
+                        f"emulated: the cluster's Python runs the virtualenv's {canonicalize_name(wheel.name)} {present}, not the wheel's files"
+                    )
             elif "jar" in lib or "maven" in lib:
                 failure = f"JVM libraries cannot be emulated: {lib}"
             elif "egg" in lib:

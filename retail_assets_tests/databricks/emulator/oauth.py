@@ -84,16 +84,29 @@ class OAuthApi:
             user, _, password = decoded.partition(":")
             client_id, client_secret = user, password  # requests sends them as they are, not form-encoded
         if p.get("grant_type") != "client_credentials":
-            raise oauth_error(HTTPStatus.BAD_REQUEST, "unsupported_grant_type", f"grant_type {p.get('grant_type')!r} is not supported")
+            raise oauth_error(
+                HTTPStatus.BAD_REQUEST, "unsupported_grant_type", f"grant_type {p.get('grant_type')!r} is not supported"
+            )
         expected = self.service_principals.get(client_id or "")
         if expected is None or not hmac.compare_digest(expected.encode(), (client_secret or "").encode()):
             raise oauth_error(HTTPStatus.UNAUTHORIZED, "invalid_client", "Client authentication failed")
         now = time.time()
-        issued = IssuedToken(client_id, f"emu-oauth-{secrets.token_urlsafe(32)}", p.get("scope") or "all-apis", now, now + self.oauth_token_seconds)
+        issued = IssuedToken(
+            client_id,
+            f"emu-oauth-{secrets.token_urlsafe(32)}",
+            p.get("scope") or "all-apis",
+            now,
+            now + self.oauth_token_seconds,
+        )
         with self._lock:
             self._oauth_tokens[issued.access_token] = issued
             self.tokens_issued.append(issued)
-        return {"access_token": issued.access_token, "token_type": "Bearer", "expires_in": int(self.oauth_token_seconds), "scope": issued.scope}
+        return {
+            "access_token": issued.access_token,
+            "token_type": "Bearer",
+            "expires_in": int(self.oauth_token_seconds),
+            "scope": issued.scope,
+        }
 
     def principal_of(self, authorization: str | None) -> str:
         """Who a request's bearer token belongs to: "token" (the personal access token) or
@@ -105,7 +118,9 @@ class OAuthApi:
             issued = self._oauth_tokens.get(value)
             if issued is not None:
                 if issued.expired:
-                    raise ApiError(HTTPStatus.UNAUTHORIZED, "UNAUTHENTICATED", "Invalid access token: the OAuth token has expired.")
+                    raise ApiError(
+                        HTTPStatus.UNAUTHORIZED, "UNAUTHENTICATED", "Invalid access token: the OAuth token has expired."
+                    )
                 return f"sp:{issued.client_id}"
         raise ApiError(HTTPStatus.UNAUTHORIZED, "UNAUTHENTICATED", "Invalid access token.")
 

@@ -35,8 +35,14 @@ RUNTIME_SPARK: dict[str, str] = {
 PROVIDED = ("delta-spark", "databricks-sdk", "pandas", "pyarrow")
 # Stand-ins for the runtimes this virtualenv is not (see the module docstring).
 _OLDER = {
-    "17.3.x-scala2.13": ("3.12.3", {"delta-spark": "4.0.0", "databricks-sdk": "0.49.0", "pandas": "2.2.3", "pyarrow": "19.0.1"}),
-    "18.x-scala2.13": ("3.12.3", {"delta-spark": "4.0.0", "databricks-sdk": "0.67.0", "pandas": "2.2.3", "pyarrow": "21.0.0"}),
+    "17.3.x-scala2.13": (
+        "3.12.3",
+        {"delta-spark": "4.0.0", "databricks-sdk": "0.49.0", "pandas": "2.2.3", "pyarrow": "19.0.1"},
+    ),
+    "18.x-scala2.13": (
+        "3.12.3",
+        {"delta-spark": "4.0.0", "databricks-sdk": "0.67.0", "pandas": "2.2.3", "pyarrow": "21.0.0"},
+    ),
 }
 # Packages whose replacement would replace the runtime's Spark (or its Delta Lake).
 SPARK_PACKAGES = frozenset({"pyspark", "delta-spark"})
@@ -70,9 +76,16 @@ class Runtime:
         """PEP 508 marker values of the runtime's interpreter (Linux, CPython)."""
         env = dict(default_environment())
         major_minor = ".".join(self.python.split(".")[:2])
-        env.update(python_version=major_minor, python_full_version=self.python, implementation_version=self.python,
-                   sys_platform="linux", platform_system="Linux", os_name="posix", implementation_name="cpython",
-                   platform_python_implementation="CPython")
+        env.update(
+            python_version=major_minor,
+            python_full_version=self.python,
+            implementation_version=self.python,
+            sys_platform="linux",
+            platform_system="Linux",
+            os_name="posix",
+            implementation_name="cpython",
+            platform_python_implementation="CPython",
+        )
         return env
 
 

@@ -178,25 +178,25 @@ class WorkspaceEmulator(DbfsApi, SecretsApi, FilesApi, ComputeApi, JobsApi, OAut
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 emulator._dispatch(self, "GET")
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 emulator._dispatch(self, "HEAD")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 emulator._dispatch(self, "POST")
 
-            def do_PUT(self) -> None:  # noqa: N802
+            def do_PUT(self) -> None:
                 emulator._dispatch(self, "PUT")
 
-            def do_PATCH(self) -> None:  # noqa: N802
+            def do_PATCH(self) -> None:
                 emulator._dispatch(self, "PATCH")
 
-            def do_DELETE(self) -> None:  # noqa: N802
+            def do_DELETE(self) -> None:
                 emulator._dispatch(self, "DELETE")
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass  # the call log is `emulator.calls`
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -291,11 +291,15 @@ class WorkspaceEmulator(DbfsApi, SecretsApi, FilesApi, ComputeApi, JobsApi, OAut
             status, data = exc.status, json.dumps(exc.payload()).encode()
         except (ValueError, KeyError, TypeError) as exc:
             status = HTTPStatus.BAD_REQUEST
-            data = json.dumps({"error_code": "INVALID_PARAMETER_VALUE", "message": f"{type(exc).__name__}: {exc}"}).encode()
-        except Exception as exc:  # an emulator bug: say so instead of hanging the client
+            data = json.dumps(
+                {"error_code": "INVALID_PARAMETER_VALUE", "message": f"{type(exc).__name__}: {exc}"}
+            ).encode()
+        except Exception as exc:  # noqa: BLE001 - an emulator bug: say so instead of hanging the client
             self.errors.append(f"{method} {path}: {type(exc).__name__}: {exc}")
             status = HTTPStatus.INTERNAL_SERVER_ERROR
-            data = json.dumps({"error_code": "INTERNAL_ERROR", "message": f"emulator error: {type(exc).__name__}: {exc}"}).encode()
+            data = json.dumps(
+                {"error_code": "INTERNAL_ERROR", "message": f"emulator error: {type(exc).__name__}: {exc}"}
+            ).encode()
         finally:
             self._tls.request = None
         try:

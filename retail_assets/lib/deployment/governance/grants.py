@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from retail_assets.lib.deployment.governance.policies import Policies, policies_for
 from retail_assets.lib.deployment.governance.principals import Principals, checked
 from retail_assets.lib.deployment.governance.securables import VOLUMES, layers, quoted, schema_full_name
-from retail_assets.lib.tables import TABLES, Layer, TableSpec
+from retail_assets.lib.registry.tables import TABLES, Layer, TableSpec
 
-# Layers whose tables hold raw personal data.
-PII_LAYERS = (Layer.BRONZE, Layer.SILVER, Layer.QUARANTINE)
-ANALYST_LAYERS = (Layer.GOLD,)
+PII_LAYERS = tuple(layer for layer in Layer if layer.holds_raw_pii)
+ANALYST_LAYERS = tuple(layer for layer in Layer if layer.for_analysts)
 
 PIPELINE_SCHEMA_PRIVILEGES = ("USE SCHEMA", "CREATE TABLE", "SELECT", "MODIFY")
 READER_SCHEMA_PRIVILEGES = ("USE SCHEMA", "SELECT")
@@ -86,17 +85,25 @@ def grants_for(
         grants.append(Grant(READER_SCHEMA_PRIVILEGES, "SCHEMA", schema, who.data_engineers))
         if layer in ANALYST_LAYERS:
             grants.append(Grant(("USE SCHEMA",), "SCHEMA", schema, who.analysts))
-            grants.extend(Grant(("SELECT",), "TABLE", parts(spec), who.analysts) for spec in tables if spec.layer is layer)
+            grants.extend(
+                Grant(("SELECT",), "TABLE", parts(spec), who.analysts) for spec in tables if spec.layer is layer
+            )
             if any(spec.layer is layer for spec in filtered):
                 grants.append(Grant(("USE SCHEMA",), "SCHEMA", schema, who.store_managers))
-                grants.extend(Grant(("SELECT",), "TABLE", parts(spec), who.store_managers) for spec in filtered if spec.layer is layer)
+                grants.extend(
+                    Grant(("SELECT",), "TABLE", parts(spec), who.store_managers)
+                    for spec in filtered
+                    if spec.layer is layer
+                )
         else:
             grants.append(Grant((ALL_PRIVILEGES,), "SCHEMA", schema, who.analysts, revoke=True))
         for volume in (v for v in VOLUMES if v.layer is layer):
             name = tuple(volume.full_name(catalog, who.env).split("."))
             grants.append(Grant(volume.pipeline_privileges, "VOLUME", name, who.pipeline))
             grants.append(Grant(("READ VOLUME",), "VOLUME", name, who.data_engineers))
-    grants.extend(Grant(("EXECUTE",), "FUNCTION", tuple(f.full_name.split(".")), who.pipeline) for f in policies.functions)
+    grants.extend(
+        Grant(("EXECUTE",), "FUNCTION", tuple(f.full_name.split(".")), who.pipeline) for f in policies.functions
+    )
     return grants
 
 

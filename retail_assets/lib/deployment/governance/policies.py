@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from retail_assets.lib.deployment.governance.principals import Principals, checked
 from retail_assets.lib.deployment.governance.securables import quoted, sql_string
-from retail_assets.lib.tables import (
+from retail_assets.lib.registry.tables import (
     GOLD_AGG_DAILY_STORE_SALES,
     GOLD_DIM_CUSTOMER,
     GOLD_DIM_STORE,
@@ -88,7 +88,8 @@ class TableMasks:
     def statements(self) -> list[str]:
         target = quoted(*self.full_name.split("."))
         return [
-            f"ALTER TABLE {target} ALTER COLUMN `{m.column}` SET MASK {quoted(*m.function.full_name.split('.'))}" for m in self.masks
+            f"ALTER TABLE {target} ALTER COLUMN `{m.column}` SET MASK {quoted(*m.function.full_name.split('.'))}"
+            for m in self.masks
         ]
 
 
@@ -124,7 +125,9 @@ class Policies:
         ]
 
 
-def policies_for(env: str, catalog: str, *, principals: Principals | None = None, tables: Iterable[TableSpec] = TABLES) -> Policies:
+def policies_for(
+    env: str, catalog: str, *, principals: Principals | None = None, tables: Iterable[TableSpec] = TABLES
+) -> Policies:
     catalog = checked(catalog, "catalog")
     who = principals or Principals.for_env(env)
     tables = list(tables)
@@ -151,7 +154,13 @@ def policies_for(env: str, catalog: str, *, principals: Principals | None = None
     for spec, columns in GOLD_PII.items():
         if spec not in tables:
             continue
-        masks.append(TableMasks(spec, spec.catalog_name(catalog, who.env), tuple(ColumnMask(c, mask_function(spec.column(c).type)) for c in columns)))
+        masks.append(
+            TableMasks(
+                spec,
+                spec.catalog_name(catalog, who.env),
+                tuple(ColumnMask(c, mask_function(spec.column(c).type)) for c in columns),
+            )
+        )
 
     row_filters = []
     filtered = {spec: columns for spec, columns in STORE_REGION_FILTERED.items() if spec in tables}

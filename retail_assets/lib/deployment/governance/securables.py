@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from retail_assets.lib.deployment.governance.principals import checked
-from retail_assets.lib.tables import TABLES, Layer, TableSpec, catalog_schema
+from retail_assets.lib.registry.tables import TABLES, Layer, TableSpec, catalog_schema
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,18 @@ class Volume:
         return f"/Volumes/{catalog}/{self.schema(env)}/{self.name}"
 
 
-LANDING = Volume("landing", Layer.BRONZE, "Landing zone: POS exports and master-data change files, as the sources drop them.", ("READ VOLUME",))
+LANDING = Volume(
+    "landing",
+    Layer.BRONZE,
+    "Landing zone: POS exports and master-data change files, as the sources drop them.",
+    ("READ VOLUME",),
+)
 # The clusters install the wheel from here, and the step launcher stages each step's files here.
 ARTIFACTS = Volume(
-    "artifacts", Layer.BRONZE, "The project wheel job clusters install, and the step launcher's staged steps.", ("READ VOLUME", "WRITE VOLUME")
+    "artifacts",
+    Layer.BRONZE,
+    "The project wheel job clusters install, and the step launcher's staged steps.",
+    ("READ VOLUME", "WRITE VOLUME"),
 )
 VOLUMES = (LANDING, ARTIFACTS)
 

@@ -22,7 +22,7 @@ from retail_assets.lib import settings
 from retail_assets.lib.deployment.governance.policies import Policies, policies_for
 from retail_assets.lib.deployment.governance.principals import Principals, checked
 from retail_assets.lib.deployment.governance.securables import quoted, sql_string
-from retail_assets.lib.tables import TABLES, Layer, TableSpec
+from retail_assets.lib.registry.tables import TABLES, Layer, TableSpec
 
 RECIPIENTS_ENV = "RETAIL_SHARE_RECIPIENTS"
 AGGREGATE_PREFIX = "agg_"
@@ -66,7 +66,9 @@ def parse_recipients(value: str) -> tuple[Recipient, ...]:
         name, _, sharing_id = item.partition("=")
         sharing_id = sharing_id.strip().lower()
         if sharing_id and not _SHARING_ID.match(sharing_id):
-            raise ValueError(f"{RECIPIENTS_ENV}: {sharing_id!r} is not a sharing identifier (<cloud>:<region>:<metastore uuid>)")
+            raise ValueError(
+                f"{RECIPIENTS_ENV}: {sharing_id!r} is not a sharing identifier (<cloud>:<region>:<metastore uuid>)"
+            )
         recipients.append(Recipient(checked(name.strip(), f"{RECIPIENTS_ENV} recipient"), sharing_id or None))
     names = [r.name for r in recipients]
     if len(set(names)) != len(names):

@@ -63,7 +63,13 @@ class Step(ABC):
     def apply(self, ws: DatabricksWorkspaceResource) -> Outcome: ...
 
 
-SCHEMAS, WHEEL, GRANTS, POLICIES, SHARING = "schemas and volumes", "wheel", "functions and grants", "masks and row filters", "sharing"
+SCHEMAS, WHEEL, GRANTS, POLICIES, SHARING = (
+    "schemas and volumes",
+    "wheel",
+    "functions and grants",
+    "masks and row filters",
+    "sharing",
+)
 PHASES = (SCHEMAS, WHEEL, GRANTS, POLICIES, SHARING)
 
 
@@ -114,11 +120,15 @@ class CatalogExists(Step):
         return f"catalog {self.catalog} exists"
 
     def sql(self) -> list[str]:
-        return [f"-- prerequisite, once per metastore by an administrator: CREATE CATALOG IF NOT EXISTS `{self.catalog}`;"]
+        return [
+            f"-- prerequisite, once per metastore by an administrator: CREATE CATALOG IF NOT EXISTS `{self.catalog}`;"
+        ]
 
     def apply(self, ws: DatabricksWorkspaceResource) -> Outcome:
         if _exists(lambda: ws.client().catalogs.get(self.catalog)) is None:
-            raise ProvisioningError(f"catalog {self.catalog} does not exist: an administrator creates it once per metastore (README, Deploy to Databricks)")
+            raise ProvisioningError(
+                f"catalog {self.catalog} does not exist: an administrator creates it once per metastore (README, Deploy to Databricks)"
+            )
         return Outcome(Status.UNCHANGED)
 
 
@@ -139,7 +149,9 @@ class EnsureSchema(Step):
         w = ws.client()
         if _exists(lambda: w.schemas.get(f"{self.catalog}.{self.schema}")) is not None:
             return Outcome(Status.UNCHANGED)
-        return _created(lambda: w.schemas.create(self.schema, self.catalog, comment="Created by retail-assets provisioning"))
+        return _created(
+            lambda: w.schemas.create(self.schema, self.catalog, comment="Created by retail-assets provisioning")
+        )
 
 
 @dataclass(frozen=True)
@@ -158,7 +170,9 @@ class EnsureVolume(Step):
         return f"volume {self.full_name} ({self.volume.path(self.catalog, self.env)})"
 
     def sql(self) -> list[str]:
-        return [f"CREATE VOLUME IF NOT EXISTS {quoted(*self.full_name.split('.'))} COMMENT {sql_string(self.volume.comment)};"]
+        return [
+            f"CREATE VOLUME IF NOT EXISTS {quoted(*self.full_name.split('.'))} COMMENT {sql_string(self.volume.comment)};"
+        ]
 
     def apply(self, ws: DatabricksWorkspaceResource) -> Outcome:
         from databricks.sdk.service.catalog import VolumeType  # noqa: PLC0415
@@ -167,7 +181,11 @@ class EnsureVolume(Step):
         if _exists(lambda: w.volumes.read(self.full_name)) is not None:
             return Outcome(Status.UNCHANGED)
         schema = self.volume.schema(self.env)
-        return _created(lambda: w.volumes.create(self.catalog, schema, self.volume.name, VolumeType.MANAGED, comment=self.volume.comment))
+        return _created(
+            lambda: w.volumes.create(
+                self.catalog, schema, self.volume.name, VolumeType.MANAGED, comment=self.volume.comment
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -204,7 +222,9 @@ class CreateFunction(Step):
 
     def apply(self, ws: DatabricksWorkspaceResource) -> Outcome:
         current = _exists(lambda: ws.client().functions.get(self.function.full_name))
-        if current is not None and " ".join((current.routine_definition or "").split()) == " ".join(self.function.body.split()):
+        if current is not None and " ".join((current.routine_definition or "").split()) == " ".join(
+            self.function.body.split()
+        ):
             return Outcome(Status.UNCHANGED)
         ws.sql(self.function.sql())
         return Outcome(Status.CREATED if current is None else Status.UPDATED)
@@ -308,9 +328,11 @@ class SetRowFilter(Step):
         if table is None:
             return PENDING_TABLE
         current = table.row_filter
-        if current is not None and _same_name(current.function_name, self.row_filter.function.full_name) and [
-            c.lower() for c in current.input_column_names or []
-        ] == [c.lower() for c in self.row_filter.columns]:
+        if (
+            current is not None
+            and _same_name(current.function_name, self.row_filter.function.full_name)
+            and [c.lower() for c in current.input_column_names or []] == [c.lower() for c in self.row_filter.columns]
+        ):
             return Outcome(Status.UNCHANGED)
         ws.sql(self.row_filter.statement())
         return Outcome(Status.UPDATED)
@@ -349,7 +371,12 @@ class ShareTable(Step):
         return [f"ALTER SHARE `{self.share}` ADD TABLE {quoted(*self.full_name.split('.'))};"]
 
     def apply(self, ws: DatabricksWorkspaceResource) -> Outcome:
-        from databricks.sdk.service.sharing import SharedDataObject, SharedDataObjectDataObjectType, SharedDataObjectUpdate, SharedDataObjectUpdateAction  # noqa: PLC0415
+        from databricks.sdk.service.sharing import (  # noqa: PLC0415
+            SharedDataObject,
+            SharedDataObjectDataObjectType,
+            SharedDataObjectUpdate,
+            SharedDataObjectUpdateAction,
+        )
 
         w = ws.client()
         shared = w.shares.get(self.share, include_shared_data=True).objects or []
@@ -358,7 +385,9 @@ class ShareTable(Step):
         if _table(ws, self.full_name) is None:
             return PENDING_TABLE
         table = SharedDataObject(name=self.full_name, data_object_type=SharedDataObjectDataObjectType.TABLE)
-        w.shares.update(self.share, updates=[SharedDataObjectUpdate(action=SharedDataObjectUpdateAction.ADD, data_object=table)])
+        w.shares.update(
+            self.share, updates=[SharedDataObjectUpdate(action=SharedDataObjectUpdateAction.ADD, data_object=table)]
+        )
         return Outcome(Status.UPDATED, "added")
 
 
@@ -390,11 +419,19 @@ class EnsureRecipient(Step):
             return Outcome(Status.UNCHANGED)
         kind = AuthenticationType.DATABRICKS if self.recipient.sharing_id else AuthenticationType.TOKEN
         outcome = _created(
-            lambda: w.recipients.create(self.recipient.name, kind, data_recipient_global_metastore_id=self.recipient.sharing_id, comment="retail-assets partner")
+            lambda: w.recipients.create(
+                self.recipient.name,
+                kind,
+                data_recipient_global_metastore_id=self.recipient.sharing_id,
+                comment="retail-assets partner",
+            )
         )
         if outcome.status is Status.CREATED and kind is AuthenticationType.TOKEN:
             # The activation link is a credential: never logged, the admin sends it to the partner.
-            return Outcome(Status.CREATED, f"send the partner its activation link (Catalog Explorer, or `databricks recipients get {self.recipient.name}`)")
+            return Outcome(
+                Status.CREATED,
+                f"send the partner its activation link (Catalog Explorer, or `databricks recipients get {self.recipient.name}`)",
+            )
         return outcome
 
 

@@ -1,0 +1,110 @@
+"""The asset graph in stages: one Dagster job per stage, over one partitioning.
+
+A table names its stage in its registry entry (`TableSpec.stage`); a stage's tables and the
+checks its job runs are derived from the registry, so a new table joins its stage's job, the
+main job and the bench by its entry alone. Running the stages in order is what an asset
+backfill of the graph does: the Kafka stream one arrival day per run (a day's partition takes
+what is on the topic when it runs), every other stage in one run over its whole partition
+range (a single-run backfill), or partition by partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from retail_assets.lib.registry.tables import TABLES, Partitioning, TableSpec
+
+
+@dataclass(frozen=True)
+class Stage:
+    job_name: str
+    description: str
+    partitioning: Partitioning
+    # Whether one run may cover a range of days.
+    over_ranges: bool = True
+
+    @property
+    def tables(self) -> tuple[TableSpec, ...]:
+        return tuple(t for t in TABLES if t.stage == self.job_name)
+
+    @property
+    def checked(self) -> tuple[TableSpec, ...]:
+        """The tables whose checks this stage's job runs."""
+        return tuple(t for t in TABLES if (t.checked_in or t.stage) == self.job_name)
+
+    def asset_keys(self) -> list[dg.AssetKey]:
+        return [dg.AssetKey([t.layer.value, t.name]) for t in self.tables]
+
+    def selection(self) -> dg.AssetSelection:
+        if self.checked == self.tables:
+            return dg.AssetSelection.assets(*self.asset_keys())
+        checked = [dg.AssetKey([t.layer.value, t.name]) for t in self.checked]
+        return dg.AssetSelection.assets(*self.asset_keys()).without_checks() | dg.AssetSelection.checks_for_assets(
+            *checked
+        )
+
+    def partitions(self, arrival_days: list[str], event_days: list[str]) -> list[str]:
+        """Of a week's arrival and business days, the ones this stage's partitions are."""
+        return arrival_days if self.partitioning is Partitioning.ARRIVAL_DATE else event_days
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        "ingest_pos_stream",
+        "Take the Kafka offsets of one arrival day into Bronze; one run per day, in order (ingest_bronze checks them).",
+        Partitioning.ARRIVAL_DATE,
+        # The newest arrival day takes what is on the topic beyond the days before it.
+        over_ranges=False,
+    ),
+    Stage(
+        "ingest_bronze",
+        "Land arrival days of landing files in Bronze, quarantine unparseable records, and check every Bronze table.",
+        Partitioning.ARRIVAL_DATE,
+    ),
+    Stage(
+        "refine_master_data",
+        "Type, validate and deduplicate one arrival day of customer, product and store changes.",
+        Partitioning.ARRIVAL_DATE,
+    ),
+    Stage(
+        "refine_sales",
+        "Build one business day of Silver sales lines and returns from its lateness window.",
+        Partitioning.EVENT_DATE,
+    ),
+    Stage(
+        "screen_arrivals",
+        "Refine inventory and quarantine every rule violation of one arrival day; prove conservation.",
+        Partitioning.ARRIVAL_DATE,
+    ),
+    Stage(
+        "build_dimensions",
+        "Rebuild the customer, product and store dimensions with one more arrival day.",
+        Partitioning.ARRIVAL_DATE,
+    ),
+    Stage(
+        "build_gold",
+        "Build one business day of the calendar, the sales fact and the aggregates.",
+        Partitioning.EVENT_DATE,
+    ),
+)
+
+STAGE = {s.job_name: s for s in STAGES}
+
+
+def _validate() -> None:
+    for t in TABLES:
+        for name in (t.stage, t.checked_in):
+            if name is not None and name not in STAGE:
+                raise ValueError(f"{t.key} names stage {name!r}; stages: {sorted(STAGE)}")
+        if t.partitioning is not STAGE[t.stage].partitioning:
+            raise ValueError(
+                f"{t.key} is partitioned by {t.partitioning.value}, its stage {t.stage} by another calendar"
+            )
+    empty = [s.job_name for s in STAGES if not s.tables]
+    if empty:
+        raise ValueError(f"stages without tables: {empty}")
+
+
+_validate()

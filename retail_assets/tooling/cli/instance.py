@@ -1,0 +1,52 @@
+"""The persistent Dagster instance the main job, `retail-assets ui` and `dagster dev` share."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+INSTANCE_CONFIG = """\
+telemetry:
+  enabled: false
+concurrency:
+  runs:
+    # Runs share the Spark Connect server `retail-assets ui` starts (one JVM); three at a time
+    # keep a laptop's cores busy.
+    max_concurrent_runs: 3
+    tag_concurrency_limits:
+      # One Kafka run at a time; the next one waits in the queue and takes everything pending.
+      - key: retail/lane
+        value: stream
+        limit: 1
+      # Automation (late partitions catching up, aggregates) never holds every slot: new files
+      # and events always find one.
+      - key: dagster/sensor_name
+        value: downstream_automation
+        limit: 2
+  pools:
+    # Dimensions are rebuilt whole (pool `gold_dimensions`): one at a time keeps the last
+    # commit the one that saw every Silver change.
+    default_limit: 1
+"""
+
+
+def dagster_home(root: Path) -> Path:
+    """The instance folder (`DAGSTER_HOME`, else `<data root>/dagster_home`), created with its
+    `dagster.yaml` when missing; exported as `DAGSTER_HOME` for what the command starts."""
+    home = Path(os.environ.get("DAGSTER_HOME") or root / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    from retail_assets.tooling.event_log import instance_config
+
+    if not config.exists():
+        config.write_text(INSTANCE_CONFIG + instance_config(home))
+    else:
+        # An instance created before the event log storage was set: add it, keep the rest.
+        import yaml
+
+        present = yaml.safe_load(config.read_text()) or {}
+        if not any(key in present for key in ("storage", "run_storage", "event_log_storage", "schedule_storage")):
+            with config.open("a") as out:
+                out.write("\n" + instance_config(home))
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
