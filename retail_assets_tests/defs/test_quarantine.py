@@ -44,7 +44,6 @@ def test_records_in_counted_once_per_bronze_version(spark, engine, monkeypatch):
     monkeypatch.setattr(
         quarantine.silver, "count_records_in", lambda df, table: counted.append(table) or count_records_in(df, table)
     )
-    monkeypatch.setattr(quarantine, "_RECORDS_IN", {})
     day = PartitionRange.single(D)
     customers = [{"customer_id": f"C{i}", "updated_at": "2026-10-01T08:00:00+00:00"} for i in range(3)]
     engine.write(BRONZE_CUSTOMERS, bronze(spark, BRONZE_CUSTOMERS, customers[:2]), day)
@@ -92,7 +91,8 @@ def test_screening_reads_the_classification_the_silver_run_wrote(spark, engine, 
     # Silver's business day D reads arrivals D-1 … D+2; the screening of arrival days D … D+1
     # reads D-3 … D+4: both windows hold the same two days of the same version
     silver_run, screening_run = Run(engine, PartitionRange.single(D)), Run(engine, PartitionRange(D, day(1)))
-    clean_sales_window(silver_run, 1, 2).materialized(shared_classification(silver_run, 1, 2)).sales_lines.count()
+    shared = shared_classification(silver_run, 1, 2)
+    shared.computed(clean_sales_window(silver_run, 1, 2).classification).count()
     assert len(list(scratch.iterdir())) == 1
 
     with monkeypatch.context() as m:

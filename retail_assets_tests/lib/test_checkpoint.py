@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 from pyspark.sql import functions as F
 
+import retail_assets
+from retail_assets.lib.engine import checkpoint
 from retail_assets.lib.engine import checkpoint as cp
 from retail_assets.lib.engine.checkpoint import SharedCheckpoint
 
@@ -64,3 +69,18 @@ def test_old_checkpoints_are_pruned_young_ones_kept(spark, tmp_path):
     left = {p.name for p in tmp_path.iterdir()}
     # the new one, the young one, and the newest old ones up to KEEP in all
     assert left == {newest.path.name, "young", *(c.path.name for c in written[-(cp.KEEP - 2) :])}
+
+
+def test_a_result_key_names_every_input_version_and_the_whole_package(tmp_path, monkeypatch):
+    """Any change to any module of the package, not only the transforms', names other results."""
+
+    copy = tmp_path / "retail_assets"
+    shutil.copytree(Path(retail_assets.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(checkpoint, "retail_assets", SimpleNamespace(__file__=str(copy / "__init__.py")))
+    checkpoint.package_digest.cache_clear()
+    before = checkpoint.package_digest()
+    module = copy / "lib" / "orchestration" / "automation.py"  # far from the rules
+    module.write_text(module.read_text() + "\n# changed\n")
+    checkpoint.package_digest.cache_clear()
+    assert checkpoint.package_digest() != before
+    checkpoint.package_digest.cache_clear()

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pyarrow as pa
 
-from retail_assets.lib.engine.checkpoint import SharedCheckpoint
+from retail_assets.lib.engine.checkpoint import SharedCheckpoint, SharedResult
 from retail_assets.lib.registry import rules
 from retail_assets.lib.registry.tables import (
     BRONZE_CUSTOMERS,
@@ -145,7 +145,7 @@ def collect_all(result) -> SimpleNamespace:
     """Every output of a result as rows; the rules are evaluated once (the shared input persisted)."""
     result.classified.persist()
     try:
-        names = [f.name for f in dataclasses.fields(result) if f.name not in ("classified", "batch_id", "shape")]
+        names = [f.name for f in dataclasses.fields(result) if f.name not in ("classified", "spec")]
         return SimpleNamespace(**{n: getattr(result, n).collect() for n in names})
     finally:
         result.classified.unpersist()
@@ -578,31 +578,32 @@ def test_materialized_results_hold_the_same_rows(spark, tmp_path):
         lateness_days=2,
         batch_id=BATCH,
     )
-    shared = SharedCheckpoint(tmp_path / "sales", {"test": "sales"})
-    shared_inventory = SharedCheckpoint(tmp_path / "inventory", {"test": "inventory"})
+    shared = SharedResult(SharedCheckpoint(tmp_path / "sales", {"test": "sales"}))
+    shared_inventory = SharedResult(SharedCheckpoint(tmp_path / "inventory", {"test": "inventory"}))
+    in_session = SharedResult(None)
+
+    def sales_via(cache):
+        return lambda r: silver.sales_outputs(cache.computed(r.classification), batch_id=BATCH)
+
+    def inventory_via(cache):
+        return lambda r: silver.split_outputs(cache.computed(r.classification), SILVER_INVENTORY, batch_id=BATCH)
+
     sales_outputs = ("sales_lines", "returns", "violations", "duplicates")
+    split_outputs = ("accepted", "violations", "duplicates")
     for result, materialize, outputs in (
-        (lazy, lambda r: r.materialized(), sales_outputs),
-        (lazy, lambda r: r.materialized(shared.materialize), sales_outputs),  # written to Parquet
-        (lazy, lambda r: r.materialized(shared.materialize), sales_outputs),  # read back
-        (inventory, lambda r: r.materialized(), ("accepted", "violations", "duplicates")),
-        (
-            inventory,
-            lambda r: r.materialized(shared_inventory.materialize),
-            ("accepted", "violations", "duplicates"),
-        ),  # written
-        (
-            inventory,
-            lambda r: r.materialized(shared_inventory.materialize),
-            ("accepted", "violations", "duplicates"),
-        ),  # read back
+        (lazy, sales_via(in_session), sales_outputs),
+        (lazy, sales_via(shared), sales_outputs),  # written to Parquet
+        (lazy, sales_via(shared), sales_outputs),  # read back
+        (inventory, inventory_via(in_session), split_outputs),
+        (inventory, inventory_via(shared_inventory), split_outputs),  # written
+        (inventory, inventory_via(shared_inventory), split_outputs),  # read back
     ):
         materialized = materialize(result)
         for name in outputs:
             expected = sorted(map(tuple, getattr(result, name).collect()), key=repr)
             assert sorted(map(tuple, getattr(materialized, name).collect()), key=repr) == expected, name
             assert expected, name  # every output has rows to compare
-    violations = {r["record_key"]: r["original_record"] for r in lazy.materialized().violations.collect()}
+    violations = {r["record_key"]: r["original_record"] for r in sales_via(in_session)(lazy).violations.collect()}
     assert len(violations) >= 3 and all(violations.values())  # the raw text survives where a violation quotes it
 
 

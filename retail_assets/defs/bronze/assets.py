@@ -15,11 +15,11 @@ from pyspark.sql import functions as F
 from retail_assets.defs.sources.assets import LANDING_ZONE, POS_TOPIC
 from retail_assets.lib.engine import RowStream
 from retail_assets.lib.orchestration.factories import (
+    RangeMode,
     TableOutput,
     TableRun,
     build_table_asset,
     observed_by_day,
-    one_day_per_run,
 )
 from retail_assets.lib.orchestration.resources import KafkaResource
 from retail_assets.lib.registry.tables import BRONZE_POS_TRANSACTIONS, LANDING_SOURCES, TableSpec
@@ -105,7 +105,6 @@ landing_assets = [
 KAFKA_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
-@one_day_per_run  # the newest day takes what is on the topic beyond every day before it
 def pos_transactions_compute(run: TableRun) -> TableOutput:
     kafka: KafkaResource = run.resource("kafka")
     with kafka_failures(run, kafka):
@@ -210,6 +209,8 @@ pos_transactions = build_table_asset(
     upstream=[],
     sources=[POS_TOPIC],
     compute=pos_transactions_compute,
+    # the newest day takes what is on the topic beyond every day before it
+    ranges=RangeMode.ONE_DAY_PER_RUN,
     kinds={"kafka", "spark", "delta"},
     resources=frozenset({"kafka"}),
     retry_policy=KAFKA_RETRY_POLICY,

@@ -8,13 +8,13 @@ from pyspark.sql import functions as F
 
 from retail_assets.lib.orchestration.automation import fill_missing, follow_upstream
 from retail_assets.lib.orchestration.factories import (
+    RangeMode,
     TableOutput,
     TableRun,
     Upstream,
     asset_key,
     build_table_asset,
     observed_by_day,
-    over_ranges,
     window,
 )
 from retail_assets.lib.registry.tables import (
@@ -48,7 +48,6 @@ def now() -> dt.datetime:
 
 
 def dimension_compute(silver_spec, build):
-    @over_ranges
     def compute(run: TableRun) -> TableOutput:
         # The whole change history, not just this day's: a late, out-of-order change must slot
         # into place among the versions that already exist. A run over several arrival days
@@ -63,24 +62,28 @@ dim_customer = build_table_asset(
     spec=GOLD_DIM_CUSTOMER,
     upstream=[Upstream(SILVER_CUSTOMERS)],
     compute=dimension_compute(SILVER_CUSTOMERS, gold.build_dim_customer),
+    ranges=RangeMode.WHOLE_RANGE,
     pool=DIMENSION_POOL,
 )
 dim_product = build_table_asset(
     spec=GOLD_DIM_PRODUCT,
     upstream=[Upstream(SILVER_PRODUCTS)],
     compute=dimension_compute(SILVER_PRODUCTS, gold.build_dim_product),
+    ranges=RangeMode.WHOLE_RANGE,
     pool=DIMENSION_POOL,
 )
 dim_store = build_table_asset(
     spec=GOLD_DIM_STORE,
     upstream=[Upstream(SILVER_STORES)],
     compute=dimension_compute(SILVER_STORES, gold.build_dim_store),
+    ranges=RangeMode.WHOLE_RANGE,
     pool=DIMENSION_POOL,
 )
 dim_date = build_table_asset(
     spec=GOLD_DIM_DATE,
     upstream=[],
-    compute=over_ranges(lambda run: TableOutput(gold.build_dim_date(run.partition.days(), run.engine.spark))),
+    compute=lambda run: TableOutput(gold.build_dim_date(run.partition.days(), run.engine.spark)),
+    ranges=RangeMode.WHOLE_RANGE,
     # Only the newest day opens by itself: a running deployment has every earlier calendar row
     # from its own day, and one run per missing past day would crowd the run queue at start-up
     # (a new deployment backfills the calendar once).
@@ -90,7 +93,6 @@ dim_date = build_table_asset(
 DIMENSIONS = (GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE)
 
 
-@over_ranges
 def fact_sales_compute(run: TableRun) -> TableOutput:
     fact = gold.build_fact_sales(
         run.read(SILVER_SALES_LINES),
@@ -124,12 +126,12 @@ fact_sales = build_table_asset(
         *(Upstream(d, window(0, L)) for d in DIMENSIONS),
     ],
     compute=fact_sales_compute,
+    ranges=RangeMode.WHOLE_RANGE,
     # A new calendar day alone changes no sale; the fact follows Silver and the dimensions.
     automation_condition=follow_upstream(L + 2, not_triggered_by=(asset_key(GOLD_DIM_DATE),)),
 )
 
 
-@over_ranges
 def daily_store_sales_compute(run: TableRun) -> TableOutput:
     agg, totals = observed_by_day(
         gold.agg_daily_store_sales(run.read(GOLD_FACT_SALES)),
@@ -144,13 +146,15 @@ agg_daily_store_sales = build_table_asset(
     spec=GOLD_AGG_DAILY_STORE_SALES,
     upstream=[Upstream(GOLD_FACT_SALES)],
     compute=daily_store_sales_compute,
+    ranges=RangeMode.WHOLE_RANGE,
 )
 agg_product_performance = build_table_asset(
     spec=GOLD_AGG_PRODUCT_PERFORMANCE,
     upstream=[Upstream(GOLD_FACT_SALES), Upstream(GOLD_DIM_PRODUCT, window(0, L))],
-    compute=over_ranges(
-        lambda run: TableOutput(gold.agg_product_performance(run.read(GOLD_FACT_SALES), run.read_all(GOLD_DIM_PRODUCT)))
+    compute=lambda run: TableOutput(
+        gold.agg_product_performance(run.read(GOLD_FACT_SALES), run.read_all(GOLD_DIM_PRODUCT))
     ),
+    ranges=RangeMode.WHOLE_RANGE,
 )
 
 

@@ -20,11 +20,11 @@ from retail_assets.defs.silver.assets import (
 from retail_assets.lib.orchestration.automation import follow_upstream
 from retail_assets.lib.orchestration.factories import (
     CheckRun,
+    RangeMode,
     TableOutput,
     TableRun,
     Upstream,
     build_table_asset,
-    over_ranges,
     window,
 )
 from retail_assets.lib.registry.tables import (
@@ -57,29 +57,23 @@ def union(frames: list[DataFrame]) -> DataFrame:
     return reduce(DataFrame.unionByName, frames)
 
 
-# Records in per day, by (days, each Bronze table's location and committed version).
-_RECORDS_IN: dict[tuple, dict[dt.date, int]] = {}
-_RECORDS_IN_KEPT = 16
-
-
 def records_in_by_day(run: TableRun | CheckRun) -> dict[dt.date, int]:
     """Records that arrived on each day of the run, in the unit conservation counts in.
 
-    The counts are a function of the Bronze tables' committed versions, so a process counts each
-    set of versions once: a quarantine asset and its checks, in one run, read the same versions.
-    A commit to any Bronze table in between changes the key, and the counts are taken again."""
-    key = (run.partition, tuple((run.engine.storage_id(spec), run.engine.version(spec)) for spec in BRONZE_TABLES))
-    if key not in _RECORDS_IN:
+    A function of the Bronze tables' committed versions: a quarantine asset and its checks, in
+    one run, read the same versions, and the process counts them once."""
+
+    def count() -> dict[dt.date, int]:
         counted = (
             union([silver.count_records_in(run.read(spec), spec.key) for spec in BRONZE_TABLES])
             .groupBy("_arrival_date")
             .agg(F.sum("records").alias("n"))
             .collect()
         )
-        if len(_RECORDS_IN) >= _RECORDS_IN_KEPT:
-            _RECORDS_IN.clear()
-        _RECORDS_IN[key] = {r["_arrival_date"]: int(r["n"] or 0) for r in counted}
-    return dict(_RECORDS_IN[key])
+        return {r["_arrival_date"]: int(r["n"] or 0) for r in counted}
+
+    days = str(run.partition)
+    return dict(run.engine.computed_once("records_in", count, inputs=dict.fromkeys(BRONZE_TABLES, days)))
 
 
 def counts_by_day(df: DataFrame, *by: str) -> dict[tuple, int]:
@@ -98,7 +92,6 @@ def reject_figures(run: TableRun, quarantined: DataFrame) -> dict[dt.date, dict[
     return figures
 
 
-@over_ranges
 def ingest_rejects_compute(run: TableRun) -> TableOutput:
     frames = [
         silver.ingest_rejects(run.read(spec), source_table=spec.key, batch_id=run.run_id) for spec in BRONZE_TABLES
@@ -111,6 +104,7 @@ ingest_rejects = build_table_asset(
     spec=QUARANTINE_INGEST_REJECTS,
     upstream=[Upstream(spec) for spec in BRONZE_TABLES],
     compute=ingest_rejects_compute,
+    ranges=RangeMode.WHOLE_RANGE,
     derived_columns={
         "original_record": [(spec, "_raw_record") for spec in BRONZE_TABLES],
         "original_bytes": [(spec, "_raw_bytes") for spec in BRONZE_TABLES],
@@ -134,7 +128,7 @@ class Screening:
         judged = other_days_hold_sales(run, held)
         # violations and duplicates both come from the classified records: evaluate rules once
         # (or not at all, when the Silver sales run classified the same records)
-        checkpoint = shared_classification(
+        shared_sales = shared_classification(
             run, window_days, window_days, held=held, candidates=f"judged with {first}..{last}" if judged else "window"
         )
         candidates = sales_candidates(run, window_days, window_days)
@@ -142,21 +136,25 @@ class Screening:
             candidates = silver.candidates_judged_with(candidates, first, last)
         # the master data's and inventory's classifications are the Silver runs' of these days,
         # when they wrote them where this run can read them (keyed before the rows are read)
-        shared = {spec.refines: shared_arrivals_classification(run, spec.refines) for spec in refinements()}
+        shared = {spec: shared_arrivals_classification(run, spec) for spec in refinements()}
         keys = known_keys(run)
-        self.sales = silver.clean_sales(
-            candidates, keys, lateness_days=run.lateness_days, batch_id=run.run_id
-        ).materialized(checkpoint)
+        sales = silver.clean_sales(candidates, keys, lateness_days=run.lateness_days, batch_id=run.run_id)
+        self.sales = silver.sales_outputs(shared_sales.computed(sales.classification), batch_id=run.run_id)
         in_run = run.partition.sql_predicate("_arrival_date")
+
+        def screened(spec: TableSpec, result: silver.SplitResult) -> silver.SplitResult:
+            return silver.split_outputs(shared[spec].computed(result.classification), spec, batch_id=run.run_id)
+
         self.masters = {
-            spec.refines: silver.clean_master_data(run.read(spec.refines), spec, batch_id=run.run_id).materialized(
-                shared[spec.refines]
-            )
+            spec.refines: screened(spec, silver.clean_master_data(run.read(spec.refines), spec, batch_id=run.run_id))
             for spec in master_data()
         }
-        self.inventory = silver.clean_inventory(
-            run.read(BRONZE_INVENTORY), keys, lateness_days=run.lateness_days, batch_id=run.run_id
-        ).materialized(shared[BRONZE_INVENTORY])
+        self.inventory = screened(
+            SILVER_INVENTORY,
+            silver.clean_inventory(
+                run.read(BRONZE_INVENTORY), keys, lateness_days=run.lateness_days, batch_id=run.run_id
+            ),
+        )
         self.violations = union(
             [self.sales.violations.filter(in_run)]
             + [r.violations for r in self.masters.values()]
@@ -182,7 +180,6 @@ def other_days_hold_sales(run: TableRun, held: Mapping[TableSpec, list[dt.date]]
 DUPLICATES_METADATA = "duplicates"
 
 
-@over_ranges
 def rule_violations_compute(run: TableRun) -> TableOutput:
     screening = Screening(run)
     violations = screening.violations.cache()
@@ -214,6 +211,7 @@ rule_violations = build_table_asset(
         Upstream(SILVER_INVENTORY),
     ],
     compute=rule_violations_compute,
+    ranges=RangeMode.WHOLE_RANGE,
     # The ledger reconciles one arrival day against Silver partitions of several business days:
     # it follows on the catch-up cron, after the late partitions of the same wave.
     automation_condition=follow_upstream(L + 2, newest_at_once=False),

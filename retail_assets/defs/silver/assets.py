@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from retail_assets.lib.engine.checkpoint import SharedCheckpoint, fingerprint
+from retail_assets.lib.engine.checkpoint import SharedResult
 from retail_assets.lib.orchestration.factories import (
+    RangeMode,
     TableOutput,
     TableRun,
     Upstream,
     build_multi_table_asset,
     build_table_asset,
-    over_ranges,
     partition_rows,
     window,
 )
-from retail_assets.lib.registry import rules, tables
 from retail_assets.lib.registry.tables import (
     BRONZE_INVENTORY,
     BRONZE_POS_TRANSACTIONS,
@@ -59,10 +58,6 @@ def clean_sales_window(run: TableRun, before: int, after: int) -> silver.SalesRe
     )
 
 
-# The code a sales classification is computed by: part of a shared checkpoint's key.
-_CLASSIFICATION_CODE = fingerprint(silver.__file__, rules.__file__, tables.__file__)
-
-
 def sales_days_held(run: TableRun, before: int, after: int) -> dict[TableSpec, list[dt.date]]:
     """The days each Bronze sales table holds rows of, in arrivals day-before … day+after."""
     window = run.partition.widened(before, after)
@@ -78,68 +73,39 @@ def shared_classification(
     *,
     held: Mapping[TableSpec, list[dt.date]] | None = None,
     candidates: str = "window",
-) -> Callable[[DataFrame], DataFrame] | None:
-    """How a run materializes its sales classification of arrivals day-before … day+after:
-    through a checkpoint other runs can read (`lib/engine/checkpoint.py`) where the engine has a
-    scratch directory (None: kept in the session). The key is everything the classification is
-    a function of: each Bronze sales table's committed version and the days of it the window
-    holds (two windows holding the same days read the same rows), the master data's versions,
-    the lateness, how candidates were chosen, the code. A range backfill's Silver sales run
-    and its screening run key alike.
-
-    Call it before reading the rows: a commit in between then leaves a key older than the rows
-    it names, which no later run asks for, never a key newer than its rows. `held`: the
-    window's `sales_days_held`, when the caller has them already."""
-    directory = run.engine.scratch_location("sales_classification")
-    if directory is None:
-        return None
-    if held is None:
-        held = sales_days_held(run, before, after)
-    key = {
-        "bronze": {
-            spec.key: [run.engine.storage_id(spec), run.engine.version(spec), [str(d) for d in days]]
-            for spec, days in held.items()
-        },
-        "master_data": _master_data_versions(run),
-        "lateness_days": run.lateness_days,
-        "candidates": candidates,
-        "code": _CLASSIFICATION_CODE,
-    }
-    return SharedCheckpoint(directory, key).materialize
+) -> SharedResult:
+    """How a run computes its sales classification of arrivals day-before … day+after, so that a
+    range backfill's Silver sales run and its screening run compute it once. It is a function of
+    the days of Bronze the window holds (two windows holding the same days read the same rows),
+    the master data, the lateness and how candidates were chosen. Ask before reading the rows.
+    `held`: the window's `sales_days_held`, when the caller has them already."""
+    held = sales_days_held(run, before, after) if held is None else held
+    return run.engine.shared_result(
+        "sales_classification",
+        inputs={**held, **dict.fromkeys(master_data())},
+        params={"lateness_days": run.lateness_days, "candidates": candidates},
+    )
 
 
-def _master_data_versions(run: TableRun) -> dict[str, list]:
-    return {
-        spec.key: [run.engine.storage_id(spec), run.engine.version(spec)]
-        for spec in (SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES)
-    }
+def shared_arrivals_classification(run: TableRun, spec: TableSpec) -> SharedResult:
+    """How a run computes the classification of a Silver refinement's (`spec`) arrival days: the
+    Silver run of those days and their screening (a later stage for master data, the same run
+    for inventory) compute it once. Inventory is judged against the master data too. Ask before
+    reading the rows."""
+    inputs: dict[TableSpec, str | None] = {spec.refines: str(run.partition)}
+    params: dict[str, object] = {}
+    if spec.references:
+        inputs |= dict.fromkeys(master_data())
+        params["lateness_days"] = run.lateness_days
+    return run.engine.shared_result(f"{spec.refines.name}_classification", inputs=inputs, params=params)
 
 
-def shared_arrivals_classification(run: TableRun, bronze: TableSpec) -> Callable[[DataFrame], DataFrame] | None:
-    """How a run materializes its classification of one Bronze master-data or inventory table's
-    arrival days: through a checkpoint, as `shared_classification` does for sales. The Silver
-    run of those days and their screening (a later stage for master data, the same run for
-    inventory) key alike, so the screening reads what the Silver run computed. The key: the
-    Bronze table's committed version and the days read, for inventory also the master data it
-    is judged against and the lateness, and the code. Call it before reading the rows."""
-    directory = run.engine.scratch_location(f"{bronze.name}_classification")
-    if directory is None:
-        return None
-    key: dict[str, object] = {
-        "bronze": [run.engine.storage_id(bronze), run.engine.version(bronze), str(run.partition)],
-        "code": _CLASSIFICATION_CODE,
-    }
-    if bronze is BRONZE_INVENTORY:
-        key |= {"master_data": _master_data_versions(run), "lateness_days": run.lateness_days}
-    return SharedCheckpoint(directory, key).materialize
-
-
-@over_ranges
 def sales_compute(run: TableRun) -> dict[str, TableOutput]:
     # Event date D can only have arrived on D-1 … D+L (earlier would be future, later late).
     # sales lines and returns are two filters of one classification: evaluate the rules once
-    checkpoint = shared_classification(run, 1, run.lateness_days)  # keyed before the rows are read
-    result = clean_sales_window(run, 1, run.lateness_days).materialized(checkpoint)
+    shared = shared_classification(run, 1, run.lateness_days)  # keyed before the rows are read
+    classified = shared.computed(clean_sales_window(run, 1, run.lateness_days).classification)
+    result = silver.sales_outputs(classified, batch_id=run.run_id)
     in_run = run.partition.sql_predicate("event_date")
     sales = result.sales_lines.filter(in_run)
     returns = result.returns.filter(in_run)
@@ -158,39 +124,50 @@ sales_lines_and_returns = build_multi_table_asset(
         *MASTER_DATA,
     ],
     compute=sales_compute,
+    ranges=RangeMode.WHOLE_RANGE,
 )
+
+
+def refined(run: TableRun, shared: SharedResult, result: silver.SplitResult) -> DataFrame:
+    """The accepted rows of a refinement: from the shared classification where the screening of
+    the same days will read it; else straight from the rules (written in one action)."""
+    if not shared.shared:
+        return result.accepted
+    return silver.split_outputs(shared.computed(result.classification), result.spec, batch_id=run.run_id).accepted
 
 
 def master_compute(spec: TableSpec):
     """The compute of a Silver master-data table (`spec`), from its Bronze change records."""
 
-    @over_ranges  # cleaned within each arrival day
     def compute(run: TableRun) -> TableOutput:
-        # Written where the screening of the same days can read it; else never kept (one action).
-        checkpoint = shared_arrivals_classification(run, spec.refines)
-        result = silver.clean_master_data(run.read(spec.refines), spec, batch_id=run.run_id)
-        return TableOutput((result.materialized(checkpoint) if checkpoint else result).accepted)
+        shared = shared_arrivals_classification(run, spec)
+        return TableOutput(
+            refined(run, shared, silver.clean_master_data(run.read(spec.refines), spec, batch_id=run.run_id))
+        )
 
     return compute
 
 
 master_data_assets = [
-    build_table_asset(spec=spec, upstream=[Upstream(spec.refines)], compute=master_compute(spec))
+    # cleaned within each arrival day
+    build_table_asset(
+        spec=spec, upstream=[Upstream(spec.refines)], compute=master_compute(spec), ranges=RangeMode.WHOLE_RANGE
+    )
     for spec in master_data()
 ]
 
 
-@over_ranges  # cleaned within each arrival day
 def inventory_compute(run: TableRun) -> TableOutput:
-    checkpoint = shared_arrivals_classification(run, BRONZE_INVENTORY)
+    shared = shared_arrivals_classification(run, SILVER_INVENTORY)
     result = silver.clean_inventory(
         run.read(BRONZE_INVENTORY), known_keys(run), lateness_days=run.lateness_days, batch_id=run.run_id
     )
-    return TableOutput((result.materialized(checkpoint) if checkpoint else result).accepted)
+    return TableOutput(refined(run, shared, result))
 
 
 inventory = build_table_asset(
     spec=SILVER_INVENTORY,
     upstream=[Upstream(BRONZE_INVENTORY), *MASTER_DATA],
     compute=inventory_compute,
+    ranges=RangeMode.WHOLE_RANGE,  # cleaned within each arrival day
 )

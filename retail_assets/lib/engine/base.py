@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
+from retail_assets.lib.engine import checkpoint
 from retail_assets.lib.registry.tables import TableSpec
+
+T = TypeVar("T")
+_PROCESS_RESULTS = checkpoint.ProcessResults()
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -146,6 +150,54 @@ class LakehouseEngine(ABC):
         """A directory later runs on this machine can read intermediate results from (see
         `lib/engine/checkpoint.py`); None where runs share no filesystem with each other's Spark."""
         return None
+
+    def result_key(
+        self, name: str, inputs: Mapping[TableSpec, Sequence[dt.date] | str | None], params: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """What a result computed from `inputs` (each table's days read, as dates or a partition,
+        or None for the whole table) is a function of: the tables' committed versions and those
+        days, `params`, and the code."""
+        return {
+            "result": name,
+            "inputs": {
+                spec.key: [
+                    self.storage_id(spec),
+                    self.version(spec),
+                    days if days is None or isinstance(days, str) else [str(d) for d in days],
+                ]
+                for spec, days in inputs.items()
+            },
+            "params": dict(params),
+            "code": checkpoint.package_digest(),
+        }
+
+    def shared_result(
+        self,
+        name: str,
+        *,
+        inputs: Mapping[TableSpec, Sequence[dt.date] | str | None],
+        params: Mapping[str, Any] | None = None,
+    ) -> checkpoint.SharedResult:
+        """How to compute the result `name` so later runs on this machine can read it instead of
+        computing it again (`lib/engine/checkpoint.py`). Ask before reading the inputs' rows: a
+        commit in between then leaves a key older than the rows it names, which no later run
+        asks for, never a key newer than its rows."""
+        directory = self.scratch_location(name)
+        if directory is None:
+            return checkpoint.SharedResult(None)
+        key = self.result_key(name, inputs, params or {})
+        return checkpoint.SharedResult(checkpoint.SharedCheckpoint(directory, key))
+
+    def computed_once(
+        self,
+        name: str,
+        compute: Callable[[], T],
+        *,
+        inputs: Mapping[TableSpec, Sequence[dt.date] | str | None],
+        params: Mapping[str, Any] | None = None,
+    ) -> T:
+        """`compute()` once per process for the same inputs' versions and parameters."""
+        return _PROCESS_RESULTS.get(self.result_key(name, inputs, params or {}), compute)
 
     @abstractmethod
     def read(

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from functools import cache, reduce
 from typing import TYPE_CHECKING, Any
 
@@ -219,10 +220,25 @@ def run_partitions(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCon
     return PartitionRange(dt.date.fromisoformat(keys.start), dt.date.fromisoformat(keys.end))
 
 
-class _Days:
-    """The partitions (`partition`, a range of days) a run or check run covers."""
+class RunScope:
+    """What an asset's run and a check's run have in common: the partitions they cover
+    (`partition`, a range of days), the Dagster context and the lakehouse resource."""
 
     partition: PartitionRange
+    context: Any
+    lakehouse: LakehouseResource
+
+    @property
+    def engine(self) -> LakehouseEngine:
+        return self.lakehouse.engine
+
+    @property
+    def run_id(self) -> str:
+        return self.context.run.run_id
+
+    @property
+    def lateness_days(self) -> int:
+        return self.lakehouse.lateness_days
 
     @property
     def single(self) -> bool:
@@ -237,24 +253,12 @@ class _Days:
 
 
 @dataclass
-class TableRun(_Days):
+class TableRun(RunScope):
     """Everything a compute function needs for the partitions of one run."""
 
     context: dg.AssetExecutionContext
     lakehouse: LakehouseResource
     partition: PartitionRange
-
-    @property
-    def engine(self) -> LakehouseEngine:
-        return self.lakehouse.engine
-
-    @property
-    def run_id(self) -> str:
-        return self.context.run.run_id
-
-    @property
-    def lateness_days(self) -> int:
-        return self.lakehouse.lateness_days
 
     def each_day(self) -> list[TableRun]:
         return [replace(self, partition=PartitionRange.single(d)) for d in self.partition.days()]
@@ -280,29 +284,23 @@ class TableRun(_Days):
 
 Compute = Callable[[TableRun], "DataFrame | pa.Table | TableOutput"]
 MultiCompute = Callable[[TableRun], Mapping[str, "DataFrame | pa.Table | TableOutput"]]
-OVER_RANGES = "_computes_over_ranges"
 
 
-def over_ranges(compute: Callable[[TableRun], Any]) -> Callable[[TableRun], Any]:
-    """Marks a compute function that takes a run over several days in one pass (reading the
-    range, filtering on it, reporting per-day figures in `TableOutput.by_partition`). Others
-    are called once per day of a range run and their outputs written in one commit."""
-    setattr(compute, OVER_RANGES, True)
-    return compute
+class RangeMode(Enum):
+    """How an asset's compute function handles a run over a range of days."""
+
+    # Called once per day of a range run; the days' outputs are written in one commit.
+    EACH_DAY = "each_day"
+    # Takes the whole range in one pass: reads the range, filters on it, reports per-day
+    # figures in `TableOutput.by_partition`.
+    WHOLE_RANGE = "whole_range"
+    # Each day its own run, in order (what a day takes depends on what the days before it
+    # wrote): a range run fails, saying so.
+    ONE_DAY_PER_RUN = "one_day_per_run"
 
 
-ONE_DAY_PER_RUN = "_one_day_per_run"
-
-
-def one_day_per_run(compute: Callable[[TableRun], Any]) -> Callable[[TableRun], Any]:
-    """Marks a compute function whose days must each be their own run, in order (what a day
-    takes depends on what the days before it wrote); a range run of it fails, saying so."""
-    setattr(compute, ONE_DAY_PER_RUN, True)
-    return compute
-
-
-def _refuse_range(run: TableRun, compute: Callable[[TableRun], Any]) -> None:
-    if not run.single and getattr(compute, ONE_DAY_PER_RUN, False):
+def _refuse_range(run: TableRun, ranges: RangeMode) -> None:
+    if not run.single and ranges is RangeMode.ONE_DAY_PER_RUN:
         raise dg.Failure(
             description=f"this asset ingests one arrival day per run, in order; run {run.partition} as one run per day",
             allow_retries=False,
@@ -317,29 +315,31 @@ def _combined(by_day: Mapping[dt.date, TableOutput]) -> TableOutput:
     """Day-at-a-time outputs as one: the rows together, each day's figures kept for its day."""
     frames = [o.data for o in by_day.values()]
     if isinstance(frames[0], RowStream):
-        raise TypeError("rows streamed to the write need a compute marked @over_ranges or @one_day_per_run")
+        raise TypeError("rows streamed to the write need ranges=RangeMode.WHOLE_RANGE or ONE_DAY_PER_RUN")
     if isinstance(frames[0], pa.Table):
         data = pa.concat_tables(frames)
     else:
         data = reduce(lambda a, b: a.unionByName(b), frames)
     if any(callable(o.by_partition) for o in by_day.values()):
         # they would be asked for before the write that observes them
-        raise TypeError("figures observed while the rows are written need a compute marked @over_ranges")
+        raise TypeError("figures observed while the rows are written need ranges=RangeMode.WHOLE_RANGE")
     return TableOutput(
         data, by_partition={day: {**o.metadata, **o.by_partition.get(day, {})} for day, o in by_day.items()}
     )
 
 
-def _produce(run: TableRun, compute: Compute) -> TableOutput:
-    _refuse_range(run, compute)
-    if run.single or getattr(compute, OVER_RANGES, False):
+def _produce(run: TableRun, compute: Compute, ranges: RangeMode) -> TableOutput:
+    _refuse_range(run, ranges)
+    if run.single or ranges is not RangeMode.EACH_DAY:
         return _as_output(compute(run))
     return _combined({day_run.day: _as_output(compute(day_run)) for day_run in run.each_day()})
 
 
-def _produce_many(run: TableRun, compute: MultiCompute, names: Sequence[str]) -> dict[str, TableOutput]:
-    _refuse_range(run, compute)
-    if run.single or getattr(compute, OVER_RANGES, False):
+def _produce_many(
+    run: TableRun, compute: MultiCompute, names: Sequence[str], ranges: RangeMode
+) -> dict[str, TableOutput]:
+    _refuse_range(run, ranges)
+    if run.single or ranges is not RangeMode.EACH_DAY:
         produced = compute(run)
         return {n: _as_output(produced[n]) for n in names}
     by_day = {day_run.day: compute(day_run) for day_run in run.each_day()}
@@ -448,6 +448,7 @@ def build_table_asset(
     spec: TableSpec,
     upstream: Sequence[Upstream],
     compute: Compute,
+    ranges: RangeMode = RangeMode.EACH_DAY,
     automation_condition=FOLLOW,
     pool: str | None = None,
     kinds: set[str] | None = None,
@@ -456,7 +457,8 @@ def build_table_asset(
     derived_columns: ColumnSources | None = None,
     retry_policy: dg.RetryPolicy | None = None,
 ) -> dg.AssetsDefinition:
-    """`sources`: external assets the table reads (landing folders, the Kafka topic);
+    """`ranges`: how `compute` handles a run over several days (`RangeMode`);
+    `sources`: external assets the table reads (landing folders, the Kafka topic);
     `derived_columns`: column lineage that is not a same-named input column;
     `retry_policy`: for tables whose source can be briefly unavailable (a broker)."""
     lineage = column_lineage(spec, upstream, sources, derived_columns)
@@ -482,7 +484,7 @@ def build_table_asset(
     def _asset(context) -> dg.MaterializeResult:
         run = TableRun(context, context.resources.lakehouse, run_partitions(context))
         try:
-            return _write(run, spec, _produce(run, compute), lineage)
+            return _write(run, spec, _produce(run, compute, ranges), lineage)
         finally:
             run.release()
 
@@ -495,6 +497,7 @@ def build_multi_table_asset(
     specs: Sequence[TableSpec],
     upstream: Sequence[Upstream],
     compute: MultiCompute,
+    ranges: RangeMode = RangeMode.EACH_DAY,
     automation_condition=FOLLOW,
     pool: str | None = None,
 ) -> dg.AssetsDefinition:
@@ -527,7 +530,7 @@ def build_multi_table_asset(
     def _assets(context):
         run = TableRun(context, context.resources.lakehouse, run_partitions(context))
         try:
-            produced = _produce_many(run, compute, [s.name for s in specs])
+            produced = _produce_many(run, compute, [s.name for s in specs], ranges)
             for s in specs:
                 yield _write(run, s, produced[s.name], column_lineage(s, upstream))
         finally:
@@ -549,7 +552,7 @@ _SHARED_LOCK = threading.Lock()
 
 
 @dataclass
-class CheckRun(_Days):
+class CheckRun(RunScope):
     """What a check function gets: the checked partitions, read lazily, and the engine.
 
     A check's reads are plain Spark reads of the tables' Parquet files: each check's plan
@@ -566,10 +569,6 @@ class CheckRun(_Days):
     _frame: DataFrame | None = None
     # tables read once for the run, shared by its days' checks
     shared: dict[Any, Any] = field(default_factory=dict)
-
-    @property
-    def engine(self) -> LakehouseEngine:
-        return self.lakehouse.engine
 
     @property
     def frame(self) -> DataFrame:
@@ -617,14 +616,6 @@ class CheckRun(_Days):
     def spanning(self) -> CheckRun:
         """The check run over every day of the run (itself, outside a range run)."""
         return self if self.span is None else replace(self, partition=self.span, span=None, _frame=None)
-
-    @property
-    def run_id(self) -> str:
-        return self.context.run.run_id
-
-    @property
-    def lateness_days(self) -> int:
-        return self.lakehouse.lateness_days
 
     def release(self) -> None:
         for value in self.shared.values():

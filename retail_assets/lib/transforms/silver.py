@@ -26,7 +26,7 @@ call, where the same logic through the Column API costs thousands of Py4J round 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
@@ -94,15 +94,16 @@ class SplitResult:
     accepted: DataFrame  # the Silver table's schema
     violations: DataFrame  # QUARANTINE_RULE_VIOLATIONS schema
     duplicates: DataFrame  # DUPLICATE_COLUMNS
-    # One row per parsed record with its outcome (see SalesResult.classified).
+    # One row per parsed record with its outcome; the three frames above all derive from it.
     classified: DataFrame
-    shape: _Shape
-    batch_id: str
+    spec: TableSpec
 
-    def materialized(self, checkpoint: Callable[[DataFrame], DataFrame] | None = None) -> SplitResult:
-        """The same outputs derived from the classification computed once (see SalesResult)."""
-        computed = checkpoint(self.classified) if checkpoint else self.classified.localCheckpoint()
-        return _split_outputs(computed, self.shape, batch_id=self.batch_id)
+    @property
+    def classification(self) -> DataFrame:
+        """What the outputs are derived from (`split_outputs`). A caller that writes or counts
+        several outputs computes it once and derives them from the computed copy; otherwise Spark
+        plans and runs the whole rule set once per action."""
+        return self.classified
 
 
 @dataclass(frozen=True)
@@ -113,23 +114,17 @@ class SalesResult:
     duplicates: DataFrame  # DUPLICATE_COLUMNS
     # One row per candidate with its outcome; the four frames above all derive from it.
     classified: DataFrame
-    batch_id: str
 
-    def materialized(self, checkpoint: Callable[[DataFrame], DataFrame] | None = None) -> SalesResult:
-        """The same outputs derived from the classification computed once, with its lineage cut.
-
-        A caller that writes or counts several outputs would otherwise have Spark plan and run the
-        whole rule set once per action; with small daily partitions that planning is a large share
-        of a step's time. `checkpoint`, if given, computes the frame it is given and returns it
-        computed (a `lib.checkpoint.SharedCheckpoint` may return one an earlier run wrote);
-        otherwise it is kept in the session.
-        """
-        # Only what the outputs read is kept, and the original record only where a violation
-        # will quote it: accepted lines are most rows, and their raw text the widest column.
-        kept = self.classified.selectExpr(
+    @property
+    def classification(self) -> DataFrame:
+        """What the outputs are derived from (`sales_outputs`), to compute once when several
+        outputs are written or counted (with small daily partitions, planning the rule set once
+        per action is a large share of a step's time). Only what the outputs read is kept, and
+        the original record only where a violation will quote it: accepted lines are most rows,
+        and their raw text the widest column."""
+        return self.classified.selectExpr(
             *_SALES_OUTPUT_COLUMNS, "CASE WHEN _rule IS NOT NULL THEN _raw_record END AS _raw_record"
         )
-        return _sales_outputs(checkpoint(kept) if checkpoint else kept.localCheckpoint(), batch_id=self.batch_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -660,7 +655,7 @@ def clean_sales(candidates: DataFrame, known_keys: DataFrame, *, lateness_days: 
     # an event whose lines cannot be read is judged as a whole
     df = _add(df, {"_rule": "coalesce(_record_error, _rule)", "_reason": "coalesce(_record_reason, _reason)"})
     classified = _dedup(df, ("transaction_id", "v_line_number", "_event_date"), _SALES_ORDER, _SALES_CONTENT)
-    return _sales_outputs(classified, batch_id=batch_id)
+    return sales_outputs(classified, batch_id=batch_id)
 
 
 # The classified columns `_sales_outputs` reads, `_raw_record` aside.
@@ -689,7 +684,8 @@ _SALES_OUTPUT_COLUMNS = (
 )
 
 
-def _sales_outputs(classified: DataFrame, *, batch_id: str) -> SalesResult:
+def sales_outputs(classified: DataFrame, *, batch_id: str) -> SalesResult:
+    """Silver sales lines and returns, violations and duplicates of a sales classification."""
     gross = "CAST(_gross_exact AS DECIMAL(18,2))"
     discount_amount = f"CAST(round({gross} * v_discount, 2) AS DECIMAL(18,2))"
     lines = classified.filter("_rule IS NULL AND NOT _duplicate").selectExpr(
@@ -720,7 +716,6 @@ def _sales_outputs(classified: DataFrame, *, batch_id: str) -> SalesResult:
         violations=_violations(classified, batch_id=batch_id),
         duplicates=_duplicates(classified),
         classified=classified,
-        batch_id=batch_id,
     )
 
 
@@ -863,7 +858,7 @@ def _clean(
     # Master data is deduplicated within an arrival day (a record re-sent on a later day is
     # that day's change too), so any range of days is cleaned in one pass.
     classified = _dedup(df, ["_arrival_date", *identity], ("_source_file", "_source_line"), content)
-    return _split_outputs(classified, shape, batch_id=batch_id)
+    return split_outputs(classified, shape.silver, batch_id=batch_id)
 
 
 def _value_columns(df: DataFrame, shape: _Shape) -> dict[str, str]:
@@ -871,7 +866,9 @@ def _value_columns(df: DataFrame, shape: _Shape) -> dict[str, str]:
     return {c.name: (f"v_{c.name}" if f"v_{c.name}" in df.columns else c.name) for c in shape.silver.columns}
 
 
-def _split_outputs(classified: DataFrame, shape: _Shape, *, batch_id: str) -> SplitResult:
+def split_outputs(classified: DataFrame, spec: TableSpec, *, batch_id: str) -> SplitResult:
+    """The Silver table `spec`, violations and duplicates of one refinement's classification."""
+    shape = _Shape(spec)
     value_of = _value_columns(classified, shape)
     accepted = classified.filter("_rule IS NULL AND NOT _duplicate").selectExpr(
         *[f"{value_of[a]} AS {a}" for a in shape.attributes],
@@ -885,8 +882,7 @@ def _split_outputs(classified: DataFrame, shape: _Shape, *, batch_id: str) -> Sp
         violations=_violations(classified, batch_id=batch_id),
         duplicates=_duplicates(classified),
         classified=classified,
-        shape=shape,
-        batch_id=batch_id,
+        spec=spec,
     )
 
 
