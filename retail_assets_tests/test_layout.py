@@ -163,7 +163,6 @@ NOT_YET_SPLIT = [
     "retail_assets.lib.orchestration.factories",
     "retail_assets.lib.transforms.gold",
     "retail_assets.lib.transforms.ingest",
-    "retail_assets.lib.transforms.silver",
     "retail_assets.tooling.cli.commands",
     "retail_assets.tooling.generator.core",
     "retail_assets.tooling.generator.defects",

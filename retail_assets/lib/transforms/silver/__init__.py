@@ -1,0 +1,54 @@
+"""Bronze → Silver: typing, validation, deduplication and the quarantine split.
+
+Every function is pure Spark (no UDFs, no collect): DataFrames in, DataFrames out. Each Bronze
+record ends in exactly one place (docs/architecture.md, "Where every record goes"):
+
+- unparseable (Bronze `_parse_error`)      → `ingest_rejects` (`rejects.py`)
+- parsed, fails a rule                     → `violations`: the first rule by the precedence of
+                                             `lib/registry/rules.py`, the reason lists them all
+- exact re-send of a record kept earlier   → `duplicates` (counted, not stored in Silver)
+- everything else                          → the accepted Silver rows
+
+`judging.py` is how records are judged; `sales.py` the sales lines (files and Kafka events);
+`refinements.py` master data and inventory.
+"""
+
+from retail_assets.lib.transforms.silver.judging import DUPLICATE_COLUMNS, conform
+from retail_assets.lib.transforms.silver.refinements import (
+    SplitResult,
+    clean_inventory,
+    clean_master_data,
+    known_keys,
+    split_outputs,
+)
+from retail_assets.lib.transforms.silver.rejects import count_records_in, ingest_rejects
+from retail_assets.lib.transforms.silver.sales import (
+    CANDIDATE_COLUMNS,
+    POS_LINE_FIELDS,
+    SalesResult,
+    candidates_judged_with,
+    clean_sales,
+    sales_candidates_from_events,
+    sales_candidates_from_files,
+    sales_outputs,
+)
+
+__all__ = [
+    "CANDIDATE_COLUMNS",
+    "DUPLICATE_COLUMNS",
+    "POS_LINE_FIELDS",
+    "SalesResult",
+    "SplitResult",
+    "candidates_judged_with",
+    "clean_inventory",
+    "clean_master_data",
+    "clean_sales",
+    "conform",
+    "count_records_in",
+    "ingest_rejects",
+    "known_keys",
+    "sales_candidates_from_events",
+    "sales_candidates_from_files",
+    "sales_outputs",
+    "split_outputs",
+]

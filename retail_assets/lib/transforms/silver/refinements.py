@@ -1,0 +1,224 @@
+"""Silver master data and inventory: each refines one Bronze table, typed and checked as its
+registry entry says (`TableSpec.refines`), deduplicated within each arrival day."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from retail_assets.lib.registry import rules
+from retail_assets.lib.registry.tables import (
+    SILVER_INVENTORY,
+    TableSpec,
+)
+from retail_assets.lib.transforms.silver.judging import (
+    CUSTOMER,
+    PRODUCT,
+    STORE,
+    _accepted_values,
+    _add,
+    _Check,
+    _dedup,
+    _duplicates,
+    _judge,
+    _lit,
+    _missing,
+    _msg,
+    _orphan,
+    _q,
+    _Typed,
+    _typed_date,
+    _typed_decimal,
+    _typed_int,
+    _typed_timestamp,
+    _violations,
+    _with_known,
+    conform,
+)
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    accepted: DataFrame  # the Silver table's schema
+    violations: DataFrame  # QUARANTINE_RULE_VIOLATIONS schema
+    duplicates: DataFrame  # DUPLICATE_COLUMNS
+    # One row per parsed record with its outcome; the three frames above all derive from it.
+    classified: DataFrame
+    spec: TableSpec
+
+    @property
+    def classification(self) -> DataFrame:
+        """What the outputs are derived from (`split_outputs`). A caller that writes or counts
+        several outputs computes it once and derives them from the computed copy; otherwise Spark
+        plans and runs the whole rule set once per action."""
+        return self.classified
+
+
+def known_keys(customers: DataFrame, products: DataFrame, stores: DataFrame) -> DataFrame:
+    """(kind, key, first_arrival_date): when each master key first arrived in Silver."""
+    parts = [
+        frame.selectExpr(f"{_lit(kind)} AS kind", f"{column} AS key", "_arrival_date")
+        for kind, column, frame in (
+            (CUSTOMER, "customer_id", customers),
+            (PRODUCT, "product_id", products),
+            (STORE, "store_id", stores),
+        )
+    ]
+    union = parts[0].unionByName(parts[1]).unionByName(parts[2])
+    return union.groupBy("kind", "key").agg(F.min("_arrival_date").alias("first_arrival_date"))
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """How a Silver refinement types its Bronze table: read off its registry entry."""
+
+    silver: TableSpec
+
+    @property
+    def bronze(self) -> TableSpec:
+        if self.silver.refines is None:
+            raise ValueError(f"{self.silver.key} does not refine a Bronze table of its own")
+        return self.silver.refines
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        return self.silver.identity
+
+    @property
+    def versioned(self) -> bool:
+        return self.silver.versioned
+
+    def _typed(self, type_: str) -> tuple[str, ...]:
+        return tuple(c for c in self.attributes if self.silver.column(c).type == type_ and c != "updated_at")
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Set on every record, besides identity and version (non-nullable in the registry)."""
+        return tuple(
+            c
+            for c in self.attributes
+            if not self.silver.column(c).nullable and c not in self.identity and c != "updated_at"
+        )
+
+    @property
+    def dates(self) -> tuple[str, ...]:
+        return self._typed("date")
+
+    @property
+    def prices(self) -> tuple[str, ...]:
+        """decimal(12,2) money columns: a negative one breaks `negative_price`."""
+        return self._typed("decimal(12,2)")
+
+    @property
+    def counts(self) -> tuple[str, ...]:
+        """int columns: a negative one breaks `invalid_value`."""
+        return self._typed("int")
+
+    @property
+    def references(self) -> tuple[tuple[str, str, str], ...]:
+        """(kind, column, rule) of each column that must name a known master record."""
+        out = []
+        for column, master in self.silver.references:
+            kind = master.identity[0].removesuffix("_id")
+            out.append((kind, column, rules.unknown_master(kind)))
+        return tuple(out)
+
+    @property
+    def attributes(self) -> list[str]:
+        """The Silver table's business columns (its lineage columns aside)."""
+        return self.silver.business_columns
+
+
+def clean_master_data(bronze: DataFrame, spec: TableSpec, *, batch_id: str) -> SplitResult:
+    """Bronze change records → their Silver table (`spec`: customers, products or stores), one
+    row per distinct change; what is typed and checked is read off the registry entry."""
+    if spec.references:
+        raise ValueError(f"{spec.key} references master data: clean it with its known keys")
+    return _clean(bronze, _Shape(spec), batch_id=batch_id)
+
+
+def _clean(
+    bronze: DataFrame, shape: _Shape, *, batch_id: str, known: DataFrame | None = None, lateness_days: int = 0
+) -> SplitResult:
+    fields = [c.name for c in shape.bronze.columns if not c.name.startswith("_")]
+    df = bronze.filter("_parse_error IS NULL").selectExpr(
+        f"{_lit(shape.bronze.key)} AS source_table",
+        "_source",
+        "_source_file",
+        "_source_line",
+        "_arrival_date",
+        "_raw_record",
+        "_extra",
+        *[f"nullif(trim({f}), '') AS {f}" for f in fields],
+    )
+    typed: list[_Typed] = []
+    checks = [_missing(k) for k in (*shape.identity, *shape.required)]
+    if shape.versioned:
+        checks.append(_missing("updated_at"))
+        typed.append(_typed_timestamp("updated_at", "v_updated_at", "_event_date"))
+    typed += [_typed_date(name, f"v_{name}") for name in shape.dates]
+    for name in shape.prices:
+        typed.append(_typed_decimal(name, f"v_{name}", f"_{name}_exact", 12, 2))
+        checks.append(_Check(rules.NEGATIVE_PRICE, f"_{name}_exact < 0", _msg(f"{name} ", _q(name), " is negative")))
+    for name in shape.counts:
+        typed.append(_typed_int(name, f"v_{name}"))
+        checks.append(_Check(rules.INVALID_VALUE, f"v_{name} < 0", _msg(f"{name} ", _q(name), " is negative")))
+    checks += [c for t in typed for c in t.checks]
+    checks += [_accepted_values(name, values) for name, values in shape.silver.accepted_values.items()]
+    checks += [_orphan(kind, column, rule, lateness_days) for kind, column, rule in shape.references]
+
+    columns = {k: v for t in typed for k, v in t.columns.items()}
+    key_text = [f"coalesce({k}, '')" for k in shape.identity]
+    if shape.versioned:
+        columns["record_key"] = f"concat({', '.join(key_text)}, '@', coalesce(updated_at, ''))"
+    else:
+        columns["_event_date"] = columns["v_snapshot_date"]  # the business date of a snapshot
+        columns["record_key"] = f"concat_ws(':', {', '.join(key_text)})"
+    df = _add(df, columns)
+    if shape.references:
+        if known is None:
+            raise ValueError(f"cleaning {shape.bronze.key} needs known_keys")
+        df = _with_known(df, known, {kind: column for kind, column, _ in shape.references})
+    df = _judge(df, checks)
+
+    value_of = _value_columns(df, shape)
+    attributes = shape.attributes
+    identity = [value_of[k] for k in shape.identity] + (["v_updated_at"] if shape.versioned else [])
+    content = {value_of[a]: a for a in attributes if value_of[a] not in identity}
+    # Master data is deduplicated within an arrival day (a record re-sent on a later day is
+    # that day's change too), so any range of days is cleaned in one pass.
+    classified = _dedup(df, ["_arrival_date", *identity], ("_source_file", "_source_line"), content)
+    return split_outputs(classified, shape.silver, batch_id=batch_id)
+
+
+def _value_columns(df: DataFrame, shape: _Shape) -> dict[str, str]:
+    """Each Silver column → the classified column holding its typed value."""
+    return {c.name: (f"v_{c.name}" if f"v_{c.name}" in df.columns else c.name) for c in shape.silver.columns}
+
+
+def split_outputs(classified: DataFrame, spec: TableSpec, *, batch_id: str) -> SplitResult:
+    """The Silver table `spec`, violations and duplicates of one refinement's classification."""
+    shape = _Shape(spec)
+    value_of = _value_columns(classified, shape)
+    accepted = classified.filter("_rule IS NULL AND NOT _duplicate").selectExpr(
+        *[f"{value_of[a]} AS {a}" for a in shape.attributes],
+        "_extra AS extra_attributes",
+        "_source",
+        "_arrival_date",
+        f"{_lit(batch_id)} AS _batch_id",
+    )
+    return SplitResult(
+        accepted=conform(accepted, shape.silver),
+        violations=_violations(classified, batch_id=batch_id),
+        duplicates=_duplicates(classified),
+        classified=classified,
+        spec=spec,
+    )
+
+
+def clean_inventory(bronze: DataFrame, known_keys: DataFrame, *, lateness_days: int, batch_id: str) -> SplitResult:
+    """Bronze inventory snapshots → Silver inventory (one row per store, product and day);
+    stores and products must be known by the snapshot's arrival + L (`known_keys`)."""
+    return _clean(bronze, _Shape(SILVER_INVENTORY), batch_id=batch_id, known=known_keys, lateness_days=lateness_days)
