@@ -18,7 +18,7 @@ from deltalake import DeltaTable
 
 from retail_assets.defs.maintenance.jobs import lakehouse_maintenance
 from retail_assets.lib import settings
-from retail_assets.lib.engine import DeltaRsEngine, DeltaSparkEngine, PartitionRange
+from retail_assets.lib.engine import DeltaRsEngine, DeltaSparkEngine, PartitionRange, delta_sql
 from retail_assets.lib.engine import delta_spark as ds
 from retail_assets.lib.orchestration.resources import DatabricksLakehouseResource, KafkaResource, LakehouseResource
 from retail_assets.lib.registry.tables import (
@@ -80,63 +80,68 @@ def test_deployment_env_maps_branch_deployments_to_their_own_schemas(monkeypatch
 
 
 def test_replace_where_confines_the_overwrite_to_the_partition_range():
-    assert ds.replace_where(SILVER_STORES, PartitionRange.single(DAY)) == "`_arrival_date` = DATE'2026-11-02'"
+    assert delta_sql.replace_where(SILVER_STORES, PartitionRange.single(DAY)) == "`_arrival_date` = DATE'2026-11-02'"
     assert (
-        ds.replace_where(GOLD_DIM_DATE, PartitionRange.around(DAY, 1, 2))
+        delta_sql.replace_where(GOLD_DIM_DATE, PartitionRange.around(DAY, 1, 2))
         == "`date` >= DATE'2026-11-01' AND `date` <= DATE'2026-11-04'"
     )
 
 
 def test_create_table_sql_declares_columns_partitioning_and_properties():
-    sql = ds.create_table_sql(BRONZE_STORES, "retail.prod_bronze.stores")
+    sql = delta_sql.create_table_sql(BRONZE_STORES, "retail.prod_bronze.stores")
     assert sql.startswith("CREATE TABLE IF NOT EXISTS `retail`.`prod_bronze`.`stores` (")
     assert "USING DELTA" in sql and "PARTITIONED BY (`_arrival_date`)" in sql
     assert "`_arrival_date` DATE NOT NULL" in sql
     assert "`store_id` STRING COMMENT" in sql
     assert "'delta.enableChangeDataFeed' = 'true'" in sql  # Bronze keeps its change feed
     assert "'delta.autoOptimize.optimizeWrite' = 'true'" in sql
-    silver = ds.create_table_sql(SILVER_STORES, "retail.prod_silver.stores")
+    silver = delta_sql.create_table_sql(SILVER_STORES, "retail.prod_silver.stores")
     assert "enableChangeDataFeed" not in silver
-    assert ds.create_schema_sql("retail", Layer.SILVER, "prod") == "CREATE SCHEMA IF NOT EXISTS `retail`.`prod_silver`"
-    assert ds.set_properties_sql(BRONZE_STORES, "retail.prod_bronze.stores").startswith(
+    assert (
+        delta_sql.create_schema_sql("retail", Layer.SILVER, "prod")
+        == "CREATE SCHEMA IF NOT EXISTS `retail`.`prod_silver`"
+    )
+    assert delta_sql.set_properties_sql(BRONZE_STORES, "retail.prod_bronze.stores").startswith(
         "ALTER TABLE `retail`.`prod_bronze`.`stores` SET TBLPROPERTIES ("
     )
 
 
 def test_comments_with_quotes_are_escaped():
-    assert ds.sql_string("it's a \\ path") == "'it\\'s a \\\\ path'"
+    assert delta_sql.sql_string("it's a \\ path") == "'it\\'s a \\\\ path'"
 
 
 def test_maintenance_sql():
-    assert ds.optimize_sql(GOLD_FACT_SALES, "retail.prod_gold.fact_sales") == (
+    assert delta_sql.optimize_sql(GOLD_FACT_SALES, "retail.prod_gold.fact_sales") == (
         "OPTIMIZE `retail`.`prod_gold`.`fact_sales` ZORDER BY ("
-        + ", ".join(f"`{c}`" for c in ds.zorder_columns(GOLD_FACT_SALES))
+        + ", ".join(f"`{c}`" for c in delta_sql.zorder_columns(GOLD_FACT_SALES))
         + ")"
     )
-    assert GOLD_FACT_SALES.partition_column not in ds.zorder_columns(GOLD_FACT_SALES)
-    assert ds.optimize_sql(SILVER_STORES, "c.s.t", PartitionRange.single(DAY), zorder=False) == (
+    assert GOLD_FACT_SALES.partition_column not in delta_sql.zorder_columns(GOLD_FACT_SALES)
+    assert delta_sql.optimize_sql(SILVER_STORES, "c.s.t", PartitionRange.single(DAY), zorder=False) == (
         "OPTIMIZE `c`.`s`.`t` WHERE `_arrival_date` = DATE'2026-11-02'"
     )
-    assert ds.vacuum_sql("c.s.t") == "VACUUM `c`.`s`.`t` RETAIN 168 HOURS"
+    assert delta_sql.vacuum_sql("c.s.t") == "VACUUM `c`.`s`.`t` RETAIN 168 HOURS"
     with pytest.raises(ValueError, match="refusing to VACUUM"):
-        ds.vacuum_sql("c.s.t", 1)
+        delta_sql.vacuum_sql("c.s.t", 1)
 
 
 def test_writer_options():
-    assert ds.writer_options(mode="overwrite_partitions", partitions=(SILVER_STORES, PartitionRange.single(DAY))) == {
+    assert delta_sql.writer_options(
+        mode="overwrite_partitions", partitions=(SILVER_STORES, PartitionRange.single(DAY))
+    ) == {
         "replaceWhere": "`_arrival_date` = DATE'2026-11-02'",
         "mergeSchema": "true",
     }
-    assert ds.writer_options(mode="overwrite_table") == {"mergeSchema": "true"}
-    assert ds.writer_options(mode="append", app_id="kafka-bronze", app_version=7) == {
+    assert delta_sql.writer_options(mode="overwrite_table") == {"mergeSchema": "true"}
+    assert delta_sql.writer_options(mode="append", app_id="kafka-bronze", app_version=7) == {
         "mergeSchema": "true",
         "txnAppId": "kafka-bronze",
         "txnVersion": "7",
     }
     with pytest.raises(ValueError):
-        ds.writer_options(mode="append", app_id="kafka-bronze")
+        delta_sql.writer_options(mode="append", app_id="kafka-bronze")
     with pytest.raises(ValueError):
-        ds.writer_options(mode="overwrite_partitions")
+        delta_sql.writer_options(mode="overwrite_partitions")
 
 
 @pytest.mark.databricks
@@ -150,7 +155,7 @@ def test_partition_overwrite_is_the_ddl_then_one_overwrite_by_condition(spark, t
         1,
         rows.num_rows,
     )
-    history = {r["version"]: r.asDict(recursive=True) for r in spark.sql(ds.history_sql(name, 10)).collect()}
+    history = {r["version"]: r.asDict(recursive=True) for r in spark.sql(delta_sql.history_sql(name, 10)).collect()}
     assert [history[v]["operation"] for v in sorted(history)] == ["CREATE TABLE", "WRITE"]
     write = history[1]["operationParameters"]
     assert (
@@ -159,11 +164,11 @@ def test_partition_overwrite_is_the_ddl_then_one_overwrite_by_condition(spark, t
     assert history[1]["engineInfo"].startswith("Apache-Spark/")
 
     # What `create_table_sql` declares is what Delta made of it.
-    detail = spark.sql(f"DESCRIBE DETAIL {ds.quote_name(name)}").first()
+    detail = spark.sql(f"DESCRIBE DETAIL {delta_sql.quote_name(name)}").first()
     assert (detail["format"], detail["partitionColumns"]) == ("delta", ["_arrival_date"])
     assert str(detail["location"]).removeprefix("file:").rstrip("/") == str(engine.path(SILVER_STORES))
-    properties = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {ds.quote_name(name)}").collect()}
-    assert ds.table_properties(SILVER_STORES).items() <= properties.items()
+    properties = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {delta_sql.quote_name(name)}").collect()}
+    assert delta_sql.table_properties(SILVER_STORES).items() <= properties.items()
     assert "delta.enableChangeDataFeed" not in properties  # Bronze's alone
     fields = {f.name: f for f in spark.table(name).schema.fields}
     assert not fields["_arrival_date"].nullable
@@ -179,7 +184,7 @@ def test_partition_overwrite_is_the_ddl_then_one_overwrite_by_condition(spark, t
     engine.append(SILVER_STORES, rows)
     done = engine.optimize(SILVER_STORES, PartitionRange.single(DAY), zorder=False)
     assert (done["files_removed"], done["files_added"]) == (2, 1)
-    optimize = spark.sql(ds.history_sql(name, 1)).first().asDict(recursive=True)
+    optimize = spark.sql(delta_sql.history_sql(name, 1)).first().asDict(recursive=True)
     assert optimize["operation"] == "OPTIMIZE" and json.loads(optimize["operationParameters"]["zOrderBy"]) == []
     assert DAY.isoformat() in optimize["operationParameters"]["predicate"]
     assert spark.table(name).count() == 2 * rows.num_rows

@@ -32,7 +32,7 @@ from retail_assets.definitions import build_definitions
 from retail_assets.defs.bronze.sensors import KAFKA_SENSOR, LANDING_SENSOR, STREAM_LANE
 from retail_assets.lib.deployment import cluster
 from retail_assets.lib.engine import delta_spark as ds
-from retail_assets.lib.engine import jvm
+from retail_assets.lib.engine import delta_sql, jvm
 from retail_assets.lib.orchestration.factories import asset_key
 from retail_assets.lib.registry.tables import BRONZE_POS_TRANSACTIONS, BRONZE_STORES, KAFKA_TOPIC, TABLES_BY_KEY
 from retail_assets.lib.settings import project_root
@@ -226,7 +226,7 @@ def test_the_landing_sensor_reads_the_volume_and_bronze_through_the_workspace_ap
     )
     assert int(request.tags["retail/new_files"]) == len(exported) >= 1
     assert any(p.startswith(f"/api/2.0/fs/directories{LANDING}/stores") for p in workspace.paths_called("GET"))
-    bronze = ds.quote_name(BRONZE_STORES.catalog_name(CATALOG, ENV))
+    bronze = delta_sql.quote_name(BRONZE_STORES.catalog_name(CATALOG, ENV))
     assert any(bronze in s and "DESCRIBE HISTORY" in s for s in sensed_chain.statements)
     # Once the run committed, the same files are held: nothing more to request.
     assert sensed_chain.launched.success, sensed_chain.launched.failures
@@ -406,7 +406,7 @@ def test_time_travel_reads_bronze_as_the_first_run_wrote_it(deployment, rerun, s
     # Through the table's catalog name, as a Databricks notebook would query it.
     engine = ds.DeltaSparkEngine.local(deployment / "lakehouse", ENV, spark=spark)
     assert engine.exists(BRONZE_STORES)
-    name = ds.quote_name(engine.location(BRONZE_STORES))
+    name = delta_sql.quote_name(engine.location(BRONZE_STORES))
     columns = "store_id, name, status, _source, _source_file, _batch_id"
     then = spark.sql(f"SELECT {columns} FROM {name} VERSION AS OF {rerun.before}").collect()
     now = spark.sql(f"SELECT {columns} FROM {name}").collect()
@@ -445,7 +445,7 @@ def test_maintenance_optimizes_and_vacuums_the_delta_spark_tables(workspace, dep
             "VACUUM START",
             "VACUUM END",
         ), key
-        assert json.loads(optimize["operationParameters"]["zOrderBy"]) == ds.zorder_columns(spec)
+        assert json.loads(optimize["operationParameters"]["zOrderBy"]) == delta_sql.zorder_columns(spec)
         assert (
             int(optimize["operationMetrics"]["numRemovedFiles"]) >= 1
             and int(optimize["operationMetrics"]["numAddedFiles"]) >= 1
@@ -551,7 +551,7 @@ def test_the_kafka_sensor_reads_committed_offsets_through_the_sql_warehouse(
 
     caught_up, _ = kafka_tick(instance, cursor)
     assert isinstance(caught_up, dg.SkipReason) and "holds every offset" in caught_up.skip_message, caught_up
-    bronze = ds.quote_name(BRONZE_POS_TRANSACTIONS.catalog_name(CATALOG, ENV))
+    bronze = delta_sql.quote_name(BRONZE_POS_TRANSACTIONS.catalog_name(CATALOG, ENV))
     statements = [s.statement for s in workspace.catalog.statements[before:]]
     # Each tick asks for Bronze's version; only once it exists are its offsets read (at that version).
     assert sum(bronze in s and "DESCRIBE HISTORY" in s for s in statements) == 2, statements

@@ -14,7 +14,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from retail_assets.lib.engine import DeltaSparkEngine, PartitionRange
+from retail_assets.lib.engine import DeltaSparkEngine, PartitionRange, delta_sql
 from retail_assets.lib.engine import delta_spark as ds
 from retail_assets.lib.registry.tables import SILVER_STORES
 
@@ -67,7 +67,7 @@ def stores(n: int, tag: str, day: dt.date = DAY) -> pa.Table:
 
 
 def history(spark, engine) -> dict[int, dict]:
-    rows = spark.sql(ds.history_sql(engine.location(SILVER_STORES), 50)).collect()
+    rows = spark.sql(delta_sql.history_sql(engine.location(SILVER_STORES), 50)).collect()
     return {r["version"]: r.asDict(recursive=True) for r in rows}
 
 
@@ -118,7 +118,7 @@ def test_another_writers_later_commits_are_not_reported_as_the_write(spark, engi
     """Between the write and the engine's look-up another writer appends, then commits more
     than the look-up's first window of history (property changes): the commit reported is
     still the write's, found again by its marker."""
-    name = ds.quote_name(engine.location(SILVER_STORES))
+    name = delta_sql.quote_name(engine.location(SILVER_STORES))
     day = PartitionRange.single(DAY + dt.timedelta(days=1))
     engine.overwrite_partitions(SILVER_STORES, stores(1, "a"), PartitionRange.single(DAY))
 

@@ -10,26 +10,7 @@ from decimal import Decimal
 import pytest
 from pyspark.sql import functions as F
 
-from retail_assets.lib.registry.tables import (
-    GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
-    GOLD_AGG_DAILY_STORE_SALES,
-    GOLD_AGG_INVENTORY_COVER,
-    GOLD_AGG_PRODUCT_PERFORMANCE,
-    GOLD_DIM_CUSTOMER,
-    GOLD_DIM_DATE,
-    GOLD_DIM_PRODUCT,
-    GOLD_DIM_STORE,
-    GOLD_FACT_SALES,
-    SILVER_CUSTOMERS,
-    SILVER_INVENTORY,
-    SILVER_PRODUCTS,
-    SILVER_RETURNS,
-    SILVER_SALES_LINES,
-    SILVER_STORES,
-    UNKNOWN_MEMBER_ID,
-    UNKNOWN_MEMBER_SK,
-    TableSpec,
-)
+from retail_assets.lib.registry import tables
 from retail_assets.lib.transforms import gold
 
 PROCESSED_AT = datetime(2024, 1, 10, 6, 0, tzinfo=UTC)
@@ -46,7 +27,7 @@ def utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 
 
-def make_df(spark, spec: TableSpec, records: list[dict]):
+def make_df(spark, spec: tables.TableSpec, records: list[dict]):
     unknown = {k for r in records for k in r} - set(spec.column_names)
     assert not unknown, f"{spec.key} has no columns {unknown}"
     return spark.createDataFrame([tuple(r.get(c) for c in spec.column_names) for r in records], spec.spark_ddl())
@@ -124,13 +105,13 @@ PRODUCT_CHANGES = [
 
 def build_products(spark, records):
     return gold.build_dim_product(
-        make_df(spark, SILVER_PRODUCTS, records), processed_at=PROCESSED_AT, arrival_date=RUN_DAY
+        make_df(spark, tables.SILVER_PRODUCTS, records), processed_at=PROCESSED_AT, arrival_date=RUN_DAY
     )
 
 
 def test_scd2_out_of_order_null_noop_and_duplicate_changes(spark):
     dim = build_products(spark, PRODUCT_CHANGES)
-    assert dim.columns == GOLD_DIM_PRODUCT.column_names
+    assert dim.columns == tables.GOLD_DIM_PRODUCT.column_names
     rows = rows_by(dim, "product_id", "version")
     assert len(rows) == 5  # P1 × 3, P2 × 1, unknown member
 
@@ -158,8 +139,8 @@ def test_scd2_out_of_order_null_noop_and_duplicate_changes(spark):
     p2 = rows[("P2", 1)]
     assert (p2["name"], utc(p2["valid_from"]), p2["valid_to"], p2["is_current"]) == ("Pear", ts(2), None, True)
 
-    unknown = rows[(UNKNOWN_MEMBER_ID, 1)]
-    assert unknown["product_sk"] == UNKNOWN_MEMBER_SK
+    unknown = rows[(tables.UNKNOWN_MEMBER_ID, 1)]
+    assert unknown["product_sk"] == tables.UNKNOWN_MEMBER_SK
     assert utc(unknown["valid_from"]) == datetime(1900, 1, 1, tzinfo=UTC)
     assert unknown["valid_to"] is None and unknown["is_current"] is True
     assert all(unknown[a] is None for a in gold.PRODUCT_ATTRIBUTES)
@@ -173,7 +154,9 @@ def test_scd2_same_table_whatever_input_order_and_partitioning(spark):
         in_order,
         build_products(spark, list(reversed(PRODUCT_CHANGES))),
         gold.build_dim_product(
-            make_df(spark, SILVER_PRODUCTS, shuffled).repartition(3), processed_at=PROCESSED_AT, arrival_date=RUN_DAY
+            make_df(spark, tables.SILVER_PRODUCTS, shuffled).repartition(3),
+            processed_at=PROCESSED_AT,
+            arrival_date=RUN_DAY,
         ),
     ]
     expected = sorted_rows(in_order)
@@ -184,7 +167,7 @@ def test_scd2_same_table_whatever_input_order_and_partitioning(spark):
     by_key: dict[str, list[dict]] = {}
     for row in in_order.collect():
         by_key.setdefault(row["product_id"], []).append(row.asDict())
-    assert len(by_key[UNKNOWN_MEMBER_ID]) == 1
+    assert len(by_key[tables.UNKNOWN_MEMBER_ID]) == 1
     sks = [r["product_sk"] for rs in by_key.values() for r in rs]
     assert len(sks) == len(set(sks))
     for product_id, versions in by_key.items():
@@ -194,12 +177,12 @@ def test_scd2_same_table_whatever_input_order_and_partitioning(spark):
         for earlier, later in zip(versions, versions[1:]):
             assert earlier["valid_from"] < later["valid_from"]
             assert earlier["valid_to"] == later["valid_from"]
-        if product_id != UNKNOWN_MEMBER_ID:
-            assert all(r["product_sk"] != UNKNOWN_MEMBER_SK for r in versions)
+        if product_id != tables.UNKNOWN_MEMBER_ID:
+            assert all(r["product_sk"] != tables.UNKNOWN_MEMBER_SK for r in versions)
 
 
 def test_build_scd2_generic_names_its_surrogate_key(spark):
-    changes = make_df(spark, SILVER_PRODUCTS, PRODUCT_CHANGES[:1])
+    changes = make_df(spark, tables.SILVER_PRODUCTS, PRODUCT_CHANGES[:1])
     history = gold.build_scd2(
         changes, key="product_id", attributes=["name"], processed_at=PROCESSED_AT, arrival_date=RUN_DAY
     )
@@ -245,9 +228,9 @@ def test_dim_customer_hashes_and_masks_pii(spark):
         change(2, "customers/b.csv:3", customer_id="C2", first_name="Al", phone="12", updated_at=ts(2)),
     ]
     dim = gold.build_dim_customer(
-        make_df(spark, SILVER_CUSTOMERS, records), processed_at=PROCESSED_AT, arrival_date=RUN_DAY
+        make_df(spark, tables.SILVER_CUSTOMERS, records), processed_at=PROCESSED_AT, arrival_date=RUN_DAY
     )
-    assert dim.columns == GOLD_DIM_CUSTOMER.column_names
+    assert dim.columns == tables.GOLD_DIM_CUSTOMER.column_names
     rows = rows_by(dim, "customer_id", "version")
     assert len(rows) == 4  # an e-mail change alone is a new version
 
@@ -314,14 +297,14 @@ def test_dim_store_keeps_latest_non_null_attribute(spark):
         change(1, "stores/a.csv:3", store_id="S2", name="Two", updated_at=ts(1)),
     ]
     results = [
-        gold.build_dim_store(make_df(spark, SILVER_STORES, rs), processed_at=PROCESSED_AT, arrival_date=RUN_DAY)
+        gold.build_dim_store(make_df(spark, tables.SILVER_STORES, rs), processed_at=PROCESSED_AT, arrival_date=RUN_DAY)
         for rs in (records, list(reversed(records)))
     ]
     dim = results[0]
-    assert dim.columns == GOLD_DIM_STORE.column_names
+    assert dim.columns == tables.GOLD_DIM_STORE.column_names
     assert sorted_rows(results[1]) == sorted_rows(dim)
     rows = rows_by(dim, "store_id")
-    assert set(rows) == {("S1",), ("S2",), (UNKNOWN_MEMBER_ID,)}
+    assert set(rows) == {("S1",), ("S2",), (tables.UNKNOWN_MEMBER_ID,)}
     s1 = rows[("S1",)]
     assert (s1["name"], s1["city"], s1["region"], s1["format"], s1["opened_on"], s1["status"]) == (
         "Main",
@@ -333,14 +316,14 @@ def test_dim_store_keeps_latest_non_null_attribute(spark):
     )
     assert utc(s1["updated_at"]) == ts(3)
     assert s1["store_sk"] == xxhash64(spark, "S1")
-    unknown = rows[(UNKNOWN_MEMBER_ID,)]
-    assert unknown["store_sk"] == UNKNOWN_MEMBER_SK and unknown["name"] is None and unknown["updated_at"] is None
+    unknown = rows[(tables.UNKNOWN_MEMBER_ID,)]
+    assert unknown["store_sk"] == tables.UNKNOWN_MEMBER_SK and unknown["name"] is None and unknown["updated_at"] is None
 
 
 def test_dim_date_iso_calendar(spark):
     days = [date(2024, 12, 30), date(2024, 12, 28), date(2021, 1, 3), date(2024, 12, 30), date(2024, 2, 29)]
     dim = gold.build_dim_date(days, spark)
-    assert dim.columns == GOLD_DIM_DATE.column_names
+    assert dim.columns == tables.GOLD_DIM_DATE.column_names
     assert sorted_rows(dim) == sorted(
         [
             (20241230, date(2024, 12, 30), 2024, 4, 12, "December", 30, 1, "Monday", 1, False),
@@ -387,7 +370,7 @@ def test_fact_sales_point_in_time_join(spark):
     dim_customer = gold.build_dim_customer(
         make_df(
             spark,
-            SILVER_CUSTOMERS,
+            tables.SILVER_CUSTOMERS,
             [
                 change(2, "c.csv:2", customer_id="C1", first_name="Jane", city="Paris", updated_at=ts(2, 10)),
                 change(3, "c.csv:3", customer_id="C1", city="Lyon", updated_at=ts(3, 10)),
@@ -404,13 +387,13 @@ def test_fact_sales_point_in_time_join(spark):
         ],
     )
     dim_store = gold.build_dim_store(
-        make_df(spark, SILVER_STORES, [change(1, "s.csv:2", store_id="S1", name="Main", updated_at=ts(1))]),
+        make_df(spark, tables.SILVER_STORES, [change(1, "s.csv:2", store_id="S1", name="Main", updated_at=ts(1))]),
         processed_at=PROCESSED_AT,
         arrival_date=RUN_DAY,
     )
     sales = make_df(
         spark,
-        SILVER_SALES_LINES,
+        tables.SILVER_SALES_LINES,
         [
             silver_line("T1", ts(2, 10), "S1", "P1", "C1", 2, "3.00"),  # exactly at C1 v1's valid_from
             silver_line("T2", ts(3, 10), "S1", "P1", "C1", 1, "3.00"),  # exactly at C1 v2's valid_from
@@ -419,7 +402,7 @@ def test_fact_sales_point_in_time_join(spark):
             silver_line("T5", ts(3, 12), "S1", "P1", "C9", 1, "3.00"),  # unknown customer; P1 v2 boundary
         ],
     )
-    returns = make_df(spark, SILVER_RETURNS, [silver_line("T6", ts(3, 13), "S1", "P1", "C1", 1, "3.00")])
+    returns = make_df(spark, tables.SILVER_RETURNS, [silver_line("T6", ts(3, 13), "S1", "P1", "C1", 1, "3.00")])
 
     c1v1, c1v2 = xxhash64(spark, "C1", ts(2, 10)), xxhash64(spark, "C1", ts(3, 10))
     p1v1, p1v2 = xxhash64(spark, "P1", ts(1)), xxhash64(spark, "P1", ts(3, 12))
@@ -429,13 +412,20 @@ def test_fact_sales_point_in_time_join(spark):
         ("T1", "sale"): (c1v1, p1v1, s1, 2, Decimal("6.00"), 20240102),
         ("T2", "sale"): (c1v2, p1v1, s1, 1, Decimal("3.00"), 20240103),
         ("T3", "sale"): (c1v1, p1v1, s1, 1, Decimal("3.00"), 20240101),
-        ("T4", "sale"): (UNKNOWN_MEMBER_SK, UNKNOWN_MEMBER_SK, UNKNOWN_MEMBER_SK, 1, Decimal("3.00"), 20240102),
-        ("T5", "sale"): (UNKNOWN_MEMBER_SK, p1v2, s1, 1, Decimal("3.00"), 20240103),
+        ("T4", "sale"): (
+            tables.UNKNOWN_MEMBER_SK,
+            tables.UNKNOWN_MEMBER_SK,
+            tables.UNKNOWN_MEMBER_SK,
+            1,
+            Decimal("3.00"),
+            20240102,
+        ),
+        ("T5", "sale"): (tables.UNKNOWN_MEMBER_SK, p1v2, s1, 1, Decimal("3.00"), 20240103),
         ("T6", "return"): (c1v2, p1v2, s1, -1, Decimal("-3.00"), 20240103),
     }
 
     fact = gold.build_fact_sales(sales, returns, dim_customer, dim_product, dim_store, processed_at=PROCESSED_AT)
-    assert fact.columns == GOLD_FACT_SALES.column_names
+    assert fact.columns == tables.GOLD_FACT_SALES.column_names
     rows = rows_by(fact, "transaction_id", "line_type")
     assert len(rows) == sales.count() + returns.count() == 6
     got = {
@@ -493,9 +483,9 @@ def fact_row(
         "date_sk": int(day.strftime("%Y%m%d")),
         "event_time": datetime(day.year, day.month, day.day, hour, tzinfo=UTC),
         "event_date": day,
-        "customer_sk": UNKNOWN_MEMBER_SK if customer is None else 1,
+        "customer_sk": tables.UNKNOWN_MEMBER_SK if customer is None else 1,
         "product_sk": product_sk,
-        "store_sk": SK.get(store, UNKNOWN_MEMBER_SK),
+        "store_sk": SK.get(store, tables.UNKNOWN_MEMBER_SK),
         "customer_id": customer,
         "product_id": product,
         "store_id": store,
@@ -562,8 +552,8 @@ DIM_PRODUCT = [
         "version": 1,
     },
     {
-        "product_sk": UNKNOWN_MEMBER_SK,
-        "product_id": UNKNOWN_MEMBER_ID,
+        "product_sk": tables.UNKNOWN_MEMBER_SK,
+        "product_id": tables.UNKNOWN_MEMBER_ID,
         "valid_from": datetime(1900, 1, 1, tzinfo=UTC),
         "is_current": True,
         "version": 1,
@@ -573,12 +563,12 @@ DIM_PRODUCT = [
 
 @pytest.fixture(scope="module")
 def fact(spark):
-    return make_df(spark, GOLD_FACT_SALES, FACT).cache()
+    return make_df(spark, tables.GOLD_FACT_SALES, FACT).cache()
 
 
 def test_agg_daily_store_sales(fact):
     agg = gold.agg_daily_store_sales(fact)
-    assert agg.columns == GOLD_AGG_DAILY_STORE_SALES.column_names
+    assert agg.columns == tables.GOLD_AGG_DAILY_STORE_SALES.column_names
     d = Decimal
     assert sorted_rows(agg) == sorted(
         [
@@ -593,8 +583,8 @@ def test_agg_daily_store_sales(fact):
 
 
 def test_agg_product_performance(spark, fact):
-    agg = gold.agg_product_performance(fact, make_df(spark, GOLD_DIM_PRODUCT, DIM_PRODUCT))
-    assert agg.columns == GOLD_AGG_PRODUCT_PERFORMANCE.column_names
+    agg = gold.agg_product_performance(fact, make_df(spark, tables.GOLD_DIM_PRODUCT, DIM_PRODUCT))
+    assert agg.columns == tables.GOLD_AGG_PRODUCT_PERFORMANCE.column_names
     d = Decimal
     assert sorted_rows(agg) == sorted(
         [
@@ -613,7 +603,7 @@ def test_agg_product_performance(spark, fact):
 def test_agg_customer_lifetime_value_is_cumulative(fact):
     day1 = gold.agg_customer_lifetime_value(fact, as_of=D1)
     day2 = gold.agg_customer_lifetime_value(fact, as_of=D2)
-    assert day1.columns == GOLD_AGG_CUSTOMER_LIFETIME_VALUE.column_names
+    assert day1.columns == tables.GOLD_AGG_CUSTOMER_LIFETIME_VALUE.column_names
     d = Decimal
     # C2 only returned something by day 1: no order, no row. Anonymous lines never count.
     assert sorted_rows(day1) == [(D1, "C1", d("13.00"), 1, D1, D1, d("13.00"))]
@@ -641,7 +631,7 @@ def test_agg_inventory_cover(spark, fact):
 
     inventory = make_df(
         spark,
-        SILVER_INVENTORY,
+        tables.SILVER_INVENTORY,
         [
             snapshot(D2, "S1", "P1", 12, 3, "inventory/3.csv:2"),
             snapshot(D2, "S1", "P1", 15, 4, "inventory/4.csv:2"),  # re-sent later: this copy wins
@@ -653,7 +643,7 @@ def test_agg_inventory_cover(spark, fact):
         ],
     )
     two_days = gold.agg_inventory_cover(inventory, fact, snapshot_date=D2, window_days=2)
-    assert two_days.columns == GOLD_AGG_INVENTORY_COVER.column_names
+    assert two_days.columns == tables.GOLD_AGG_INVENTORY_COVER.column_names
     assert sorted_rows(two_days) == sorted(
         [
             (D2, "S1", "P1", 15, 3.0, 5.0),  # (2 + 4) units / 2 days

@@ -56,8 +56,8 @@ GOLD_AGG_DAILY_CATEGORY_SALES = TableSpec(
 NEW_GOLD_FUNCTION = """
 
 def daily_category_sales_compute(run: TableRun) -> TableOutput:
-    fact = run.read(GOLD_FACT_SALES).filter("line_type = 'sale'")
-    products = run.read_all(GOLD_DIM_PRODUCT).select("product_sk", "category")
+    fact = run.read(tables.GOLD_FACT_SALES).filter("line_type = 'sale'")
+    products = run.read_all(tables.GOLD_DIM_PRODUCT).select("product_sk", "category")
     joined = fact.join(products, "product_sk", "left").fillna({"category": "unknown"})
     return TableOutput(
         joined.groupBy("event_date", "category").agg(
@@ -68,7 +68,7 @@ def daily_category_sales_compute(run: TableRun) -> TableOutput:
 
 agg_daily_category_sales = build_table_asset(
     spec=tables.GOLD_AGG_DAILY_CATEGORY_SALES,
-    upstream=[Upstream(GOLD_FACT_SALES), Upstream(GOLD_DIM_PRODUCT, window(0, L))],
+    upstream=[Upstream(tables.GOLD_FACT_SALES), Upstream(tables.GOLD_DIM_PRODUCT, window(0, L))],
     compute=daily_category_sales_compute,
 )
 """
@@ -146,13 +146,7 @@ def test_a_new_gold_aggregate_and_a_new_landing_source_reach_every_derived_list(
     )
     registry.write_text(text)
     gold_assets = copy / "defs" / "gold" / "assets.py"
-    gold_assets.write_text(
-        gold_assets.read_text().replace(
-            "from retail_assets.lib.registry.tables import (",
-            "from retail_assets.lib.registry import tables\nfrom retail_assets.lib.registry.tables import (",
-        )
-        + NEW_GOLD_FUNCTION
-    )
+    gold_assets.write_text(gold_assets.read_text() + NEW_GOLD_FUNCTION)
 
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "RETAIL_ENV": "local"}
     done = subprocess.run(

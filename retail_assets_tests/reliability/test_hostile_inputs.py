@@ -12,14 +12,7 @@ import dagster as dg
 import pytest
 
 from retail_assets.lib.engine import DeltaRsEngine
-from retail_assets.lib.registry.tables import (
-    BRONZE_SALES_FILES,
-    QUARANTINE_INGEST_REJECTS,
-    QUARANTINE_RULE_VIOLATIONS,
-    SILVER_PRODUCTS,
-    SILVER_RETURNS,
-    SILVER_SALES_LINES,
-)
+from retail_assets.lib.registry import tables
 from retail_assets.lib.transforms import quality
 from retail_assets_tests.reliability import hostile
 from retail_assets_tests.simulated_week import build_defs, snapshot
@@ -37,13 +30,13 @@ def _by_source(table) -> dict[str, list[dict]]:
 @pytest.fixture(scope="module")
 def outcomes(hostile_lake):
     engine = hostile_lake.engine
-    accepted = _by_source(engine.read_arrow(SILVER_SALES_LINES))
-    for spec in (SILVER_RETURNS, SILVER_PRODUCTS):
+    accepted = _by_source(engine.read_arrow(tables.SILVER_SALES_LINES))
+    for spec in (tables.SILVER_RETURNS, tables.SILVER_PRODUCTS):
         for source, rows in _by_source(engine.read_arrow(spec)).items():
             accepted.setdefault(source, []).extend(rows)
     return {
-        hostile.INGEST_REJECTS: _by_source(engine.read_arrow(QUARANTINE_INGEST_REJECTS)),
-        hostile.RULE_VIOLATIONS: _by_source(engine.read_arrow(QUARANTINE_RULE_VIOLATIONS)),
+        hostile.INGEST_REJECTS: _by_source(engine.read_arrow(tables.QUARANTINE_INGEST_REJECTS)),
+        hostile.RULE_VIOLATIONS: _by_source(engine.read_arrow(tables.QUARANTINE_RULE_VIOLATIONS)),
         hostile.ACCEPTED: accepted,
     }
 
@@ -167,8 +160,8 @@ def test_file_renamed_over_an_ingested_one_fails_clearly_and_changes_nothing(hos
         )
 
     assert ingest().success
-    before = snapshot(engine, BRONZE_SALES_FILES)
-    version = engine.version(BRONZE_SALES_FILES)
+    before = snapshot(engine, tables.BRONZE_SALES_FILES)
+    version = engine.version(tables.BRONZE_SALES_FILES)
 
     # a corrected export written under a temporary name and renamed over the ingested file
     folder = tmp_path / "landing" / "sales" / hostile.D
@@ -181,12 +174,14 @@ def test_file_renamed_over_an_ingested_one_fails_clearly_and_changes_nothing(hos
     assert not failed.success
     message = "".join(str(e.event_specific_data.error) for e in failed.all_events if e.is_step_failure)
     assert f"sales/{hostile.D}/pos_clean.csv" in message and "new file name" in message
-    assert engine.version(BRONZE_SALES_FILES) == version and snapshot(engine, BRONZE_SALES_FILES).equals(before)
+    assert engine.version(tables.BRONZE_SALES_FILES) == version and snapshot(engine, tables.BRONZE_SALES_FILES).equals(
+        before
+    )
 
     # the same export under a new name is new data; the original file archived away keeps its records
     (folder / "pos_clean.csv").rename(folder / "pos_clean_v2.csv")
     assert ingest().success
-    after = engine.read_arrow(BRONZE_SALES_FILES, columns=["_source", "_raw_record"])
+    after = engine.read_arrow(tables.BRONZE_SALES_FILES, columns=["_source", "_raw_record"])
     sources = after["_source"].to_pylist()
     assert len(sources) == len(set(sources)) == before.num_rows + 1
     assert f"sales/{hostile.D}/pos_clean.csv:4" in sources and f"sales/{hostile.D}/pos_clean_v2.csv:2" in sources

@@ -134,3 +134,24 @@ def test_a_forked_process_opens_its_own_index_connection(home):
     assert storage._index_engine is parent
     assert dg.materialize([counted, counted_has_rows], partition_key="b", instance=instance).success
     assert sorted(r.partition_key for r in instance.fetch_materializations(counted.key, limit=10).records) == ["a", "b"]
+
+
+def test_the_storage_was_written_for_this_dagster_and_its_private_internals_are_still_there():
+    """The storage overrides private methods of Dagster's SQLite event log: a Dagster it was not
+    written for fails here, loudly, instead of misbehaving at run time."""
+    import inspect
+
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    from retail_assets.tooling import event_log
+
+    assert dg.__version__.startswith(event_log.WRITTEN_FOR_DAGSTER + "."), (
+        f"tooling/event_log.py was written for Dagster {event_log.WRITTEN_FOR_DAGSTER}, this is {dg.__version__}: "
+        "read SqliteEventLogStorage's _connect/_initdb/has_table again, re-measure the medium bench with and "
+        "without the storage, then update WRITTEN_FOR_DAGSTER"
+    )
+    assert list(inspect.signature(SqliteEventLogStorage._connect).parameters) == ["self", "shard"]
+    assert list(inspect.signature(SqliteEventLogStorage._initdb).parameters)[:2] == ["self", "engine"]
+    assert list(inspect.signature(SqliteEventLogStorage.has_table).parameters) == ["self", "table_name"]
+    init = inspect.getsource(SqliteEventLogStorage.__init__)
+    assert "_initialized_dbs" in init and "_db_lock" in init

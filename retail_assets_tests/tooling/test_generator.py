@@ -16,19 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from retail_assets.lib.registry import rules
-from retail_assets.lib.registry.tables import (
-    CUSTOMER_FIELDS,
-    INVENTORY_FIELDS,
-    LOYALTY_TIERS,
-    PAYMENT_METHODS,
-    PRODUCT_FIELDS,
-    PRODUCT_STATUSES,
-    SALES_FIELDS,
-    STORE_FIELDS,
-    STORE_FORMATS,
-    STORE_STATUSES,
-)
+from retail_assets.lib.registry import rules, tables
 from retail_assets.tooling.generator import (
     DEFECT_KINDS,
     SOURCE_TABLES,
@@ -41,7 +29,7 @@ from retail_assets.tooling.generator import (
     read_kafka_messages,
 )
 
-DIM_FIELDS = {"customers": CUSTOMER_FIELDS, "products": PRODUCT_FIELDS, "stores": STORE_FIELDS}
+DIM_FIELDS = {"customers": tables.CUSTOMER_FIELDS, "products": tables.PRODUCT_FIELDS, "stores": tables.STORE_FIELDS}
 DIM_KEY = {"customers": "customer_id", "products": "product_id", "stores": "store_id"}
 EVENT_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$")
 UTC_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00$")
@@ -149,7 +137,7 @@ class Landing:
 
 
 def sales_lines(view: Landing, skip_refs: set[str] = frozenset()):
-    """(channel, arrival date, record dict with SALES_FIELDS, event instant, ref) for every sales line."""
+    """(channel, arrival date, record dict with tables.SALES_FIELDS, event instant, ref) for every sales line."""
     for path, no, arrival, rec in view.records["sales"]:
         ref = f"{path}:{no}"
         if ref in skip_refs:
@@ -245,18 +233,18 @@ def test_clean_landing_layout_and_sales_format(clean):
         m = SALES_NAME_RE.match(path)
         assert m, path
         assert m.group(3) == m.group(1).replace("-", "")
-        assert lines[0] == ",".join(SALES_FIELDS).encode()
+        assert lines[0] == ",".join(tables.SALES_FIELDS).encode()
         for raw in lines[1:]:
             row = parse_csv_line(raw.decode("utf-8"))
-            assert len(row) == len(SALES_FIELDS), raw
-            rec = dict(zip(SALES_FIELDS, row))
+            assert len(row) == len(tables.SALES_FIELDS), raw
+            rec = dict(zip(tables.SALES_FIELDS, row))
             assert rec["store_id"] == m.group(2)
             assert EVENT_TIME_RE.match(rec["event_time"]), rec
             assert re.fullmatch(r"-?\d+\.\d{2}", rec["unit_price"]) and Decimal(rec["unit_price"]) > 0
             d = Decimal(rec["discount"])
             assert 0 <= d <= 1 and -d.as_tuple().exponent <= 4
             assert int(rec["quantity"]) != 0
-            assert rec["payment_method"] in PAYMENT_METHODS
+            assert rec["payment_method"] in tables.PAYMENT_METHODS
             txids[rec["transaction_id"]].append(int(rec["line_number"]))
             n_lines += 1
     assert n_lines == clean.counts["sales_lines_in_files"] == clean.counts["clean_file_lines"]
@@ -369,11 +357,15 @@ def test_clean_dimension_snapshot_and_change_records(clean):
         if rec["phone"]:
             assert re.fullmatch(r"\+\d{1,3}( \d{1,4})+", rec["phone"]), rec["phone"]
         if rec["loyalty_tier"]:
-            assert rec["loyalty_tier"] in LOYALTY_TIERS
+            assert rec["loyalty_tier"] in tables.LOYALTY_TIERS
     for _, _, _, rec in view.records["products"]:
-        assert rec["status"] in (None, "", *PRODUCT_STATUSES)
+        assert rec["status"] in (None, "", *tables.PRODUCT_STATUSES)
     for _, _, _, rec in view.records["stores"]:
-        assert rec["status"] in (None, "", *STORE_STATUSES) and rec["format"] in (None, "", *STORE_FORMATS)
+        assert rec["status"] in (None, "", *tables.STORE_STATUSES) and rec["format"] in (
+            None,
+            "",
+            *tables.STORE_FORMATS,
+        )
 
 
 def test_clean_inventory_snapshots(clean):
@@ -387,7 +379,7 @@ def test_clean_inventory_snapshots(clean):
         assert m, path
         snap = datetime.strptime(m.group(2), "%Y%m%d").date()
         assert (date.fromisoformat(m.group(1)) - snap).days in (0, 1)
-        assert lines[0] == ",".join(INVENTORY_FIELDS).encode()
+        assert lines[0] == ",".join(tables.INVENTORY_FIELDS).encode()
         for raw in lines[1:]:
             d, store, product, qty = raw.decode().split(",")
             assert d == snap.isoformat() and store in stores and int(qty) >= 0
@@ -512,7 +504,9 @@ def check_manifest_refs(dirty: GenerationResult) -> None:
             else:
                 lines = physical_lines(data)
                 assert len(lines) == 1, where
-                expected = {"sales": SALES_FIELDS, "inventory": INVENTORY_FIELDS}.get(source) or DIM_FIELDS[source]
+                expected = {"sales": tables.SALES_FIELDS, "inventory": tables.INVENTORY_FIELDS}.get(
+                    source
+                ) or DIM_FIELDS[source]
                 assert parse_csv_line(lines[0].decode()) == list(expected)
             continue
 
@@ -616,7 +610,7 @@ def check_manifest_refs(dirty: GenerationResult) -> None:
         elif kind == "new_column":
             if source == "sales":
                 header = view.header(path)
-                assert header == [*SALES_FIELDS, "promo_code"], where
+                assert header == [*tables.SALES_FIELDS, "promo_code"], where
             elif source == "kafka":
                 assert "channel_hint" in ev, where
             else:

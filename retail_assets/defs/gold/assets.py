@@ -17,23 +17,7 @@ from retail_assets.lib.orchestration.factories import (
     observed_by_day,
     window,
 )
-from retail_assets.lib.registry.tables import (
-    GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
-    GOLD_AGG_DAILY_STORE_SALES,
-    GOLD_AGG_INVENTORY_COVER,
-    GOLD_AGG_PRODUCT_PERFORMANCE,
-    GOLD_DIM_CUSTOMER,
-    GOLD_DIM_DATE,
-    GOLD_DIM_PRODUCT,
-    GOLD_DIM_STORE,
-    GOLD_FACT_SALES,
-    SILVER_CUSTOMERS,
-    SILVER_INVENTORY,
-    SILVER_PRODUCTS,
-    SILVER_RETURNS,
-    SILVER_SALES_LINES,
-    SILVER_STORES,
-)
+from retail_assets.lib.registry import tables
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.transforms import gold
 
@@ -59,28 +43,28 @@ def dimension_compute(silver_spec, build):
 
 
 dim_customer = build_table_asset(
-    spec=GOLD_DIM_CUSTOMER,
-    upstream=[Upstream(SILVER_CUSTOMERS)],
-    compute=dimension_compute(SILVER_CUSTOMERS, gold.build_dim_customer),
+    spec=tables.GOLD_DIM_CUSTOMER,
+    upstream=[Upstream(tables.SILVER_CUSTOMERS)],
+    compute=dimension_compute(tables.SILVER_CUSTOMERS, gold.build_dim_customer),
     ranges=RangeMode.WHOLE_RANGE,
     pool=DIMENSION_POOL,
 )
 dim_product = build_table_asset(
-    spec=GOLD_DIM_PRODUCT,
-    upstream=[Upstream(SILVER_PRODUCTS)],
-    compute=dimension_compute(SILVER_PRODUCTS, gold.build_dim_product),
+    spec=tables.GOLD_DIM_PRODUCT,
+    upstream=[Upstream(tables.SILVER_PRODUCTS)],
+    compute=dimension_compute(tables.SILVER_PRODUCTS, gold.build_dim_product),
     ranges=RangeMode.WHOLE_RANGE,
     pool=DIMENSION_POOL,
 )
 dim_store = build_table_asset(
-    spec=GOLD_DIM_STORE,
-    upstream=[Upstream(SILVER_STORES)],
-    compute=dimension_compute(SILVER_STORES, gold.build_dim_store),
+    spec=tables.GOLD_DIM_STORE,
+    upstream=[Upstream(tables.SILVER_STORES)],
+    compute=dimension_compute(tables.SILVER_STORES, gold.build_dim_store),
     ranges=RangeMode.WHOLE_RANGE,
     pool=DIMENSION_POOL,
 )
 dim_date = build_table_asset(
-    spec=GOLD_DIM_DATE,
+    spec=tables.GOLD_DIM_DATE,
     upstream=[],
     compute=lambda run: TableOutput(gold.build_dim_date(run.partition.days(), run.engine.spark)),
     ranges=RangeMode.WHOLE_RANGE,
@@ -90,16 +74,16 @@ dim_date = build_table_asset(
     automation_condition=fill_missing(1),
 )
 
-DIMENSIONS = (GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE)
+DIMENSIONS = (tables.GOLD_DIM_CUSTOMER, tables.GOLD_DIM_PRODUCT, tables.GOLD_DIM_STORE)
 
 
 def fact_sales_compute(run: TableRun) -> TableOutput:
     fact = gold.build_fact_sales(
-        run.read(SILVER_SALES_LINES),
-        run.read(SILVER_RETURNS),
-        run.read_all(GOLD_DIM_CUSTOMER),
-        run.read_all(GOLD_DIM_PRODUCT),
-        run.read_all(GOLD_DIM_STORE),
+        run.read(tables.SILVER_SALES_LINES),
+        run.read(tables.SILVER_RETURNS),
+        run.read_all(tables.GOLD_DIM_CUSTOMER),
+        run.read_all(tables.GOLD_DIM_PRODUCT),
+        run.read_all(tables.GOLD_DIM_STORE),
         processed_at=now(),
     )
     # The day's figures are summed as the rows are written: the fact is computed once, and
@@ -117,24 +101,24 @@ def fact_sales_compute(run: TableRun) -> TableOutput:
 
 
 fact_sales = build_table_asset(
-    spec=GOLD_FACT_SALES,
+    spec=tables.GOLD_FACT_SALES,
     upstream=[
-        Upstream(SILVER_SALES_LINES),
-        Upstream(SILVER_RETURNS),
-        Upstream(GOLD_DIM_DATE),
+        Upstream(tables.SILVER_SALES_LINES),
+        Upstream(tables.SILVER_RETURNS),
+        Upstream(tables.GOLD_DIM_DATE),
         # A dimension change for day D can arrive up to L days later.
         *(Upstream(d, window(0, L)) for d in DIMENSIONS),
     ],
     compute=fact_sales_compute,
     ranges=RangeMode.WHOLE_RANGE,
     # A new calendar day alone changes no sale; the fact follows Silver and the dimensions.
-    automation_condition=follow_upstream(L + 2, not_triggered_by=(asset_key(GOLD_DIM_DATE),)),
+    automation_condition=follow_upstream(L + 2, not_triggered_by=(asset_key(tables.GOLD_DIM_DATE),)),
 )
 
 
 def daily_store_sales_compute(run: TableRun) -> TableOutput:
     agg, totals = observed_by_day(
-        gold.agg_daily_store_sales(run.read(GOLD_FACT_SALES)),
+        gold.agg_daily_store_sales(run.read(tables.GOLD_FACT_SALES)),
         "event_date",
         run.partition.days(),
         **{figure: F.col(figure) for figure in ("revenue", "net_revenue", "transactions")},
@@ -143,31 +127,31 @@ def daily_store_sales_compute(run: TableRun) -> TableOutput:
 
 
 agg_daily_store_sales = build_table_asset(
-    spec=GOLD_AGG_DAILY_STORE_SALES,
-    upstream=[Upstream(GOLD_FACT_SALES)],
+    spec=tables.GOLD_AGG_DAILY_STORE_SALES,
+    upstream=[Upstream(tables.GOLD_FACT_SALES)],
     compute=daily_store_sales_compute,
     ranges=RangeMode.WHOLE_RANGE,
 )
 agg_product_performance = build_table_asset(
-    spec=GOLD_AGG_PRODUCT_PERFORMANCE,
-    upstream=[Upstream(GOLD_FACT_SALES), Upstream(GOLD_DIM_PRODUCT, window(0, L))],
+    spec=tables.GOLD_AGG_PRODUCT_PERFORMANCE,
+    upstream=[Upstream(tables.GOLD_FACT_SALES), Upstream(tables.GOLD_DIM_PRODUCT, window(0, L))],
     compute=lambda run: TableOutput(
-        gold.agg_product_performance(run.read(GOLD_FACT_SALES), run.read_all(GOLD_DIM_PRODUCT))
+        gold.agg_product_performance(run.read(tables.GOLD_FACT_SALES), run.read_all(tables.GOLD_DIM_PRODUCT))
     ),
     ranges=RangeMode.WHOLE_RANGE,
 )
 
 
 def customer_lifetime_value_compute(run: TableRun) -> TableOutput:
-    history = run.read_all(GOLD_FACT_SALES).filter(F.col("event_date") <= F.lit(run.day))
+    history = run.read_all(tables.GOLD_FACT_SALES).filter(F.col("event_date") <= F.lit(run.day))
     return TableOutput(gold.agg_customer_lifetime_value(history, as_of=run.day))
 
 
 agg_customer_lifetime_value = build_table_asset(
-    spec=GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
+    spec=tables.GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
     # Lifetime = all history up to the day; the declared dependency is the day itself, and
     # re-materializing a day picks up any earlier day that changed.
-    upstream=[Upstream(GOLD_FACT_SALES)],
+    upstream=[Upstream(tables.GOLD_FACT_SALES)],
     compute=customer_lifetime_value_compute,
 )
 
@@ -175,8 +159,8 @@ agg_customer_lifetime_value = build_table_asset(
 def inventory_cover_compute(run: TableRun) -> TableOutput:
     return TableOutput(
         gold.agg_inventory_cover(
-            run.read(SILVER_INVENTORY, 0, run.lateness_days),
-            run.read(GOLD_FACT_SALES, COVER_WINDOW_DAYS - 1, 0),
+            run.read(tables.SILVER_INVENTORY, 0, run.lateness_days),
+            run.read(tables.GOLD_FACT_SALES, COVER_WINDOW_DAYS - 1, 0),
             snapshot_date=run.day,
             window_days=COVER_WINDOW_DAYS,
         )
@@ -184,7 +168,10 @@ def inventory_cover_compute(run: TableRun) -> TableOutput:
 
 
 agg_inventory_cover = build_table_asset(
-    spec=GOLD_AGG_INVENTORY_COVER,
-    upstream=[Upstream(SILVER_INVENTORY, window(0, L)), Upstream(GOLD_FACT_SALES, window(COVER_WINDOW_DAYS - 1, 0))],
+    spec=tables.GOLD_AGG_INVENTORY_COVER,
+    upstream=[
+        Upstream(tables.SILVER_INVENTORY, window(0, L)),
+        Upstream(tables.GOLD_FACT_SALES, window(COVER_WINDOW_DAYS - 1, 0)),
+    ],
     compute=inventory_cover_compute,
 )

@@ -10,23 +10,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from retail_assets.lib.orchestration.factories import CheckRun, TableCheck, build_table_checks, standard_checks
-from retail_assets.lib.registry.tables import (
-    GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
-    GOLD_AGG_DAILY_STORE_SALES,
-    GOLD_AGG_INVENTORY_COVER,
-    GOLD_AGG_PRODUCT_PERFORMANCE,
-    GOLD_DIM_CUSTOMER,
-    GOLD_DIM_DATE,
-    GOLD_DIM_PRODUCT,
-    GOLD_DIM_STORE,
-    GOLD_FACT_SALES,
-    SILVER_CUSTOMERS,
-    SILVER_INVENTORY,
-    SILVER_RETURNS,
-    SILVER_SALES_LINES,
-    TABLES,
-    Layer,
-)
+from retail_assets.lib.registry import tables
 from retail_assets.lib.transforms import quality
 
 
@@ -42,9 +26,9 @@ def scd2_check(key: str, surrogate_key: str) -> TableCheck:
 NO_RAW_PII_CHECK = TableCheck(
     quality.NO_RAW_PII,
     "No string column holds a raw e-mail address or phone number; only hashes and masks.",
-    lambda r: quality.no_raw_pii(r.frame, r.read_all(SILVER_CUSTOMERS).select("phone")),
+    lambda r: quality.no_raw_pii(r.frame, r.read_all(tables.SILVER_CUSTOMERS).select("phone")),
     blocking=True,
-    reads=(SILVER_CUSTOMERS,),
+    reads=(tables.SILVER_CUSTOMERS,),
     range_safe=True,
 )
 
@@ -53,10 +37,10 @@ def fact_references(run: CheckRun) -> quality.CheckOutcome:
     return quality.referential_integrity(
         run.frame,
         {
-            "customer_sk": (run.read_all(GOLD_DIM_CUSTOMER), "customer_sk"),
-            "product_sk": (run.read_all(GOLD_DIM_PRODUCT), "product_sk"),
-            "store_sk": (run.read_all(GOLD_DIM_STORE), "store_sk"),
-            "date_sk": (run.read(GOLD_DIM_DATE), "date_sk"),
+            "customer_sk": (run.read_all(tables.GOLD_DIM_CUSTOMER), "customer_sk"),
+            "product_sk": (run.read_all(tables.GOLD_DIM_PRODUCT), "product_sk"),
+            "store_sk": (run.read_all(tables.GOLD_DIM_STORE), "store_sk"),
+            "date_sk": (run.read(tables.GOLD_DIM_DATE), "date_sk"),
         },
     )
 
@@ -74,9 +58,11 @@ def _total(column: str | Column) -> Column:
 def fact_reconciles(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
     days = run.partition.days()
     # Silver's sales lines and returns counted and summed in one pass over both
-    lines = run.read(SILVER_SALES_LINES, columns=["event_date", "net_amount"]).withColumn("_return", F.lit(False))
+    lines = run.read(tables.SILVER_SALES_LINES, columns=["event_date", "net_amount"]).withColumn(
+        "_return", F.lit(False)
+    )
     lines = lines.unionByName(
-        run.read(SILVER_RETURNS, columns=["event_date", "net_amount"]).withColumn("_return", F.lit(True))
+        run.read(tables.SILVER_RETURNS, columns=["event_date", "net_amount"]).withColumn("_return", F.lit(True))
     )
     in_silver = _figures_by_day(
         lines,
@@ -117,7 +103,7 @@ def aggregate_reconciles(measure: str, fact_aggregate: Callable[[], Column]) -> 
         days = run.partition.days()
         gold = _figures_by_day(run.frame, run.spec.partition_column, days, v=_total(measure))
         expected = _figures_by_day(
-            run.read(GOLD_FACT_SALES), "event_date", days, v=F.coalesce(fact_aggregate(), F.lit(0))
+            run.read(tables.GOLD_FACT_SALES), "event_date", days, v=F.coalesce(fact_aggregate(), F.lit(0))
         )
         return {d: quality.reconciliation({measure: (gold[d]["v"], expected[d]["v"])}) for d in days}
 
@@ -126,7 +112,7 @@ def aggregate_reconciles(measure: str, fact_aggregate: Callable[[], Column]) -> 
         f"The day's total `{measure}` equals the same total computed from `gold.fact_sales`.",
         by_day,
         blocking=False,
-        reads=(GOLD_FACT_SALES,),
+        reads=(tables.GOLD_FACT_SALES,),
     )
 
 
@@ -134,7 +120,7 @@ def orders_reconcile(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
     """Lifetime orders as of each day: the customers' distinct sale transactions up to that day.
     A transaction counts from the first day it appears on, so the days' counts add up."""
     days = run.partition.days()
-    ordered = run.read_all(GOLD_FACT_SALES).filter(
+    ordered = run.read_all(tables.GOLD_FACT_SALES).filter(
         (F.col("event_date") <= F.lit(run.partition.end)) & is_sale() & F.col("customer_id").isNotNull()
     )
     first_days = ordered.groupBy("transaction_id").agg(F.min("event_date").alias("first_day"))
@@ -155,7 +141,7 @@ def is_sale() -> Column:
 def inventory_rows_match(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
     """One Gold row per store and product of each day's snapshot, which arrives within L days."""
     first, last = run.partition.start, run.partition.end
-    snapshots = run.read(SILVER_INVENTORY, 0, run.lateness_days).filter(
+    snapshots = run.read(tables.SILVER_INVENTORY, 0, run.lateness_days).filter(
         F.col("snapshot_date").between(F.lit(first), F.lit(last))
         & F.col("_arrival_date").between(F.col("snapshot_date"), F.date_add("snapshot_date", run.lateness_days))
     )
@@ -166,15 +152,15 @@ def inventory_rows_match(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
 
 
 EXTRA_CHECKS: dict[str, list[TableCheck]] = {
-    GOLD_DIM_CUSTOMER.key: [scd2_check("customer_id", "customer_sk"), NO_RAW_PII_CHECK],
-    GOLD_DIM_PRODUCT.key: [scd2_check("product_id", "product_sk")],
-    GOLD_FACT_SALES.key: [
+    tables.GOLD_DIM_CUSTOMER.key: [scd2_check("customer_id", "customer_sk"), NO_RAW_PII_CHECK],
+    tables.GOLD_DIM_PRODUCT.key: [scd2_check("product_id", "product_sk")],
+    tables.GOLD_FACT_SALES.key: [
         TableCheck(
             quality.REFERENTIAL_INTEGRITY,
             "Every customer, product, store and date key names a dimension row (the unknown member included).",
             fact_references,
             blocking=True,
-            reads=(GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE, GOLD_DIM_DATE),
+            reads=(tables.GOLD_DIM_CUSTOMER, tables.GOLD_DIM_PRODUCT, tables.GOLD_DIM_STORE, tables.GOLD_DIM_DATE),
             range_safe=True,
         ),
         TableCheck.grouped_by_day(
@@ -182,23 +168,23 @@ EXTRA_CHECKS: dict[str, list[TableCheck]] = {
             "Line counts and net amounts of sales and returns equal Silver's for the day.",
             fact_reconciles,
             blocking=True,
-            reads=(SILVER_SALES_LINES, SILVER_RETURNS),
+            reads=(tables.SILVER_SALES_LINES, tables.SILVER_RETURNS),
         ),
         NO_RAW_PII_CHECK,
     ],
-    GOLD_AGG_DAILY_STORE_SALES.key: [
+    tables.GOLD_AGG_DAILY_STORE_SALES.key: [
         aggregate_reconciles("revenue", lambda: F.sum(F.when(is_sale(), F.col("net_amount"))))
     ],
-    GOLD_AGG_PRODUCT_PERFORMANCE.key: [aggregate_reconciles("net_revenue", lambda: F.sum("net_amount"))],
-    GOLD_AGG_CUSTOMER_LIFETIME_VALUE.key: [
+    tables.GOLD_AGG_PRODUCT_PERFORMANCE.key: [aggregate_reconciles("net_revenue", lambda: F.sum("net_amount"))],
+    tables.GOLD_AGG_CUSTOMER_LIFETIME_VALUE.key: [
         TableCheck.grouped_by_day(
             quality.RECONCILIATION,
             "Each day's lifetime `orders` equal the customers' distinct sale transactions in `gold.fact_sales` up to that day.",
             orders_reconcile,
-            reads=(GOLD_FACT_SALES,),
+            reads=(tables.GOLD_FACT_SALES,),
         )
     ],
-    GOLD_AGG_INVENTORY_COVER.key: [
+    tables.GOLD_AGG_INVENTORY_COVER.key: [
         TableCheck.grouped_by_day(
             quality.RECONCILIATION,
             "One row per store and product in the day's Silver inventory snapshot.",
@@ -209,6 +195,6 @@ EXTRA_CHECKS: dict[str, list[TableCheck]] = {
 
 gold_checks = [
     build_table_checks(spec, [*standard_checks(spec), *EXTRA_CHECKS.get(spec.key, [])])
-    for spec in TABLES
-    if spec.layer is Layer.GOLD
+    for spec in tables.TABLES
+    if spec.layer is tables.Layer.GOLD
 ]

@@ -10,7 +10,7 @@ this runs `OPTIMIZE … ZORDER BY (key)` and `VACUUM … RETAIN n HOURS` on each
 # No `from __future__ import annotations`: Dagster reads the op's config annotation at runtime.
 import dagster as dg
 
-from retail_assets.lib.engine.delta_spark import DEFAULT_VACUUM_RETAIN_HOURS
+from retail_assets.lib.engine.delta_sql import DEFAULT_VACUUM_RETAIN_HOURS
 from retail_assets.lib.orchestration.factories import STEP_LAUNCHER
 from retail_assets.lib.registry.tables import TABLES
 

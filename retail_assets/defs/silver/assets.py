@@ -19,36 +19,26 @@ from retail_assets.lib.orchestration.factories import (
     partition_rows,
     window,
 )
-from retail_assets.lib.registry.tables import (
-    BRONZE_INVENTORY,
-    BRONZE_POS_TRANSACTIONS,
-    BRONZE_SALES_FILES,
-    SILVER_CUSTOMERS,
-    SILVER_INVENTORY,
-    SILVER_PRODUCTS,
-    SILVER_RETURNS,
-    SILVER_SALES_LINES,
-    SILVER_STORES,
-    TableSpec,
-    master_data,
-)
+from retail_assets.lib.registry import tables
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.transforms import silver
 
 L = lateness_days()
 
 # Reference data decides whether a key is known; every partition of it can matter.
-MASTER_DATA = [Upstream(s, dg.AllPartitionMapping()) for s in master_data()]
+MASTER_DATA = [Upstream(s, dg.AllPartitionMapping()) for s in tables.master_data()]
 
 
 def known_keys(run: TableRun) -> DataFrame:
-    return silver.known_keys(run.read_all(SILVER_CUSTOMERS), run.read_all(SILVER_PRODUCTS), run.read_all(SILVER_STORES))
+    return silver.known_keys(
+        run.read_all(tables.SILVER_CUSTOMERS), run.read_all(tables.SILVER_PRODUCTS), run.read_all(tables.SILVER_STORES)
+    )
 
 
 def sales_candidates(run: TableRun, before: int, after: int) -> DataFrame:
     """Sales lines from files and from Kafka events, arrivals day-before … day+after."""
-    files = silver.sales_candidates_from_files(run.read(BRONZE_SALES_FILES, before, after))
-    events = silver.sales_candidates_from_events(run.read(BRONZE_POS_TRANSACTIONS, before, after))
+    files = silver.sales_candidates_from_files(run.read(tables.BRONZE_SALES_FILES, before, after))
+    events = silver.sales_candidates_from_events(run.read(tables.BRONZE_POS_TRANSACTIONS, before, after))
     return files.unionByName(events)
 
 
@@ -58,11 +48,12 @@ def clean_sales_window(run: TableRun, before: int, after: int) -> silver.SalesRe
     )
 
 
-def sales_days_held(run: TableRun, before: int, after: int) -> dict[TableSpec, list[dt.date]]:
+def sales_days_held(run: TableRun, before: int, after: int) -> dict[tables.TableSpec, list[dt.date]]:
     """The days each Bronze sales table holds rows of, in arrivals day-before … day+after."""
     window = run.partition.widened(before, after)
     return {
-        spec: sorted(partition_rows(run.engine, spec, window)) for spec in (BRONZE_SALES_FILES, BRONZE_POS_TRANSACTIONS)
+        spec: sorted(partition_rows(run.engine, spec, window))
+        for spec in (tables.BRONZE_SALES_FILES, tables.BRONZE_POS_TRANSACTIONS)
     }
 
 
@@ -71,7 +62,7 @@ def shared_classification(
     before: int,
     after: int,
     *,
-    held: Mapping[TableSpec, list[dt.date]] | None = None,
+    held: Mapping[tables.TableSpec, list[dt.date]] | None = None,
     candidates: str = "window",
 ) -> SharedResult:
     """How a run computes its sales classification of arrivals day-before … day+after, so that a
@@ -82,20 +73,20 @@ def shared_classification(
     held = sales_days_held(run, before, after) if held is None else held
     return run.engine.shared_result(
         "sales_classification",
-        inputs={**held, **dict.fromkeys(master_data())},
+        inputs={**held, **dict.fromkeys(tables.master_data())},
         params={"lateness_days": run.lateness_days, "candidates": candidates},
     )
 
 
-def shared_arrivals_classification(run: TableRun, spec: TableSpec) -> SharedResult:
+def shared_arrivals_classification(run: TableRun, spec: tables.TableSpec) -> SharedResult:
     """How a run computes the classification of a Silver refinement's (`spec`) arrival days: the
     Silver run of those days and their screening (a later stage for master data, the same run
     for inventory) compute it once. Inventory is judged against the master data too. Ask before
     reading the rows."""
-    inputs: dict[TableSpec, str | None] = {spec.refines: str(run.partition)}
+    inputs: dict[tables.TableSpec, str | None] = {spec.refines: str(run.partition)}
     params: dict[str, object] = {}
     if spec.references:
-        inputs |= dict.fromkeys(master_data())
+        inputs |= dict.fromkeys(tables.master_data())
         params["lateness_days"] = run.lateness_days
     return run.engine.shared_result(f"{spec.refines.name}_classification", inputs=inputs, params=params)
 
@@ -110,17 +101,17 @@ def sales_compute(run: TableRun) -> dict[str, TableOutput]:
     sales = result.sales_lines.filter(in_run)
     returns = result.returns.filter(in_run)
     return {
-        SILVER_SALES_LINES.name: TableOutput(sales),
-        SILVER_RETURNS.name: TableOutput(returns),
+        tables.SILVER_SALES_LINES.name: TableOutput(sales),
+        tables.SILVER_RETURNS.name: TableOutput(returns),
     }
 
 
 sales_lines_and_returns = build_multi_table_asset(
     name="silver_sales_lines_and_returns",
-    specs=[SILVER_SALES_LINES, SILVER_RETURNS],
+    specs=[tables.SILVER_SALES_LINES, tables.SILVER_RETURNS],
     upstream=[
-        Upstream(BRONZE_SALES_FILES, window(1, L)),
-        Upstream(BRONZE_POS_TRANSACTIONS, window(1, L)),
+        Upstream(tables.BRONZE_SALES_FILES, window(1, L)),
+        Upstream(tables.BRONZE_POS_TRANSACTIONS, window(1, L)),
         *MASTER_DATA,
     ],
     compute=sales_compute,
@@ -136,7 +127,7 @@ def refined(run: TableRun, shared: SharedResult, result: silver.SplitResult) -> 
     return silver.split_outputs(shared.computed(result.classification), result.spec, batch_id=run.run_id).accepted
 
 
-def master_compute(spec: TableSpec):
+def master_compute(spec: tables.TableSpec):
     """The compute of a Silver master-data table (`spec`), from its Bronze change records."""
 
     def compute(run: TableRun) -> TableOutput:
@@ -153,21 +144,21 @@ master_data_assets = [
     build_table_asset(
         spec=spec, upstream=[Upstream(spec.refines)], compute=master_compute(spec), ranges=RangeMode.WHOLE_RANGE
     )
-    for spec in master_data()
+    for spec in tables.master_data()
 ]
 
 
 def inventory_compute(run: TableRun) -> TableOutput:
-    shared = shared_arrivals_classification(run, SILVER_INVENTORY)
+    shared = shared_arrivals_classification(run, tables.SILVER_INVENTORY)
     result = silver.clean_inventory(
-        run.read(BRONZE_INVENTORY), known_keys(run), lateness_days=run.lateness_days, batch_id=run.run_id
+        run.read(tables.BRONZE_INVENTORY), known_keys(run), lateness_days=run.lateness_days, batch_id=run.run_id
     )
     return TableOutput(refined(run, shared, result))
 
 
 inventory = build_table_asset(
-    spec=SILVER_INVENTORY,
-    upstream=[Upstream(BRONZE_INVENTORY), *MASTER_DATA],
+    spec=tables.SILVER_INVENTORY,
+    upstream=[Upstream(tables.BRONZE_INVENTORY), *MASTER_DATA],
     compute=inventory_compute,
     ranges=RangeMode.WHOLE_RANGE,  # cleaned within each arrival day
 )

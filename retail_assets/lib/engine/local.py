@@ -24,7 +24,7 @@ from retail_assets.lib.engine.base import (
     PartitionRange,
     RowStream,
 )
-from retail_assets.lib.engine.delta_spark import zorder_columns
+from retail_assets.lib.engine.delta_sql import zorder_columns
 from retail_assets.lib.engine.spark import get_spark
 from retail_assets.lib.registry.tables import TableSpec
 

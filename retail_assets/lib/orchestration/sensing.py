@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 import pyarrow.compute as pc
 
 from retail_assets.lib.engine import LakehouseEngine
+from retail_assets.lib.engine.delta_sql import quote_name
 from retail_assets.lib.registry.tables import TableSpec
 from retail_assets.lib.sources.kafka import LogBehindBronze, OffsetRange, check_log_not_behind, pending_ranges
 from retail_assets.lib.sources.landing import LandingFile, listed_landing_file, scan_landing
@@ -187,8 +188,6 @@ class WorkspaceView:
         return sorted(found, key=lambda f: f.relative)
 
     def _name(self, spec: TableSpec) -> str:
-        from retail_assets.lib.engine.delta_spark import quote_name  # noqa: PLC0415 - text only, no Spark
-
         return quote_name(spec.catalog_name(self.catalog, self.env))
 
     def version(self, spec: TableSpec) -> int | None:

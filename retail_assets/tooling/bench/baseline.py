@@ -160,7 +160,8 @@ def build_gold(
         silver.sales_candidates_from_events(bronze[BRONZE_POS_TRANSACTIONS])
     )
     # sales lines and returns both derive from the classification: materialize it once
-    sales = silver.clean_sales(candidates, known, lateness_days=L, batch_id=BATCH_ID).materialized()
+    classified = silver.clean_sales(candidates, known, lateness_days=L, batch_id=BATCH_ID).classification
+    sales = silver.sales_outputs(classified.localCheckpoint(), batch_id=BATCH_ID)
     in_range = F.col("event_date").between(F.lit(event_days[0]), F.lit(event_days[-1]))
     sales_lines = sales.sales_lines.where(in_range).localCheckpoint()
     returns = sales.returns.where(in_range).localCheckpoint()

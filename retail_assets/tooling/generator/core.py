@@ -1,4 +1,9 @@
-"""`generate()`: the clean world (master data, sales, inventory), optional defects, output files."""
+"""The clean world (master data, sales, inventory) and the output files; `run.generate()` adds the
+optional defects.
+
+Longer than the project's usual module: the clean world's writers (sales, master-data
+changes, inventory, the output files) share one `Build` and its bookkeeping.
+"""
 
 from __future__ import annotations
 
@@ -13,26 +18,19 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from retail_assets.lib.registry.tables import (
-    CUSTOMER_FIELDS,
-    INVENTORY_FIELDS,
-    PAYMENT_METHODS,
-    PRODUCT_FIELDS,
-    SALES_FIELDS,
-    STORE_FIELDS,
-)
+from retail_assets.lib.registry import tables
 
 from .buffer import BufferedFile, LandingBuffer, Marked, csv_line, json_line
 from .config import GeneratorConfig
 from .model import KAFKA_FILE, LANDING_DIR, MANIFEST_FILE, GenerationResult, KafkaMessage
 from .world import DAY, Change, World, epoch_of, fmt_local, fmt_utc
 
-SALES_HEADER = ",".join(SALES_FIELDS)
-INVENTORY_HEADER = ",".join(INVENTORY_FIELDS)
+SALES_HEADER = ",".join(tables.SALES_FIELDS)
+INVENTORY_HEADER = ",".join(tables.INVENTORY_FIELDS)
 DIM_FIELDS: dict[str, tuple[str, ...]] = {
-    "customers": CUSTOMER_FIELDS,
-    "products": PRODUCT_FIELDS,
-    "stores": STORE_FIELDS,
+    "customers": tables.CUSTOMER_FIELDS,
+    "products": tables.PRODUCT_FIELDS,
+    "stores": tables.STORE_FIELDS,
 }
 DIM_KEYS = {"customers": "customer_id", "products": "product_id", "stores": "store_id"}
 # JSON numbers (not strings) in JSONL dimension records
@@ -192,7 +190,7 @@ def _generate_sales(b: Build, rng: random.Random) -> list[dict[tuple[int, int], 
                 ev_utc = utc_base + sec
                 is_return = rng.random() < cfg.return_rate
                 cid = "" if rng.random() < cfg.anonymous_rate else rng.choice(pool)
-                pay = PAYMENT_METHODS[bisect_right(pay_cum, rng.random())]
+                pay = tables.PAYMENT_METHODS[bisect_right(pay_cum, rng.random())]
                 k = 1 if is_return else bisect_right(size_cum, rng.random()) + 1
                 to_kafka = rng.random() < cfg.kafka_share
                 late = next_day_ok and rng.random() < cfg.late_arrival_rate

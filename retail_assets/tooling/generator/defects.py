@@ -4,6 +4,9 @@ Runs after the clean world is built and uses its own random stream, so every cle
 byte-for-byte the same as in clean mode. Defects are *added* records (fresh transactions with
 their own ids, extra dimension/inventory rows, extra files, re-sent copies), except the
 accepted "new column" cases, which add a field to existing clean records.
+
+Longer than the project's usual module: one writer per defect kind of SPEC §7, sharing the
+budget and manifest bookkeeping of one injector.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """Master data (stores, products, customers) and its change history over the generated days.
 
 Pure functions of the config and one `random.Random`; the sales and defect generators read it.
+
+Longer than the project's usual module: the master data and its change history are one model,
+read by the sales and defect generators alike.
 """
 
 from __future__ import annotations

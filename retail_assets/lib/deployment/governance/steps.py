@@ -5,6 +5,9 @@ Catalog objects go through Unity Catalog's REST API, the wheel through the Files
 only SQL expresses (functions, masks, row filters) through the SQL warehouse. An object created
 meanwhile by a concurrent run counts as done; a step that needs a table that does not exist yet
 reports `pending`.
+
+Longer than the project's usual module: one short class per provisioning step, beside the
+checks and error handling they share.
 """
 
 from __future__ import annotations

@@ -17,16 +17,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from retail_assets.lib.registry import rules
-from retail_assets.lib.registry.tables import (
-    BRONZE_POS_TRANSACTIONS,
-    BRONZE_SALES_FILES,
-    CHANNELS,
-    PAYMENT_METHODS,
-    SALES_FIELDS,
-    SILVER_RETURNS,
-    SILVER_SALES_LINES,
-)
+from retail_assets.lib.registry import rules, tables
 from retail_assets.lib.transforms.silver.judging import (
     _MAX_AMOUNT,
     CUSTOMER,
@@ -53,7 +44,7 @@ from retail_assets.lib.transforms.silver.judging import (
     conform,
 )
 
-STORE_FILE, POS_STREAM = CHANNELS
+STORE_FILE, POS_STREAM = tables.CHANNELS
 
 
 # Line-level fields of a POS event; the rest of a sales line comes from the event itself.
@@ -73,7 +64,7 @@ CANDIDATE_COLUMNS = (
     "_pos_b",
     "_pos_c",
     "_pos_d",
-    *SALES_FIELDS,
+    *tables.SALES_FIELDS,
     "_raw_record",
     "_extra",
     "_record_error",
@@ -103,8 +94,8 @@ _LINES_REASON = (
 
 @dataclass(frozen=True)
 class SalesResult:
-    sales_lines: DataFrame  # SILVER_SALES_LINES schema
-    returns: DataFrame  # SILVER_RETURNS schema
+    sales_lines: DataFrame  # tables.SILVER_SALES_LINES schema
+    returns: DataFrame  # tables.SILVER_RETURNS schema
     violations: DataFrame  # QUARANTINE_RULE_VIOLATIONS schema
     duplicates: DataFrame  # DUPLICATE_COLUMNS
     # One row per candidate with its outcome; the four frames above all derive from it.
@@ -125,7 +116,7 @@ class SalesResult:
 def sales_candidates_from_files(bronze_sales_files: DataFrame) -> DataFrame:
     """Parsed Bronze `sales_files` rows as candidate lines (CANDIDATE_COLUMNS)."""
     return bronze_sales_files.filter("_parse_error IS NULL").selectExpr(
-        f"{_lit(BRONZE_SALES_FILES.key)} AS source_table",
+        f"{_lit(tables.BRONZE_SALES_FILES.key)} AS source_table",
         f"{_lit(STORE_FILE)} AS channel",
         "_source",
         "_arrival_date",
@@ -133,7 +124,7 @@ def sales_candidates_from_files(bronze_sales_files: DataFrame) -> DataFrame:
         "CAST(_source_line AS BIGINT) AS _pos_b",
         "CAST(0 AS BIGINT) AS _pos_c",
         "0 AS _pos_d",
-        *[f"CAST({f} AS STRING) AS {f}" for f in SALES_FIELDS],
+        *[f"CAST({f} AS STRING) AS {f}" for f in tables.SALES_FIELDS],
         "_raw_record",
         "_extra",
         "CAST(NULL AS STRING) AS _record_error",
@@ -162,10 +153,10 @@ def sales_candidates_from_events(bronze_pos: DataFrame) -> DataFrame:
     )
     values = [
         f"CAST(_line['{f}'] AS STRING) AS {f}" if f in POS_LINE_FIELDS else f"CAST({f} AS STRING) AS {f}"
-        for f in SALES_FIELDS
+        for f in tables.SALES_FIELDS
     ]
     return with_extra.selectExpr(
-        f"{_lit(BRONZE_POS_TRANSACTIONS.key)} AS source_table",
+        f"{_lit(tables.BRONZE_POS_TRANSACTIONS.key)} AS source_table",
         f"{_lit(POS_STREAM)} AS channel",
         "_source",
         "_arrival_date",
@@ -232,8 +223,8 @@ def clean_sales(candidates: DataFrame, known_keys: DataFrame, *, lateness_days: 
     duplicates, with different content `conflicting_duplicate` violations.
     """
     df = candidates.selectExpr(
-        *[c for c in CANDIDATE_COLUMNS if c not in SALES_FIELDS],
-        *[f"nullif(trim({f}), '') AS {f}" for f in SALES_FIELDS],
+        *[c for c in CANDIDATE_COLUMNS if c not in tables.SALES_FIELDS],
+        *[f"nullif(trim({f}), '') AS {f}" for f in tables.SALES_FIELDS],
     )
     discount_in_range = "_discount_exact BETWEEN 0 AND 1"
     typed = [
@@ -278,7 +269,7 @@ def clean_sales(candidates: DataFrame, known_keys: DataFrame, *, lateness_days: 
             f"_gross_exact >= {_MAX_AMOUNT}",
             _msg("quantity × unit_price = ", _Sql("_gross_exact"), " is too large an amount"),
         ),
-        _accepted_values("payment_method", PAYMENT_METHODS),
+        _accepted_values("payment_method", tables.PAYMENT_METHODS),
         _orphan(STORE, "store_id", rules.UNKNOWN_STORE, L),
         _orphan(PRODUCT, "product_id", rules.UNKNOWN_PRODUCT, L),
         _orphan(CUSTOMER, "customer_id", rules.UNKNOWN_CUSTOMER, L),
@@ -369,8 +360,8 @@ def sales_outputs(classified: DataFrame, *, batch_id: str) -> SalesResult:
         "v_quantity AS _signed_quantity",
     )
     return SalesResult(
-        sales_lines=conform(lines.filter("_signed_quantity > 0"), SILVER_SALES_LINES),
-        returns=conform(lines.filter("_signed_quantity < 0"), SILVER_RETURNS),
+        sales_lines=conform(lines.filter("_signed_quantity > 0"), tables.SILVER_SALES_LINES),
+        returns=conform(lines.filter("_signed_quantity < 0"), tables.SILVER_RETURNS),
         violations=_violations(classified, batch_id=batch_id),
         duplicates=_duplicates(classified),
         classified=classified,

@@ -1,0 +1,211 @@
+"""The SCD dimensions, rebuilt from the whole Silver change history, and the calendar."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from retail_assets.lib.registry import tables
+from retail_assets.lib.transforms.gold.common import (
+    UNKNOWN_MEMBER_VALID_FROM,
+    _conform,
+    _default_sk_column,
+    _require,
+    _timestamp_literal,
+    date_sk,
+    surrogate_key,
+)
+from retail_assets.lib.transforms.gold.privacy import hash_email, hash_phone, mask_email, mask_phone
+
+# The dimensions' descriptive columns are the Silver master records' (the registry's `attributes`).
+CUSTOMER_ATTRIBUTES = tables.SILVER_CUSTOMERS.attributes
+
+
+PRODUCT_ATTRIBUTES = tables.SILVER_PRODUCTS.attributes
+
+
+STORE_ATTRIBUTES = tables.SILVER_STORES.attributes
+
+
+def _first_copy_per_change(changes: DataFrame, key: str) -> DataFrame:
+    """One record per (key, updated_at): the earliest arrival (then the smallest `_source`)."""
+    first = Window.partitionBy(key, "updated_at").orderBy(F.col("_arrival_date").asc(), F.col("_source").asc())
+    return changes.withColumn("_copy", F.row_number().over(first)).where(F.col("_copy") == 1).drop("_copy")
+
+
+def build_scd2(
+    changes: DataFrame,
+    *,
+    key: str,
+    attributes: Sequence[str],
+    processed_at: datetime,
+    arrival_date: date,
+    sk_column: str | None = None,
+) -> DataFrame:
+    """SCD type 2 history of `key` from Silver change records.
+
+    `changes` carries `key`, the `attributes`, `updated_at`, `_arrival_date` and `_source`
+    (other columns are ignored, so technical columns never create a version). Rules:
+
+    - exact re-sends of a change, i.e. several records with the same (key, updated_at), count
+      once: the earliest arrival (`_arrival_date`, then `_source`) is kept;
+    - records are ordered by `updated_at`, and a null attribute means "unchanged": each record's
+      value is the last non-null value at or before it, so a late, out-of-order change slots in
+      at its `updated_at` and every later version inherits from it;
+    - consecutive records with identical tracked values collapse into one version (no-op and
+      all-null changes never create a version);
+    - `valid_from` = `updated_at`, `valid_to` = the next version's `valid_from` (null for the
+      current one), `is_current`, `version` 1.. per key;
+    - `sk_column` (default: `key` with `_id` replaced by `_sk`) = xxhash64(key, valid_from),
+      never -1;
+    - plus one unknown-member row: sk -1, key `__unknown__`, null attributes, valid from
+      1900-01-01T00:00Z, current, version 1.
+
+    Returns `sk_column, key, *attributes, valid_from, valid_to, is_current, version,
+    _processed_at, _arrival_date`, attribute types as in `changes`.
+    """
+    attributes = list(attributes)
+    sk_column = sk_column or _default_sk_column(key)
+    _require(changes, [key, *attributes, "updated_at", "_arrival_date", "_source"], "change records")
+
+    records = changes.where(
+        F.col(key).isNotNull() & (F.col(key) != F.lit(tables.UNKNOWN_MEMBER_ID)) & F.col("updated_at").isNotNull()
+    ).select(key, *attributes, "updated_at", "_arrival_date", "_source")
+    records = _first_copy_per_change(records, key)
+
+    # (key, updated_at) is unique from here on, so this order is total.
+    history = Window.partitionBy(key).orderBy("updated_at")
+    so_far = history.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    filled = records.select(
+        key,
+        "updated_at",
+        *[F.last(a, ignorenulls=True).over(so_far).alias(a) for a in attributes],
+    )
+
+    changed = F.lag("updated_at").over(history).isNull()  # the first record is always a version
+    for a in attributes:
+        changed = changed | ~F.col(a).eqNullSafe(F.lag(a).over(history))
+    versions = filled.withColumn("_changed", changed).where(F.col("_changed")).drop("_changed")
+
+    validity = Window.partitionBy(key).orderBy("valid_from")
+    known = (
+        versions.withColumnRenamed("updated_at", "valid_from")
+        .withColumn("valid_to", F.lead("valid_from").over(validity))
+        .withColumn("version", F.row_number().over(validity).cast("int"))
+        .withColumn("is_current", F.col("valid_to").isNull())
+        .withColumn(sk_column, surrogate_key(key, "valid_from"))
+    )
+
+    types = {f.name: f.dataType for f in changes.schema.fields}
+    unknown = changes.sparkSession.range(1).select(
+        F.lit(tables.UNKNOWN_MEMBER_SK).cast("bigint").alias(sk_column),
+        F.lit(tables.UNKNOWN_MEMBER_ID).cast(types[key]).alias(key),
+        *[F.lit(None).cast(types[a]).alias(a) for a in attributes],
+        _timestamp_literal(UNKNOWN_MEMBER_VALID_FROM).alias("valid_from"),
+        F.lit(None).cast("timestamp").alias("valid_to"),
+        F.lit(True).alias("is_current"),
+        F.lit(1).cast("int").alias("version"),
+    )
+
+    columns = [sk_column, key, *attributes, "valid_from", "valid_to", "is_current", "version"]
+    return (
+        known.select(F.col(sk_column).cast("bigint").alias(sk_column), *columns[1:])
+        .unionByName(unknown)
+        .withColumn("_processed_at", _timestamp_literal(processed_at))
+        .withColumn("_arrival_date", F.lit(arrival_date).cast("date"))
+    )
+
+
+def build_dim_customer(silver_customers: DataFrame, *, processed_at: datetime, arrival_date: date) -> DataFrame:
+    """`gold.dim_customer` (SCD2) from every `silver.customers` change record.
+
+    Versions are detected on the raw attributes (an e-mail or phone change is a new version);
+    the raw e-mail and phone are then replaced by their hash and mask and never reach Gold.
+    """
+    history = build_scd2(
+        silver_customers,
+        key="customer_id",
+        attributes=CUSTOMER_ATTRIBUTES,
+        processed_at=processed_at,
+        arrival_date=arrival_date,
+        sk_column="customer_sk",
+    )
+    pii_free = (
+        history.withColumn("email_hash", hash_email(F.col("email")))
+        .withColumn("email_masked", mask_email(F.col("email")))
+        .withColumn("phone_hash", hash_phone(F.col("phone")))
+        .withColumn("phone_masked", mask_phone(F.col("phone")))
+        .drop("email", "phone")
+    )
+    return _conform(pii_free, tables.GOLD_DIM_CUSTOMER)
+
+
+def build_dim_product(silver_products: DataFrame, *, processed_at: datetime, arrival_date: date) -> DataFrame:
+    """`gold.dim_product` (SCD2) from every `silver.products` change record."""
+    history = build_scd2(
+        silver_products,
+        key="product_id",
+        attributes=PRODUCT_ATTRIBUTES,
+        processed_at=processed_at,
+        arrival_date=arrival_date,
+        sk_column="product_sk",
+    )
+    return _conform(history, tables.GOLD_DIM_PRODUCT)
+
+
+def build_dim_store(silver_stores: DataFrame, *, processed_at: datetime, arrival_date: date) -> DataFrame:
+    """`gold.dim_store` (SCD1): one row per store with the latest non-null value of each attribute.
+
+    Duplicate (store_id, updated_at) records count once (earliest arrival), as in SCD2;
+    `updated_at` is the latest change; `store_sk` = xxhash64(store_id); plus the unknown member.
+    """
+    _require(silver_stores, ["store_id", *STORE_ATTRIBUTES, "updated_at", "_arrival_date", "_source"], "store changes")
+    records = silver_stores.where(
+        F.col("store_id").isNotNull()
+        & (F.col("store_id") != F.lit(tables.UNKNOWN_MEMBER_ID))
+        & F.col("updated_at").isNotNull()
+    )
+    records = _first_copy_per_change(records, "store_id")
+    latest = records.groupBy("store_id").agg(
+        # max_by skips rows whose ordering value is null: the latest non-null value wins.
+        *[F.max_by(a, F.when(F.col(a).isNotNull(), F.col("updated_at"))).alias(a) for a in STORE_ATTRIBUTES],
+        F.max("updated_at").alias("updated_at"),
+    )
+    known = latest.withColumn("store_sk", surrogate_key("store_id"))
+    types = {f.name: f.dataType for f in silver_stores.schema.fields}
+    unknown = silver_stores.sparkSession.range(1).select(
+        F.lit(tables.UNKNOWN_MEMBER_ID).alias("store_id"),
+        *[F.lit(None).cast(types[a]).alias(a) for a in STORE_ATTRIBUTES],
+        F.lit(None).cast("timestamp").alias("updated_at"),
+        F.lit(tables.UNKNOWN_MEMBER_SK).cast("bigint").alias("store_sk"),
+    )
+    dim = (
+        known.unionByName(unknown)
+        .withColumn("_processed_at", _timestamp_literal(processed_at))
+        .withColumn("_arrival_date", F.lit(arrival_date).cast("date"))
+    )
+    return _conform(dim, tables.GOLD_DIM_STORE)
+
+
+def build_dim_date(days: Iterable[date], spark: SparkSession) -> DataFrame:
+    """`gold.dim_date`: one row per distinct day given (ISO weeks, Monday = 1, weekend = Sat/Sun)."""
+    rows = [(d,) for d in sorted(set(days))]
+    calendar = spark.createDataFrame(rows, "date date")
+    day_of_week = F.weekday("date") + 1  # weekday(): Monday = 0
+    dim = calendar.select(
+        date_sk(F.col("date")).alias("date_sk"),
+        "date",
+        F.year("date").alias("year"),
+        F.quarter("date").alias("quarter"),
+        F.month("date").alias("month"),
+        F.date_format("date", "MMMM").alias("month_name"),
+        F.dayofmonth("date").alias("day_of_month"),
+        day_of_week.alias("day_of_week"),
+        F.date_format("date", "EEEE").alias("day_name"),
+        F.weekofyear("date").alias("iso_week"),  # ISO 8601 week number
+        (day_of_week >= 6).alias("is_weekend"),
+    )
+    return _conform(dim, tables.GOLD_DIM_DATE)
