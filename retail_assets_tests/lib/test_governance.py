@@ -154,6 +154,7 @@ def test_masks_cover_only_gold_and_leave_store_city_alone():
         for column in policies.GOLD_PII[spec]:
             spec.column(column)  # declared columns exist in the registry
     assert GOLD_DIM_STORE not in policies.GOLD_PII  # a store's city is not personal data
+    assert policies.GOLD_PII[GOLD_DIM_CUSTOMER] == ("first_name", "last_name", "city", "birth_date")
     # e-mail and phone reach Gold only hashed and masked: nothing raw to mask
     assert not {"email", "phone"} & set(GOLD_DIM_CUSTOMER.column_names)
 

@@ -65,6 +65,9 @@ class Column:
     description: str = ""
     # Column lineage: the (table, column) pairs a derived column is computed from.
     derived_from: tuple[tuple[TableSpec, str], ...] = ()
+    # Personal data: masked for everyone but data engineers and the pipeline where it reaches Gold
+    # (`lib/deployment/governance/policies.py`).
+    pii: bool = False
 
 
 @dataclass(frozen=True)
@@ -577,8 +580,8 @@ GOLD_DIM_CUSTOMER = TableSpec(
             "Deterministic surrogate key: hash of customer_id and valid_from; -1 = unknown.",
         ),
         Column("customer_id", "string", False),
-        Column("first_name", "string"),
-        Column("last_name", "string"),
+        Column("first_name", "string", pii=True),
+        Column("last_name", "string", pii=True),
         Column("email_hash", "string", True, "SHA-256 of the lower-cased e-mail.", ((SILVER_CUSTOMERS, "email"),)),
         Column(
             "email_masked",
@@ -595,9 +598,9 @@ GOLD_DIM_CUSTOMER = TableSpec(
             "Phone with all but the last two digits masked.",
             ((SILVER_CUSTOMERS, "phone"),),
         ),
-        Column("city", "string"),
+        Column("city", "string", pii=True),
         Column("country", "string"),
-        Column("birth_date", "date"),
+        Column("birth_date", "date", pii=True),
         Column("loyalty_tier", "string"),
         *_SCD2,
         Column("_arrival_date", "date", False, "Arrival partition of the run that last rebuilt the table."),

@@ -20,7 +20,6 @@ from retail_assets.lib.deployment.governance.principals import Principals, check
 from retail_assets.lib.deployment.governance.securables import quoted, sql_string
 from retail_assets.lib.registry.tables import (
     GOLD_AGG_DAILY_STORE_SALES,
-    GOLD_DIM_CUSTOMER,
     GOLD_DIM_STORE,
     TABLES,
     Layer,
@@ -28,10 +27,11 @@ from retail_assets.lib.registry.tables import (
     catalog_schema,
 )
 
-# The personal data that remains in Gold, table by table: the one place it is declared.
-# (When `Column` gains a `pii` flag in the registry this becomes `[c for c in spec.columns if c.pii]`.)
+# The personal data that remains in Gold, table by table, as the registry's columns declare it.
 GOLD_PII: dict[TableSpec, tuple[str, ...]] = {
-    GOLD_DIM_CUSTOMER: ("first_name", "last_name", "city", "birth_date"),
+    spec: tuple(c.name for c in spec.columns if c.pii)
+    for spec in TABLES
+    if spec.layer is Layer.GOLD and any(c.pii for c in spec.columns)
 }
 
 # What a restricted reader sees instead of a masked value, by the column's type.
