@@ -1,14 +1,17 @@
 """How Silver judges records: typed values, rule checks, the first broken rule, deduplication,
 and the quarantine projections.
 
-Rules are written as Spark SQL expressions: one expression per step reaches the JVM in one
-call, where the same logic through the Column API costs thousands of Py4J round trips. Each
-check names the rule it enforces (`lib/registry/rules.py`); a record breaking several is
-quarantined under the first of them by the declarations' order, with a reason listing them all.
+Rules are declared with their conditions as Spark SQL (`lib/registry/rules.py`); `check` fills
+a declared form in for one column, and every step is one SQL expression, which reaches the JVM
+in one call where the same logic through the Column API costs thousands of Py4J round trips. A
+record breaking several rules is quarantined under the first of them by the declarations'
+order, with a reason listing them all.
 """
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,31 +51,24 @@ _NO_OFFSET = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
-_MAX_AMOUNT = 10**16  # amounts are decimal(18,2)
+MAX_AMOUNT = 10**16  # amounts are decimal(18,2)
 
 
-def _lit(text: str) -> str:
+def sql_string(text: str) -> str:
     """A Spark SQL string literal."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class _Sql(str):
-    """A SQL expression inside a message (plain `str` parts are literal text)."""
-
-
-def _msg(*parts: str) -> str:
-    return "concat(" + ", ".join(f"CAST({p} AS STRING)" if isinstance(p, _Sql) else _lit(p) for p in parts) + ")"
-
-
-def _q(column: str) -> _Sql:
-    """A raw value for a reason: quoted, long values cut."""
-    return _Sql(
-        f"concat('\\'', CASE WHEN length({column}) > 60 THEN concat(substring({column}, 1, 60), '…') ELSE {column} END, '\\'')"
+def quoted(column: str) -> str:
+    """A raw value for a reason, as SQL: quoted, long values cut."""
+    return (
+        f"concat('\\'', CASE WHEN length({column}) > 60 THEN concat(substring({column}, 1, 60), '…') "
+        f"ELSE {column} END, '\\'')"
     )
 
 
-def _in(values: Sequence[str]) -> str:
-    return "(" + ", ".join(_lit(v) for v in values) + ")"
+def sql_in(values: Sequence[str]) -> str:
+    return "(" + ", ".join(sql_string(v) for v in values) + ")"
 
 
 def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
@@ -80,62 +76,109 @@ def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
     return df.selectExpr(*[f"CAST(`{c.name}` AS {c.type}) AS `{c.name}`" for c in spec.columns])
 
 
-def _add(df: DataFrame, columns: dict[str, str]) -> DataFrame:
+def with_columns(df: DataFrame, columns: dict[str, str]) -> DataFrame:
     """Add (or replace) columns given as SQL expressions over the frame's current columns."""
     kept = [f"`{c}`" for c in df.columns if c not in columns]
     return df.selectExpr(*kept, *[f"{expr} AS `{name}`" for name, expr in columns.items()])
 
 
 @dataclass(frozen=True)
-class _Check:
+class Check:
+    """A declared rule form with its placeholders filled in (`check`)."""
+
     rule: str
-    failed: str  # SQL condition; null counts as passed (a missing value is another check's job)
+    failed: str  # SQL condition; null counts as passed
     message: str  # SQL string expression
 
 
+def check(rule: str, form: str = "", *, column: str = "", raw: str | None = None, **params: str) -> Check:
+    """The form `form` of the declared `rule` (`lib/registry/rules.py`) with its placeholders
+    filled in: `column` is the judged column, `raw` the column holding its text (default:
+    `column`), and `params` SQL expressions for every other placeholder the form names."""
+    when = rules.named(rule).when(form)
+    sql = {"column": raw or column, "raw": raw or column, **params}
+
+    def fill(text: str) -> str:
+        def one(match: re.Match) -> str:
+            name = match.group(1)
+            if name not in sql:
+                raise KeyError(f"rule {rule} form {form!r} needs {{{name}}}")
+            return sql[name]
+
+        return re.sub(r"\{(\w+)\}", one, text)
+
+    parts = []
+    for literal, field, _, _ in string.Formatter().parse(when.message):
+        if literal:
+            parts.append(sql_string(literal))
+        if field == "column":
+            parts.append(sql_string(column))
+        elif field == "raw":
+            parts.append(quoted(sql["raw"]))
+        elif field:
+            parts.append(f"CAST({sql[field] if field in sql else fill(field)} AS STRING)")
+    message = "concat(" + ", ".join(parts) + ")" if parts else "''"
+    return Check(rule, fill(when.condition), message)
+
+
 @dataclass(frozen=True)
-class _Typed:
+class Typed:
     """Typed columns to add (SQL over raw columns) and the checks that judge them."""
 
     columns: dict[str, str]
-    checks: list[_Check]
+    checks: list[Check]
 
 
-def _judge(df: DataFrame, checks: Sequence[_Check]) -> DataFrame:
+def judge(df: DataFrame, checks: Sequence[Check]) -> DataFrame:
     """Add `_rule` (first failing rule by precedence) and `_reason` (every failure spelled out).
 
     The failures are gathered into one array in precedence order, so each check runs once.
     """
-    ordered = sorted(checks, key=lambda c: rules.VIOLATION_RULES.index(c.rule))  # stable within a rule
+    ordered = sorted(checks, key=lambda c: rules.precedence(c.rule))  # stable within a rule
     items = ", ".join(
-        f"CASE WHEN {c.failed} THEN named_struct('rule', {_lit(c.rule)}, 'message', {c.message}) END" for c in ordered
+        f"CASE WHEN {c.failed} THEN named_struct('rule', {sql_string(c.rule)}, 'message', {c.message}) END"
+        for c in ordered
     )
-    df = _add(df, {"_failures": f"filter(array({items}), x -> x IS NOT NULL)"})
+    df = with_columns(df, {"_failures": f"filter(array({items}), x -> x IS NOT NULL)"})
     # get() is null past the end, also under ANSI mode
-    return _add(
+    return with_columns(
         df, {"_rule": "get(_failures, 0).rule", "_reason": "nullif(array_join(_failures.message, '; '), '')"}
     ).drop("_failures")
 
 
-def _missing(name: str) -> _Check:
-    return _Check(rules.MISSING_KEY, f"{name} IS NULL", _lit(f"{name} is missing"))
+def first_failure(checks: Sequence[Check]) -> tuple[str, str]:
+    """SQL for the rule and the reason of the first of `checks` a record fails (NULL: none), in
+    the order given: for a record judged as a whole before `judge`."""
+    rule = " ".join(f"WHEN {c.failed} THEN {sql_string(c.rule)}" for c in checks)
+    reason = " ".join(f"WHEN {c.failed} THEN {c.message}" for c in checks)
+    return f"CASE {rule} END", f"CASE {reason} END"
 
 
-def _typed_int(name: str, out: str) -> _Typed:
-    big = f"CASE WHEN {name} RLIKE {_lit(_INT)} THEN try_cast({name} AS BIGINT) END"
-    return _Typed(
+def missing(name: str) -> Check:
+    return check(rules.MISSING_KEY, column=name)
+
+
+def declared_checks(df: DataFrame, spec: TableSpec) -> list[Check]:
+    """The checks of the rules that name columns of `spec` in their declaration (`Rule.on`)."""
+    out = []
+    for rule, column in rules.declared_on(spec.key):
+        if column not in spec.column_names:
+            raise ValueError(f"rule {rule.name} judges {spec.key}.{column}, but {spec.key} has no column {column}")
+        value = f"v_{column}" if f"v_{column}" in df.columns else column
+        exact = f"_{column}_exact" if f"_{column}_exact" in df.columns else value
+        out += [check(rule.name, w.form, column=column, value=value, exact=exact) for w in rule.forms]
+    return out
+
+
+def typed_int(name: str, out: str) -> Typed:
+    big = f"CASE WHEN {name} RLIKE {sql_string(_INT)} THEN try_cast({name} AS BIGINT) END"
+    return Typed(
         {out: f"CASE WHEN {big} BETWEEN {_INT32_MIN} AND {_INT32_MAX} THEN CAST({big} AS INT) END"},
-        [
-            _Check(
-                rules.INVALID_TYPE,
-                f"{name} IS NOT NULL AND {out} IS NULL",
-                _msg(f"{name} ", _q(name), " is not a whole number"),
-            )
-        ],
+        [check(rules.INVALID_TYPE, "whole_number", column=name, value=out)],
     )
 
 
-def _typed_decimal(
+def typed_decimal(
     name: str,
     out: str,
     exact: str,
@@ -143,89 +186,57 @@ def _typed_decimal(
     scale: int,
     *,
     default: str | None = None,
-    in_range: str | None = None,
-) -> _Typed:
+    in_range: str = "true",
+) -> Typed:
     """`exact` holds the number as written, `out` the value at the column's type. Non-numbers
     (NaN, Infinity, text), overflow and extra decimal places are `invalid_type`: rounding a price
     silently would change it. `default` replaces an absent value. With `in_range` (SQL over
     `exact`), overflow and decimal places are checked only inside the range: outside it another
     rule speaks."""
-    value = f"CASE WHEN {name} RLIKE {_lit(_NUMBER)} THEN try_cast({name} AS DECIMAL(38,18)) END"
+    value = f"CASE WHEN {name} RLIKE {sql_string(_NUMBER)} THEN try_cast({name} AS DECIMAL(38,18)) END"
     if default is not None:
         value = f"CASE WHEN {name} IS NULL THEN CAST({default} AS DECIMAL(38,18)) ELSE {value} END"
-    guard = f" AND ({in_range})" if in_range else ""
-    return _Typed(
+    params = {"column": name, "value": out, "exact": exact, "in_range": in_range}
+    return Typed(
         {exact: value, out: f"try_cast({value} AS DECIMAL({precision},{scale}))"},
         [
-            _Check(
-                rules.INVALID_TYPE,
-                f"{name} IS NOT NULL AND {exact} IS NULL",
-                _msg(f"{name} ", _q(name), " is not a number"),
-            ),
-            _Check(
-                rules.INVALID_TYPE,
-                f"{exact} IS NOT NULL AND {out} IS NULL{guard}",
-                _msg(f"{name} ", _q(name), f" is out of range for decimal({precision},{scale})"),
-            ),
-            _Check(
-                rules.INVALID_TYPE,
-                f"{exact} != {out}{guard}",
-                _msg(f"{name} ", _q(name), f" has more than {scale} decimal places"),
-            ),
+            check(rules.INVALID_TYPE, "number", **params),
+            check(rules.INVALID_TYPE, "decimal_range", precision=str(precision), scale=str(scale), **params),
+            check(rules.INVALID_TYPE, "decimal_places", scale=str(scale), **params),
         ],
     )
 
 
-def _typed_date(name: str, out: str) -> _Typed:
-    return _Typed(
-        {out: f"CASE WHEN {name} RLIKE {_lit(_DATE)} THEN try_cast({name} AS DATE) END"},
-        [
-            _Check(
-                rules.INVALID_TYPE,
-                f"{name} IS NOT NULL AND {out} IS NULL",
-                _msg(f"{name} ", _q(name), " is not a date (YYYY-MM-DD)"),
-            )
-        ],
+def typed_date(name: str, out: str) -> Typed:
+    return Typed(
+        {out: f"CASE WHEN {name} RLIKE {sql_string(_DATE)} THEN try_cast({name} AS DATE) END"},
+        [check(rules.INVALID_TYPE, "date", column=name, value=out)],
     )
 
 
-def _typed_timestamp(name: str, out: str, local_date: str) -> _Typed:
+def typed_timestamp(name: str, out: str, local_date: str) -> Typed:
     """`out`: the UTC instant of an ISO-8601 timestamp with offset; `local_date`: its calendar
     date as written (the first ten characters) — the business date of the record."""
-    instant = f"CASE WHEN {name} RLIKE {_lit(_TIMESTAMP)} THEN try_cast({name} AS TIMESTAMP) END"
-    return _Typed(
+    instant = f"CASE WHEN {name} RLIKE {sql_string(_TIMESTAMP)} THEN try_cast({name} AS TIMESTAMP) END"
+    no_offset = sql_string(_NO_OFFSET)
+    return Typed(
         {
             out: instant,
             local_date: f"CASE WHEN {instant} IS NOT NULL THEN try_cast(substring({name}, 1, 10) AS DATE) END",
         },
         [
-            _Check(
-                rules.INVALID_TYPE,
-                f"{name} RLIKE {_lit(_NO_OFFSET)}",
-                _msg(
-                    f"{name} ",
-                    _q(name),
-                    " has no UTC offset (ISO-8601 with offset required, e.g. 2026-10-01T09:30:00+02:00)",
-                ),
-            ),
-            _Check(
-                rules.INVALID_TYPE,
-                f"{name} IS NOT NULL AND NOT {name} RLIKE {_lit(_NO_OFFSET)} AND {out} IS NULL",
-                _msg(f"{name} ", _q(name), " is not an ISO-8601 timestamp with offset"),
-            ),
+            check(rules.INVALID_TYPE, "no_offset", column=name, no_offset=no_offset),
+            check(rules.INVALID_TYPE, "timestamp", column=name, value=out, no_offset=no_offset),
         ],
     )
 
 
-def _accepted_values(name: str, values: Sequence[str]) -> _Check:
-    return _Check(
-        rules.INVALID_VALUE,
-        f"{name} NOT IN {_in(values)}",
-        _msg(f"{name} ", _q(name), f" is not one of {', '.join(values)}"),
-    )
+def accepted_values(name: str, values: Sequence[str]) -> Check:
+    listed = sql_string(", ".join(values))
+    return check(rules.INVALID_VALUE, "not_accepted", column=name, accepted=sql_in(values), listed=listed)
 
 
-def _with_known(df: DataFrame, known_keys: DataFrame, kinds: dict[str, str]) -> DataFrame:
+def with_known(df: DataFrame, known_keys: DataFrame, kinds: dict[str, str]) -> DataFrame:
     """Left-join `_<kind>_first`, the first arrival date of each referenced key (`kinds`: kind → id column)."""
     for kind, column in kinds.items():
         first = F.broadcast(
@@ -237,25 +248,15 @@ def _with_known(df: DataFrame, known_keys: DataFrame, kinds: dict[str, str]) -> 
     return df
 
 
-def _orphan(kind: str, column: str, rule: str, lateness_days: int) -> _Check:
-    first = f"_{kind}_first"
-    deadline = f"date_add(_arrival_date, {lateness_days})"
-    too_late = _msg(
-        f"the first {kind} record arrived on ", _Sql(first), f", more than {lateness_days} days after this record"
-    )
-    return _Check(
-        rule,
-        f"{column} IS NOT NULL AND ({first} IS NULL OR {first} > {deadline})",
-        _msg(
-            f"{column} ",
-            _q(column),
-            f" is not a known {kind}: ",
-            _Sql(f"CASE WHEN {first} IS NULL THEN {_lit(f'no {kind} record has arrived')} ELSE {too_late} END"),
-        ),
-    )
+def orphan(kind: str, column: str, lateness_days: int) -> list[Check]:
+    """`column` names a `kind` of master record that had not arrived by the record's arrival + L
+    (after `with_known`)."""
+    rule = rules.unknown_master(kind)
+    params = {"column": column, "first": f"_{kind}_first", "lateness_days": str(lateness_days)}
+    return [check(rule, w.form, **params) for w in rules.named(rule).forms]
 
 
-def _dedup(df: DataFrame, identity: Sequence[str], order: Sequence[str], content: dict[str, str]) -> DataFrame:
+def dedup(df: DataFrame, identity: Sequence[str], order: Sequence[str], content: dict[str, str]) -> DataFrame:
     """Among rows with `_rule` null, mark later copies of an identity as `_duplicate` (same
     content as the kept, earliest copy) or `conflicting_duplicate` (different content).
 
@@ -263,7 +264,7 @@ def _dedup(df: DataFrame, identity: Sequence[str], order: Sequence[str], content
     """
     window = f"OVER (PARTITION BY _rule IS NULL, {', '.join(identity)} ORDER BY {', '.join(order)})"
     firsts = {f"_first{i}": f"first({c}) {window}" for i, c in enumerate(content)}
-    df = _add(
+    df = with_columns(
         df,
         {
             "_rank": f"CASE WHEN _rule IS NULL THEN row_number() {window} END",
@@ -273,30 +274,25 @@ def _dedup(df: DataFrame, identity: Sequence[str], order: Sequence[str], content
         },
     )
     differs = ", ".join(
-        f"CASE WHEN NOT {c} <=> _first{i} THEN {_lit(label)} END" for i, (c, label) in enumerate(content.items())
+        f"CASE WHEN NOT {c} <=> _first{i} THEN {sql_string(label)} END" for i, (c, label) in enumerate(content.items())
     )
-    df = _add(df, {"_differs": f"CASE WHEN _rank > 1 THEN concat_ws(', ', {differs}) END"})
-    conflicting = "_differs != ''"
-    reason = _msg(
-        "same key as ",
-        _Sql("_first_source"),
-        " (arrived ",
-        _Sql("_first_arrival"),
-        ", kept) but different ",
-        _Sql("_differs"),
-    )
-    df = _add(
+    df = with_columns(df, {"_differs": f"CASE WHEN _rank > 1 THEN concat_ws(', ', {differs}) END"})
+    kept = {"differs": "_differs", "kept_source": "_first_source", "kept_arrival": "_first_arrival"}
+    conflicting = check(rules.CONFLICTING_DUPLICATE, **kept)
+    duplicate = check(rules.DUPLICATE, **kept)
+    df = with_columns(
         df,
         {
-            "_duplicate": "coalesce(_differs = '', false)",
-            "_rule": f"CASE WHEN {conflicting} THEN {_lit(rules.CONFLICTING_DUPLICATE)} ELSE _rule END",
-            "_reason": f"CASE WHEN {conflicting} THEN {reason} ELSE _reason END",
+            "_duplicate": f"coalesce({duplicate.failed}, false)",
+            "_rule": f"CASE WHEN {conflicting.failed} THEN {sql_string(conflicting.rule)} ELSE _rule END",
+            "_reason": f"CASE WHEN {conflicting.failed} THEN {conflicting.message} ELSE _reason END",
         },
     )
     return df.drop("_rank", "_first_source", "_first_arrival", "_differs", *firsts)
 
 
-def _violations(classified: DataFrame, *, batch_id: str) -> DataFrame:
+def violation_rows(classified: DataFrame, *, batch_id: str) -> DataFrame:
+    """The classified records that broke a rule, as `quarantine.rule_violations` rows."""
     out = classified.filter("_rule IS NOT NULL").selectExpr(
         "source_table",
         "_source",
@@ -307,12 +303,13 @@ def _violations(classified: DataFrame, *, batch_id: str) -> DataFrame:
         "CAST(NULL AS BINARY) AS original_bytes",
         "_event_date AS event_date",
         "_arrival_date",
-        f"{_lit(batch_id)} AS _batch_id",
+        f"{sql_string(batch_id)} AS _batch_id",
     )
     return conform(out, QUARANTINE_RULE_VIOLATIONS)
 
 
-def _duplicates(classified: DataFrame) -> DataFrame:
+def duplicate_rows(classified: DataFrame) -> DataFrame:
+    """The classified records counted as duplicates (DUPLICATE_COLUMNS)."""
     return classified.filter("_duplicate").selectExpr(
         "CAST(source_table AS STRING) AS source_table",
         "CAST(_source AS STRING) AS _source",

@@ -17,25 +17,24 @@ from retail_assets.lib.transforms.silver.judging import (
     CUSTOMER,
     PRODUCT,
     STORE,
-    _accepted_values,
-    _add,
-    _Check,
-    _dedup,
-    _duplicates,
-    _judge,
-    _lit,
-    _missing,
-    _msg,
-    _orphan,
-    _q,
-    _Typed,
-    _typed_date,
-    _typed_decimal,
-    _typed_int,
-    _typed_timestamp,
-    _violations,
-    _with_known,
+    Typed,
+    accepted_values,
+    check,
     conform,
+    declared_checks,
+    dedup,
+    duplicate_rows,
+    judge,
+    missing,
+    orphan,
+    sql_string,
+    typed_date,
+    typed_decimal,
+    typed_int,
+    typed_timestamp,
+    violation_rows,
+    with_columns,
+    with_known,
 )
 
 
@@ -59,7 +58,7 @@ class SplitResult:
 def known_keys(customers: DataFrame, products: DataFrame, stores: DataFrame) -> DataFrame:
     """(kind, key, first_arrival_date): when each master key first arrived in Silver."""
     parts = [
-        frame.selectExpr(f"{_lit(kind)} AS kind", f"{column} AS key", "_arrival_date")
+        frame.selectExpr(f"{sql_string(kind)} AS kind", f"{column} AS key", "_arrival_date")
         for kind, column, frame in (
             (CUSTOMER, "customer_id", customers),
             (PRODUCT, "product_id", products),
@@ -117,13 +116,9 @@ class _Shape:
         return self._typed("int")
 
     @property
-    def references(self) -> tuple[tuple[str, str, str], ...]:
-        """(kind, column, rule) of each column that must name a known master record."""
-        out = []
-        for column, master in self.silver.references:
-            kind = master.identity[0].removesuffix("_id")
-            out.append((kind, column, rules.unknown_master(kind)))
-        return tuple(out)
+    def references(self) -> tuple[tuple[str, str], ...]:
+        """(kind, column) of each column that must name a known master record."""
+        return tuple((master.identity[0].removesuffix("_id"), column) for column, master in self.silver.references)
 
     @property
     def attributes(self) -> list[str]:
@@ -144,7 +139,7 @@ def _clean(
 ) -> SplitResult:
     fields = [c.name for c in shape.bronze.columns if not c.name.startswith("_")]
     df = bronze.filter("_parse_error IS NULL").selectExpr(
-        f"{_lit(shape.bronze.key)} AS source_table",
+        f"{sql_string(shape.bronze.key)} AS source_table",
         "_source",
         "_source_file",
         "_source_line",
@@ -153,21 +148,21 @@ def _clean(
         "_extra",
         *[f"nullif(trim({f}), '') AS {f}" for f in fields],
     )
-    typed: list[_Typed] = []
-    checks = [_missing(k) for k in (*shape.identity, *shape.required)]
+    typed: list[Typed] = []
+    checks = [missing(k) for k in (*shape.identity, *shape.required)]
     if shape.versioned:
-        checks.append(_missing("updated_at"))
-        typed.append(_typed_timestamp("updated_at", "v_updated_at", "_event_date"))
-    typed += [_typed_date(name, f"v_{name}") for name in shape.dates]
+        checks.append(missing("updated_at"))
+        typed.append(typed_timestamp("updated_at", "v_updated_at", "_event_date"))
+    typed += [typed_date(name, f"v_{name}") for name in shape.dates]
     for name in shape.prices:
-        typed.append(_typed_decimal(name, f"v_{name}", f"_{name}_exact", 12, 2))
-        checks.append(_Check(rules.NEGATIVE_PRICE, f"_{name}_exact < 0", _msg(f"{name} ", _q(name), " is negative")))
+        typed.append(typed_decimal(name, f"v_{name}", f"_{name}_exact", 12, 2))
+        checks.append(check(rules.NEGATIVE_PRICE, column=name, exact=f"_{name}_exact"))
     for name in shape.counts:
-        typed.append(_typed_int(name, f"v_{name}"))
-        checks.append(_Check(rules.INVALID_VALUE, f"v_{name} < 0", _msg(f"{name} ", _q(name), " is negative")))
+        typed.append(typed_int(name, f"v_{name}"))
+        checks.append(check(rules.INVALID_VALUE, "negative", column=name, value=f"v_{name}"))
     checks += [c for t in typed for c in t.checks]
-    checks += [_accepted_values(name, values) for name, values in shape.silver.accepted_values.items()]
-    checks += [_orphan(kind, column, rule, lateness_days) for kind, column, rule in shape.references]
+    checks += [accepted_values(name, values) for name, values in shape.silver.accepted_values.items()]
+    checks += [c for kind, column in shape.references for c in orphan(kind, column, lateness_days)]
 
     columns = {k: v for t in typed for k, v in t.columns.items()}
     key_text = [f"coalesce({k}, '')" for k in shape.identity]
@@ -176,12 +171,12 @@ def _clean(
     else:
         columns["_event_date"] = columns["v_snapshot_date"]  # the business date of a snapshot
         columns["record_key"] = f"concat_ws(':', {', '.join(key_text)})"
-    df = _add(df, columns)
+    df = with_columns(df, columns)
     if shape.references:
         if known is None:
             raise ValueError(f"cleaning {shape.bronze.key} needs known_keys")
-        df = _with_known(df, known, {kind: column for kind, column, _ in shape.references})
-    df = _judge(df, checks)
+        df = with_known(df, known, dict(shape.references))
+    df = judge(df, [*checks, *declared_checks(df, shape.silver)])
 
     value_of = _value_columns(df, shape)
     attributes = shape.attributes
@@ -189,7 +184,7 @@ def _clean(
     content = {value_of[a]: a for a in attributes if value_of[a] not in identity}
     # Master data is deduplicated within an arrival day (a record re-sent on a later day is
     # that day's change too), so any range of days is cleaned in one pass.
-    classified = _dedup(df, ["_arrival_date", *identity], ("_source_file", "_source_line"), content)
+    classified = dedup(df, ["_arrival_date", *identity], ("_source_file", "_source_line"), content)
     return split_outputs(classified, shape.silver, batch_id=batch_id)
 
 
@@ -207,12 +202,12 @@ def split_outputs(classified: DataFrame, spec: TableSpec, *, batch_id: str) -> S
         "_extra AS extra_attributes",
         "_source",
         "_arrival_date",
-        f"{_lit(batch_id)} AS _batch_id",
+        f"{sql_string(batch_id)} AS _batch_id",
     )
     return SplitResult(
         accepted=conform(accepted, shape.silver),
-        violations=_violations(classified, batch_id=batch_id),
-        duplicates=_duplicates(classified),
+        violations=violation_rows(classified, batch_id=batch_id),
+        duplicates=duplicate_rows(classified),
         classified=classified,
         spec=spec,
     )

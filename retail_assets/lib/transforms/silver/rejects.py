@@ -10,14 +10,14 @@ from retail_assets.lib.registry.tables import (
     BRONZE_POS_TRANSACTIONS,
     QUARANTINE_INGEST_REJECTS,
 )
-from retail_assets.lib.transforms.silver.judging import _lit, conform
-from retail_assets.lib.transforms.silver.sales import _LINES_ERROR, _PARSED_LINES
+from retail_assets.lib.transforms.silver.judging import conform, sql_string
+from retail_assets.lib.transforms.silver.sales import PARSED_LINES, lines_judgement
 
 
 def ingest_rejects(bronze: DataFrame, *, source_table: str, batch_id: str) -> DataFrame:
     """Bronze rows that could not be parsed at all, as `quarantine.ingest_rejects` rows."""
     out = bronze.filter("_parse_error IS NOT NULL").selectExpr(
-        f"{_lit(source_table)} AS source_table",
+        f"{sql_string(source_table)} AS source_table",
         "_source",
         "CAST(NULL AS STRING) AS record_key",
         "_parse_error AS rule",
@@ -26,7 +26,7 @@ def ingest_rejects(bronze: DataFrame, *, source_table: str, batch_id: str) -> Da
         "_raw_bytes AS original_bytes",
         "CAST(NULL AS DATE) AS event_date",
         "_arrival_date",
-        f"{_lit(batch_id)} AS _batch_id",
+        f"{sql_string(batch_id)} AS _batch_id",
     )
     return conform(out, QUARANTINE_INGEST_REJECTS)
 
@@ -41,10 +41,10 @@ def count_records_in(bronze_df: DataFrame, source_table: str) -> DataFrame:
       (one ingest reject) or an event whose `lines` cannot be read (one violation) counts once.
     """
     if source_table in (BRONZE_POS_TRANSACTIONS.key, BRONZE_POS_TRANSACTIONS.name):
-        parsed = bronze_df.selectExpr("_arrival_date", "_parse_error", "lines", f"{_PARSED_LINES} AS _lines")
+        parsed = bronze_df.selectExpr("_arrival_date", "_parse_error", "lines", f"{PARSED_LINES} AS _lines")
         per_row = parsed.selectExpr(
             "_arrival_date",
-            f"CASE WHEN _parse_error IS NOT NULL OR ({_LINES_ERROR}) IS NOT NULL THEN 1 ELSE size(_lines) END AS n",
+            f"CASE WHEN _parse_error IS NOT NULL OR ({lines_judgement()[0]}) IS NOT NULL THEN 1 ELSE size(_lines) END AS n",
         )
     else:
         per_row = bronze_df.selectExpr("_arrival_date", "1 AS n")

@@ -19,29 +19,28 @@ from pyspark.sql import functions as F
 
 from retail_assets.lib.registry import rules, tables
 from retail_assets.lib.transforms.silver.judging import (
-    _MAX_AMOUNT,
     CUSTOMER,
+    MAX_AMOUNT,
     PRODUCT,
     STORE,
-    _accepted_values,
-    _add,
-    _Check,
-    _dedup,
-    _duplicates,
-    _in,
-    _judge,
-    _lit,
-    _missing,
-    _msg,
-    _orphan,
-    _q,
-    _Sql,
-    _typed_decimal,
-    _typed_int,
-    _typed_timestamp,
-    _violations,
-    _with_known,
+    accepted_values,
+    check,
     conform,
+    declared_checks,
+    dedup,
+    duplicate_rows,
+    first_failure,
+    judge,
+    missing,
+    orphan,
+    sql_in,
+    sql_string,
+    typed_decimal,
+    typed_int,
+    typed_timestamp,
+    violation_rows,
+    with_columns,
+    with_known,
 )
 
 STORE_FILE, POS_STREAM = tables.CHANNELS
@@ -74,22 +73,19 @@ CANDIDATE_COLUMNS = (
 
 _LINES_SCHEMA = "array<map<string,string>>"  # values of any JSON type read as their JSON text
 
-_PARSED_LINES = f"from_json(lines, {_lit(_LINES_SCHEMA)})"
+PARSED_LINES = f"from_json(lines, {sql_string(_LINES_SCHEMA)})"
 
 
-# Rule and reason for a parsed event whose `lines` cannot be turned into transaction lines.
-_LINES_ERROR = (
-    f"CASE WHEN lines IS NULL THEN {_lit(rules.MISSING_KEY)} "
-    f"WHEN _lines IS NULL THEN {_lit(rules.INVALID_TYPE)} "
-    f"WHEN size(_lines) = 0 THEN {_lit(rules.MISSING_KEY)} END"
-)
-
-
-_LINES_REASON = (
-    "CASE WHEN lines IS NULL THEN 'event has no lines' "
-    f"WHEN _lines IS NULL THEN {_msg('lines ', _q('lines'), ' is not an array of JSON objects')} "
-    "WHEN size(_lines) = 0 THEN 'lines is an empty array' END"
-)
+def lines_judgement() -> tuple[str, str]:
+    """SQL for the rule and the reason of a parsed event whose `lines` cannot be turned into
+    transaction lines (NULL when they can); `_lines` holds them parsed (`PARSED_LINES`)."""
+    return first_failure(
+        [
+            check(rules.MISSING_KEY, "no_lines", column="lines"),
+            check(rules.INVALID_TYPE, "json_objects", column="lines", value="_lines"),
+            check(rules.MISSING_KEY, "empty_array", column="lines", value="_lines"),
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -116,8 +112,8 @@ class SalesResult:
 def sales_candidates_from_files(bronze_sales_files: DataFrame) -> DataFrame:
     """Parsed Bronze `sales_files` rows as candidate lines (CANDIDATE_COLUMNS)."""
     return bronze_sales_files.filter("_parse_error IS NULL").selectExpr(
-        f"{_lit(tables.BRONZE_SALES_FILES.key)} AS source_table",
-        f"{_lit(STORE_FILE)} AS channel",
+        f"{sql_string(tables.BRONZE_SALES_FILES.key)} AS source_table",
+        f"{sql_string(STORE_FILE)} AS channel",
         "_source",
         "_arrival_date",
         "_source_file AS _pos_a",
@@ -139,12 +135,13 @@ def sales_candidates_from_events(bronze_pos: DataFrame) -> DataFrame:
     keys join the event's `_extra` under `"_line"`. An event whose `lines` is missing, empty or
     not an array of objects becomes one candidate carrying `_record_error`.
     """
-    events = bronze_pos.filter("_parse_error IS NULL").selectExpr("*", f"{_PARSED_LINES} AS _lines")
-    events = events.selectExpr("*", f"{_LINES_ERROR} AS _record_error", f"{_LINES_REASON} AS _record_reason")
+    events = bronze_pos.filter("_parse_error IS NULL").selectExpr("*", f"{PARSED_LINES} AS _lines")
+    error, reason = lines_judgement()
+    events = events.selectExpr("*", f"{error} AS _record_error", f"{reason} AS _record_reason")
     exploded = events.selectExpr(
         "*", "posexplode_outer(CASE WHEN _record_error IS NULL THEN _lines END) AS (_index, _line)"
     )
-    unknown = f"map_filter(_line, (k, v) -> NOT k IN {_in(POS_LINE_FIELDS)})"
+    unknown = f"map_filter(_line, (k, v) -> NOT k IN {sql_in(POS_LINE_FIELDS)})"
     with_extra = exploded.selectExpr("*", f"CASE WHEN size({unknown}) > 0 THEN to_json({unknown}) END AS _line_extra")
     extra = (
         "CASE WHEN _line_extra IS NULL THEN _extra "
@@ -156,8 +153,8 @@ def sales_candidates_from_events(bronze_pos: DataFrame) -> DataFrame:
         for f in tables.SALES_FIELDS
     ]
     return with_extra.selectExpr(
-        f"{_lit(tables.BRONZE_POS_TRANSACTIONS.key)} AS source_table",
-        f"{_lit(POS_STREAM)} AS channel",
+        f"{sql_string(tables.BRONZE_POS_TRANSACTIONS.key)} AS source_table",
+        f"{sql_string(POS_STREAM)} AS channel",
         "_source",
         "_arrival_date",
         "_topic AS _pos_a",
@@ -226,18 +223,20 @@ def clean_sales(candidates: DataFrame, known_keys: DataFrame, *, lateness_days: 
         *[c for c in CANDIDATE_COLUMNS if c not in tables.SALES_FIELDS],
         *[f"nullif(trim({f}), '') AS {f}" for f in tables.SALES_FIELDS],
     )
-    discount_in_range = "_discount_exact BETWEEN 0 AND 1"
+    discount_in_range = f"NOT ({check(rules.DISCOUNT_OUT_OF_RANGE, exact='_discount_exact').failed})"
     typed = [
-        _typed_int("line_number", "v_line_number"),
-        _typed_int("quantity", "v_quantity"),
-        _typed_timestamp("event_time", "v_event_time", "_event_date"),
-        _typed_decimal("unit_price", "v_unit_price", "_price_exact", 12, 2),
+        typed_int("line_number", "v_line_number"),
+        typed_int("quantity", "v_quantity"),
+        typed_timestamp("event_time", "v_event_time", "_event_date"),
+        typed_decimal("unit_price", "v_unit_price", "_unit_price_exact", 12, 2),
         # an absent discount is no discount
-        _typed_decimal("discount", "v_discount", "_discount_exact", 5, 4, default="0", in_range=discount_in_range),
+        typed_decimal("discount", "v_discount", "_discount_exact", 5, 4, default="0", in_range=discount_in_range),
     ]
     # a stream line without a line number is still told apart from its siblings
-    line_ref = f"coalesce(line_number, CASE WHEN channel = {_lit(POS_STREAM)} THEN concat('#', _pos_d + 1) END, '')"
-    df = _add(
+    line_ref = (
+        f"coalesce(line_number, CASE WHEN channel = {sql_string(POS_STREAM)} THEN concat('#', _pos_d + 1) END, '')"
+    )
+    df = with_columns(
         df,
         {
             **{k: v for t in typed for k, v in t.columns.items()},
@@ -247,63 +246,36 @@ def clean_sales(candidates: DataFrame, known_keys: DataFrame, *, lateness_days: 
             ),
         },
     )
-    df = _add(df, {"_gross_exact": "abs(v_quantity) * v_unit_price"})
-    df = _with_known(df, known_keys, {STORE: "store_id", PRODUCT: "product_id", CUSTOMER: "customer_id"})
+    df = with_columns(df, {"_gross_exact": "abs(v_quantity) * v_unit_price"})
+    df = with_known(df, known_keys, {STORE: "store_id", PRODUCT: "product_id", CUSTOMER: "customer_id"})
 
-    L = lateness_days
+    L = str(lateness_days)
     checks = [
-        *[_missing(f) for f in _SALES_REQUIRED],
+        *[missing(f) for f in _SALES_REQUIRED],
         *[c for t in typed for c in t.checks],
-        _Check(rules.NEGATIVE_PRICE, "_price_exact < 0", _msg("unit_price ", _q("unit_price"), " is negative")),
-        _Check(
-            rules.DISCOUNT_OUT_OF_RANGE,
-            f"NOT ({discount_in_range})",
-            _msg("discount ", _q("discount"), " is outside 0..1"),
-        ),
-        _Check(rules.ZERO_QUANTITY, "v_quantity = 0", _lit("quantity is 0")),
-        _Check(
-            rules.INVALID_VALUE, "v_line_number < 1", _msg("line_number ", _Sql("v_line_number"), " is not positive")
-        ),
-        _Check(
+        check(rules.NEGATIVE_PRICE, column="unit_price", exact="_unit_price_exact"),
+        check(rules.DISCOUNT_OUT_OF_RANGE, column="discount", exact="_discount_exact"),
+        check(rules.ZERO_QUANTITY, column="quantity", value="v_quantity"),
+        check(rules.INVALID_VALUE, "not_positive", column="line_number", value="v_line_number"),
+        check(
             rules.INVALID_VALUE,
-            f"_gross_exact >= {_MAX_AMOUNT}",
-            _msg("quantity × unit_price = ", _Sql("_gross_exact"), " is too large an amount"),
+            "too_large",
+            column="quantity × unit_price",
+            value="_gross_exact",
+            limit=str(MAX_AMOUNT),
         ),
-        _accepted_values("payment_method", tables.PAYMENT_METHODS),
-        _orphan(STORE, "store_id", rules.UNKNOWN_STORE, L),
-        _orphan(PRODUCT, "product_id", rules.UNKNOWN_PRODUCT, L),
-        _orphan(CUSTOMER, "customer_id", rules.UNKNOWN_CUSTOMER, L),
-        _Check(
-            rules.LATE_EVENT,
-            f"datediff(_arrival_date, _event_date) > {L}",
-            _msg(
-                "event date ",
-                _Sql("_event_date"),
-                " is ",
-                _Sql("datediff(_arrival_date, _event_date)"),
-                " days before its arrival on ",
-                _Sql("_arrival_date"),
-                f" (lateness window {L} days)",
-            ),
-        ),
-        _Check(
-            rules.FUTURE_EVENT,
-            "datediff(_event_date, _arrival_date) > 1",
-            _msg(
-                "event date ",
-                _Sql("_event_date"),
-                " is ",
-                _Sql("datediff(_event_date, _arrival_date)"),
-                " days after its arrival on ",
-                _Sql("_arrival_date"),
-                " (at most 1 allowed)",
-            ),
-        ),
+        accepted_values("payment_method", tables.PAYMENT_METHODS),
+        *orphan(STORE, "store_id", lateness_days),
+        *orphan(PRODUCT, "product_id", lateness_days),
+        *orphan(CUSTOMER, "customer_id", lateness_days),
+        check(rules.LATE_EVENT, lateness_days=L),
+        check(rules.FUTURE_EVENT),
+        *declared_checks(df, tables.SILVER_SALES_LINES),
     ]
-    df = _judge(df, checks)
+    df = judge(df, checks)
     # an event whose lines cannot be read is judged as a whole
-    df = _add(df, {"_rule": "coalesce(_record_error, _rule)", "_reason": "coalesce(_record_reason, _reason)"})
-    classified = _dedup(df, ("transaction_id", "v_line_number", "_event_date"), _SALES_ORDER, _SALES_CONTENT)
+    df = with_columns(df, {"_rule": "coalesce(_record_error, _rule)", "_reason": "coalesce(_record_reason, _reason)"})
+    classified = dedup(df, ("transaction_id", "v_line_number", "_event_date"), _SALES_ORDER, _SALES_CONTENT)
     return sales_outputs(classified, batch_id=batch_id)
 
 
@@ -356,13 +328,13 @@ def sales_outputs(classified: DataFrame, *, batch_id: str) -> SalesResult:
         "_extra AS extra_attributes",
         "_source",
         "_arrival_date",
-        f"{_lit(batch_id)} AS _batch_id",
+        f"{sql_string(batch_id)} AS _batch_id",
         "v_quantity AS _signed_quantity",
     )
     return SalesResult(
         sales_lines=conform(lines.filter("_signed_quantity > 0"), tables.SILVER_SALES_LINES),
         returns=conform(lines.filter("_signed_quantity < 0"), tables.SILVER_RETURNS),
-        violations=_violations(classified, batch_id=batch_id),
-        duplicates=_duplicates(classified),
+        violations=violation_rows(classified, batch_id=batch_id),
+        duplicates=duplicate_rows(classified),
         classified=classified,
     )
