@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import shutil
+from collections import Counter
 
 import dagster as dg
 import pyarrow as pa
@@ -32,6 +33,7 @@ from retail_assets.lib.registry.tables import (
     GOLD_DIM_PRODUCT,
     GOLD_DIM_STORE,
     GOLD_FACT_SALES,
+    QUARANTINE_DUPLICATES,
     QUARANTINE_INGEST_REJECTS,
     QUARANTINE_RULE_VIOLATIONS,
     SILVER_CUSTOMERS,
@@ -160,6 +162,19 @@ def _latest_metadata(week: Week, spec: TableSpec, partition: str) -> dict:
     return records[0].asset_materialization.metadata
 
 
+def _check_metadata(week: Week, asset: list[str], check: str, partition: str) -> dict:
+    """The figures of the latest evaluation of `check` for one partition, over every run."""
+    latest = None
+    for run in week.instance.get_runs():
+        for record in week.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+            e = record.dagster_event.event_specific_data
+            if e.asset_key.path == asset and e.check_name == check and e.partition == partition:
+                if latest is None or record.timestamp > latest[0]:
+                    latest = (record.timestamp, e)
+    assert latest, (asset, check, partition)
+    return {k: v.value for k, v in latest[1].metadata.items()}
+
+
 def test_materializations_carry_the_figures_the_ui_plots(defect_week):
     """Per partition: the quarantine tables' reject rate over the day's records, and the daily
     store-sales revenue, as numbers that agree with the tables they describe."""
@@ -190,7 +205,9 @@ def test_materializations_carry_the_figures_the_ui_plots(defect_week):
         assert metadata["net_revenue"].value == pytest.approx(float(pc.sum(on_day["net_revenue"]).as_py()))
         assert metadata["transactions"].value == pytest.approx(float(pc.sum(on_day["transactions"]).as_py()))
     # the fact's figures are observed while its rows are written: they must be the written rows'
-    fact = engine.read_arrow(GOLD_FACT_SALES, columns=["event_date", "line_type", "net_amount", "customer_sk"])
+    fact = engine.read_arrow(
+        GOLD_FACT_SALES, columns=["event_date", "line_type", "net_amount", "customer_sk", "quality_flags"]
+    )
     for day in defect_week.event_days:
         on_day = fact.filter(pc.equal(fact["event_date"], _date(day)))
         sales = on_day.filter(pc.equal(on_day["line_type"], "sale"))
@@ -199,7 +216,11 @@ def test_materializations_carry_the_figures_the_ui_plots(defect_week):
         assert sales.num_rows and returns.num_rows, day
         assert metadata["revenue"].value == pytest.approx(float(pc.sum(sales["net_amount"]).as_py()))
         assert metadata["returns_amount"].value == pytest.approx(-float(pc.sum(returns["net_amount"]).as_py()))
-        assert metadata["unknown_customer_lines"].value == pc.sum(pc.equal(on_day["customer_sk"], -1)).as_py()
+        assert metadata["anonymous_lines"].value == pc.sum(pc.equal(on_day["customer_sk"], -1)).as_py()
+        inferred = sum(
+            1 for flags in on_day["quality_flags"].to_pylist() if any(f.startswith("unknown_") for f in flags)
+        )
+        assert metadata["inferred_member_lines"].value == inferred
 
 
 def _ref_source(week: Week, ref: str) -> str:
@@ -212,13 +233,29 @@ def test_every_injected_defect_ends_where_the_manifest_says(defect_week):
     violations = engine.read_arrow(QUARANTINE_RULE_VIOLATIONS).to_pylist()
     rejects_by_source = {(r["source_table"], r["_source"]): r for r in rejects}
     violations_by_key = {(r["source_table"], r["_source"], r["record_key"]): r for r in violations}
+    ledger = {
+        (r["source_table"], r["_source"], r["record_key"]): r
+        for r in engine.read_arrow(QUARANTINE_DUPLICATES).to_pylist()
+    }
+    fact = {(r["transaction_id"], r["line_number"]): r for r in engine.read_arrow(GOLD_FACT_SALES).to_pylist()}
+    members = {
+        kind: {r[f"{kind}_sk"]: r for r in engine.read_arrow(spec).to_pylist()}
+        for kind, spec in (("store", GOLD_DIM_STORE), ("product", GOLD_DIM_PRODUCT), ("customer", GOLD_DIM_CUSTOMER))
+    }
     silver_rows = {}
     for spec in (SILVER_SALES_LINES, SILVER_RETURNS, SILVER_CUSTOMERS, SILVER_PRODUCTS, SILVER_STORES):
         for r in engine.read_arrow(spec).to_pylist():
             silver_rows.setdefault(r["_source"], []).append(r)
 
     manifest = defect_week.generated.manifest
-    assert {e["expected"] for e in manifest} >= {"ingest_rejects", "rule_violations", "duplicate", "accepted"}
+    assert {e["expected"] for e in manifest} >= {
+        "ingest_rejects",
+        "rule_violations",
+        "duplicate",
+        "accepted",
+        "flagged",
+    }
+    assert sum(1 for e in manifest if e["expected"] == "duplicate") == len(ledger)
     landing = defect_week.generated.landing_root
     problems = []
     for entry in manifest:
@@ -246,6 +283,30 @@ def test_every_injected_defect_ends_where_the_manifest_says(defect_week):
             ]
             if kept:
                 problems.append((entry, "duplicate copy was accepted"))
+            # the ledger names it with the copy kept, which is in Silver under the same key
+            row = ledger.get((entry["source_table"], source, entry["record_key"]))
+            if row is None:
+                problems.append((entry, "not in the duplicates ledger"))
+            elif not any(
+                f"{r.get('transaction_id')}:{r.get('line_number')}" == entry["record_key"]
+                for r in silver_rows.get(row["kept_source"], [])
+            ):
+                problems.append((entry, "the ledger's kept copy is not in Silver", row["kept_source"]))
+        elif entry["expected"] == "flagged":
+            # kept, the rule in its flags, and in the fact keyed to an inferred member of that key
+            kept = [
+                r
+                for r in silver_rows.get(source, [])
+                if f"{r['transaction_id']}:{r['line_number']}" == entry["record_key"]
+            ]
+            if not kept or entry["rule"] not in kept[0]["quality_flags"]:
+                problems.append((entry, "not kept with its flag", kept and kept[0]["quality_flags"]))
+                continue
+            kind = entry["rule"].removeprefix("unknown_")
+            line = fact.get((kept[0]["transaction_id"], kept[0]["line_number"]))
+            member = line and members[kind].get(line[f"{kind}_sk"])
+            if member is None or member[f"{kind}_id"] != kept[0][f"{kind}_id"] or not member["is_inferred"]:
+                problems.append((entry, "not keyed to an inferred member", member))
         elif entry["expected"] == "accepted":
             if entry["source"] in ("sales", "kafka"):
                 kept = [
@@ -260,6 +321,18 @@ def test_every_injected_defect_ends_where_the_manifest_says(defect_week):
             elif entry["defect"] == "new_column" and not any(r["extra_attributes"] for r in kept):
                 problems.append((entry, "new field vanished"))
     assert problems == []
+
+
+def test_warn_checks_count_the_flagged_rows(defect_week):
+    """Each Silver sales day's `warn_rules_flagged` figures are the flags its rows carry."""
+    lines = defect_week.engine.read_arrow(SILVER_SALES_LINES, columns=["event_date", "quality_flags"]).to_pylist()
+    seen = 0
+    for day in defect_week.event_days:
+        flags = Counter(f for r in lines if r["event_date"] == _date(day) for f in r["quality_flags"])
+        figures = _check_metadata(defect_week, ["silver", "sales_lines"], quality.QUALITY_WARNINGS, day)
+        assert {k.removeprefix("flag_"): v for k, v in figures.items() if k.startswith("flag_")} == dict(flags), day
+        seen += sum(flags.values())
+    assert seen > 0  # the defect week plants orphans
 
 
 def test_gold_tables_open_with_deltalake_and_spark(defect_week, spark):

@@ -10,6 +10,7 @@ from deltalake import DeltaTable
 from retail_assets.lib.registry.tables import (
     GOLD_AGG_DAILY_STORE_SALES,
     GOLD_FACT_SALES,
+    QUARANTINE_DUPLICATES,
     QUARANTINE_INGEST_REJECTS,
     QUARANTINE_RULE_VIOLATIONS,
     TableSpec,
@@ -52,11 +53,13 @@ def gold_summary(lakehouse_root: Path) -> str:
                 f"  {row['event_date'].isoformat():<12}{float(row['revenue_sum']):>14,.2f}{float(row['net_revenue_sum']):>14,.2f}"
                 f"{row['transactions_sum']:>14,}{row['units_sum']:>10,}"
             )
-    fact = _read(lakehouse_root, GOLD_FACT_SALES, ["line_type", "customer_sk", "product_sk"])
+    fact = _read(lakehouse_root, GOLD_FACT_SALES, ["line_type", "customer_sk", "product_sk", "quality_flags"])
     if fact is not None:
-        unknown = pc.sum(pc.equal(fact["customer_sk"], -1)).as_py() or 0
+        anonymous = pc.sum(pc.equal(fact["customer_sk"], -1)).as_py() or 0
+        inferred = sum(1 for flags in fact["quality_flags"].to_pylist() if any(f.startswith("unknown_") for f in flags))
         lines.append(
-            f"\nGold: fact_sales holds {fact.num_rows:,} lines ({unknown:,} with the unknown/anonymous customer)"
+            f"\nGold: fact_sales holds {fact.num_rows:,} lines ({anonymous:,} anonymous, "
+            f"{inferred:,} keyed to an inferred member)"
         )
     for spec in (QUARANTINE_INGEST_REJECTS, QUARANTINE_RULE_VIOLATIONS):
         table = _read(lakehouse_root, spec, ["rule"])
@@ -65,4 +68,7 @@ def gold_summary(lakehouse_root: Path) -> str:
         counts = table.group_by("rule").aggregate([("rule", "count")]).sort_by([("rule_count", "descending")])
         detail = ", ".join(f"{r['rule']}={r['rule_count']}" for r in counts.to_pylist())
         lines.append(f"{spec.key}: {table.num_rows} rows ({detail or 'none'})")
+    ledger = _read(lakehouse_root, QUARANTINE_DUPLICATES, ["kept_source"])
+    if ledger is not None:
+        lines.append(f"{QUARANTINE_DUPLICATES.key}: {ledger.num_rows} exact re-sends, each with the copy kept")
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from pyspark.sql import functions as F
 
-from retail_assets.lib.registry import tables
+from retail_assets.lib.registry import rules, tables
 from retail_assets.lib.transforms import gold
 
 PROCESSED_AT = datetime(2024, 1, 10, 6, 0, tzinfo=UTC)
@@ -133,7 +133,9 @@ def test_scd2_out_of_order_null_noop_and_duplicate_changes(spark):
             Decimal("2.00"),
             "active",
         )
-        assert row["product_sk"] == xxhash64(spark, "P1", valid_from)
+        # the version holding the first-arrived record is keyed by the business key alone
+        assert row["product_sk"] == (xxhash64(spark, "P1") if version == 1 else xxhash64(spark, "P1", valid_from))
+        assert row["is_inferred"] is False and row["inferred_since"] is None
         assert utc(row["_processed_at"]) == PROCESSED_AT and row["_arrival_date"] == RUN_DAY
 
     p2 = rows[("P2", 1)]
@@ -190,6 +192,8 @@ def test_build_scd2_generic_names_its_surrogate_key(spark):
         "product_sk",
         "product_id",
         "name",
+        "is_inferred",
+        "inferred_since",
         "valid_from",
         "valid_to",
         "is_current",
@@ -404,23 +408,18 @@ def test_fact_sales_point_in_time_join(spark):
     )
     returns = make_df(spark, tables.SILVER_RETURNS, [silver_line("T6", ts(3, 13), "S1", "P1", "C1", 1, "3.00")])
 
-    c1v1, c1v2 = xxhash64(spark, "C1", ts(2, 10)), xxhash64(spark, "C1", ts(3, 10))
-    p1v1, p1v2 = xxhash64(spark, "P1", ts(1)), xxhash64(spark, "P1", ts(3, 12))
+    c1v1, c1v2 = xxhash64(spark, "C1"), xxhash64(spark, "C1", ts(3, 10))
+    p1v1, p1v2 = xxhash64(spark, "P1"), xxhash64(spark, "P1", ts(3, 12))
     s1 = xxhash64(spark, "S1")
+    # keys with no master record: their inferred members' keys; an anonymous customer: -1
+    p9, s9, c9 = xxhash64(spark, "P9"), xxhash64(spark, "S9"), xxhash64(spark, "C9")
     expected = {
         # (transaction_id, line_type): customer_sk, product_sk, store_sk, quantity, net_amount, date_sk
         ("T1", "sale"): (c1v1, p1v1, s1, 2, Decimal("6.00"), 20240102),
         ("T2", "sale"): (c1v2, p1v1, s1, 1, Decimal("3.00"), 20240103),
         ("T3", "sale"): (c1v1, p1v1, s1, 1, Decimal("3.00"), 20240101),
-        ("T4", "sale"): (
-            tables.UNKNOWN_MEMBER_SK,
-            tables.UNKNOWN_MEMBER_SK,
-            tables.UNKNOWN_MEMBER_SK,
-            1,
-            Decimal("3.00"),
-            20240102,
-        ),
-        ("T5", "sale"): (tables.UNKNOWN_MEMBER_SK, p1v2, s1, 1, Decimal("3.00"), 20240103),
+        ("T4", "sale"): (tables.UNKNOWN_MEMBER_SK, p9, s9, 1, Decimal("3.00"), 20240102),
+        ("T5", "sale"): (c9, p1v2, s1, 1, Decimal("3.00"), 20240103),
         ("T6", "return"): (c1v2, p1v2, s1, -1, Decimal("-3.00"), 20240103),
     }
 
@@ -451,6 +450,47 @@ def test_fact_sales_point_in_time_join(spark):
         processed_at=PROCESSED_AT,
     )
     assert doubled.count() == 6
+
+
+def test_an_inferred_member_takes_the_attributes_of_the_record_that_arrives_under_its_key(spark):
+    """A key sales named before its record: an inferred member keyed by the business key; the
+    record, arriving later (earlier-dated or not), fills it in under that key, and the history
+    goes on from there; a record dated earlier that arrives later still becomes its own version."""
+    lines = make_df(
+        spark,
+        tables.SILVER_SALES_LINES,
+        [{**silver_line("T1", ts(2, 9), "S1", "P7", None, 1, "3.00"), "quality_flags": [rules.UNKNOWN_PRODUCT]}],
+    )
+    inferred = gold.inferred_keys(lines, "product_id", rules.UNKNOWN_PRODUCT)
+    before = rows_by(build_products_inferred(spark, [], inferred), "product_id", "version")
+    member = before[("P7", 1)]
+    assert (member["is_inferred"], member["name"], member["inferred_since"]) == (True, None, date(2024, 1, 2))
+    assert member["product_sk"] == xxhash64(spark, "P7") and member["is_current"] is True
+    assert utc(member["valid_from"]) == datetime(1900, 1, 1, tzinfo=UTC)
+
+    arrived = [
+        change(5, "p.csv:2", product_id="P7", name="Jam", unit_cost=Decimal("1.00"), updated_at=ts(3)),
+        change(6, "p.csv:3", product_id="P7", unit_cost=Decimal("1.20"), updated_at=ts(4)),
+        # dated before the first record, arriving after it: a version of its own, not the member
+        change(7, "p.csv:4", product_id="P7", name="Old Jam", updated_at=ts(1)),
+    ]
+    after = rows_by(build_products_inferred(spark, arrived, inferred), "product_id", "version")
+    assert sorted(v for k, v in after if k == "P7") == [1, 2, 3]
+    by_sk = {r["product_sk"]: r for r in after.values()}
+    filled = by_sk[member["product_sk"]]
+    assert (filled["name"], filled["unit_cost"], filled["is_inferred"]) == ("Jam", Decimal("1.00"), False)
+    assert filled["inferred_since"] == date(2024, 1, 2) and utc(filled["valid_from"]) == ts(3)
+    assert after[("P7", 1)]["name"] == "Old Jam" and after[("P7", 1)]["product_sk"] == xxhash64(spark, "P7", ts(1))
+    assert after[("P7", 3)]["product_sk"] == xxhash64(spark, "P7", ts(4))
+
+
+def build_products_inferred(spark, records, inferred):
+    return gold.build_dim_product(
+        make_df(spark, tables.SILVER_PRODUCTS, records),
+        processed_at=PROCESSED_AT,
+        arrival_date=RUN_DAY,
+        inferred=inferred,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

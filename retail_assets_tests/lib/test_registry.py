@@ -199,6 +199,9 @@ def test_derived_lists_match_the_layers():
 NOT_PLANTED = {
     rules.INVALID_VALUE: "an accepted-values or negative-count breach; the hostile-input tests plant it",
     rules.CONFLICTING_DUPLICATE: "two records with one key and other content; the hostile-input tests plant it",
+    rules.UNEXPECTED_VALUE: "a soft expectation; the Silver and hostile-input tests plant it",
+    rules.IMPLAUSIBLE_EMAIL: "a soft expectation; lib/test_rules.py plants it",
+    rules.IMPLAUSIBLE_AGE: "a soft expectation; lib/test_silver.py plants it",
 }
 
 
@@ -230,5 +233,11 @@ def test_rules_are_declared_once_in_precedence_order():
     names = [r.name for r in rules.RULES]
     assert len(names) == len(set(names))
     assert rules.VIOLATION_RULES == tuple(n for n in names if rules.RULE[n].outcome == "rule_violations")
+    # a rule's severity decides where its records go
+    for r in rules.RULES:
+        if r.severity is rules.Severity.WARN:
+            assert r.outcome == rules.FLAGGED, r.name
+        elif r.outcome in (rules.RULE_VIOLATIONS, rules.INGEST_REJECTS):
+            assert r.severity is rules.Severity.DROP, r.name
     # what quarantine rows name must be what the declarations name
     assert rules.UNKNOWN_STORE == "unknown_store" and rules.unknown_master("store") == rules.UNKNOWN_STORE

@@ -40,12 +40,12 @@ IMPLAUSIBLE_QUANTITY = rules.Rule(
     on=("silver.sales_lines.quantity",),
 )
 
-IMPLAUSIBLE_EMAIL = rules.Rule(
-    "implausible_email",
+NO_AT_SIGN = rules.Rule(
+    "no_at_sign",
     rules.RULE_VIOLATIONS,
-    "an e-mail address without one @ between a name and a domain",
+    "an e-mail address without an @: refused",
     (BRONZE_CUSTOMERS.key,),
-    (rules.When("", "NOT {raw} RLIKE '^[^@ ]+@[^@ ]+\\\\.[^@ ]+$'", "{column} {raw} is not an e-mail address"),),
+    (rules.When("", "NOT {raw} LIKE '%@%'", "{column} {raw} has no @"),),
     on=("silver.customers.email",),
 )
 
@@ -85,16 +85,27 @@ def test_a_declared_rule_judges_its_column_with_no_other_code(spark, monkeypatch
 
 def test_a_declared_rule_on_master_data_and_its_precedence(spark, monkeypatch):
     # declared first among the violations: it names itself before a missing required field
-    declare(monkeypatch, IMPLAUSIBLE_EMAIL, before=rules.MISSING_KEY)
-    rows = [customer("C1"), customer("C2", email="ada.example.com"), customer("C3", email="x@y", updated=None)]
+    declare(monkeypatch, NO_AT_SIGN, before=rules.MISSING_KEY)
+    rows = [
+        customer("C1"),
+        customer("C2", email="ada.example.com"),
+        customer("C3", email="nobody", updated=None),
+        customer("C4", email="x@y"),  # only the declared warning: kept, flagged
+    ]
     result = silver.clean_master_data(bronze(spark, BRONZE_CUSTOMERS, rows), SILVER_CUSTOMERS, batch_id=BATCH)
     out = collect_all(result)
-    assert [r["customer_id"] for r in out.accepted] == ["C1"]
+    assert {r["customer_id"]: r["quality_flags"] for r in out.accepted} == {
+        "C1": [],
+        "C4": [rules.IMPLAUSIBLE_EMAIL],
+    }
     by_key = {r["record_key"].split("@")[0]: r for r in out.violations}
-    assert by_key["C2"]["rule"] == "implausible_email"
-    assert by_key["C2"]["reason"] == "email 'ada.example.com' is not an e-mail address"
-    assert by_key["C3"]["rule"] == "implausible_email"
-    assert by_key["C3"]["reason"] == "email 'x@y' is not an e-mail address; updated_at is missing"
+    assert by_key["C2"]["rule"] == "no_at_sign"
+    # every failure is in the reason, the warning's too, in precedence order
+    assert by_key["C2"]["reason"] == (
+        "email 'ada.example.com' has no @; email 'ada.example.com' is not a plausible e-mail address"
+    )
+    assert by_key["C3"]["rule"] == "no_at_sign"
+    assert by_key["C3"]["reason"].startswith("email 'nobody' has no @; updated_at is missing")
 
 
 def test_a_changed_message_is_what_quarantine_rows_say(spark, monkeypatch):
@@ -144,3 +155,24 @@ def test_a_rule_on_a_column_the_table_lacks_is_refused(spark, monkeypatch):
     declare(monkeypatch, misspelt, before=rules.ZERO_QUANTITY)
     with pytest.raises(ValueError, match="silver.sales_lines has no column quantiy"):
         run_sales(spark, [sale()])
+
+
+def test_a_fail_rule_stops_the_run_naming_the_records(spark, monkeypatch):
+    over_budget = rules.Rule(
+        "over_budget",
+        rules.FAILS_THE_RUN,
+        "a price no till may ring up",
+        SALES,
+        (rules.When("", "{value} > 500", "{column} {value} is over budget"),),
+        on=("silver.sales_lines.unit_price",),
+        severity=rules.Severity.FAIL,
+    )
+    clean = run_sales(spark, [sale("T1"), sale("T2", price="900.00")])
+    silver.refuse_fatal(clean.classified, "silver sales")  # no fail rule declared: nothing to refuse
+    declare(monkeypatch, over_budget, before=rules.ZERO_QUANTITY)
+    result = run_sales(spark, [sale("T1"), sale("T2", price="900.00")])
+    with pytest.raises(silver.FatalRecords, match=r"\(T2:1\): over_budget: unit_price 900.00 is over budget"):
+        silver.refuse_fatal(result.classified, "silver sales")
+    # a fail rule's outcome is declared with it
+    with pytest.raises(ValueError, match="a fail rule's outcome is fails_the_run"):
+        rules.Rule("x", rules.RULE_VIOLATIONS, "", SALES, severity=rules.Severity.FAIL)

@@ -195,10 +195,6 @@ def test_each_sales_rule_first_by_precedence_with_every_failure_listed(spark):
         "T06:1": rules.NEGATIVE_PRICE,
         "T07:1": rules.DISCOUNT_OUT_OF_RANGE,
         "T08:1": rules.ZERO_QUANTITY,
-        "T09:1": rules.INVALID_VALUE,
-        "T10:1": rules.UNKNOWN_STORE,
-        "T11:1": rules.UNKNOWN_PRODUCT,
-        "T12:1": rules.UNKNOWN_CUSTOMER,
         "T13:1": rules.NEGATIVE_PRICE,
         "T14:1": rules.INVALID_TYPE,
         "T15:1": rules.INVALID_TYPE,
@@ -216,7 +212,6 @@ def test_each_sales_rule_first_by_precedence_with_every_failure_listed(spark):
     assert "'NaN' is not a number" in violations["T05:1"]["reason"]
     assert "has more than 4 decimal places" in violations["T20:1"]["reason"]
     assert "out of range for decimal(12,2)" in violations["T19:1"]["reason"]
-    assert violations["T10:1"]["reason"] == "store_id 'S9' is not a known store: no store record has arrived"
     multi = violations["T13:1"]["reason"]
     assert (
         multi.index("unit_price '-5' is negative")
@@ -229,9 +224,18 @@ def test_each_sales_rule_first_by_precedence_with_every_failure_listed(spark):
         for v in violations.values()
         if v["record_key"] not in ("T04:1", "T03:1")
     )
-    (accepted,) = out.sales_lines
-    assert accepted["transaction_id"] == "T01" and accepted["customer_id"] is None
+    # warn-level rules keep the line and name themselves in its flags
+    flags = {r["transaction_id"]: r["quality_flags"] for r in out.sales_lines}
+    assert flags == {
+        "T01": [],
+        "T09": [rules.UNEXPECTED_VALUE],
+        "T10": [rules.UNKNOWN_STORE],
+        "T11": [rules.UNKNOWN_PRODUCT],
+        "T12": [rules.UNKNOWN_CUSTOMER],
+    }
+    assert next(r for r in out.sales_lines if r["transaction_id"] == "T01")["customer_id"] is None
     assert_schema(result.violations, QUARANTINE_RULE_VIOLATIONS)
+    assert_schema(result.sales_lines, SILVER_SALES_LINES)
 
 
 def test_amounts_round_half_up_returns_positive_and_time_is_utc_with_local_date(spark):
@@ -297,9 +301,10 @@ def test_orphans_respect_the_lateness_window(spark):
     kk = known(spark, S1=day(-1), P1=day(2), P2=day(3), C1=day(0))
     files = [sale("OK", product="P1"), sale("LATE_PRODUCT", product="P2"), sale("ANON", customer=None, product="P1")]
     out = collect_all(run_sales(spark, [dict(f, _arrival_date=arrival) for f in files], known_keys=kk, lateness_days=2))
-    assert {r["transaction_id"] for r in out.sales_lines} == {"OK", "ANON"}
-    (v,) = out.violations
-    assert v["rule"] == rules.UNKNOWN_PRODUCT and "first product record arrived on 2026-10-04" in v["reason"]
+    # every line is kept; the one whose product arrived after the window is flagged for an inferred member
+    flags = {r["transaction_id"]: r["quality_flags"] for r in out.sales_lines}
+    assert flags == {"OK": [], "ANON": [], "LATE_PRODUCT": [rules.UNKNOWN_PRODUCT]}
+    assert out.violations == []
 
 
 def test_dedup_exact_vs_conflicting_keeps_earliest(spark):
@@ -649,12 +654,16 @@ def test_clean_customers(spark):
             "_extra": '{"vip": true}',
         },  # nulls = unchanged
         customer(None),
+        customer("C8", birth_date="2019-05-05", email="c8@example"),  # a child, an e-mail without a domain
     ]
     result = silver.clean_master_data(bronze(spark, BRONZE_CUSTOMERS, rows), SILVER_CUSTOMERS, batch_id=BATCH)
     assert_schema(result.accepted, SILVER_CUSTOMERS)
     out = collect_all(result)
     accepted = {r["customer_id"]: r for r in out.accepted}
-    assert set(accepted) == {"C1", "C2", "C7"}
+    assert set(accepted) == {"C1", "C2", "C6", "C7", "C8"}
+    assert accepted["C8"]["quality_flags"] == [rules.IMPLAUSIBLE_EMAIL, rules.IMPLAUSIBLE_AGE]
+    # an unexpected tier is kept and flagged, not refused
+    assert accepted["C6"]["quality_flags"] == [rules.UNEXPECTED_VALUE] and accepted["C1"]["quality_flags"] == []
     assert accepted["C1"]["birth_date"] == dt.date(1990, 5, 17) and accepted["C1"]["updated_at"] == dt.datetime(
         2026, 10, 1, 6, 0
     )
@@ -668,7 +677,6 @@ def test_clean_customers(spark):
         "C3@": rules.MISSING_KEY,
         "C4@2026-10-01 08:00:00": rules.INVALID_TYPE,
         "C5@2026-10-01T08:00:00+02:00": rules.INVALID_TYPE,
-        "C6@2026-10-01T08:00:00+02:00": rules.INVALID_VALUE,
         "@2026-10-01T08:00:00+02:00": rules.MISSING_KEY,
     }
     assert "email" in violations["C2@2026-10-01T08:00:00+02:00"]["reason"]
@@ -698,12 +706,12 @@ def test_clean_products_and_stores(spark):
     p = silver.clean_master_data(bronze(spark, BRONZE_PRODUCTS, products), SILVER_PRODUCTS, batch_id=BATCH)
     assert_schema(p.accepted, SILVER_PRODUCTS)
     p = collect_all(p)
-    (p1,) = p.accepted
+    p1, p4 = sorted(p.accepted, key=lambda r: r["product_id"])
     assert (p1["product_id"], p1["unit_cost"], p1["list_price"]) == ("P1", Decimal("1.20"), Decimal("2.50"))
+    assert (p4["product_id"], p4["status"], p4["quality_flags"]) == ("P4", "retired", [rules.UNEXPECTED_VALUE])
     assert {r["record_key"].split("@")[0]: r["rule"] for r in p.violations} == {
         "P2": rules.NEGATIVE_PRICE,
         "P3": rules.INVALID_TYPE,
-        "P4": rules.INVALID_VALUE,
     }
 
     stores = [
@@ -744,11 +752,10 @@ def test_clean_inventory(spark):
     )
     assert_schema(result.accepted, SILVER_INVENTORY)
     out = collect_all(result)
-    accepted = sorted((r["product_id"], r["on_hand_qty"]) for r in out.accepted)
-    assert accepted == [("P1", 12), ("P3", 4)]
+    accepted = sorted((r["product_id"], r["on_hand_qty"], r["quality_flags"]) for r in out.accepted)
+    assert accepted == [("P1", 12, []), ("P3", 4, []), ("P9", 1, [rules.UNKNOWN_PRODUCT])]
     assert {(r["record_key"], r["rule"]) for r in out.violations} == {
         ("2026-10-01:S1:P2", rules.INVALID_VALUE),
-        ("2026-10-01:S1:P9", rules.UNKNOWN_PRODUCT),
         ("2026-10-01:S1:P3", rules.MISSING_KEY),
         ("2026-10-01:S1:P3", rules.CONFLICTING_DUPLICATE),
     }

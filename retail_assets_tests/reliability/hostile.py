@@ -22,6 +22,7 @@ D = DAY.isoformat()
 TS = f"{D}T10:00:00+01:00"
 
 ACCEPTED = "accepted"
+FLAGGED = "flagged"  # accepted, the warn-level rule named in its `quality_flags`
 DUPLICATE = "duplicate"
 INGEST_REJECTS = "ingest_rejects"
 RULE_VIOLATIONS = "rule_violations"
@@ -36,7 +37,7 @@ HUGE = "x" * 200_000  # a 200 kB field value
 class Expected:
     case: str
     ref: str
-    outcome: str  # ACCEPTED, DUPLICATE, INGEST_REJECTS or RULE_VIOLATIONS
+    outcome: str  # ACCEPTED, FLAGGED, DUPLICATE, INGEST_REJECTS or RULE_VIOLATIONS
     rule: str | None = None
     record_key: str | None = None  # sales line key (a product id for products)
     reason: str | None = None  # a fragment the quarantine row's reason must contain
@@ -80,9 +81,9 @@ SALES_LINE_CASES: list[tuple[str, bytes, str, str | None]] = [
     ("negative_price", sales_line("F06", price="-4.50").encode(), RULE_VIOLATIONS, rules.NEGATIVE_PRICE),
     ("discount_out_of_range", sales_line("F07", discount="1.5").encode(), RULE_VIOLATIONS, rules.DISCOUNT_OUT_OF_RANGE),
     ("zero_quantity", sales_line("F08", quantity="0").encode(), RULE_VIOLATIONS, rules.ZERO_QUANTITY),
-    ("unknown_store", sales_line("F09", store="S999").encode(), RULE_VIOLATIONS, rules.UNKNOWN_STORE),
-    ("unknown_product", sales_line("F10", product="P999").encode(), RULE_VIOLATIONS, rules.UNKNOWN_PRODUCT),
-    ("unknown_customer", sales_line("F11", customer="C999").encode(), RULE_VIOLATIONS, rules.UNKNOWN_CUSTOMER),
+    ("unknown_store", sales_line("F09", store="S999").encode(), FLAGGED, rules.UNKNOWN_STORE),
+    ("unknown_product", sales_line("F10", product="P999").encode(), FLAGGED, rules.UNKNOWN_PRODUCT),
+    ("unknown_customer", sales_line("F11", customer="C999").encode(), FLAGGED, rules.UNKNOWN_CUSTOMER),
     ("exact_duplicate", sales_line("C-1").encode(), DUPLICATE, None),
     ("conflicting_duplicate", sales_line("C-1", quantity="7").encode(), RULE_VIOLATIONS, rules.CONFLICTING_DUPLICATE),
     (
@@ -138,14 +139,11 @@ SALES_REASONS: dict[str, str] = {
     "broken_quoting": "broken quoting",
     "non_utf8_bytes": f"line is not valid UTF-8: byte 0xff at byte offset {NON_UTF8_LINE.index(0xFF)}",
     "wrong_type": "quantity 'two' is not a whole number",
-    "unknown_store": "store_id 'S999' is not a known store",
-    "unknown_product": "product_id 'P999' is not a known product",
-    "unknown_customer": "customer_id 'C999' is not a known customer",
     "conflicting_duplicate": f"same key as sales/{D}/pos_clean.csv:2 (arrived {D}, kept) but different quantity",
     "timestamp_without_offset": "has no UTC offset (ISO-8601 with offset required",
     "nan_price": "unit_price 'NaN' is not a number",
     "infinity_price": "unit_price 'Infinity' is not a number",
-    "huge_field_value": f"payment_method '{HUGE[:60]}…' is not one of",
+    "huge_field_value": f"payment_method '{HUGE[:60]}…' is longer than 64 characters",
 }
 
 
@@ -435,17 +433,17 @@ KAFKA_CASES: list[tuple[str, bytes | None, str, str | None]] = [
         rules.DISCOUNT_OUT_OF_RANGE,
     ),
     ("zero_quantity", json.dumps(event("K17", lines=_line(quantity=0))).encode(), RULE_VIOLATIONS, rules.ZERO_QUANTITY),
-    ("unknown_store", json.dumps(event("K18", store_id="S404")).encode(), RULE_VIOLATIONS, rules.UNKNOWN_STORE),
+    ("unknown_store", json.dumps(event("K18", store_id="S404")).encode(), FLAGGED, rules.UNKNOWN_STORE),
     (
         "unknown_product",
         json.dumps(event("K19", lines=_line(product_id="P404"))).encode(),
-        RULE_VIOLATIONS,
+        FLAGGED,
         rules.UNKNOWN_PRODUCT,
     ),
     (
         "unknown_customer",
         json.dumps(event("K20", customer_id="C404")).encode(),
-        RULE_VIOLATIONS,
+        FLAGGED,
         rules.UNKNOWN_CUSTOMER,
     ),
     (
@@ -534,7 +532,7 @@ KAFKA_REASONS: dict[str, str] = {
     "lines_not_an_array": """lines '"three apples"' is not an array of JSON objects""",  # quoted as the JSON it is
     "lines_empty": "lines is an empty array",
     "timestamp_without_offset": "has no UTC offset (ISO-8601 with offset required",
-    "huge_field_value": f"payment_method '{'y' * 60}…' is not one of",
+    "huge_field_value": f"payment_method '{'y' * 60}…' is longer than 64 characters",
 }
 KAFKA_DUPLICATE_OF = "K-OK-0"  # an exact re-send of the first clean event
 

@@ -83,6 +83,12 @@ def test_every_hostile_record_ends_where_expected(hostile_lake, outcomes, channe
             if any(placed.values()):
                 problems.append((e.case, e.ref, "a duplicate must only be counted", placed))
             continue
+        if e.outcome == hostile.FLAGGED:
+            if [k for k, n in placed.items() if n] != [hostile.ACCEPTED] or e.rule not in accepted[0]["quality_flags"]:
+                problems.append(
+                    (e.case, e.ref, "not kept with its flag", placed, accepted and accepted[0]["quality_flags"])
+                )
+            continue
         if [k for k, n in placed.items() if n] != [e.outcome]:
             problems.append((e.case, e.ref, "ends in", placed))
             continue

@@ -17,7 +17,7 @@ from retail_assets.lib.orchestration.factories import (
     observed_by_day,
     window,
 )
-from retail_assets.lib.registry import tables
+from retail_assets.lib.registry import rules, tables
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.transforms import gold
 
@@ -25,40 +25,53 @@ L = lateness_days()
 COVER_WINDOW_DAYS = 7
 # Dimensions are rebuilt whole; running them one at a time keeps the last commit the newest.
 DIMENSION_POOL = "gold_dimensions"
+# The Silver lines that arrived on a dimension's arrival day: their business dates are L days
+# before to one day after it.
+SALES_ARRIVED = [Upstream(tables.SILVER_SALES_LINES, window(L, 1)), Upstream(tables.SILVER_RETURNS, window(L, 1))]
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+# Silver lines name the keys that need an inferred member.
+SALES = (tables.SILVER_SALES_LINES, tables.SILVER_RETURNS)
+
+
 def dimension_compute(silver_spec, build):
+    key = silver_spec.identity[0]
+    rule = rules.unknown_master(key.removesuffix("_id"))
+
     def compute(run: TableRun) -> TableOutput:
         # The whole change history, not just this day's: a late, out-of-order change must slot
         # into place among the versions that already exist. A run over several arrival days
         # builds once, as of the last of them (what running them in order leaves).
         # Each row is a version: the materialization's row count says how many.
-        return TableOutput(build(run.read_all(silver_spec), processed_at=now(), arrival_date=run.partition.end))
+        lines = [run.read_all(spec).select(key, "quality_flags", "_arrival_date") for spec in SALES]
+        inferred = gold.inferred_keys(lines[0].unionByName(lines[1]), key, rule)
+        dim = build(run.read_all(silver_spec), processed_at=now(), arrival_date=run.partition.end, inferred=inferred)
+        return TableOutput(dim)
 
     return compute
 
 
 dim_customer = build_table_asset(
     spec=tables.GOLD_DIM_CUSTOMER,
-    upstream=[Upstream(tables.SILVER_CUSTOMERS)],
+    upstream=[Upstream(tables.SILVER_CUSTOMERS), *SALES_ARRIVED],
     compute=dimension_compute(tables.SILVER_CUSTOMERS, gold.build_dim_customer),
     ranges=RangeMode.WHOLE_RANGE,
     pool=DIMENSION_POOL,
 )
 dim_product = build_table_asset(
     spec=tables.GOLD_DIM_PRODUCT,
-    upstream=[Upstream(tables.SILVER_PRODUCTS)],
+    upstream=[Upstream(tables.SILVER_PRODUCTS), *SALES_ARRIVED],
     compute=dimension_compute(tables.SILVER_PRODUCTS, gold.build_dim_product),
     ranges=RangeMode.WHOLE_RANGE,
     pool=DIMENSION_POOL,
 )
 dim_store = build_table_asset(
     spec=tables.GOLD_DIM_STORE,
-    upstream=[Upstream(tables.SILVER_STORES)],
+    upstream=[Upstream(tables.SILVER_STORES), *SALES_ARRIVED],
     compute=dimension_compute(tables.SILVER_STORES, gold.build_dim_store),
     ranges=RangeMode.WHOLE_RANGE,
     pool=DIMENSION_POOL,
@@ -94,8 +107,9 @@ def fact_sales_compute(run: TableRun) -> TableOutput:
         run.partition.days(),
         revenue=F.when(F.col("line_type") == "sale", F.col("net_amount")).otherwise(0),
         returns_amount=F.when(F.col("line_type") == "return", -F.col("net_amount")).otherwise(0),
-        unknown_customer_lines=F.when(F.col("customer_sk") == -1, 1).otherwise(0),
-        unknown_product_lines=F.when(F.col("product_sk") == -1, 1).otherwise(0),
+        anonymous_lines=F.when(F.col("customer_sk") == -1, 1).otherwise(0),
+        # lines keyed to an inferred member: their store, product or customer has no record yet
+        inferred_member_lines=F.when(F.exists("quality_flags", lambda f: f.startswith("unknown_")), 1).otherwise(0),
     )
     return TableOutput(fact, by_partition=figures)
 

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+import dagster as dg
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -31,6 +32,19 @@ NO_RAW_PII_CHECK = TableCheck(
     reads=(tables.SILVER_CUSTOMERS,),
     range_safe=True,
 )
+
+
+def inferred_check(key: str) -> TableCheck:
+    return TableCheck(
+        quality.INFERRED_WAITING,
+        "No inferred member (a key sales named before its master record arrived) has waited longer than "
+        "`inferred_wait_days` for its record.",
+        lambda r: quality.inferred_members_waiting(
+            r.frame, key, as_of=r.partition.end, wait_days=r.lakehouse.inferred_wait_days
+        ),
+        severity=dg.AssetCheckSeverity.WARN,
+        range_safe=True,
+    )
 
 
 def fact_references(run: CheckRun) -> quality.CheckOutcome:
@@ -152,8 +166,13 @@ def inventory_rows_match(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
 
 
 EXTRA_CHECKS: dict[str, list[TableCheck]] = {
-    tables.GOLD_DIM_CUSTOMER.key: [scd2_check("customer_id", "customer_sk"), NO_RAW_PII_CHECK],
-    tables.GOLD_DIM_PRODUCT.key: [scd2_check("product_id", "product_sk")],
+    tables.GOLD_DIM_CUSTOMER.key: [
+        scd2_check("customer_id", "customer_sk"),
+        NO_RAW_PII_CHECK,
+        inferred_check("customer_id"),
+    ],
+    tables.GOLD_DIM_PRODUCT.key: [scd2_check("product_id", "product_sk"), inferred_check("product_id")],
+    tables.GOLD_DIM_STORE.key: [inferred_check("store_id")],
     tables.GOLD_FACT_SALES.key: [
         TableCheck(
             quality.REFERENTIAL_INTEGRITY,

@@ -24,6 +24,7 @@ from retail_assets.lib.orchestration.factories import (
     TableOutput,
     TableRun,
     Upstream,
+    build_multi_table_asset,
     build_table_asset,
     window,
 )
@@ -34,6 +35,7 @@ from retail_assets.lib.registry.tables import (
     BRONZE_PRODUCTS,
     BRONZE_SALES_FILES,
     BRONZE_STORES,
+    QUARANTINE_DUPLICATES,
     QUARANTINE_INGEST_REJECTS,
     QUARANTINE_RULE_VIOLATIONS,
     SILVER_INVENTORY,
@@ -47,6 +49,7 @@ from retail_assets.lib.registry.tables import (
 )
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.transforms import silver
+from retail_assets.lib.transforms.silver import conform
 
 L = lateness_days()
 # Every Bronze table: quarantine takes in what each could not parse or Silver refused.
@@ -161,11 +164,7 @@ class Screening:
             + [self.inventory.violations]
         )
         self.duplicates = union(
-            [self.sales.duplicates.filter(in_run).select("source_table", "_source", "record_key", "_arrival_date")]
-            + [
-                r.duplicates.select("source_table", "_source", "record_key", "_arrival_date")
-                for r in (*self.masters.values(), self.inventory)
-            ]
+            [self.sales.duplicates.filter(in_run)] + [r.duplicates for r in (*self.masters.values(), self.inventory)]
         )
 
 
@@ -180,22 +179,29 @@ def other_days_hold_sales(run: TableRun, held: Mapping[TableSpec, list[dt.date]]
 DUPLICATES_METADATA = "duplicates"
 
 
-def rule_violations_compute(run: TableRun) -> TableOutput:
+def screening_compute(run: TableRun) -> dict[str, TableOutput]:
     screening = Screening(run)
     violations = screening.violations.cache()
     by_rule = counts_by_day(violations, "rule")
-    # Exact re-sends are dropped, not quarantined; each day's count is recorded on its
-    # materialization so the conservation check can account for them (SPEC §5).
-    duplicates = counts_by_day(screening.duplicates)
+    # Exact re-sends are not quarantined: the ledger names each with the copy that was kept, and
+    # each day's count is recorded on the violations' materialization too (SPEC §5).
+    ledger = conform(screening.duplicates.withColumn("_batch_id", F.lit(run.run_id)), QUARANTINE_DUPLICATES).cache()
+    duplicates = counts_by_day(ledger)
     figures = reject_figures(run, violations)
     for day, day_figures in figures.items():
         day_figures[DUPLICATES_METADATA] = duplicates.get((day,), 0)
         day_figures.update({f"rule_{rule}": n for (d, rule), n in sorted(by_rule.items()) if d == day})
-    return TableOutput(violations, by_partition=figures)
+    return {
+        QUARANTINE_RULE_VIOLATIONS.name: TableOutput(violations, by_partition=figures),
+        QUARANTINE_DUPLICATES.name: TableOutput(
+            ledger, by_partition={day: {"duplicates": duplicates.get((day,), 0)} for day in run.partition.days()}
+        ),
+    }
 
 
-rule_violations = build_table_asset(
-    spec=QUARANTINE_RULE_VIOLATIONS,
+rule_violations_and_duplicates = build_multi_table_asset(
+    name="quarantine_rule_violations_and_duplicates",
+    specs=[QUARANTINE_RULE_VIOLATIONS, QUARANTINE_DUPLICATES],
     upstream=[
         Upstream(BRONZE_SALES_FILES, window(L + 1, L + 1)),
         Upstream(BRONZE_POS_TRANSACTIONS, window(L + 1, L + 1)),
@@ -210,7 +216,7 @@ rule_violations = build_table_asset(
         Upstream(SILVER_RETURNS, window(L, 1)),
         Upstream(SILVER_INVENTORY),
     ],
-    compute=rule_violations_compute,
+    compute=screening_compute,
     ranges=RangeMode.WHOLE_RANGE,
     # The ledger reconciles one arrival day against Silver partitions of several business days:
     # it follows on the catch-up cron, after the late partitions of the same wave.

@@ -96,6 +96,7 @@ def sales_compute(run: TableRun) -> dict[str, TableOutput]:
     # sales lines and returns are two filters of one classification: evaluate the rules once
     shared = shared_classification(run, 1, run.lateness_days)  # keyed before the rows are read
     classified = shared.computed(clean_sales_window(run, 1, run.lateness_days).classification)
+    silver.refuse_fatal(classified, "silver sales")
     result = silver.sales_outputs(classified, batch_id=run.run_id)
     in_run = run.partition.sql_predicate("event_date")
     sales = result.sales_lines.filter(in_run)
@@ -123,8 +124,11 @@ def refined(run: TableRun, shared: SharedResult, result: silver.SplitResult) -> 
     """The accepted rows of a refinement: from the shared classification where the screening of
     the same days will read it; else straight from the rules (written in one action)."""
     if not shared.shared:
+        silver.refuse_fatal(result.classification, result.spec.key)
         return result.accepted
-    return silver.split_outputs(shared.computed(result.classification), result.spec, batch_id=run.run_id).accepted
+    classified = shared.computed(result.classification)
+    silver.refuse_fatal(classified, result.spec.key)
+    return silver.split_outputs(classified, result.spec, batch_id=run.run_id).accepted
 
 
 def master_compute(spec: tables.TableSpec):

@@ -42,6 +42,7 @@ def local_resources() -> dict[str, Any]:
             landing_root=str(root / "landing"),
             lateness_days=settings.lateness_days(),
             landing_stable_seconds=float(settings.env("RETAIL_LANDING_STABLE_SECONDS", "0")),
+            inferred_wait_days=int(settings.env("RETAIL_INFERRED_WAIT_DAYS", "7")),
             table_engine=settings.local_engine(),
             deployment_env=settings.deployment_env(),
         ),
@@ -77,6 +78,7 @@ def databricks_resources() -> dict[str, Any]:
             landing_root=cluster.landing_root(),
             lateness_days=settings.lateness_days(),
             landing_stable_seconds=float(settings.env("RETAIL_LANDING_STABLE_SECONDS", "0")),
+            inferred_wait_days=int(settings.env("RETAIL_INFERRED_WAIT_DAYS", "7")),
         ),
         # The cluster ships Spark's Kafka connector; offsets still come from Bronze.
         "kafka": kafka_resource(

@@ -34,6 +34,10 @@ class LakehouseResource(dg.ConfigurableResource):
     max_reject_rate: float = Field(
         default=0.10, description="Share of quarantined records above which the reject-rate check fails."
     )
+    inferred_wait_days: int = Field(
+        default=7,
+        description="Days an inferred dimension member may wait for its master record before its check warns.",
+    )
     table_engine: Literal["delta_rs", "delta_spark"] = Field(
         default="delta_rs",
         description="Who writes the Delta tables under `root`: delta-rs via Arrow, or Delta Lake's Spark jar (the engine Databricks uses) through Spark's catalog.",
@@ -78,6 +82,10 @@ class DatabricksLakehouseResource(LakehouseResource):
     )
     catalog: str = Field(description="Unity Catalog catalog holding the `{env}_{layer}` schemas.")
     deployment_env: str = Field(description="Deployment environment name: the `{env}` of `{env}_{layer}` schemas.")
+    inferred_wait_days: int = Field(
+        default=7,
+        description="Days an inferred dimension member may wait for its master record before its check warns.",
+    )
     table_engine: Literal["delta_spark"] = Field(default="delta_spark")
 
     def create_engine(self) -> LakehouseEngine:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass
+from enum import Enum
 
 from retail_assets.lib.registry.tables import (
     BRONZE_POS_TRANSACTIONS,
@@ -41,10 +42,23 @@ from retail_assets.lib.registry.tables import (
     tables_in,
 )
 
+
+class Severity(str, Enum):
+    """What breaking a rule does to a record (SPEC §3)."""
+
+    DROP = "drop"  # quarantined: the record leaves Silver, with its rule and reason
+    WARN = "warn"  # kept and flagged (`quality_flags`), counted per partition by a WARN check
+    FAIL = "fail"  # blocking: the run stops before it writes, naming the records
+
+
 # The outcomes of a record that breaks a rule.
 INGEST_REJECTS = QUARANTINE_INGEST_REJECTS.name
 RULE_VIOLATIONS = QUARANTINE_RULE_VIOLATIONS.name
 DUPLICATES = "duplicate"  # counted, never quarantined: an exact re-send of an accepted record
+FLAGGED = "flagged"  # kept in Silver and Gold, the rule named in `quality_flags`
+FAILS_THE_RUN = "fails_the_run"
+
+_OUTCOME = {Severity.WARN: FLAGGED, Severity.FAIL: FAILS_THE_RUN}
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -67,11 +81,19 @@ class When:
 @dataclass(frozen=True)
 class Rule:
     name: str
-    outcome: str
+    outcome: str  # where a record that breaks it goes (for a `drop` rule: which quarantine table)
     meaning: str
     applies_to: tuple[str, ...]  # Bronze table keys
     forms: tuple[When, ...] = ()
     on: tuple[str, ...] = ()  # "silver.<table>.<column>": columns judged by this declaration alone
+    severity: Severity = Severity.DROP
+
+    def __post_init__(self) -> None:
+        expected = _OUTCOME.get(self.severity)
+        if expected is not None and self.outcome != expected:
+            raise ValueError(f"rule {self.name}: a {self.severity.value} rule's outcome is {expected}")
+        if expected is None and self.outcome in _OUTCOME.values():
+            raise ValueError(f"rule {self.name}: outcome {self.outcome} needs severity warn or fail")
 
     def when(self, form: str = "") -> When:
         for w in self.forms:
@@ -84,13 +106,14 @@ class Rule:
 
 
 def _orphan(kind: str, applies_to: tuple[str, ...]) -> Rule:
-    """A reference to a master record of `kind` that had not arrived within the lateness window.
+    """A reference to a master record of `kind` that had not arrived within the lateness window:
+    kept, and keyed in Gold to an inferred member that the record fills in when it arrives.
     `{first}`: when the first record of the referenced key arrived (NULL: none has)."""
     known = "{column} {raw} is not a known " + kind + ": "
     return Rule(
         f"unknown_{kind}",
-        RULE_VIOLATIONS,
-        f"no {kind} of that id within the lateness window",
+        FLAGGED,
+        f"no {kind} of that id within the lateness window: kept, keyed to an inferred member",
         applies_to,
         (
             When("never_arrived", "{raw} IS NOT NULL AND {first} IS NULL", known + f"no {kind} record has arrived"),
@@ -101,6 +124,7 @@ def _orphan(kind: str, applies_to: tuple[str, ...]) -> Rule:
                 + f"the first {kind} record arrived on {{first}}, more than {{lateness_days}} days after this record",
             ),
         ),
+        severity=Severity.WARN,
     )
 
 
@@ -109,6 +133,7 @@ _FILES = tuple(t.key for t in landing_sources().values())
 _JSON = tuple(t.key for t in landing_sources().values() if "JSON" in t.landing.formats) + (BRONZE_POS_TRANSACTIONS.key,)
 _SALES = (BRONZE_SALES_FILES.key, BRONZE_POS_TRANSACTIONS.key)
 _INVENTORY = tuple(t.key for t in landing_sources().values() if t.name == "inventory")
+_CUSTOMERS = tuple(t.key for t in landing_sources().values() if t.name == "customers")
 _PRICED = (*_SALES, *(t.key for t in landing_sources().values() if t.name == "products"))
 
 RULES: tuple[Rule, ...] = (
@@ -196,14 +221,13 @@ RULES: tuple[Rule, ...] = (
         _ALL,
         (
             When("not_accepted", "{raw} NOT IN {accepted}", "{column} {raw} is not one of {listed}"),
+            # a coded value (an `expected_values` column) no list could mean: refused, not flagged
+            When("too_long", "length({raw}) > {limit}", "{column} {raw} is longer than {limit} characters"),
             When("negative", "{value} < 0", "{column} {raw} is negative"),
             When("not_positive", "{value} < 1", "{column} {value} is not positive"),
             When("too_large", "{value} >= {limit}", "{column} = {value} is too large an amount"),
         ),
     ),
-    _orphan("store", (*_SALES, *_INVENTORY)),
-    _orphan("product", (*_SALES, *_INVENTORY)),
-    _orphan("customer", _SALES),
     Rule(
         "late_event",
         RULE_VIOLATIONS,
@@ -246,6 +270,42 @@ RULES: tuple[Rule, ...] = (
             ),
         ),
     ),
+    # kept and flagged (warn): Silver and Gold keep the record, `quality_flags` names the rule
+    _orphan("store", (*_SALES, *_INVENTORY)),
+    _orphan("product", (*_SALES, *_INVENTORY)),
+    _orphan("customer", _SALES),
+    Rule(
+        "unexpected_value",
+        FLAGGED,
+        "a category, status, tier or payment method outside its expected list (`TableSpec.expected_values`)",
+        (*_SALES, *(t.key for t in landing_sources().values() if t.name in ("customers", "products", "stores"))),
+        (When("", "{raw} NOT IN {accepted}", "{column} {raw} is not one of {listed}"),),
+        severity=Severity.WARN,
+    ),
+    Rule(
+        "implausible_email",
+        FLAGGED,
+        "an e-mail address that is not one name, one @ and a dotted domain",
+        _CUSTOMERS,
+        (When("", "NOT {raw} RLIKE '^[^@ ]+@[^@ ]+[.][^@ .]+$'", "{column} {raw} is not a plausible e-mail address"),),
+        on=("silver.customers.email",),
+        severity=Severity.WARN,
+    ),
+    Rule(
+        "implausible_age",
+        FLAGGED,
+        "a birth date that makes the customer younger than 16 or older than 110 at the record's date",
+        _CUSTOMERS,
+        (
+            When(
+                "",
+                "NOT floor(months_between(_event_date, {value}) / 12) BETWEEN 16 AND 110",
+                "{column} {value} is not 16 to 110 years before the record's date {_event_date}",
+            ),
+        ),
+        on=("silver.customers.birth_date",),
+        severity=Severity.WARN,
+    ),
     # neither: an exact re-send of an already accepted record is counted, not quarantined
     Rule("duplicate", DUPLICATES, "an exact re-send of an accepted record", _ALL, (When("", "{differs} = ''", ""),)),
 )
@@ -253,7 +313,8 @@ RULE: dict[str, Rule] = {r.name: r for r in RULES}
 
 INGEST_RULES = tuple(r.name for r in RULES if r.outcome == INGEST_REJECTS)
 VIOLATION_RULES = tuple(r.name for r in RULES if r.outcome == RULE_VIOLATIONS)
-ALL_RULES = INGEST_RULES + VIOLATION_RULES
+ALL_RULES = INGEST_RULES + VIOLATION_RULES  # what quarantine rows may name
+WARNING_RULES = tuple(r.name for r in RULES if r.severity is Severity.WARN)
 
 # The names code refers to, each checked against its declaration.
 MALFORMED_ROW = RULE["malformed_row"].name
@@ -270,6 +331,9 @@ INVALID_VALUE = RULE["invalid_value"].name
 UNKNOWN_STORE = RULE["unknown_store"].name
 UNKNOWN_PRODUCT = RULE["unknown_product"].name
 UNKNOWN_CUSTOMER = RULE["unknown_customer"].name
+UNEXPECTED_VALUE = RULE["unexpected_value"].name
+IMPLAUSIBLE_EMAIL = RULE["implausible_email"].name
+IMPLAUSIBLE_AGE = RULE["implausible_age"].name
 LATE_EVENT = RULE["late_event"].name
 FUTURE_EVENT = RULE["future_event"].name
 CONFLICTING_DUPLICATE = RULE["conflicting_duplicate"].name
@@ -279,7 +343,7 @@ DUPLICATE = RULE["duplicate"].name
 def unknown_master(kind: str) -> str:
     """The rule a reference to an unknown master record of `kind` (store, product, customer) breaks."""
     rule = f"unknown_{kind}"
-    if rule not in VIOLATION_RULES:
+    if rule not in RULE:
         raise ValueError(f"no rule for an unknown {kind}")
     return rule
 
@@ -293,9 +357,13 @@ def named(rule: str) -> Rule:
 
 
 def precedence(rule: str) -> int:
-    """The position of a quarantining rule in `RULES`: the lower, the earlier it is named."""
-    names = [r.name for r in RULES if r.outcome == RULE_VIOLATIONS]
-    return names.index(rule)
+    """The position of a rule in `RULES`: the lower, the earlier it is named."""
+    return [r.name for r in RULES].index(rule)
+
+
+def with_severity(severity: Severity) -> tuple[str, ...]:
+    """The Silver rules (ingest rules aside) of one severity, in precedence order."""
+    return tuple(r.name for r in RULES if r.severity is severity and r.outcome != INGEST_REJECTS and r.forms)
 
 
 def declared_on(table_key: str) -> list[tuple[Rule, str]]:

@@ -60,7 +60,8 @@ class Partitioning(str, Enum):
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: str  # Spark SQL type name: string, int, bigint, double, boolean, date, timestamp, binary, decimal(p,s)
+    # Spark SQL type name: string, int, bigint, double, boolean, date, timestamp, binary, decimal(p,s), array<t>
+    type: str
     nullable: bool = True
     description: str = ""
     # Column lineage: the (table, column) pairs a derived column is computed from.
@@ -97,6 +98,9 @@ class TableSpec:
     # Columns that must never be negative / must hold one of a set of values.
     non_negative: tuple[str, ...] = ()
     accepted_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Coded columns whose values outside the list are kept and flagged (`unexpected_value`, a
+    # warn-level rule), not refused: a new category is news, not bad data.
+    expected_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # A rebuilt table is recomputed whole by every run (dimensions built from the full change
     # history) and replaced in one commit; all others overwrite only their own partition.
     rebuild: bool = False
@@ -178,6 +182,8 @@ def arrow_type(spark_type: str) -> pa.DataType:
     }
     if t in simple:
         return simple[t]
+    if t.startswith("array<") and t.endswith(">"):
+        return pa.list_(arrow_type(t[len("array<") : -1]))
     if t.startswith("decimal(") and t.endswith(")"):
         precision, scale = (int(x) for x in t[len("decimal(") : -1].split(","))
         return pa.decimal128(precision, scale)
@@ -222,6 +228,13 @@ FILE_AUDIT = (
     Column("_source_line", "bigint", False, "1-based physical line number in the file (0 for a whole-file record)."),
 )
 SILVER_LINEAGE = (
+    Column(
+        "quality_flags",
+        "array<string>",
+        False,
+        "Warn-level rules the record broke: kept, flagged (`lib/registry/rules.py`). `unknown_store`, "
+        "`unknown_product`, `unknown_customer`: keyed in Gold to an inferred member until its master record arrives.",
+    ),
     Column("extra_attributes", "string", True, "JSON object of unannounced source fields, carried forward."),
     Column("_source", "string", False, "Bronze `_source` of the record this row came from."),
     Column("_arrival_date", "date", False, "Arrival partition of the Bronze record."),
@@ -270,6 +283,18 @@ POS_EVENT_FIELDS = (
 PAYMENT_METHODS = ("cash", "card", "mobile", "gift_card")
 LOYALTY_TIERS = ("none", "silver", "gold", "platinum")
 PRODUCT_STATUSES = ("active", "discontinued")
+PRODUCT_CATEGORIES = (
+    "Bakery",
+    "Dairy",
+    "Produce",
+    "Beverages",
+    "Snacks",
+    "Pantry",
+    "Frozen",
+    "Household",
+    "Personal Care",
+    "Electronics",
+)
 STORE_STATUSES = ("open", "closed", "renovating")
 STORE_FORMATS = ("hypermarket", "supermarket", "express", "online")
 CHANNELS = ("store_file", "pos_stream")
@@ -399,6 +424,30 @@ QUARANTINE_RULE_VIOLATIONS = TableSpec(
     volatile_columns=VOLATILE,
     stage="screen_arrivals",
 )
+QUARANTINE_DUPLICATES = TableSpec(
+    layer=Layer.QUARANTINE,
+    name="duplicates",
+    grain="one row per parsed record (or transaction line) counted as a duplicate of a copy kept earlier",
+    partitioning=Partitioning.ARRIVAL_DATE,
+    partition_column="_arrival_date",
+    primary_key=("source_table", "_source", "record_key"),
+    columns=(
+        Column("source_table", "string", False, "Bronze table the record came from, e.g. `bronze.sales_files`."),
+        Column(
+            "_source", "string", False, "Bronze `_source` of the dropped copy (file:line or topic/partition/offset)."
+        ),
+        Column("record_key", "string", False, "Business key both copies carry, e.g. `T000123:2`."),
+        Column("kept_source", "string", False, "Bronze `_source` of the copy that was kept (in Silver)."),
+        Column("kept_arrival_date", "date", False, "Arrival date of the kept copy."),
+        Column("event_date", "date", True, "Business date of the record."),
+        Column("_arrival_date", "date", False, "Arrival partition of the dropped copy."),
+        Column("_batch_id", "string", False, "Dagster run id that wrote the row."),
+    ),
+    description="The ledger of exact re-sends: every record counted as a duplicate, with the copy that was kept. "
+    "The conservation check counts these rows.",
+    volatile_columns=VOLATILE,
+    stage="screen_arrivals",
+)
 
 # ---------------------------------------------------------------------------------------------
 # Silver
@@ -433,7 +482,8 @@ SILVER_SALES_LINES = TableSpec(
     description="Typed, validated, deduplicated sales lines.",
     volatile_columns=VOLATILE,
     non_negative=("quantity", "unit_price", "gross_amount", "discount_amount", "net_amount"),
-    accepted_values={"payment_method": PAYMENT_METHODS, "channel": CHANNELS},
+    accepted_values={"channel": CHANNELS},
+    expected_values={"payment_method": PAYMENT_METHODS},
     stage="refine_sales",
 )
 SILVER_RETURNS = TableSpec(
@@ -447,7 +497,8 @@ SILVER_RETURNS = TableSpec(
     description="Typed, validated, deduplicated return lines; quantity and amounts are positive returned values.",
     volatile_columns=VOLATILE,
     non_negative=("quantity", "unit_price", "gross_amount", "discount_amount", "net_amount"),
-    accepted_values={"payment_method": PAYMENT_METHODS, "channel": CHANNELS},
+    accepted_values={"channel": CHANNELS},
+    expected_values={"payment_method": PAYMENT_METHODS},
     stage="refine_sales",
 )
 
@@ -492,7 +543,7 @@ SILVER_CUSTOMERS = _silver_master(
     "one row per distinct customer change record; null attribute = unchanged",
     "Typed, validated, deduplicated customer change records.",
     BRONZE_CUSTOMERS,
-    accepted_values={"loyalty_tier": LOYALTY_TIERS},
+    expected_values={"loyalty_tier": LOYALTY_TIERS},
 )
 SILVER_PRODUCTS = _silver_master(
     "products",
@@ -510,7 +561,7 @@ SILVER_PRODUCTS = _silver_master(
     "Typed, validated, deduplicated product change records.",
     BRONZE_PRODUCTS,
     non_negative=("unit_cost", "list_price"),
-    accepted_values={"status": PRODUCT_STATUSES},
+    expected_values={"status": PRODUCT_STATUSES, "category": PRODUCT_CATEGORIES},
 )
 SILVER_STORES = _silver_master(
     "stores",
@@ -527,7 +578,8 @@ SILVER_STORES = _silver_master(
     "one row per distinct store change record; null attribute = unchanged",
     "Typed, validated, deduplicated store change records.",
     BRONZE_STORES,
-    accepted_values={"status": STORE_STATUSES, "format": STORE_FORMATS},
+    accepted_values={"format": STORE_FORMATS},
+    expected_values={"status": STORE_STATUSES},
 )
 SILVER_INVENTORY = TableSpec(
     layer=Layer.SILVER,
@@ -558,8 +610,31 @@ SILVER_INVENTORY = TableSpec(
 UNKNOWN_MEMBER_SK = -1
 UNKNOWN_MEMBER_ID = "__unknown__"
 
+# A business key sales referenced before any master record of it arrived gets an inferred member:
+# its row, attributes unknown, is the one the key's first master record fills in, under the same
+# surrogate key, so the fact lines keyed to it never change.
+_INFERRED = (
+    Column(
+        "is_inferred",
+        "boolean",
+        False,
+        "Inferred member: sales named the key before any master record of it arrived; attributes unknown until one does.",
+    ),
+    Column(
+        "inferred_since",
+        "date",
+        True,
+        "Arrival date of the first sales line that named the key with no master record; kept once the record arrives.",
+    ),
+)
 _SCD2 = (
-    Column("valid_from", "timestamp", False, "Start of validity (inclusive), the change's `updated_at`."),
+    *_INFERRED,
+    Column(
+        "valid_from",
+        "timestamp",
+        False,
+        "Start of validity (inclusive), the change's `updated_at`; 1900-01-01 for an inferred member.",
+    ),
     Column("valid_to", "timestamp", True, "End of validity (exclusive); null for the current version."),
     Column("is_current", "boolean", False),
     Column("version", "int", False, "1-based version number per business key, by `updated_at`."),
@@ -577,7 +652,8 @@ GOLD_DIM_CUSTOMER = TableSpec(
             "customer_sk",
             "bigint",
             False,
-            "Deterministic surrogate key: hash of customer_id and valid_from; -1 = unknown.",
+            "Deterministic surrogate key: hash of customer_id for the version holding the key's first-arrived "
+            "record (or its inferred member), of customer_id and valid_from for the others; -1 = unknown.",
         ),
         Column("customer_id", "string", False),
         Column("first_name", "string", pii=True),
@@ -622,7 +698,8 @@ GOLD_DIM_PRODUCT = TableSpec(
             "product_sk",
             "bigint",
             False,
-            "Deterministic surrogate key: hash of product_id and valid_from; -1 = unknown.",
+            "Deterministic surrogate key: hash of product_id for the version holding the key's first-arrived "
+            "record (or its inferred member), of product_id and valid_from for the others; -1 = unknown.",
         ),
         Column("product_id", "string", False),
         Column("name", "string"),
@@ -647,7 +724,12 @@ GOLD_DIM_STORE = TableSpec(
     partition_column="_arrival_date",
     primary_key=("store_sk",),
     columns=(
-        Column("store_sk", "bigint", False, "Deterministic surrogate key: hash of store_id; -1 = unknown."),
+        Column(
+            "store_sk",
+            "bigint",
+            False,
+            "Deterministic surrogate key: hash of store_id (inferred members too); -1 = unknown.",
+        ),
         Column("store_id", "string", False),
         Column("name", "string"),
         Column("city", "string"),
@@ -656,6 +738,7 @@ GOLD_DIM_STORE = TableSpec(
         Column("opened_on", "date"),
         Column("status", "string"),
         Column("updated_at", "timestamp", True, "`updated_at` of the latest change applied."),
+        *_INFERRED,
         Column("_processed_at", "timestamp", False),
         Column("_arrival_date", "date", False, "Arrival partition of the run that last rebuilt the table."),
     ),
@@ -701,9 +784,14 @@ GOLD_FACT_SALES = TableSpec(
         Column("date_sk", "int", False),
         Column("event_time", "timestamp", False),
         Column("event_date", "date", False),
-        Column("customer_sk", "bigint", False, "Customer version valid at event_time; -1 = unknown/anonymous."),
-        Column("product_sk", "bigint", False, "Product version valid at event_time; -1 = unknown."),
-        Column("store_sk", "bigint", False, "-1 = unknown."),
+        Column(
+            "customer_sk",
+            "bigint",
+            False,
+            "Customer version valid at event_time (an inferred member before the customer's record arrives); -1 = anonymous.",
+        ),
+        Column("product_sk", "bigint", False, "Product version valid at event_time (or its inferred member)."),
+        Column("store_sk", "bigint", False, "The store (or its inferred member)."),
         Column("customer_id", "string", True, "Degenerate business key (null = anonymous)."),
         Column("product_id", "string", False),
         Column("store_id", "string", False),
@@ -714,9 +802,16 @@ GOLD_FACT_SALES = TableSpec(
         Column("net_amount", "decimal(18,2)", False, "Signed: negative for returns."),
         Column("payment_method", "string", True),
         Column("channel", "string", False),
+        Column(
+            "quality_flags",
+            "array<string>",
+            False,
+            "The Silver line's warn-level rules (`unknown_product`: keyed to an inferred member, ...).",
+        ),
         Column("_processed_at", "timestamp", False),
     ),
-    description="Star-schema sales fact; dimension keys from a point-in-time join, unknown keys map to the unknown member.",
+    description="Star-schema sales fact; dimension keys from a point-in-time join. A key with no master record yet "
+    "maps to its inferred member, an anonymous customer to the unknown member: no line is ever dropped.",
     volatile_columns=("_processed_at",),
     accepted_values={"line_type": ("sale", "return")},
     stage="build_gold",
@@ -853,6 +948,7 @@ TABLES: tuple[TableSpec, ...] = (
     BRONZE_POS_TRANSACTIONS,
     QUARANTINE_INGEST_REJECTS,
     QUARANTINE_RULE_VIOLATIONS,
+    QUARANTINE_DUPLICATES,
     SILVER_SALES_LINES,
     SILVER_RETURNS,
     SILVER_CUSTOMERS,

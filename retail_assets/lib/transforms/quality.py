@@ -27,6 +27,8 @@ REJECT_RATE = "reject_rate_below_threshold"
 REFERENTIAL_INTEGRITY = "foreign_keys_resolve"
 SCD2_INTEGRITY = "scd2_history_consistent"
 RECONCILIATION = "amounts_reconcile_with_silver"
+QUALITY_WARNINGS = "warn_rules_flagged"
+INFERRED_WAITING = "inferred_members_resolved"
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,56 @@ def conservation(*, records_in: int, accepted: int, rejected: int, violations: i
         )
     verb = "lost" if diff > 0 else "invented"
     return CheckOutcome(False, f"{abs(diff)} records {verb}: {records_in} in but {accounted} accounted for", metadata)
+
+
+def quality_warnings(df: DataFrame, partition_column: str, days: list) -> dict[Any, CheckOutcome]:
+    """Per day: the rows kept with warn-level flags (`quality_flags`), counted per rule. A day
+    with flagged rows warns; its figures say how many of each."""
+    exploded = df.select(partition_column, F.explode("quality_flags").alias("rule"))
+    per_rule: dict[Any, dict[str, int]] = {}
+    for r in exploded.groupBy(partition_column, "rule").agg(F.count(F.lit(1)).alias("n")).collect():
+        per_rule.setdefault(r[partition_column], {})[r["rule"]] = int(r["n"])
+    totals = {
+        r[partition_column]: (int(r["rows"]), int(r["flagged"] or 0))
+        for r in df.groupBy(partition_column)
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.sum((F.size("quality_flags") > 0).cast("int")).alias("flagged"),
+        )
+        .collect()
+    }
+    out = {}
+    for day in days:
+        rows, flagged = totals.get(day, (0, 0))
+        counts = per_rule.get(day, {})
+        detail = ", ".join(f"{n} × {rule}" for rule, n in sorted(counts.items()))
+        out[day] = CheckOutcome(
+            flagged == 0,
+            f"no row of {rows} is flagged" if not flagged else f"{flagged} of {rows} rows kept with warnings: {detail}",
+            {"rows": rows, "flagged_rows": flagged, **{f"flag_{rule}": n for rule, n in sorted(counts.items())}},
+        )
+    return out
+
+
+def inferred_members_waiting(dim: DataFrame, key: str, *, as_of: Any, wait_days: int) -> CheckOutcome:
+    """Inferred members whose master record has not arrived `wait_days` after the first sales
+    line that named them."""
+    inferred = dim.where(F.col("is_inferred"))
+    overdue = inferred.where(F.col("inferred_since") <= F.date_sub(F.lit(as_of), wait_days))
+    row = inferred.agg(
+        F.count(F.lit(1)).alias("inferred"),
+        F.sum((F.col("inferred_since") <= F.date_sub(F.lit(as_of), wait_days)).cast("int")).alias("overdue"),
+    ).first()
+    waiting, late = int(row["inferred"]), int(row["overdue"] or 0)
+    examples = [r[key] for r in overdue.orderBy("inferred_since", key).select(key).limit(5).collect()] if late else []
+    return CheckOutcome(
+        late == 0,
+        f"{waiting} inferred members, none waiting more than {wait_days} days"
+        if not late
+        else f"{late} inferred members have waited more than {wait_days} days for their master record: "
+        + ", ".join(examples),
+        {"inferred_members": waiting, "waiting_too_long": late, "wait_days": wait_days},
+    )
 
 
 def reject_rate(*, quarantined: int, records_in: int, max_rate: float) -> CheckOutcome:

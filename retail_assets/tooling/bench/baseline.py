@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 
 from retail_assets.lib.engine.base import PartitionRange
 from retail_assets.lib.engine.spark import local_conf
+from retail_assets.lib.registry import rules
 from retail_assets.lib.registry.tables import (
     BRONZE_INVENTORY,
     BRONZE_POS_TRANSACTIONS,
@@ -168,9 +169,14 @@ def build_gold(
 
     processed_at = dt.datetime.now(dt.UTC)
     dims = {"processed_at": processed_at, "arrival_date": arrival_days[-1]}
-    dim_customer = gold.build_dim_customer(customers, **dims).localCheckpoint()
-    dim_product = gold.build_dim_product(products, **dims).localCheckpoint()
-    dim_store = gold.build_dim_store(stores, **dims).localCheckpoint()
+    lines = sales_lines.unionByName(returns)
+
+    def inferred(key: str):
+        return gold.inferred_keys(lines, key, rules.unknown_master(key.removesuffix("_id")))
+
+    dim_customer = gold.build_dim_customer(customers, inferred=inferred("customer_id"), **dims).localCheckpoint()
+    dim_product = gold.build_dim_product(products, inferred=inferred("product_id"), **dims).localCheckpoint()
+    dim_store = gold.build_dim_store(stores, inferred=inferred("store_id"), **dims).localCheckpoint()
     fact = gold.build_fact_sales(
         sales_lines, returns, dim_customer, dim_product, dim_store, processed_at=processed_at
     ).localCheckpoint()

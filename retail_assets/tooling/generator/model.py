@@ -28,6 +28,7 @@ INGEST_REJECTS = rules.INGEST_REJECTS
 RULE_VIOLATIONS = rules.RULE_VIOLATIONS
 DUPLICATE = rules.DUPLICATES
 ACCEPTED = "accepted"
+FLAGGED = rules.FLAGGED  # accepted, its warn-level rule named in `quality_flags` (orphans: an inferred member)
 
 # Defect kinds (manifest `defect`) → (expected outcome, rule). SPEC §7.
 DEFECT_KINDS: dict[str, tuple[str, str | None]] = {
@@ -43,9 +44,9 @@ DEFECT_KINDS: dict[str, tuple[str, str | None]] = {
     "negative_price": (RULE_VIOLATIONS, rules.NEGATIVE_PRICE),
     "discount_out_of_range": (RULE_VIOLATIONS, rules.DISCOUNT_OUT_OF_RANGE),
     "zero_quantity": (RULE_VIOLATIONS, rules.ZERO_QUANTITY),
-    "unknown_store": (RULE_VIOLATIONS, rules.UNKNOWN_STORE),
-    "unknown_product": (RULE_VIOLATIONS, rules.UNKNOWN_PRODUCT),
-    "unknown_customer": (RULE_VIOLATIONS, rules.UNKNOWN_CUSTOMER),
+    "unknown_store": (FLAGGED, rules.UNKNOWN_STORE),
+    "unknown_product": (FLAGGED, rules.UNKNOWN_PRODUCT),
+    "unknown_customer": (FLAGGED, rules.UNKNOWN_CUSTOMER),
     "late_event": (RULE_VIOLATIONS, rules.LATE_EVENT),
     "future_event": (RULE_VIOLATIONS, rules.FUTURE_EVENT),
     "duplicate": (DUPLICATE, rules.DUPLICATE),

@@ -160,6 +160,16 @@ def standard_checks(spec: TableSpec) -> list[TableCheck]:
             range_safe=True,
         ),
     ]
+    if "quality_flags" in spec.column_names:
+        checks.append(
+            TableCheck.grouped_by_day(
+                quality.QUALITY_WARNINGS,
+                "Rows kept with warn-level flags, counted per rule (`lib/registry/rules.py`): they are in the "
+                "table, and the check warns when a day has any.",
+                lambda r: quality.quality_warnings(r.frame, r.spec.partition_column, r.partition.days()),
+                severity=dg.AssetCheckSeverity.WARN,
+            )
+        )
     if not spec.layer.raw:
         checks.append(
             TableCheck(

@@ -26,6 +26,7 @@ from retail_assets.lib.transforms.gold.dimensions import (
     build_dim_product,
     build_dim_store,
     build_scd2,
+    inferred_keys,
 )
 from retail_assets.lib.transforms.gold.fact import build_fact_sales
 from retail_assets.lib.transforms.gold.privacy import (
@@ -54,6 +55,7 @@ __all__ = [
     "build_dim_store",
     "build_fact_sales",
     "build_scd2",
+    "inferred_keys",
     "date_sk",
     "hash_email",
     "hash_phone",

@@ -1,4 +1,13 @@
-"""The SCD dimensions, rebuilt from the whole Silver change history, and the calendar."""
+"""The SCD dimensions, rebuilt from the whole Silver change history, and the calendar.
+
+Inferred members (late-arriving master data). A sales line naming a store, product or customer
+no master record of which has arrived is kept (flagged `unknown_*` in Silver) and keyed to an
+inferred member: a row for that business key with unknown attributes. Its surrogate key is the
+hash of the business key alone, and so is the key of the version that holds the key's
+first-arrived master record: when that record arrives, it fills the inferred member in under the
+same surrogate key, so the fact lines keyed to it never change, and SCD2 history continues from
+there. Later versions are keyed by (business key, valid_from), as before.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,7 @@ from datetime import date, datetime
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from retail_assets.lib.registry import tables
 from retail_assets.lib.transforms.gold.common import (
@@ -36,6 +46,37 @@ def _first_copy_per_change(changes: DataFrame, key: str) -> DataFrame:
     return changes.withColumn("_copy", F.row_number().over(first)).where(F.col("_copy") == 1).drop("_copy")
 
 
+def inferred_keys(lines: DataFrame, key: str, rule: str) -> DataFrame:
+    """(`key`, inferred_since): the business keys Silver lines named with no master record (the
+    lines flagged `rule`), each with the first arrival date of such a line."""
+    flagged = lines.where(F.array_contains("quality_flags", rule) & F.col(key).isNotNull())
+    return flagged.groupBy(key).agg(F.min("_arrival_date").alias("inferred_since"))
+
+
+def _no_inferred(changes: DataFrame, key: str) -> DataFrame:
+    types = {f.name: f.dataType for f in changes.schema.fields}
+    return changes.sparkSession.createDataFrame([], T.StructType([T.StructField(key, types[key]), _SINCE]))
+
+
+_SINCE = T.StructField("inferred_since", T.DateType())
+
+
+def _inferred_members(inferred: DataFrame, known_keys: DataFrame, *, key: str, sk_column: str, columns) -> DataFrame:
+    """One row per inferred key with no master record: attributes unknown, valid from 1900."""
+    waiting = inferred.join(known_keys, key, "left_anti")
+    return waiting.select(
+        surrogate_key(key).alias(sk_column),
+        F.col(key),
+        *[F.lit(None).cast(t).alias(a) for a, t in columns.items()],
+        F.lit(True).alias("is_inferred"),
+        "inferred_since",
+        _timestamp_literal(UNKNOWN_MEMBER_VALID_FROM).alias("valid_from"),
+        F.lit(None).cast("timestamp").alias("valid_to"),
+        F.lit(True).alias("is_current"),
+        F.lit(1).cast("int").alias("version"),
+    )
+
+
 def build_scd2(
     changes: DataFrame,
     *,
@@ -44,6 +85,7 @@ def build_scd2(
     processed_at: datetime,
     arrival_date: date,
     sk_column: str | None = None,
+    inferred: DataFrame | None = None,
 ) -> DataFrame:
     """SCD type 2 history of `key` from Silver change records.
 
@@ -59,13 +101,17 @@ def build_scd2(
       all-null changes never create a version);
     - `valid_from` = `updated_at`, `valid_to` = the next version's `valid_from` (null for the
       current one), `is_current`, `version` 1.. per key;
-    - `sk_column` (default: `key` with `_id` replaced by `_sk`) = xxhash64(key, valid_from),
-      never -1;
+    - `sk_column` (default: `key` with `_id` replaced by `_sk`) = xxhash64(key) for the version
+      holding the key's first-arrived record (earliest `_arrival_date`, then `updated_at`), and
+      xxhash64(key, valid_from) for the others; never -1;
+    - `inferred` (key, inferred_since; `inferred_keys`): a key in it without change records gets
+      an inferred member (sk xxhash64(key), null attributes, valid from 1900-01-01, current,
+      version 1, `is_inferred`); a key with records carries its `inferred_since`;
     - plus one unknown-member row: sk -1, key `__unknown__`, null attributes, valid from
       1900-01-01T00:00Z, current, version 1.
 
-    Returns `sk_column, key, *attributes, valid_from, valid_to, is_current, version,
-    _processed_at, _arrival_date`, attribute types as in `changes`.
+    Returns `sk_column, key, *attributes, is_inferred, inferred_since, valid_from, valid_to,
+    is_current, version, _processed_at, _arrival_date`, attribute types as in `changes`.
     """
     attributes = list(attributes)
     sk_column = sk_column or _default_sk_column(key)
@@ -90,36 +136,73 @@ def build_scd2(
         changed = changed | ~F.col(a).eqNullSafe(F.lag(a).over(history))
     versions = filled.withColumn("_changed", changed).where(F.col("_changed")).drop("_changed")
 
+    # The version holding the first-arrived record keeps the key's own hash: the inferred
+    # member's, if sales named the key first.
+    first_arrived = records.groupBy(key).agg(F.min(F.struct("_arrival_date", "updated_at")).alias("_first"))
     validity = Window.partitionBy(key).orderBy("valid_from")
     known = (
         versions.withColumnRenamed("updated_at", "valid_from")
         .withColumn("valid_to", F.lead("valid_from").over(validity))
         .withColumn("version", F.row_number().over(validity).cast("int"))
         .withColumn("is_current", F.col("valid_to").isNull())
-        .withColumn(sk_column, surrogate_key(key, "valid_from"))
+        .join(first_arrived, key)
     )
+    anchor = (F.col("valid_from") <= F.col("_first.updated_at")) & (
+        F.col("valid_to").isNull() | (F.col("_first.updated_at") < F.col("valid_to"))
+    )
+    known = known.withColumn(
+        sk_column, F.when(anchor, surrogate_key(key)).otherwise(surrogate_key(key, "valid_from"))
+    ).drop("_first")
+    inferred = _no_inferred(changes, key) if inferred is None else inferred.select(key, "inferred_since")
+    known = known.join(F.broadcast(inferred), key, "left").withColumn("is_inferred", F.lit(False))
 
     types = {f.name: f.dataType for f in changes.schema.fields}
+    waiting = _inferred_members(
+        inferred,
+        known.select(key).distinct(),
+        key=key,
+        sk_column=sk_column,
+        columns={a: types[a] for a in attributes},
+    )
     unknown = changes.sparkSession.range(1).select(
         F.lit(tables.UNKNOWN_MEMBER_SK).cast("bigint").alias(sk_column),
         F.lit(tables.UNKNOWN_MEMBER_ID).cast(types[key]).alias(key),
         *[F.lit(None).cast(types[a]).alias(a) for a in attributes],
+        F.lit(False).alias("is_inferred"),
+        F.lit(None).cast("date").alias("inferred_since"),
         _timestamp_literal(UNKNOWN_MEMBER_VALID_FROM).alias("valid_from"),
         F.lit(None).cast("timestamp").alias("valid_to"),
         F.lit(True).alias("is_current"),
         F.lit(1).cast("int").alias("version"),
     )
 
-    columns = [sk_column, key, *attributes, "valid_from", "valid_to", "is_current", "version"]
+    columns = [
+        sk_column,
+        key,
+        *attributes,
+        "is_inferred",
+        "inferred_since",
+        "valid_from",
+        "valid_to",
+        "is_current",
+        "version",
+    ]
     return (
         known.select(F.col(sk_column).cast("bigint").alias(sk_column), *columns[1:])
+        .unionByName(waiting.select(F.col(sk_column).cast("bigint").alias(sk_column), *columns[1:]))
         .unionByName(unknown)
         .withColumn("_processed_at", _timestamp_literal(processed_at))
         .withColumn("_arrival_date", F.lit(arrival_date).cast("date"))
     )
 
 
-def build_dim_customer(silver_customers: DataFrame, *, processed_at: datetime, arrival_date: date) -> DataFrame:
+def build_dim_customer(
+    silver_customers: DataFrame,
+    *,
+    processed_at: datetime,
+    arrival_date: date,
+    inferred: DataFrame | None = None,
+) -> DataFrame:
     """`gold.dim_customer` (SCD2) from every `silver.customers` change record.
 
     Versions are detected on the raw attributes (an e-mail or phone change is a new version);
@@ -132,6 +215,7 @@ def build_dim_customer(silver_customers: DataFrame, *, processed_at: datetime, a
         processed_at=processed_at,
         arrival_date=arrival_date,
         sk_column="customer_sk",
+        inferred=inferred,
     )
     pii_free = (
         history.withColumn("email_hash", hash_email(F.col("email")))
@@ -143,7 +227,13 @@ def build_dim_customer(silver_customers: DataFrame, *, processed_at: datetime, a
     return _conform(pii_free, tables.GOLD_DIM_CUSTOMER)
 
 
-def build_dim_product(silver_products: DataFrame, *, processed_at: datetime, arrival_date: date) -> DataFrame:
+def build_dim_product(
+    silver_products: DataFrame,
+    *,
+    processed_at: datetime,
+    arrival_date: date,
+    inferred: DataFrame | None = None,
+) -> DataFrame:
     """`gold.dim_product` (SCD2) from every `silver.products` change record."""
     history = build_scd2(
         silver_products,
@@ -152,15 +242,23 @@ def build_dim_product(silver_products: DataFrame, *, processed_at: datetime, arr
         processed_at=processed_at,
         arrival_date=arrival_date,
         sk_column="product_sk",
+        inferred=inferred,
     )
     return _conform(history, tables.GOLD_DIM_PRODUCT)
 
 
-def build_dim_store(silver_stores: DataFrame, *, processed_at: datetime, arrival_date: date) -> DataFrame:
+def build_dim_store(
+    silver_stores: DataFrame,
+    *,
+    processed_at: datetime,
+    arrival_date: date,
+    inferred: DataFrame | None = None,
+) -> DataFrame:
     """`gold.dim_store` (SCD1): one row per store with the latest non-null value of each attribute.
 
     Duplicate (store_id, updated_at) records count once (earliest arrival), as in SCD2;
-    `updated_at` is the latest change; `store_sk` = xxhash64(store_id); plus the unknown member.
+    `updated_at` is the latest change; `store_sk` = xxhash64(store_id); plus an inferred member
+    for each store of `inferred` without records, and the unknown member.
     """
     _require(silver_stores, ["store_id", *STORE_ATTRIBUTES, "updated_at", "_arrival_date", "_source"], "store changes")
     records = silver_stores.where(
@@ -174,16 +272,38 @@ def build_dim_store(silver_stores: DataFrame, *, processed_at: datetime, arrival
         *[F.max_by(a, F.when(F.col(a).isNotNull(), F.col("updated_at"))).alias(a) for a in STORE_ATTRIBUTES],
         F.max("updated_at").alias("updated_at"),
     )
-    known = latest.withColumn("store_sk", surrogate_key("store_id"))
+    inferred = _no_inferred(silver_stores, "store_id") if inferred is None else inferred
+    known = (
+        latest.withColumn("store_sk", surrogate_key("store_id"))
+        .join(F.broadcast(inferred.select("store_id", "inferred_since")), "store_id", "left")
+        .withColumn("is_inferred", F.lit(False))
+    )
     types = {f.name: f.dataType for f in silver_stores.schema.fields}
+    waiting = _inferred_members(
+        inferred,
+        latest.select("store_id"),
+        key="store_id",
+        sk_column="store_sk",
+        columns={a: types[a] for a in STORE_ATTRIBUTES},
+    ).select(
+        "store_id",
+        *STORE_ATTRIBUTES,
+        F.lit(None).cast("timestamp").alias("updated_at"),
+        "store_sk",
+        "is_inferred",
+        "inferred_since",
+    )
     unknown = silver_stores.sparkSession.range(1).select(
         F.lit(tables.UNKNOWN_MEMBER_ID).alias("store_id"),
         *[F.lit(None).cast(types[a]).alias(a) for a in STORE_ATTRIBUTES],
         F.lit(None).cast("timestamp").alias("updated_at"),
         F.lit(tables.UNKNOWN_MEMBER_SK).cast("bigint").alias("store_sk"),
+        F.lit(False).alias("is_inferred"),
+        F.lit(None).cast("date").alias("inferred_since"),
     )
     dim = (
-        known.unionByName(unknown)
+        known.unionByName(waiting)
+        .unionByName(unknown)
         .withColumn("_processed_at", _timestamp_literal(processed_at))
         .withColumn("_arrival_date", F.lit(arrival_date).cast("date"))
     )

@@ -4,8 +4,10 @@ Every function is pure Spark (no UDFs, no collect): DataFrames in, DataFrames ou
 record ends in exactly one place (docs/architecture.md, "Where every record goes"):
 
 - unparseable (Bronze `_parse_error`)      → `ingest_rejects` (`rejects.py`)
-- parsed, fails a rule                     → `violations`: the first rule by the precedence of
+- parsed, fails a `drop` rule              → `violations`: the first rule by the precedence of
                                              `lib/registry/rules.py`, the reason lists them all
+- parsed, fails only `warn` rules          → the accepted rows, the rules in `quality_flags`
+- fails a `fail` rule                      → nothing: the run stops (`refuse_fatal`)
 - exact re-send of a record kept earlier   → `duplicates` (counted, not stored in Silver)
 - everything else                          → the accepted Silver rows
 
@@ -13,7 +15,7 @@ record ends in exactly one place (docs/architecture.md, "Where every record goes
 `refinements.py` master data and inventory.
 """
 
-from retail_assets.lib.transforms.silver.judging import DUPLICATE_COLUMNS, conform
+from retail_assets.lib.transforms.silver.judging import DUPLICATE_COLUMNS, FatalRecords, conform, refuse_fatal
 from retail_assets.lib.transforms.silver.refinements import (
     SplitResult,
     clean_inventory,
@@ -36,6 +38,7 @@ from retail_assets.lib.transforms.silver.sales import (
 __all__ = [
     "CANDIDATE_COLUMNS",
     "DUPLICATE_COLUMNS",
+    "FatalRecords",
     "POS_LINE_FIELDS",
     "SalesResult",
     "SplitResult",
@@ -46,6 +49,7 @@ __all__ = [
     "conform",
     "count_records_in",
     "ingest_rejects",
+    "refuse_fatal",
     "known_keys",
     "sales_candidates_from_events",
     "sales_candidates_from_files",

@@ -24,8 +24,16 @@ from retail_assets.lib.registry.tables import (
     TableSpec,
 )
 
-# Columns of the `duplicates` frames: enough to count and to trace every dropped re-send.
-DUPLICATE_COLUMNS = ("source_table", "_source", "record_key", "_arrival_date", "event_date")
+# Columns of the `duplicates` frames: `quarantine.duplicates` but the run id.
+DUPLICATE_COLUMNS = (
+    "source_table",
+    "_source",
+    "record_key",
+    "kept_source",
+    "kept_arrival_date",
+    "event_date",
+    "_arrival_date",
+)
 
 
 # Kinds of `known_keys` rows.
@@ -129,8 +137,18 @@ class Typed:
     checks: list[Check]
 
 
+def _of(severity: rules.Severity) -> str:
+    """A lambda body: whether failure `x` is of a rule of `severity`."""
+    names = rules.with_severity(severity)
+    return f"x.rule IN {sql_in(names)}" if names else "false"
+
+
 def judge(df: DataFrame, checks: Sequence[Check]) -> DataFrame:
-    """Add `_rule` (first failing rule by precedence) and `_reason` (every failure spelled out).
+    """Add what the record's failures mean, by the rules' severities (`Rule.severity`):
+    - `_rule`: the first `drop` rule it breaks by precedence (quarantined), else null;
+    - `_reason`: every failure spelled out, warnings included;
+    - `_flags`: the `warn` rules it breaks (array, precedence order; empty when none);
+    - `_fatal`: the first `fail` rule it breaks and why, else null (the run must stop).
 
     The failures are gathered into one array in precedence order, so each check runs once.
     """
@@ -140,10 +158,32 @@ def judge(df: DataFrame, checks: Sequence[Check]) -> DataFrame:
         for c in ordered
     )
     df = with_columns(df, {"_failures": f"filter(array({items}), x -> x IS NOT NULL)"})
+    fatal = f"filter(_failures, x -> {_of(rules.Severity.FAIL)})"
     # get() is null past the end, also under ANSI mode
     return with_columns(
-        df, {"_rule": "get(_failures, 0).rule", "_reason": "nullif(array_join(_failures.message, '; '), '')"}
+        df,
+        {
+            "_rule": f"get(filter(_failures, x -> {_of(rules.Severity.DROP)}), 0).rule",
+            "_reason": "nullif(array_join(_failures.message, '; '), '')",
+            "_flags": f"array_distinct(transform(filter(_failures, x -> {_of(rules.Severity.WARN)}), x -> x.rule))",
+            "_fatal": f"concat(get({fatal}, 0).rule, ': ', get({fatal}, 0).message)",
+        },
     ).drop("_failures")
+
+
+class FatalRecords(Exception):
+    """Records broke a rule of severity `fail`: the run stops before it writes anything."""
+
+
+def refuse_fatal(classified: DataFrame, table: str) -> None:
+    """Raise `FatalRecords` naming up to ten records of `classified` that broke a `fail` rule.
+    Free when no such rule is declared (no Spark job runs)."""
+    if not rules.with_severity(rules.Severity.FAIL):
+        return
+    found = classified.filter("_fatal IS NOT NULL").select("_source", "record_key", "_fatal").limit(10).collect()
+    if found:
+        listed = "; ".join(f"{r['_source']} ({r['record_key']}): {r['_fatal']}" for r in found)
+        raise FatalRecords(f"{table}: records broke a rule of severity fail, nothing was written: {listed}")
 
 
 def first_failure(checks: Sequence[Check]) -> tuple[str, str]:
@@ -236,6 +276,25 @@ def accepted_values(name: str, values: Sequence[str]) -> Check:
     return check(rules.INVALID_VALUE, "not_accepted", column=name, accepted=sql_in(values), listed=listed)
 
 
+def coded_values(spec: TableSpec) -> list[Check]:
+    """The value-list checks of `spec`'s judged columns: refused outside `accepted_values`,
+    flagged outside `expected_values`."""
+    out = [accepted_values(name, values) for name, values in spec.accepted_values.items() if name not in DERIVED]
+    for name, values in spec.expected_values.items():
+        listed = sql_string(", ".join(values))
+        out.append(check(rules.UNEXPECTED_VALUE, column=name, accepted=sql_in(values), listed=listed))
+        out.append(check(rules.INVALID_VALUE, "too_long", column=name, limit=str(MAX_CODE_LENGTH)))
+    return out
+
+
+# Longer than any code a list could hold: such a value is refused rather than kept and flagged.
+MAX_CODE_LENGTH = 64
+
+
+# Silver columns set by the pipeline, not read from the source: no value of theirs is judged.
+DERIVED = ("channel",)
+
+
 def with_known(df: DataFrame, known_keys: DataFrame, kinds: dict[str, str]) -> DataFrame:
     """Left-join `_<kind>_first`, the first arrival date of each referenced key (`kinds`: kind → id column)."""
     for kind, column in kinds.items():
@@ -284,6 +343,9 @@ def dedup(df: DataFrame, identity: Sequence[str], order: Sequence[str], content:
         df,
         {
             "_duplicate": f"coalesce({duplicate.failed}, false)",
+            # the copy a duplicate was counted against: the one kept
+            "_kept_source": f"CASE WHEN {duplicate.failed} THEN _first_source END",
+            "_kept_arrival": f"CASE WHEN {duplicate.failed} THEN _first_arrival END",
             "_rule": f"CASE WHEN {conflicting.failed} THEN {sql_string(conflicting.rule)} ELSE _rule END",
             "_reason": f"CASE WHEN {conflicting.failed} THEN {conflicting.message} ELSE _reason END",
         },
@@ -309,11 +371,13 @@ def violation_rows(classified: DataFrame, *, batch_id: str) -> DataFrame:
 
 
 def duplicate_rows(classified: DataFrame) -> DataFrame:
-    """The classified records counted as duplicates (DUPLICATE_COLUMNS)."""
+    """The classified records counted as duplicates, each with the copy kept (DUPLICATE_COLUMNS)."""
     return classified.filter("_duplicate").selectExpr(
         "CAST(source_table AS STRING) AS source_table",
         "CAST(_source AS STRING) AS _source",
         "CAST(record_key AS STRING) AS record_key",
-        "CAST(_arrival_date AS DATE) AS _arrival_date",
+        "CAST(_kept_source AS STRING) AS kept_source",
+        "CAST(_kept_arrival AS DATE) AS kept_arrival_date",
         "CAST(_event_date AS DATE) AS event_date",
+        "CAST(_arrival_date AS DATE) AS _arrival_date",
     )

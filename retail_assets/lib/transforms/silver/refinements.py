@@ -18,8 +18,8 @@ from retail_assets.lib.transforms.silver.judging import (
     PRODUCT,
     STORE,
     Typed,
-    accepted_values,
     check,
+    coded_values,
     conform,
     declared_checks,
     dedup,
@@ -161,7 +161,7 @@ def _clean(
         typed.append(typed_int(name, f"v_{name}"))
         checks.append(check(rules.INVALID_VALUE, "negative", column=name, value=f"v_{name}"))
     checks += [c for t in typed for c in t.checks]
-    checks += [accepted_values(name, values) for name, values in shape.silver.accepted_values.items()]
+    checks += coded_values(shape.silver)
     checks += [c for kind, column in shape.references for c in orphan(kind, column, lateness_days)]
 
     columns = {k: v for t in typed for k, v in t.columns.items()}
@@ -199,6 +199,7 @@ def split_outputs(classified: DataFrame, spec: TableSpec, *, batch_id: str) -> S
     value_of = _value_columns(classified, shape)
     accepted = classified.filter("_rule IS NULL AND NOT _duplicate").selectExpr(
         *[f"{value_of[a]} AS {a}" for a in shape.attributes],
+        "_flags AS quality_flags",
         "_extra AS extra_attributes",
         "_source",
         "_arrival_date",

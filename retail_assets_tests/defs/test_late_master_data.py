@@ -1,0 +1,192 @@
+"""Late-arriving master data through the stage jobs: a sale whose product has no record yet is in
+Gold revenue from its first run, keyed to an inferred member; when the record arrives, within
+the lateness window or long after it, the member takes its attributes under the same key.
+
+Landing files are written by hand, one arrival day at a time, and every stage job runs as the
+main job runs it (the Kafka stream aside: these days have no events).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.compute as pc
+
+from retail_assets.lib.engine import DeltaRsEngine
+from retail_assets.lib.registry import rules
+from retail_assets.lib.registry.stages import STAGE, STAGES
+from retail_assets.lib.registry.tables import (
+    GOLD_AGG_DAILY_STORE_SALES,
+    GOLD_DIM_PRODUCT,
+    GOLD_FACT_SALES,
+    SILVER_SALES_LINES,
+    Partitioning,
+)
+from retail_assets.lib.transforms import quality
+from retail_assets.tooling.main_job import run_stage
+from retail_assets_tests.simulated_week import build_defs
+
+D1 = dt.date(2026, 11, 2)
+SALES_HEADER = (
+    "transaction_id,line_number,event_time,store_id,product_id,customer_id,quantity,unit_price,discount,payment_method"
+)
+PRODUCT_FIELDS = ("product_id", "name", "category", "brand", "unit_cost", "list_price", "status", "updated_at")
+
+
+def day(n: int) -> dt.date:
+    return D1 + dt.timedelta(days=n)
+
+
+def product(pid: str, name: str, updated_at: str) -> dict:
+    return dict(zip(PRODUCT_FIELDS, (pid, name, "Pantry", "Acme", "1.00", "4.00", "active", updated_at), strict=True))
+
+
+def write(landing: Path, relative: str, text: str) -> None:
+    path = landing / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+class Lake:
+    def __init__(self, root: Path, spark, monkeypatch) -> None:
+        self.landing = root / "landing"
+        # the stream has no events these days; nothing reads the broker
+        self.defs = build_defs(root, "127.0.0.1:9", monkeypatch, RETAIL_INFERRED_WAIT_DAYS="3")
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.engine = DeltaRsEngine(root / "lakehouse", spark=spark)
+
+    def run(self, stage_names: list[str], partition: dt.date):
+        summaries = [run_stage(self.defs, STAGE[s], partition.isoformat(), self.instance) for s in stage_names]
+        for s in summaries:
+            assert s.success, (s.stage, s)
+        return summaries
+
+    def stages(self, arrival: dt.date, business: list[dt.date], *, skip: tuple[str, ...] = ()) -> dict[str, list]:
+        """Every stage in the main job's order (the Kafka stream aside): arrival-date stages for
+        `arrival`, business-date stages for each of `business`."""
+        out = {}
+        for stage in STAGES:
+            if stage.job_name == "ingest_pos_stream" or stage.job_name in skip:
+                continue
+            days = [arrival] if stage.partitioning is Partitioning.ARRIVAL_DATE else business
+            out[stage.job_name] = [s for d in days for s in self.run([stage.job_name], d)]
+        return out
+
+    def fact(self) -> dict[str, dict]:
+        return {r["transaction_id"]: r for r in self.engine.read_arrow(GOLD_FACT_SALES).to_pylist()}
+
+    def product_rows(self) -> dict[int, dict]:
+        return {r["product_sk"]: r for r in self.engine.read_arrow(GOLD_DIM_PRODUCT).to_pylist()}
+
+    def flags(self) -> dict[str, list[str]]:
+        return {r["transaction_id"]: r["quality_flags"] for r in self.engine.read_arrow(SILVER_SALES_LINES).to_pylist()}
+
+    def evaluation(self, summaries, asset: str, check: str) -> tuple[bool, dict]:
+        """Whether the latest evaluation of `check` in `summaries`' runs passed, and its figures."""
+        for summary in reversed(summaries):
+            for record in reversed(
+                self.instance.all_logs(summary.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+            ):
+                e = record.dagster_event.event_specific_data
+                if "/".join(e.asset_key.path) == asset and e.check_name == check:
+                    return e.passed, {k: v.value for k, v in e.metadata.items()}
+        raise AssertionError(f"no evaluation of {asset}:{check}")
+
+
+def test_a_sale_before_its_product_is_in_revenue_and_keeps_its_key_when_the_product_arrives(
+    tmp_path, spark, monkeypatch
+):
+    lake = Lake(tmp_path, spark, monkeypatch)
+    ts = f"{D1}T10:00:00+00:00"
+    write(
+        lake.landing,
+        f"stores/{D1}/stores.csv",
+        f"store_id,name,city,region,format,opened_on,status,updated_at\nS1,Main,Lyon,South,supermarket,2020-01-01,open,{D1}T06:00:00+00:00\n",
+    )
+    write(
+        lake.landing, f"products/{D1}/products.jsonl", json.dumps(product("P1", "Tea", f"{D1}T06:00:00+00:00")) + "\n"
+    )
+    sales = [
+        f"T1,1,{ts},S1,P1,,2,5.00,0,card",
+        f"T2,1,{ts},S1,P-LATE,,1,7.00,0,card",  # its record arrives two days later
+        f"T3,1,{ts},S1,P-GONE,,3,2.00,0,card",  # its record arrives after the lateness window
+    ]
+    write(lake.landing, f"sales/{D1}/sales.csv", SALES_HEADER + "\n" + "\n".join(sales) + "\n")
+
+    # Day one: every line is in Silver and the fact, the unknown products flagged and inferred.
+    runs = lake.stages(D1, [D1])
+    silver_run, gold_run = runs["refine_sales"], runs["build_gold"]
+    assert lake.flags() == {"T1": [], "T2": [rules.UNKNOWN_PRODUCT], "T3": [rules.UNKNOWN_PRODUCT]}
+    passed, meta = lake.evaluation(silver_run, "silver/sales_lines", quality.QUALITY_WARNINGS)
+    assert not passed and meta["flag_unknown_product"] == 2 and meta["flagged_rows"] == 2
+    fact, products = lake.fact(), lake.product_rows()
+    assert set(fact) == {"T1", "T2", "T3"}
+    first_keys = {t: fact[t]["product_sk"] for t in ("T2", "T3")}
+    for t, pid in (("T2", "P-LATE"), ("T3", "P-GONE")):
+        member = products[first_keys[t]]
+        assert (member["product_id"], member["is_inferred"], member["name"]) == (pid, True, None)
+        assert member["inferred_since"] == D1
+        assert fact[t]["quality_flags"] == [rules.UNKNOWN_PRODUCT]
+    revenue = lake.engine.read_arrow(GOLD_AGG_DAILY_STORE_SALES).to_pylist()
+    assert [r["revenue"] for r in revenue] == [Decimal("23.00")]  # 10 + 7 + 6: no line left out
+    passed, meta = lake.evaluation(gold_run, "gold/fact_sales", quality.REFERENTIAL_INTEGRITY)
+    assert passed
+
+    # Two days later P-LATE's record arrives (dated before the sale), within the lateness window:
+    # the business day is refined again, and the line is no longer an orphan.
+    write(
+        lake.landing,
+        f"products/{day(2)}/products.jsonl",
+        json.dumps(product("P-LATE", "Late Tea", f"{D1}T06:00:00+00:00")) + "\n",
+    )
+    lake.stages(day(2), [D1])
+    fact, products = lake.fact(), lake.product_rows()
+    assert lake.flags()["T2"] == []
+    assert fact["T2"]["product_sk"] == first_keys["T2"]  # the key the fact had
+    filled = products[first_keys["T2"]]
+    assert (filled["product_id"], filled["name"], filled["is_inferred"]) == ("P-LATE", "Late Tea", False)
+
+    # Five days later P-GONE's record arrives, after the window: nothing rebuilds that business
+    # day, and the fact's line needs nothing rebuilt: its member now has the attributes.
+    write(
+        lake.landing,
+        f"products/{day(5)}/products.jsonl",
+        json.dumps(product("P-GONE", "Gone Jam", f"{day(5)}T06:00:00+00:00")) + "\n",
+    )
+    fact_before = lake.engine.read_arrow(GOLD_FACT_SALES)
+    dims = lake.stages(day(5), [])["build_dimensions"]
+    assert lake.engine.read_arrow(GOLD_FACT_SALES).equals(fact_before)
+    filled = lake.product_rows()[first_keys["T3"]]
+    assert (filled["product_id"], filled["name"], filled["is_inferred"]) == ("P-GONE", "Gone Jam", False)
+    assert filled["inferred_since"] == D1 and filled["version"] == 1
+    assert lake.flags()["T3"] == [rules.UNKNOWN_PRODUCT]  # Silver says how the line arrived
+    passed, _ = lake.evaluation(dims, "gold/dim_product", quality.INFERRED_WAITING)
+    assert passed
+    # and building the day again, in any order, gives the same key
+    lake.run(["build_gold"], D1)
+    assert lake.fact()["T3"]["product_sk"] == first_keys["T3"]
+    assert pc.sum(lake.engine.read_arrow(GOLD_FACT_SALES)["net_amount"]).as_py() == Decimal("23.00")
+
+
+def test_an_inferred_member_waiting_too_long_warns(tmp_path, spark, monkeypatch):
+    lake = Lake(tmp_path, spark, monkeypatch)
+    write(
+        lake.landing,
+        f"stores/{D1}/stores.csv",
+        f"store_id,name,city,region,format,opened_on,status,updated_at\nS1,Main,Lyon,South,supermarket,2020-01-01,open,{D1}T06:00:00+00:00\n",
+    )
+    write(
+        lake.landing, f"sales/{D1}/sales.csv", f"{SALES_HEADER}\nT1,1,{D1}T10:00:00+00:00,S1,P-NEVER,,1,3.00,0,card\n"
+    )
+    first = lake.evaluation(lake.stages(D1, [D1])["build_dimensions"], "gold/dim_product", quality.INFERRED_WAITING)
+    assert first[0] and first[1]["inferred_members"] == 1
+    # four days on (RETAIL_INFERRED_WAIT_DAYS=3), still no record of P-NEVER
+    write(lake.landing, f"stores/{day(4)}/stores.csv", f"store_id,status,updated_at\nS1,open,{day(4)}T06:00:00+00:00\n")
+    passed, meta = lake.evaluation(
+        lake.stages(day(4), [])["build_dimensions"], "gold/dim_product", quality.INFERRED_WAITING
+    )
+    assert not passed and meta["waiting_too_long"] == 1
