@@ -132,6 +132,19 @@ def snapshot(engine: LakehouseEngine, spec: TableSpec) -> pa.Table:
     """Table content without run-specific columns, in a canonical order."""
     table = engine.read_arrow(spec)
     table = table.drop_columns([c for c in spec.volatile_columns if c in table.column_names])
+    # lists as the registry types them (engines name a list's item field differently)
+    table = table.cast(
+        pa.schema(
+            [
+                pa.field(f.name, pa.list_(f.type.value_type), f.nullable) if pa.types.is_list(f.type) else f
+                for f in table.schema
+            ]
+        )
+    )
     return table.sort_by(
-        [(c, "ascending") for c in table.column_names if not pa.types.is_binary(table.schema.field(c).type)]
+        [
+            (c, "ascending")
+            for c in table.column_names
+            if not pa.types.is_binary(table.schema.field(c).type) and not pa.types.is_list(table.schema.field(c).type)
+        ]
     )

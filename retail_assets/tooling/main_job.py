@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
 from retail_assets.lib.engine import PartitionRange
 from retail_assets.lib.engine.spark import start_in_background
+from retail_assets.lib.orchestration.stage_runs import execute_stage
 from retail_assets.lib.registry.stages import STAGES, Stage
 from retail_assets.lib.registry.tables import BRONZE_POS_TRANSACTIONS
 
@@ -58,16 +57,12 @@ def run_stage(
     run_id = str(uuid.uuid4())
     if listener is not None:
         instance.add_event_listener(run_id, listener)
-    tags = {"retail/stage": stage.job_name}
-    if isinstance(partition, PartitionRange):
-        tags |= {RANGE_START: partition.start.isoformat(), RANGE_END: partition.end.isoformat()}
     started = time.monotonic()
-    result = job.execute_in_process(
-        instance=instance,
+    result = execute_stage(
+        job,
+        partition,
+        instance,
         run_id=run_id,
-        partition_key=None if isinstance(partition, PartitionRange) else partition,
-        raise_on_error=False,
-        tags=tags,
         # The full event log goes to the instance; the console gets warnings and errors only.
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )

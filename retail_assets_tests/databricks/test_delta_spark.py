@@ -204,6 +204,8 @@ def stores_rows(day: dt.date) -> pa.Table:
     columns = {}
     for f in schema:
         value = day if f.name == SILVER_STORES.partition_column else values.get(f.type, None)
+        if pa.types.is_list(f.type):
+            value = []
         columns[f.name] = pa.array([value, value], f.type)
     return pa.table(columns, schema=schema)
 

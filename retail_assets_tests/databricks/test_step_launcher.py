@@ -335,7 +335,12 @@ def test_bronze_silver_gold_chain_runs_through_the_step_launcher(workspace, depl
         r.dagster_event.event_specific_data
         for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     ]
-    assert {e.check_name for e in evaluations} == {quality.PRIMARY_KEY, quality.COLUMN_SCHEMA, quality.VALUE_RULES}
+    assert {e.check_name for e in evaluations} == {
+        quality.PRIMARY_KEY,
+        quality.COLUMN_SCHEMA,
+        quality.VALUE_RULES,
+        quality.QUALITY_WARNINGS,
+    }
     for evaluation in evaluations:
         assert evaluation.asset_key == jobs.CHECKED
         assert evaluation.passed, evaluation.check_name

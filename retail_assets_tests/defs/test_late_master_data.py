@@ -16,7 +16,6 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.compute as pc
 
-from retail_assets.lib.engine import DeltaRsEngine
 from retail_assets.lib.registry import rules
 from retail_assets.lib.registry.stages import STAGE, STAGES
 from retail_assets.lib.registry.tables import (
@@ -28,7 +27,7 @@ from retail_assets.lib.registry.tables import (
 )
 from retail_assets.lib.transforms import quality
 from retail_assets.tooling.main_job import run_stage
-from retail_assets_tests.simulated_week import build_defs
+from retail_assets_tests.simulated_week import ENGINE_SETTINGS, build_defs, local_engine
 
 D1 = dt.date(2026, 11, 2)
 SALES_HEADER = (
@@ -52,12 +51,26 @@ def write(landing: Path, relative: str, text: str) -> None:
 
 
 class Lake:
-    def __init__(self, root: Path, spark, monkeypatch) -> None:
+    def __init__(self, root: Path, spark, monkeypatch, engine_name: str = "delta_rs") -> None:
         self.landing = root / "landing"
         # the stream has no events these days; nothing reads the broker
-        self.defs = build_defs(root, "127.0.0.1:9", monkeypatch, RETAIL_INFERRED_WAIT_DAYS="3")
+        self.defs = build_defs(
+            root, "127.0.0.1:9", monkeypatch, RETAIL_INFERRED_WAIT_DAYS="3", **ENGINE_SETTINGS[engine_name]
+        )
         self.instance = dg.DagsterInstance.ephemeral()
-        self.engine = DeltaRsEngine(root / "lakehouse", spark=spark)
+        self.engine = local_engine(engine_name, root, spark)
+
+    def store_s1(self) -> None:
+        """The one store every test sells in, arriving on D1."""
+        write(
+            self.landing,
+            f"stores/{D1}/stores.csv",
+            "store_id,name,city,region,format,opened_on,status,updated_at\n"
+            f"S1,Main,Lyon,South,supermarket,2020-01-01,open,{D1}T06:00:00+00:00\n",
+        )
+
+    def products(self, day: dt.date, *records: dict) -> None:
+        write(self.landing, f"products/{day}/products.jsonl", "".join(json.dumps(r) + "\n" for r in records))
 
     def run(self, stage_names: list[str], partition: dt.date):
         summaries = [run_stage(self.defs, STAGE[s], partition.isoformat(), self.instance) for s in stage_names]
@@ -88,25 +101,25 @@ class Lake:
     def evaluation(self, summaries, asset: str, check: str) -> tuple[bool, dict]:
         """Whether the latest evaluation of `check` in `summaries`' runs passed, and its figures."""
         for summary in reversed(summaries):
-            for record in reversed(
-                self.instance.all_logs(summary.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
-            ):
-                e = record.dagster_event.event_specific_data
-                if "/".join(e.asset_key.path) == asset and e.check_name == check:
-                    return e.passed, {k: v.value for k, v in e.metadata.items()}
+            found = self.evaluation_in(summary.run_id, asset, check)
+            if found is not None:
+                return found
         raise AssertionError(f"no evaluation of {asset}:{check}")
+
+    def evaluation_in(self, run_id: str, asset: str, check: str) -> tuple[bool, dict] | None:
+        for record in reversed(self.instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)):
+            e = record.dagster_event.event_specific_data
+            if "/".join(e.asset_key.path) == asset and e.check_name == check:
+                return e.passed, {k: v.value for k, v in e.metadata.items()}
+        return None
 
 
 def test_a_sale_before_its_product_is_in_revenue_and_keeps_its_key_when_the_product_arrives(
-    tmp_path, spark, monkeypatch
+    tmp_path, spark, monkeypatch, engine_name
 ):
-    lake = Lake(tmp_path, spark, monkeypatch)
+    lake = Lake(tmp_path, spark, monkeypatch, engine_name)
     ts = f"{D1}T10:00:00+00:00"
-    write(
-        lake.landing,
-        f"stores/{D1}/stores.csv",
-        f"store_id,name,city,region,format,opened_on,status,updated_at\nS1,Main,Lyon,South,supermarket,2020-01-01,open,{D1}T06:00:00+00:00\n",
-    )
+    lake.store_s1()
     write(
         lake.landing, f"products/{D1}/products.jsonl", json.dumps(product("P1", "Tea", f"{D1}T06:00:00+00:00")) + "\n"
     )
@@ -174,11 +187,7 @@ def test_a_sale_before_its_product_is_in_revenue_and_keeps_its_key_when_the_prod
 
 def test_an_inferred_member_waiting_too_long_warns(tmp_path, spark, monkeypatch):
     lake = Lake(tmp_path, spark, monkeypatch)
-    write(
-        lake.landing,
-        f"stores/{D1}/stores.csv",
-        f"store_id,name,city,region,format,opened_on,status,updated_at\nS1,Main,Lyon,South,supermarket,2020-01-01,open,{D1}T06:00:00+00:00\n",
-    )
+    lake.store_s1()
     write(
         lake.landing, f"sales/{D1}/sales.csv", f"{SALES_HEADER}\nT1,1,{D1}T10:00:00+00:00,S1,P-NEVER,,1,3.00,0,card\n"
     )

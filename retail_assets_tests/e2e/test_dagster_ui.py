@@ -379,7 +379,7 @@ def test_lineage_graph_shows_sources_through_gold(dagster_dev, backfill, browser
     page = open_page(browser, f"{dagster_dev.base_url}/asset-groups?expanded={expanded}")
     page.get_by_text("sales_files", exact=True).first.wait_for()
     graph_full_width(page)
-    zoom_out_until_shown(page, (*GRAPH_TOP, *GRAPH_BOTTOM))
+    zoom_out_until_shown(page, (*GRAPH_TOP, *GRAPH_BOTTOM, *GROUPS))
     page.wait_for_timeout(1_000)
     page.screenshot(path=str(artifacts / "lineage.png"))
     # Sources, every layer and the Gold tables are on screen at once.

@@ -56,6 +56,7 @@ def stores(n: int, tag: str, day: dt.date = DAY) -> pa.Table:
             opened_on=dt.date(2020, 1, 1),
             status="open",
             updated_at=at,
+            quality_flags=[],
             extra_attributes=None,
             _source="test",
             _arrival_date=day,

@@ -119,6 +119,8 @@ def test_rebuild_replaces_the_whole_table(engine, spark):
                     opened_on=None,
                     status=None,
                     updated_at=now,
+                    is_inferred=False,
+                    inferred_since=None,
                     _processed_at=now,
                     _arrival_date=day,
                 )

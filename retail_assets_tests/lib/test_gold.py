@@ -411,8 +411,8 @@ def test_fact_sales_point_in_time_join(spark):
     c1v1, c1v2 = xxhash64(spark, "C1"), xxhash64(spark, "C1", ts(3, 10))
     p1v1, p1v2 = xxhash64(spark, "P1"), xxhash64(spark, "P1", ts(3, 12))
     s1 = xxhash64(spark, "S1")
-    # keys with no master record: their inferred members' keys; an anonymous customer: -1
-    p9, s9, c9 = xxhash64(spark, "P9"), xxhash64(spark, "S9"), xxhash64(spark, "C9")
+    # keys the dimensions do not hold (no inferred member built yet) and an anonymous customer: -1
+    p9 = s9 = c9 = tables.UNKNOWN_MEMBER_SK
     expected = {
         # (transaction_id, line_type): customer_sk, product_sk, store_sk, quantity, net_amount, date_sk
         ("T1", "sale"): (c1v1, p1v1, s1, 2, Decimal("6.00"), 20240102),

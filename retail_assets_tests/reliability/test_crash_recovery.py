@@ -209,7 +209,8 @@ def test_kill_during_silver_partition_overwrite(hostile_lake, tmp_path, monkeypa
 
 
 def test_kill_during_scd2_update(hostile_lake, tmp_path, monkeypatch, engine_name):
-    inputs = STAGE["refine_master_data"].tables
+    # the master data, and the sales lines that name keys with no record yet (inferred members)
+    inputs = (*STAGE["refine_master_data"].tables, SILVER_SALES_LINES, SILVER_RETURNS)
     copy_lake(hostile_lake.root, tmp_path, *inputs, GOLD_DIM_CUSTOMER)
     engine = local_engine(engine_name, tmp_path, hostile_lake.engine.spark)
     stale = _stale(engine, GOLD_DIM_CUSTOMER, 1)

@@ -75,6 +75,7 @@ def test_comparison_skips_volatile_columns_only():
         "net_amount": 2,
         "payment_method": "cash",
         "channel": "store_file",
+        "quality_flags": [],
         "_processed_at": dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
     }
     pipeline = pa.Table.from_pylist([row], schema=schema)

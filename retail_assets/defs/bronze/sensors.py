@@ -21,6 +21,7 @@ from retail_assets.lib.orchestration.resources import KafkaResource, LakehouseRe
 from retail_assets.lib.orchestration.sensing import KafkaCursor, decide_kafka_run, new_landing_batches
 from retail_assets.lib.registry.tables import (
     BRONZE_POS_TRANSACTIONS,
+    GOLD_DIM_DATE,
     GOLD_FACT_SALES,
     LANDING_SOURCES,
     SILVER_RETURNS,
@@ -35,10 +36,11 @@ KAFKA_INTERVAL_S = 10
 # A Kafka tick makes at most two bounded broker calls (metadata, watermarks); a landing tick none.
 KAFKA_TICK_TIMEOUT_S = 5.0
 
-# A Kafka run's tables: today's Bronze offsets, the Silver lines and returns they become and the
-# fact rows those feed, in one run and one Spark session. Runs tagged with the lane run one at a
-# time and ahead of queued catch-up work (instance settings in `cli.INSTANCE_CONFIG`).
-STREAM_LANE = (BRONZE_POS_TRANSACTIONS, SILVER_SALES_LINES, SILVER_RETURNS, GOLD_FACT_SALES)
+# A Kafka run's tables: today's Bronze offsets, the Silver lines and returns they become, the
+# day's calendar row (the fact's date key must resolve even before the day's automation made
+# it) and the fact rows those feed, in one run and one Spark session. Runs tagged with the lane
+# run one at a time and ahead of queued catch-up work (instance settings in `cli.INSTANCE_CONFIG`).
+STREAM_LANE = (BRONZE_POS_TRANSACTIONS, SILVER_SALES_LINES, SILVER_RETURNS, GOLD_DIM_DATE, GOLD_FACT_SALES)
 LANE_TAGS = {"retail/lane": "stream", "dagster/priority": "10"}
 
 IN_FLIGHT = [

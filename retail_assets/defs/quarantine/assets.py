@@ -181,15 +181,21 @@ DUPLICATES_METADATA = "duplicates"
 
 def screening_compute(run: TableRun) -> dict[str, TableOutput]:
     screening = Screening(run)
-    violations = screening.violations.cache()
-    by_rule = counts_by_day(violations, "rule")
+    # the days' rows as they stand, read before they are replaced: their history is kept
+    previous = run.read(QUARANTINE_RULE_VIOLATIONS).localCheckpoint()
+    now = dt.datetime.now(dt.UTC).isoformat()
+    violations = silver.with_history(screening.violations, previous, run_id=run.run_id, now=now).cache()
+    quarantined = violations.where("replayed_at IS NULL")
+    by_rule = counts_by_day(quarantined, "rule")
+    replayed = counts_by_day(violations.where(F.col("replayed_by") == run.run_id))
     # Exact re-sends are not quarantined: the ledger names each with the copy that was kept, and
     # each day's count is recorded on the violations' materialization too (SPEC §5).
     ledger = conform(screening.duplicates.withColumn("_batch_id", F.lit(run.run_id)), QUARANTINE_DUPLICATES).cache()
     duplicates = counts_by_day(ledger)
-    figures = reject_figures(run, violations)
+    figures = reject_figures(run, quarantined)
     for day, day_figures in figures.items():
         day_figures[DUPLICATES_METADATA] = duplicates.get((day,), 0)
+        day_figures["released"] = replayed.get((day,), 0)
         day_figures.update({f"rule_{rule}": n for (d, rule), n in sorted(by_rule.items()) if d == day})
     return {
         QUARANTINE_RULE_VIOLATIONS.name: TableOutput(violations, by_partition=figures),

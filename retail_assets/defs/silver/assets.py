@@ -19,7 +19,7 @@ from retail_assets.lib.orchestration.factories import (
     partition_rows,
     window,
 )
-from retail_assets.lib.registry import tables
+from retail_assets.lib.registry import rules, tables
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.transforms import silver
 
@@ -74,7 +74,7 @@ def shared_classification(
     return run.engine.shared_result(
         "sales_classification",
         inputs={**held, **dict.fromkeys(tables.master_data())},
-        params={"lateness_days": run.lateness_days, "candidates": candidates},
+        params={"lateness_days": run.lateness_days, "candidates": candidates, "rules": rules.digest()},
     )
 
 
@@ -84,7 +84,7 @@ def shared_arrivals_classification(run: TableRun, spec: tables.TableSpec) -> Sha
     for inventory) compute it once. Inventory is judged against the master data too. Ask before
     reading the rows."""
     inputs: dict[tables.TableSpec, str | None] = {spec.refines: str(run.partition)}
-    params: dict[str, object] = {}
+    params: dict[str, object] = {"rules": rules.digest()}
     if spec.references:
         inputs |= dict.fromkeys(tables.master_data())
         params["lateness_days"] = run.lateness_days

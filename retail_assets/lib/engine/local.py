@@ -310,6 +310,8 @@ def spark_type_name(arrow: pa.DataType) -> str:
         return f"decimal({arrow.precision},{arrow.scale})"
     if pa.types.is_timestamp(arrow):
         return "timestamp" if arrow.tz else "timestamp_ntz"
+    if pa.types.is_list(arrow) or pa.types.is_large_list(arrow) or pa.types.is_list_view(arrow):
+        return f"array<{spark_type_name(arrow.value_type)}>"
     names = {
         pa.int8(): "tinyint",
         pa.int16(): "smallint",

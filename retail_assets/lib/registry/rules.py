@@ -27,6 +27,7 @@ shown: `{datediff(_arrival_date, _event_date)}`. Every record has `_arrival_date
 
 from __future__ import annotations
 
+import hashlib
 import re
 import string
 from dataclasses import dataclass
@@ -346,6 +347,12 @@ def unknown_master(kind: str) -> str:
     if rule not in RULE:
         raise ValueError(f"no rule for an unknown {kind}")
     return rule
+
+
+def digest() -> str:
+    """The declarations as they stand, as a short digest: part of the key of every classification
+    kept for other runs, so one computed under other rules is never read as today's."""
+    return hashlib.sha256(repr(RULES).encode()).hexdigest()[:16]
 
 
 def named(rule: str) -> Rule:

@@ -419,8 +419,19 @@ QUARANTINE_RULE_VIOLATIONS = TableSpec(
     partitioning=Partitioning.ARRIVAL_DATE,
     partition_column="_arrival_date",
     primary_key=("source_table", "_source", "record_key", "rule"),
-    columns=QUARANTINE_COLUMNS,
-    description="Parsed records rejected by a Silver rule: bad values, missing keys, orphans, late and future events.",
+    columns=(
+        *QUARANTINE_COLUMNS,
+        Column(
+            "replayed_at",
+            "timestamp",
+            True,
+            "When the record left quarantine: a later run found it passing today's rules and master data "
+            "(it is in Silver since). Null while it is quarantined.",
+        ),
+        Column("replayed_by", "string", True, "Dagster run id of the screening run that released it."),
+    ),
+    description="Parsed records rejected by a Silver rule of severity drop (bad values, missing keys, late and future "
+    "events), with the history of those released since (`replayed_at`).",
     volatile_columns=VOLATILE,
     stage="screen_arrivals",
 )
@@ -790,8 +801,13 @@ GOLD_FACT_SALES = TableSpec(
             False,
             "Customer version valid at event_time (an inferred member before the customer's record arrives); -1 = anonymous.",
         ),
-        Column("product_sk", "bigint", False, "Product version valid at event_time (or its inferred member)."),
-        Column("store_sk", "bigint", False, "The store (or its inferred member)."),
+        Column(
+            "product_sk",
+            "bigint",
+            False,
+            "Product version valid at event_time (or its inferred member); -1 until the dimension holds the key.",
+        ),
+        Column("store_sk", "bigint", False, "The store (or its inferred member); -1 until the dimension holds it."),
         Column("customer_id", "string", True, "Degenerate business key (null = anonymous)."),
         Column("product_id", "string", False),
         Column("store_id", "string", False),

@@ -168,7 +168,11 @@ def exactly_once(df: DataFrame, partition_column: str) -> CheckOutcome:
     )
 
 
-def conservation(*, records_in: int, accepted: int, rejected: int, violations: int, duplicates: int) -> CheckOutcome:
+def conservation(
+    *, records_in: int, accepted: int, rejected: int, violations: int, duplicates: int, released: int = 0
+) -> CheckOutcome:
+    """`violations`: the records still quarantined; `released`: those a replay let into Silver
+    since (part of `accepted`, reported apart)."""
     accounted = accepted + rejected + violations + duplicates
     diff = records_in - accounted
     metadata = {
@@ -177,6 +181,7 @@ def conservation(*, records_in: int, accepted: int, rejected: int, violations: i
         "ingest_rejects": rejected,
         "rule_violations": violations,
         "duplicates": duplicates,
+        "released_from_quarantine": released,
         "unaccounted": diff,
     }
     if diff == 0:
@@ -249,17 +254,20 @@ def reject_rate(*, quarantined: int, records_in: int, max_rate: float) -> CheckO
 
 
 def referential_integrity(fact: DataFrame, references: dict[str, tuple[DataFrame, str]]) -> CheckOutcome:
-    """Every foreign key of `fact` names a row of its dimension (the unknown member included).
+    """Every foreign key of `fact` names a row of its dimension.
 
-    `references` maps a fact column to (dimension DataFrame, its key column). One pass over the
-    fact: each dimension's keys are broadcast and joined, and one aggregation counts them all.
+    `references` maps a fact column to (dimension DataFrame, its key column). The unknown member
+    (-1) belongs to every dimension by definition, built or not yet (a stream run keys a line to
+    it before the dimensions' first build); the SCD2 check proves each dimension holds it. One
+    pass over the fact: each dimension's keys are broadcast and joined, one aggregation counts.
     """
     joined, figures = fact, [F.count(F.lit(1)).alias("rows")]
     for i, (fk, (dim, pk)) in enumerate(references.items()):
         keys = dim.select(F.col(pk).alias(f"_pk{i}")).distinct().withColumn(f"_found{i}", F.lit(True))
         joined = joined.join(F.broadcast(keys), F.col(fk) == F.col(f"_pk{i}"), "left")
         # a null key matches no dimension row: unresolved, as an anti-join counts it
-        figures.append(F.sum(F.col(f"_found{i}").isNull().cast("int")).alias(f"{fk}_unresolved"))
+        unresolved = F.col(f"_found{i}").isNull() & ~F.coalesce(F.col(fk) == UNKNOWN_MEMBER_SK, F.lit(False))
+        figures.append(F.sum(unresolved.cast("int")).alias(f"{fk}_unresolved"))
         figures.append(F.sum((F.col(fk) == UNKNOWN_MEMBER_SK).cast("int")).alias(f"{fk}_unknown_member"))
     row = joined.agg(*figures).first().asDict()
     metadata: dict[str, Any] = {name: int(_plain(value)) for name, value in row.items()}

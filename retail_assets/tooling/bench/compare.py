@@ -77,7 +77,7 @@ def compare_tables(spec: TableSpec, pipeline: pa.Table, baseline: pa.Table, *, e
     except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         result.problem = f"cannot be compared: {exc}"
         return result
-    order = [(c, "ascending") for c in left.column_names]
+    order = [(c, "ascending") for c in left.column_names if not pa.types.is_list(left.schema.field(c).type)]
     if left.num_rows == right.num_rows and left.sort_by(order).equals(right.sort_by(order)):
         return result
     # Only when they differ: count rows as multisets to say what differs.
@@ -95,7 +95,8 @@ def compare_tables(spec: TableSpec, pipeline: pa.Table, baseline: pa.Table, *, e
 
 def _rows(table: pa.Table) -> list[tuple]:
     columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
-    return list(zip(*columns))
+    # lists (`quality_flags`) as tuples: rows are counted as multisets
+    return [tuple(tuple(v) if isinstance(v, list) else v for v in row) for row in zip(*columns)]
 
 
 def compare_gold(lakehouse: Path, baseline_out: Path, specs: tuple[TableSpec, ...]) -> list[TableComparison]:

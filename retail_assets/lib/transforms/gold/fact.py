@@ -21,7 +21,6 @@ from retail_assets.lib.transforms.gold.common import (
     _require,
     _timestamp_literal,
     date_sk,
-    surrogate_key,
 )
 
 # Silver sales/returns columns the fact carries; the amounts are negated for returns.
@@ -55,9 +54,10 @@ def _point_in_time_sk(lines: DataFrame, dim: DataFrame, *, key: str, sk_column: 
     - the version with the greatest valid_from <= event_time, if event_time < its valid_to;
     - a key whose first version starts after the event gets its first version (late-arriving
       dimension member);
-    - a key absent from the dimension gets xxhash64(key): its inferred member's surrogate key,
-      which the key's first master record keeps when it arrives (`dimensions.py`);
-    - a null key (an anonymous customer) gets the unknown member (-1).
+    - a null key (an anonymous customer), or one the dimension does not hold yet, gets the
+      unknown member (-1). A key sales named before its master record has an inferred member in
+      the dimension (`dimensions.py`), so -1 for a named key only means the dimension has not
+      been rebuilt since the line arrived: the next build of the day, after it, keys the line.
     """
     line_struct = T.StructType(list(lines.schema.fields))
     version_type = T.StructType(
@@ -107,7 +107,6 @@ def _point_in_time_sk(lines: DataFrame, dim: DataFrame, *, key: str, sk_column: 
                 F.col("_valid.sk"),
             )
             .when(F.col("_valid").isNull() & F.col("_first").isNotNull(), F.col("_first.sk"))
-            .when(F.col("_first").isNull(), surrogate_key(F.col("_k")))
             .otherwise(F.lit(UNKNOWN_MEMBER_SK).cast("bigint"))
             .alias(sk_column),
         )
@@ -136,8 +135,8 @@ def build_fact_sales(
     arrived, or was dated, after the sale), the line takes that first version rather than
     the unknown member, so the customer/product is still attributed. A key with no master
     record gets its inferred member; an anonymous line (null customer_id) gets -1. `dim_store`
-    is SCD1: joined on store_id, its inferred member when absent. No line is ever dropped or
-    duplicated: the output has exactly count(sales_lines) + count(returns) rows.
+    is SCD1: joined on store_id (the inferred member included), -1 when absent. No line is ever
+    dropped or duplicated: the output has exactly count(sales_lines) + count(returns) rows.
     """
     _require(sales_lines, _LINE_COLUMNS, "sales_lines")
     _require(returns, _LINE_COLUMNS, "returns")
@@ -160,7 +159,7 @@ def build_fact_sales(
     )
     fact = (
         lines.join(F.broadcast(stores), on="store_id", how="left")
-        .withColumn("store_sk", F.coalesce(F.col("store_sk"), surrogate_key("store_id")))
+        .withColumn("store_sk", F.coalesce(F.col("store_sk"), F.lit(UNKNOWN_MEMBER_SK).cast("bigint")))
         .withColumn("date_sk", date_sk(F.col("event_date")))
         .withColumn("_processed_at", _timestamp_literal(processed_at))
     )

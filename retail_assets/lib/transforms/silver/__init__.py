@@ -23,7 +23,7 @@ from retail_assets.lib.transforms.silver.refinements import (
     known_keys,
     split_outputs,
 )
-from retail_assets.lib.transforms.silver.rejects import count_records_in, ingest_rejects
+from retail_assets.lib.transforms.silver.rejects import count_records_in, ingest_rejects, with_history
 from retail_assets.lib.transforms.silver.sales import (
     CANDIDATE_COLUMNS,
     POS_LINE_FIELDS,
@@ -55,4 +55,5 @@ __all__ = [
     "sales_candidates_from_files",
     "sales_outputs",
     "split_outputs",
+    "with_history",
 ]

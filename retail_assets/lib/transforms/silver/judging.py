@@ -166,7 +166,9 @@ def judge(df: DataFrame, checks: Sequence[Check]) -> DataFrame:
             "_rule": f"get(filter(_failures, x -> {_of(rules.Severity.DROP)}), 0).rule",
             "_reason": "nullif(array_join(_failures.message, '; '), '')",
             "_flags": f"array_distinct(transform(filter(_failures, x -> {_of(rules.Severity.WARN)}), x -> x.rule))",
-            "_fatal": f"concat(get({fatal}, 0).rule, ': ', get({fatal}, 0).message)",
+            "_fatal": f"concat(get({fatal}, 0).rule, ': ', get({fatal}, 0).message)"
+            if rules.with_severity(rules.Severity.FAIL)
+            else "CAST(NULL AS STRING)",
         },
     ).drop("_failures")
 
@@ -366,6 +368,8 @@ def violation_rows(classified: DataFrame, *, batch_id: str) -> DataFrame:
         "_event_date AS event_date",
         "_arrival_date",
         f"{sql_string(batch_id)} AS _batch_id",
+        "CAST(NULL AS TIMESTAMP) AS replayed_at",
+        "CAST(NULL AS STRING) AS replayed_by",
     )
     return conform(out, QUARANTINE_RULE_VIOLATIONS)
 

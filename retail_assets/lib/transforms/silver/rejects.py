@@ -31,6 +31,26 @@ def ingest_rejects(bronze: DataFrame, *, source_table: str, batch_id: str) -> Da
     return conform(out, QUARANTINE_INGEST_REJECTS)
 
 
+def with_history(current: DataFrame, previous: DataFrame, *, run_id: str, now: str) -> DataFrame:
+    """Today's violations of some arrival days (`current`), and the history of those days'
+    earlier rows (`previous`, materialized: the table is about to be overwritten).
+
+    A record quarantined before but no longer (today's rules and master data let it pass: it is in
+    Silver now) keeps its row, stamped `replayed_at` = `now` and `replayed_by` = `run_id`; rows
+    released earlier keep their stamps. A record quarantined again drops its released row: its
+    current row says where it is."""
+    record = ["source_table", "_source", "record_key"]
+    held = current.select(*record).distinct()
+    released = (
+        previous.where("replayed_at IS NULL")
+        .join(held, record, "left_anti")
+        .withColumn("replayed_at", F.lit(now).cast("timestamp"))
+        .withColumn("replayed_by", F.lit(run_id))
+    )
+    earlier = previous.where("replayed_at IS NOT NULL").join(held, record, "left_anti")
+    return current.unionByName(released.select(*current.columns)).unionByName(earlier.select(*current.columns))
+
+
 def count_records_in(bronze_df: DataFrame, source_table: str) -> DataFrame:
     """Records in, per arrival date: DataFrame(_arrival_date date, records bigint).
 
