@@ -54,8 +54,9 @@ class ReplayPlan:
             ("refine_master_data", self.master_days),
             ("refine_sales", business),
             ("screen_arrivals", self.days.days()),
-            # the dimensions are rebuilt whole, once, as of the newest day they were built for
-            ("build_dimensions", [dimensions_day] if self.master_days else []),
+            # rebuilt whole, once, as of the newest day they were built for: released master records
+            # are versions, released sales lines may name keys that need an inferred member
+            ("build_dimensions", [dimensions_day]),
             ("build_gold", business),
         ]
         return [(stage, days) for stage, days in planned if days]
