@@ -81,7 +81,12 @@ def test_a_replay_after_a_rule_change_moves_exactly_the_affected_records_into_go
     assert sum(r["net_amount"] for r in lake.engine.read_arrow(GOLD_FACT_SALES).to_pylist()) == Decimal("23.00")
     # their quarantine rows are history now: when, and by which of the replay's runs
     children = lake.instance.get_runs(filters=dg.RunsFilter(tags={REPLAY_TAG: done.run_id}))
-    assert [r.job_name for r in reversed(children)] == ["refine_sales", "screen_arrivals", "build_dimensions", "build_gold"]
+    assert [r.job_name for r in reversed(children)] == [
+        "refine_sales",
+        "screen_arrivals",
+        "build_dimensions",
+        "build_gold",
+    ]
     rows = {r["record_key"]: r for r in lake.engine.read_arrow(QUARANTINE_RULE_VIOLATIONS).to_pylist()}
     screening = next(r.run_id for r in children if r.job_name == "screen_arrivals")
     for key in ("T2:1", "T3:1"):
