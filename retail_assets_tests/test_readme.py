@@ -132,13 +132,11 @@ def in_background(
 
 
 def stop(process: subprocess.Popen) -> int | None:
-    """Ctrl-C, then the whole process group if it lingers; returns the command's own exit code.
-    `dagster dev` stops its daemon and webserver one after the other; on this two-core machine,
-    with the rest of the suite running beside it, that has taken over a minute."""
+    """Ctrl-C, then the whole process group if it lingers; returns the command's own exit code."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:
-            process.wait(timeout=180)
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             pass
     code = process.poll()
