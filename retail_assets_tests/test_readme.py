@@ -107,9 +107,10 @@ def workspace(tmp_path_factory) -> Workspace:
 
 
 def in_background(
-    argv: list[str], env: dict[str, str], log: Path, ready: str, timeout: float = 240
+    argv: list[str], env: dict[str, str], log: Path, ready: str, timeout: float = 240, *, sigint_ignored: bool = False
 ) -> subprocess.Popen:
-    """Start a long-running command; wait until its output shows `ready`."""
+    """Start a long-running command; wait until its output shows `ready`. `sigint_ignored`:
+    started as a script's background job is, with SIGINT ignored (Ctrl-C must still stop it)."""
     program = str(BIN / argv[0]) if (BIN / argv[0]).exists() else argv[0]
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -119,6 +120,7 @@ def in_background(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
         )
     deadline = time.monotonic() + timeout
     while ready not in log.read_text(errors="replace"):
@@ -165,7 +167,9 @@ def run_ui(argv, ws: Workspace) -> None:
     rest = replace_option(replace_option(rest, "-h", "127.0.0.1"), "-p", port)
     head = argv[: argv.index("--")] if "--" in argv else argv
     head = replace_option(replace_option(head, "--data-root", str(ws.data_root)), "--kafka-port", str(free_port()))
-    process = in_background([*head, "--", *rest], ws.env, ws.root / "ui.log", "Serving dagster-webserver on")
+    process = in_background(
+        [*head, "--", *rest], ws.env, ws.root / "ui.log", "Serving dagster-webserver on", sigint_ignored=True
+    )
     assert stop(process) == 0, (ws.root / "ui.log").read_text()[-3000:]
 
 

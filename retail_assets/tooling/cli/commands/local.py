@@ -201,6 +201,10 @@ def ui(data_root: Path, kafka_port: int, spark_per_run: bool, dagster_dev_args: 
     import contextlib
     import subprocess
 
+    # Ctrl-C must stop it even when it was started with SIGINT ignored (a background job of a
+    # script, a harness whose process ignores it): take the signal back; `dagster dev` then
+    # starts with the default disposition too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     root = Path(data_root).resolve()
     rest = list(dagster_dev_args)
     webserver_port = _port_argument(rest) or WEBSERVER_PORT
