@@ -558,6 +558,7 @@ class UnityCatalog:
         return self.register_table(
             spec.catalog_name(catalog, env),
             [(c.name, c.type, c.nullable) for c in spec.columns],
+            table_type="VIEW" if spec.view is not None else "MANAGED",
             comment=spec.description,
         )
 

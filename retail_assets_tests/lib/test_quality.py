@@ -9,6 +9,7 @@ import pytest
 
 from retail_assets.lib.registry.tables import GOLD_DIM_PRODUCT, SILVER_SALES_LINES
 from retail_assets.lib.transforms import quality
+from retail_assets.lib.transforms.gold import integrity
 
 UTC = dt.UTC
 
@@ -150,7 +151,7 @@ def test_referential_integrity_counts_unresolved_null_and_unknown_keys(spark):
     dim_product = spark.createDataFrame([(-1,), (10,), (10,)], "product_sk bigint")  # keys repeat across versions
     fact = spark.createDataFrame([(1, 10), (2, -1), (-1, 10)], "store_sk bigint, product_sk bigint")
     references = {"store_sk": (dim_store, "store_sk"), "product_sk": (dim_product, "product_sk")}
-    ok = quality.referential_integrity(fact, references)
+    ok = integrity.referential_integrity(fact, references)
     assert ok.passed
     assert ok.metadata == {
         "rows": 3,
@@ -163,7 +164,7 @@ def test_referential_integrity_counts_unresolved_null_and_unknown_keys(spark):
     broken = fact.unionByName(
         spark.createDataFrame([(3, 10), (None, 11), (1, 10)], "store_sk bigint, product_sk bigint")
     )
-    outcome = quality.referential_integrity(broken, references)
+    outcome = integrity.referential_integrity(broken, references)
     assert not outcome.passed
     assert (
         outcome.metadata["rows"],
@@ -191,24 +192,24 @@ def test_scd2_integrity(spark):
     t = [dt.datetime(2026, 11, d, tzinfo=UTC) for d in (1, 2, 3)]
     unknown = (-1, "__unknown__", dt.datetime(1900, 1, 1, tzinfo=UTC), None, True)
     good = [unknown, (1, "P1", t[0], t[1], False), (2, "P1", t[1], None, True), (3, "P2", t[0], None, True)]
-    assert quality.scd2_integrity(_dim(spark, good), key="product_id", surrogate_key="product_sk").passed
+    assert integrity.scd2_integrity(_dim(spark, good), key="product_id", surrogate_key="product_sk").passed
     two_current = [unknown, (1, "P1", t[0], t[1], True), (2, "P1", t[1], None, True)]
-    out = quality.scd2_integrity(_dim(spark, two_current), key="product_id", surrogate_key="product_sk")
+    out = integrity.scd2_integrity(_dim(spark, two_current), key="product_id", surrogate_key="product_sk")
     assert not out.passed and out.metadata["keys_without_exactly_one_current"] == 1
     overlap = [unknown, (1, "P1", t[0], t[2], False), (2, "P1", t[1], None, True)]
-    out = quality.scd2_integrity(_dim(spark, overlap), key="product_id", surrogate_key="product_sk")
+    out = integrity.scd2_integrity(_dim(spark, overlap), key="product_id", surrogate_key="product_sk")
     assert not out.passed and out.metadata["gaps_or_overlaps"] == 1
     no_unknown = good[1:]
-    assert not quality.scd2_integrity(_dim(spark, no_unknown), key="product_id", surrogate_key="product_sk").passed
+    assert not integrity.scd2_integrity(_dim(spark, no_unknown), key="product_id", surrogate_key="product_sk").passed
 
 
 def test_referential_integrity(spark):
     dim = spark.createDataFrame([(-1,), (10,)], "product_sk bigint")
     fact_ok = spark.createDataFrame([(10,), (-1,)], "product_sk bigint")
-    ok = quality.referential_integrity(fact_ok, {"product_sk": (dim, "product_sk")})
+    ok = integrity.referential_integrity(fact_ok, {"product_sk": (dim, "product_sk")})
     assert ok.passed and ok.metadata["product_sk_unknown_member"] == 1
     fact_bad = spark.createDataFrame([(10,), (11,)], "product_sk bigint")
-    bad = quality.referential_integrity(fact_bad, {"product_sk": (dim, "product_sk")})
+    bad = integrity.referential_integrity(fact_bad, {"product_sk": (dim, "product_sk")})
     assert not bad.passed and bad.metadata["product_sk_unresolved"] == 1
 
 
@@ -224,11 +225,11 @@ def test_no_raw_pii(spark):
         [("j***@example.com", "a" * 64, "*********23", "T0120261101000042")],
         "email_masked string, email_hash string, phone_masked string, transaction_id string",
     )
-    assert quality.no_raw_pii(clean, phones).passed
+    assert integrity.no_raw_pii(clean, phones).passed
     leaked_email = spark.createDataFrame([("jane.doe@example.com",)], "email_masked string")
-    assert not quality.no_raw_pii(leaked_email, phones).passed
+    assert not integrity.no_raw_pii(leaked_email, phones).passed
     leaked_phone = spark.createDataFrame([("442079460123",)], "note string")
-    out = quality.no_raw_pii(leaked_phone, phones)
+    out = integrity.no_raw_pii(leaked_phone, phones)
     assert not out.passed and out.metadata["values_with_raw_pii"] == 1
 
 

@@ -28,7 +28,7 @@ from retail_assets.lib.registry.tables import (
 )
 from retail_assets.lib.sources import kafka as kafka_lib
 from retail_assets.lib.sources.landing import scan_landing
-from retail_assets.lib.transforms import quality
+from retail_assets.lib.transforms.gold import integrity
 from retail_assets.tooling.broker import LocalBroker, ensure_topic, produce
 from retail_assets.tooling.cli import main as cli_main
 from retail_assets_tests.reliability import hostile
@@ -135,7 +135,7 @@ def test_no_gold_table_holds_raw_email_or_phone(hostile_lake):
                 assert not any(e in lowered for e in emails), f"{spec.key}.{name} holds a raw e-mail"
                 digits = "".join(ch for ch in value if ch.isdigit())
                 assert not any(p in digits for p in phones), f"{spec.key}.{name} holds a raw phone number"
-        assert quality.no_raw_pii(engine.read(spec), raw_phones).passed, spec.key
+        assert integrity.no_raw_pii(engine.read(spec), raw_phones).passed, spec.key
     # hashed and masked, not dropped: analysts can still join and recognise a customer
     dim = engine.read_arrow(next(t for t in gold if t.name == "dim_customer")).to_pylist()
     ada = [r for r in dim if r["customer_id"] == "C001"]
@@ -148,7 +148,7 @@ def test_no_gold_table_holds_raw_email_or_phone(hostile_lake):
 def test_raw_pii_check_fails_on_a_leaking_table(spark):
     leaking = spark.createDataFrame([("C001", "ada.lovelace@example.com")], "customer_id string, contact string")
     phones = spark.createDataFrame([("+33 6 12 34 56 78",)], "phone string")
-    assert not quality.no_raw_pii(leaking, phones).passed
+    assert not integrity.no_raw_pii(leaking, phones).passed
 
 
 # ---------------------------------------------------------------------------------------------

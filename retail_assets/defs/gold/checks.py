@@ -13,13 +13,14 @@ from pyspark.sql import functions as F
 from retail_assets.lib.orchestration.factories import CheckRun, TableCheck, build_table_checks, standard_checks
 from retail_assets.lib.registry import tables
 from retail_assets.lib.transforms import quality
+from retail_assets.lib.transforms.gold import integrity
 
 
 def scd2_check(key: str, surrogate_key: str) -> TableCheck:
     return TableCheck(
         quality.SCD2_INTEGRITY,
         "Exactly one current version per key, validity intervals contiguous and never overlapping, one unknown member.",
-        lambda r: quality.scd2_integrity(r.frame, key=key, surrogate_key=surrogate_key),
+        lambda r: integrity.scd2_integrity(r.frame, key=key, surrogate_key=surrogate_key),
         blocking=True,
     )
 
@@ -27,7 +28,7 @@ def scd2_check(key: str, surrogate_key: str) -> TableCheck:
 NO_RAW_PII_CHECK = TableCheck(
     quality.NO_RAW_PII,
     "No string column holds a raw e-mail address or phone number; only hashes and masks.",
-    lambda r: quality.no_raw_pii(r.frame, r.read_all(tables.SILVER_CUSTOMERS).select("phone")),
+    lambda r: integrity.no_raw_pii(r.frame, r.read_all(tables.SILVER_CUSTOMERS).select("phone")),
     blocking=True,
     reads=(tables.SILVER_CUSTOMERS,),
     range_safe=True,
@@ -39,7 +40,7 @@ def inferred_check(key: str) -> TableCheck:
         quality.INFERRED_WAITING,
         "No inferred member (a key sales named before its master record arrived) has waited longer than "
         "`inferred_wait_days` for its record.",
-        lambda r: quality.inferred_members_waiting(
+        lambda r: integrity.inferred_members_waiting(
             r.frame, key, as_of=r.partition.end, wait_days=r.lakehouse.inferred_wait_days
         ),
         severity=dg.AssetCheckSeverity.WARN,
@@ -48,7 +49,7 @@ def inferred_check(key: str) -> TableCheck:
 
 
 def fact_references(run: CheckRun) -> quality.CheckOutcome:
-    return quality.referential_integrity(
+    return integrity.referential_integrity(
         run.frame,
         {
             "customer_sk": (run.read_all(tables.GOLD_DIM_CUSTOMER), "customer_sk"),
@@ -165,6 +166,36 @@ def inventory_rows_match(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
     return {d: quality.reconciliation({"store_product_rows": (rows[d]["n"], expected[d]["n"])}) for d in days}
 
 
+def serving_check(spec: tables.TableSpec) -> TableCheck:
+    """A serving shape against the table whose rows it serves, matched by that table's key."""
+    view = spec.view
+    assert view is not None
+    source = view.rows_of
+
+    def by_day(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
+        rows = run.read_all(source) if source.rebuild else run.read(source)
+        if view.where:
+            rows = rows.where(view.where)
+        day = None if spec.rebuild else spec.partition_column
+        return integrity.serves_source(run.frame, rows, source.primary_key, day, run.partition.days())
+
+    description = (
+        f"One row for each row of `{source.key}`"
+        + (f" where `{view.where}`" if view.where else "")
+        + ", matched by its key: no line dropped or repeated by a join, no table older than its source."
+    )
+    if spec.rebuild:  # the whole table, whichever day is checked
+        return TableCheck(
+            quality.SERVES_SOURCE,
+            description,
+            lambda r: by_day(r)[r.partition.end],
+            blocking=True,
+            reads=(source,),
+            range_safe=True,
+        )
+    return TableCheck.grouped_by_day(quality.SERVES_SOURCE, description, by_day, blocking=True, reads=(source,))
+
+
 EXTRA_CHECKS: dict[str, list[TableCheck]] = {
     tables.GOLD_DIM_CUSTOMER.key: [
         scd2_check("customer_id", "customer_sk"),
@@ -213,7 +244,10 @@ EXTRA_CHECKS: dict[str, list[TableCheck]] = {
 }
 
 gold_checks = [
-    build_table_checks(spec, [*standard_checks(spec), *EXTRA_CHECKS.get(spec.key, [])])
+    build_table_checks(
+        spec,
+        [*standard_checks(spec), *EXTRA_CHECKS.get(spec.key, []), *([serving_check(spec)] if spec.view else [])],
+    )
     for spec in tables.TABLES
     if spec.layer is tables.Layer.GOLD
 ]

@@ -120,7 +120,7 @@ class CommitInfo:
 
     table: str
     location: str
-    version: int
+    version: int | None  # None: a view was stated, no commit made
     operation: str
     rows_written: int
     # A few of the rows written, for the materialization's preview.
@@ -129,6 +129,14 @@ class CommitInfo:
 
 class LakehouseEngine(ABC):
     """Reads and writes registered tables; knows nothing about what the tables mean."""
+
+    # Whether serving shapes (`TableSpec.view`) are views in the engine's catalog. An engine
+    # without a catalog writes the rows of their SELECT as a table instead (`publish`).
+    catalog_views: bool = False
+
+    def is_view(self, spec: TableSpec) -> bool:
+        """The table is a catalog view here: no files, commits, history or maintenance of its own."""
+        return self.catalog_views and spec.view is not None
 
     @property
     @abstractmethod
@@ -226,6 +234,32 @@ class LakehouseEngine(ABC):
     @abstractmethod
     def overwrite_table(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream) -> CommitInfo:
         """Atomically replace the whole table with `data` (one commit; used by rebuilt tables)."""
+
+    def publish(self, spec: TableSpec, partitions: PartitionRange) -> CommitInfo:
+        """Serve a serving shape for the partitions: state its catalog view (a changed SELECT
+        takes effect; the view shows its inputs as they stand), or, without a catalog, write the
+        SELECT's rows of those partitions as the table."""
+        if spec.view is None:
+            raise ValueError(f"{spec.key} is a table of its own, not a SELECT over others")
+        if self.is_view(spec):
+            return self.create_view(spec)
+        return self.write(spec, self.view_rows(spec, partitions), partitions)
+
+    def view_rows(self, spec: TableSpec, partitions: PartitionRange | None = None) -> DataFrame:
+        """The rows of a serving shape's SELECT over its inputs as they stand: of `partitions`
+        where an input has the shape's calendar, whole where it is rebuilt or has another."""
+        assert spec.view is not None
+        frames = {
+            t.name: self.read(
+                t, None if partitions is None or t.rebuild or t.partitioning is not spec.partitioning else partitions
+            )
+            for t in spec.view.reads
+        }
+        return self.spark.sql(spec.view.select, **frames).select(*spec.column_names)
+
+    def create_view(self, spec: TableSpec) -> CommitInfo:
+        """(Re)state a serving shape as a view in the engine's catalog."""
+        raise NotImplementedError(f"{type(self).__name__} names no tables in a catalog, so it holds no views")
 
     def write(self, spec: TableSpec, data: DataFrame | pa.Table | RowStream, partitions: PartitionRange) -> CommitInfo:
         """Write an asset's output the way its registry entry says: rebuild or partition overwrite."""

@@ -59,7 +59,10 @@ _NOT_NULL = ("DELTA_NOT_NULL_CONSTRAINT_VIOLATED", "NOT NULL constraint violated
 
 class DeltaSparkEngine(LakehouseEngine):
     """Delta tables through delta-spark: Unity Catalog managed tables on a Databricks cluster,
-    or, with `root`, external tables under a local folder named through Spark's session catalog."""
+    or, with `root`, external tables under a local folder named through Spark's session catalog.
+    Serving shapes are views in the same catalog."""
+
+    catalog_views = True
 
     def __init__(
         self, catalog: str, env: str, spark: SparkSession | None = None, *, root: str | Path | None = None
@@ -100,6 +103,8 @@ class DeltaSparkEngine(LakehouseEngine):
         return None if self.root is None else self.root / "_scratch" / name
 
     def exists(self, spec: TableSpec) -> bool:
+        if self.is_view(spec):
+            return self._view_exists(spec)
         path = self.path(spec)
         if path is None:
             return self.spark.catalog.tableExists(self.location(spec))
@@ -107,6 +112,42 @@ class DeltaSparkEngine(LakehouseEngine):
             return False
         self._attach(spec)
         return True
+
+    def _view_exists(self, spec: TableSpec) -> bool:
+        """A view in Unity Catalog exists once stated. The local session catalog forgets its views
+        with its JVM, as it forgets table names: a view whose inputs are all on disk is stated
+        again from its registry entry on first use in this engine, as a table is named after its folder."""
+        name = self.location(spec)
+        if self.root is not None and name not in self._attached:
+            assert spec.view is not None
+            if not all(self.exists(t) for t in spec.view.reads):
+                return False
+            self.spark.sql(self._view_sql(spec))
+            self._attached.add(name)
+        return self.spark.catalog.tableExists(name)
+
+    def _view_sql(self, spec: TableSpec) -> str:
+        assert spec.view is not None
+        columns = ", ".join(
+            f"{quote_name(c.name)}" + (f" COMMENT {sql_string(c.description)}" if c.description else "")
+            for c in spec.columns
+        )
+        names = {t.name: quote_name(self.location(t)) for t in spec.view.reads}
+        return (
+            f"CREATE OR REPLACE VIEW {quote_name(self.location(spec))} ({columns})\n"
+            f"COMMENT {sql_string(spec.description)}\nAS {spec.view.sql(names)}"
+        )
+
+    def create_view(self, spec: TableSpec) -> CommitInfo:
+        assert spec.view is not None
+        for table in spec.view.reads:  # a view names its inputs: they exist, empty if never written
+            self._ensure_table(table)
+        folder = None if self.root is None else str(self.root / spec.layer.value)
+        self.spark.sql(create_schema_sql(self.catalog, spec.layer, self.env, folder))
+        self.spark.sql(self._view_sql(spec))
+        self._attached.add(self.location(spec))
+        preview = self.spark.read.table(self.location(spec)).limit(PREVIEW_ROWS).toArrow()
+        return CommitInfo(spec.key, self.location(spec), None, "CREATE VIEW", 0, preview)
 
     def _registered_path(self, name: str) -> str | None:
         if not self.spark.catalog.tableExists(name):
@@ -353,16 +394,18 @@ class DeltaSparkEngine(LakehouseEngine):
     # ---- table state ---------------------------------------------------------------------
 
     def stored_schema(self, spec: TableSpec) -> list[tuple[str, str]]:
+        """As the Delta log stores it; a view's, as its SELECT produces it."""
         if not self.exists(spec):
             return []
         return [(f.name, f.dataType.simpleString()) for f in self.spark.read.table(self.location(spec)).schema.fields]
 
     def version(self, spec: TableSpec) -> int | None:
+        """None for a view: it has no commits."""
         latest = self.history(spec, 1) if self.exists(spec) else []
         return int(latest[0]["version"]) if latest else None
 
     def history(self, spec: TableSpec, limit: int = 5) -> list[dict[str, Any]]:
-        if not self.exists(spec):
+        if self.is_view(spec) or not self.exists(spec):
             return []
         rows = self.spark.sql(history_sql(self.location(spec), limit)).collect()
         return [history_entry(r.asDict(recursive=True)) for r in rows]
@@ -374,7 +417,7 @@ class DeltaSparkEngine(LakehouseEngine):
         read directly. Versions only grow per app id, so the maximum over what is still retained
         is the latest one.
         """
-        if not self.exists(spec):
+        if self.is_view(spec) or not self.exists(spec):
             return None
 
         detail = self.spark.sql(f"DESCRIBE DETAIL {quote_name(self.location(spec))}").first()
@@ -404,6 +447,8 @@ class DeltaSparkEngine(LakehouseEngine):
     def optimize(
         self, spec: TableSpec, partitions: PartitionRange | None = None, *, zorder: bool = True
     ) -> dict[str, Any]:
+        if self.is_view(spec):
+            return {"skipped": "a view has no files"}
         if not self.exists(spec):
             return {"skipped": "table does not exist"}
         sql = optimize_sql(spec, self.location(spec), partitions, zorder=zorder)
@@ -416,6 +461,8 @@ class DeltaSparkEngine(LakehouseEngine):
         }
 
     def vacuum(self, spec: TableSpec, retain_hours: int = DEFAULT_VACUUM_RETAIN_HOURS) -> dict[str, Any]:
+        if self.is_view(spec):
+            return {"skipped": "a view has no files"}
         if not self.exists(spec):
             return {"skipped": "table does not exist"}
         sql = vacuum_sql(self.location(spec), retain_hours)

@@ -11,7 +11,8 @@ splitting it would scatter what it exists to keep in one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import pyarrow as pa
@@ -82,6 +83,33 @@ class LandingSource:
     key_fields: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class View:
+    """A serving shape: a table that is one SELECT over other registered tables.
+
+    Where the engine names tables in a catalog (delta-spark: Unity Catalog, Spark's session
+    catalog locally) it is a catalog view of that SELECT; elsewhere (delta-rs) the SELECT's rows
+    are written as a Delta table of the same name and schema. `select` is Spark SQL naming each
+    table it reads as `{name}` (its registry name); `rows_of` is the table whose rows it serves
+    one for one (`where` filters them), which its `serves_its_source` check counts against.
+    """
+
+    reads: tuple[TableSpec, ...]
+    select: str
+    rows_of: TableSpec
+    where: str | None = None
+
+    def __post_init__(self) -> None:
+        named = set(re.findall(r"\{(\w+)\}", self.select))
+        known = {t.name for t in self.reads}
+        if named != known or self.rows_of not in self.reads:
+            raise ValueError(f"a view's SELECT names {sorted(named)}, it declares it reads {sorted(known)}")
+
+    def sql(self, names: dict[str, str]) -> str:
+        """The SELECT with each table it reads named as `names` says (registry name -> SQL name)."""
+        return self.select.format(**names)
+
+
 @dataclass(frozen=True, eq=False)  # registry entries are singletons: identity is equality
 class TableSpec:
     layer: Layer
@@ -114,6 +142,8 @@ class TableSpec:
     # and the columns that must name a known master record (column -> Silver master table).
     refines: TableSpec | None = None
     references: tuple[tuple[str, TableSpec], ...] = ()
+    # Serving shapes (Gold for BI): the SELECT the table is, over other tables.
+    view: View | None = None
 
     @property
     def key(self) -> str:
@@ -955,6 +985,124 @@ GOLD_AGG_INVENTORY_COVER = TableSpec(
     non_negative=("on_hand_qty",),
 )
 
+# ---------------------------------------------------------------------------------------------
+# Serving shapes: what BI tools read, each one SELECT over the star schema
+# ---------------------------------------------------------------------------------------------
+
+# History columns a current snapshot leaves out: every row is the current version.
+_HISTORY_ONLY = ("valid_to", "is_current", "version")
+
+
+def _current_snapshot(dimension: TableSpec) -> TableSpec:
+    """The dimension's current version of every business key (the unknown member included)."""
+    key = dimension.primary_key[0].removesuffix("_sk") + "_id"
+    columns = tuple(
+        replace(c, derived_from=((dimension, c.name),), description=c.description)
+        for c in dimension.columns
+        if c.name not in _HISTORY_ONLY
+    )
+    versioned = "is_current" in dimension.column_names
+    where = "is_current" if versioned else None
+    listed = ", ".join(f"`{c.name}`" for c in columns)
+    return TableSpec(
+        layer=Layer.GOLD,
+        name=f"{dimension.name}_current",
+        grain=f"one row per {key.removesuffix('_id')}: its current attributes (an inferred member's while it waits), plus the unknown member",
+        partitioning=dimension.partitioning,
+        partition_column=dimension.partition_column,
+        primary_key=(key,),
+        columns=columns,
+        description=f"Current snapshot of `{dimension.key}` for BI: "
+        + ("its current versions." if versioned else "the dimension as it stands (type 1 keeps only the latest)."),
+        volatile_columns=dimension.volatile_columns,
+        rebuild=True,
+        stage=dimension.stage,
+        view=View(
+            reads=(dimension,),
+            select=f"SELECT {listed} FROM {{{dimension.name}}}" + (f" WHERE {where}" if where else ""),
+            rows_of=dimension,
+            where=where,
+        ),
+    )
+
+
+GOLD_DIM_CUSTOMER_CURRENT = _current_snapshot(GOLD_DIM_CUSTOMER)
+GOLD_DIM_PRODUCT_CURRENT = _current_snapshot(GOLD_DIM_PRODUCT)
+GOLD_DIM_STORE_CURRENT = _current_snapshot(GOLD_DIM_STORE)
+
+# The dimension attributes the denormalized sales table carries, under the names it gives them:
+# (dimension, its key in the fact, {dimension column: column name}). Personal data stays in the
+# customer dimension, behind its masks.
+_DENORMALIZED = (
+    (
+        GOLD_DIM_DATE,
+        "date_sk",
+        {c: c for c in ("year", "quarter", "month", "month_name", "day_of_week", "day_name", "iso_week", "is_weekend")},
+    ),
+    (
+        GOLD_DIM_STORE,
+        "store_sk",
+        {"name": "store_name", "city": "store_city", "region": "store_region", "format": "store_format"},
+    ),
+    (
+        GOLD_DIM_PRODUCT,
+        "product_sk",
+        {
+            "name": "product_name",
+            "category": "product_category",
+            "brand": "product_brand",
+            "unit_cost": "product_unit_cost",
+            "list_price": "product_list_price",
+        },
+    ),
+    (GOLD_DIM_CUSTOMER, "customer_sk", {"loyalty_tier": "customer_loyalty_tier", "country": "customer_country"}),
+)
+
+
+def _denormalized_sales() -> TableSpec:
+    fact = GOLD_FACT_SALES
+    kept = [c for c in fact.columns if c.name != "_processed_at"]
+    joined = [
+        (dimension, key, f"d{i}", dimension.column(source), name)
+        for i, (dimension, key, attributes) in enumerate(_DENORMALIZED)
+        for source, name in attributes.items()
+    ]
+    select = ",\n  ".join(
+        [f"f.`{c.name}`" for c in kept]
+        + [f"{alias}.`{source.name}` AS `{name}`" for _, _, alias, source, name in joined]
+    )
+    joins = "\n".join(
+        f"LEFT JOIN {{{dimension.name}}} d{i} ON f.`{key}` = d{i}.`{key}`"
+        for i, (dimension, key, _) in enumerate(_DENORMALIZED)
+    )
+    return TableSpec(
+        layer=Layer.GOLD,
+        name="sales_denormalized",
+        grain="one row per transaction line, sales and returns (the fact's grain)",
+        partitioning=fact.partitioning,
+        partition_column=fact.partition_column,
+        primary_key=fact.primary_key,
+        columns=(
+            *(replace(c, derived_from=((fact, c.name),)) for c in kept),
+            *(
+                Column(name, source.type, True, source.description, ((dimension, source.name),))
+                for dimension, _, _, source, name in joined
+            ),
+        ),
+        description="The sales fact with the attributes of the dimension versions valid at each sale (joined by "
+        "surrogate key), for BI tools that want one wide table.",
+        accepted_values=fact.accepted_values,
+        stage=fact.stage,
+        view=View(
+            reads=(fact, *(d for d, _, _ in _DENORMALIZED)),
+            select=f"SELECT\n  {select}\nFROM {{{fact.name}}} f\n{joins}",
+            rows_of=fact,
+        ),
+    )
+
+
+GOLD_SALES_DENORMALIZED = _denormalized_sales()
+
 TABLES: tuple[TableSpec, ...] = (
     BRONZE_SALES_FILES,
     BRONZE_CUSTOMERS,
@@ -980,6 +1128,10 @@ TABLES: tuple[TableSpec, ...] = (
     GOLD_AGG_PRODUCT_PERFORMANCE,
     GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
     GOLD_AGG_INVENTORY_COVER,
+    GOLD_DIM_CUSTOMER_CURRENT,
+    GOLD_DIM_PRODUCT_CURRENT,
+    GOLD_DIM_STORE_CURRENT,
+    GOLD_SALES_DENORMALIZED,
 )
 TABLES_BY_KEY: dict[str, TableSpec] = {t.key: t for t in TABLES}
 
@@ -1006,6 +1158,11 @@ def refinements(tables: tuple[TableSpec, ...] = TABLES) -> tuple[TableSpec, ...]
 def master_data(tables: tuple[TableSpec, ...] = TABLES) -> tuple[TableSpec, ...]:
     """Silver change records of the master data (customers, products, stores)."""
     return tuple(t for t in refinements(tables) if t.versioned)
+
+
+def serving_shapes(tables: tuple[TableSpec, ...] = TABLES) -> tuple[TableSpec, ...]:
+    """Tables that are one SELECT over others: catalog views where the engine has a catalog."""
+    return tuple(t for t in tables if t.view is not None)
 
 
 LANDING_SOURCES = landing_sources()

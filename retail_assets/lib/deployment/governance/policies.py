@@ -28,10 +28,12 @@ from retail_assets.lib.registry.tables import (
 )
 
 # The personal data that remains in Gold, table by table, as the registry's columns declare it.
+# A serving shape is a view: Unity Catalog masks its base table's columns for whoever reads
+# them through it, and takes no mask of its own.
 GOLD_PII: dict[TableSpec, tuple[str, ...]] = {
     spec: tuple(c.name for c in spec.columns if c.pii)
     for spec in TABLES
-    if spec.layer is Layer.GOLD and any(c.pii for c in spec.columns)
+    if spec.layer is Layer.GOLD and spec.view is None and any(c.pii for c in spec.columns)
 }
 
 # What a restricted reader sees instead of a masked value, by the column's type.

@@ -6,7 +6,12 @@ layer-specific from the compute function passed in. `assets.py` builds assets, `
 checks, `runs.py` is what a compute function gets and returns, `metadata.py` what the UI shows.
 """
 
-from retail_assets.lib.orchestration.factories.assets import FOLLOW, build_multi_table_asset, build_table_asset
+from retail_assets.lib.orchestration.factories.assets import (
+    FOLLOW,
+    build_multi_table_asset,
+    build_serving_asset,
+    build_table_asset,
+)
 from retail_assets.lib.orchestration.factories.checks import (
     CHECK_THREADS,
     CheckRun,
@@ -67,6 +72,7 @@ __all__ = [
     "Upstream",
     "asset_key",
     "build_multi_table_asset",
+    "build_serving_asset",
     "build_table_asset",
     "build_table_checks",
     "code_references",

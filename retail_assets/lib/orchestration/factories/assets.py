@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from retail_assets.lib import settings
+from retail_assets.lib.engine import CommitInfo
 from retail_assets.lib.orchestration.automation import follow_upstream
 from retail_assets.lib.orchestration.factories.metadata import (
     CODE_REFERENCES,
@@ -55,11 +56,21 @@ def _deps(upstream: Sequence[Upstream], sources: Sequence[dg.AssetSpec] = ()) ->
 def _write(
     run: TableRun, spec: TableSpec, output: TableOutput, lineage: dg.TableColumnLineage | None = None
 ) -> dg.MaterializeResult:
-    commit = run.engine.write(spec, output.data, run.partition)
-    output.metadata.setdefault("delta_history", dg.MetadataValue.md(_history_markdown(run.engine.history(spec, 3))))
-    run.context.log.info(
-        f"{spec.key} partitions {run.partition}: wrote {commit.rows_written} rows, Delta version {commit.version}"
-    )
+    return _report(run, spec, run.engine.write(spec, output.data, run.partition), output, lineage)
+
+
+def _report(
+    run: TableRun,
+    spec: TableSpec,
+    commit: CommitInfo,
+    output: TableOutput,
+    lineage: dg.TableColumnLineage | None = None,
+) -> dg.MaterializeResult:
+    if commit.version is not None:
+        output.metadata.setdefault("delta_history", dg.MetadataValue.md(_history_markdown(run.engine.history(spec, 3))))
+        run.context.log.info(
+            f"{spec.key} partitions {run.partition}: wrote {commit.rows_written} rows, Delta version {commit.version}"
+        )
     key = asset_key(spec)
     by_partition = output.figures_by_partition()
     if not run.single:
@@ -186,3 +197,42 @@ def build_multi_table_asset(
             run.release()
 
     return _assets
+
+
+def build_serving_asset(
+    *, spec: TableSpec, upstream: Sequence[Upstream], automation_condition=FOLLOW
+) -> dg.AssetsDefinition:
+    """A serving shape (`TableSpec.view`): materializing it states its catalog view, or, on an
+    engine without a catalog, writes its SELECT's rows of the partitions as a table."""
+    assert spec.view is not None, f"{spec.key} is not a serving shape"
+    lineage = column_lineage(spec, upstream)
+    sql = dg.MetadataValue.md(f"```sql\n{spec.view.select}\n```")
+
+    @dg.asset(
+        required_resource_keys={"lakehouse", STEP_LAUNCHER},
+        key=asset_key(spec),
+        group_name=spec.layer.value,
+        description=describe(spec),
+        partitions_def=daily_partitions(),
+        deps=_deps(upstream),
+        kinds=KINDS,
+        owners=OWNERS,
+        tags=_tags(spec),
+        metadata={**definition_metadata(spec), "select": sql, **({COLUMN_LINEAGE: lineage} if lineage else {})},
+        automation_condition=_automation(spec, automation_condition),
+    )
+    def _asset(context) -> dg.MaterializeResult:
+        run = TableRun(context, context.resources.lakehouse, run_partitions(context))
+        try:
+            commit = run.engine.publish(spec, run.partition)
+            output = TableOutput(None, metadata={"served_as": "table"})
+            if run.engine.is_view(spec):
+                # a view holds what its inputs hold now: the rows it serves, counted
+                rows = run.engine.read(spec, None if spec.rebuild else run.partition, columns=[spec.partition_column])
+                output.metadata.update({"served_as": "catalog view", "dagster/row_count": rows.count()})
+                run.context.log.info(f"{spec.key}: view {commit.location} stated")
+            return _report(run, spec, commit, output, lineage)
+        finally:
+            run.release()
+
+    return _asset

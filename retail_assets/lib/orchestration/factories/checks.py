@@ -160,7 +160,7 @@ def standard_checks(spec: TableSpec) -> list[TableCheck]:
             range_safe=True,
         ),
     ]
-    if "quality_flags" in spec.column_names:
+    if "quality_flags" in spec.column_names and spec.view is None:  # a serving shape's flags are its source's
         checks.append(
             TableCheck.grouped_by_day(
                 quality.QUALITY_WARNINGS,

@@ -73,8 +73,17 @@ def definition_metadata(spec: TableSpec) -> dict[str, Any]:
         "grain": spec.grain,
         "primary_key": ", ".join(spec.primary_key),
         "partitioned_by": f"{spec.partition_column} ({spec.partitioning.value})",
-        "write_mode": "rebuild (whole table, one commit)" if spec.rebuild else "partition overwrite (one commit)",
+        "write_mode": _write_mode(spec),
     }
+
+
+def _write_mode(spec: TableSpec) -> str:
+    mode = "rebuild (whole table, one commit)" if spec.rebuild else "partition overwrite (one commit)"
+    if spec.view is not None:
+        return (
+            f"catalog view of its SELECT where the engine names tables in a catalog (delta-spark); else a table, {mode}"
+        )
+    return mode
 
 
 # A column of this table and the (input table, column) pairs it is computed from.
@@ -113,6 +122,7 @@ def column_lineage(
         )
         declared = [*spec.column(column).derived_from, *(derived or {}).get(column, ())]
         deps += [dg.TableColumnDep(asset_key(s), c) for s, c in declared]
+        deps = list({(d.asset_key, d.column_name): d for d in deps}.values())  # declared and same-named
         if deps:
             deps_by_column[column] = deps
     return dg.TableColumnLineage(deps_by_column) if deps_by_column else None
@@ -157,10 +167,11 @@ def materialization_metadata(
         "dagster/table_name": spec.key,
         "dagster/uri": commit.location,
         "dagster/column_schema": column_schema(spec),
-        "delta_version": commit.version,
         "delta_operation": commit.operation,
         "partition": str(partitions),
     }
+    if commit.version is not None:  # a view has no commits
+        metadata["delta_version"] = commit.version
     if lineage is not None:
         metadata[COLUMN_LINEAGE] = lineage
     if commit.preview is not None and commit.preview.num_rows:

@@ -7,7 +7,8 @@ window below is ordered by a total order, so the output depends only on the set 
 never on their order or partitioning (SPEC §4: day-by-day runs and any backfill give the same
 table).
 
-`dimensions.py`, `fact.py`, `aggregates.py`; `privacy.py` hashes and masks; `common.py` keys.
+`dimensions.py`, `fact.py`, `aggregates.py`; `privacy.py` hashes and masks; `common.py` keys;
+`integrity.py` the rules Gold's checks evaluate on the star schema.
 """
 
 from retail_assets.lib.transforms.gold.aggregates import (
