@@ -16,16 +16,20 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.compute as pc
 
+from retail_assets.lib.engine import PartitionRange
 from retail_assets.lib.registry import rules
 from retail_assets.lib.registry.stages import STAGE, STAGES
 from retail_assets.lib.registry.tables import (
     GOLD_AGG_DAILY_STORE_SALES,
     GOLD_DIM_PRODUCT,
+    GOLD_DIM_PRODUCT_CURRENT,
     GOLD_FACT_SALES,
+    GOLD_SALES_DENORMALIZED,
     SILVER_SALES_LINES,
     Partitioning,
 )
 from retail_assets.lib.transforms import quality
+from retail_assets.lib.transforms.gold import integrity
 from retail_assets.tooling.main_job import run_stage
 from retail_assets_tests.simulated_week import ENGINE_SETTINGS, build_defs, local_engine
 
@@ -94,6 +98,9 @@ class Lake:
 
     def product_rows(self) -> dict[int, dict]:
         return {r["product_sk"]: r for r in self.engine.read_arrow(GOLD_DIM_PRODUCT).to_pylist()}
+
+    def denormalized(self) -> dict[str, dict]:
+        return {r["transaction_id"]: r for r in self.engine.read_arrow(GOLD_SALES_DENORMALIZED).to_pylist()}
 
     def flags(self) -> dict[str, list[str]]:
         return {r["transaction_id"]: r["quality_flags"] for r in self.engine.read_arrow(SILVER_SALES_LINES).to_pylist()}
@@ -180,10 +187,31 @@ def test_a_sale_before_its_product_is_in_revenue_and_keeps_its_key_when_the_prod
     assert lake.flags()["T3"] == [rules.UNKNOWN_PRODUCT]  # Silver says how the line arrived
     passed, _ = lake.evaluation(dims, "gold/dim_product", quality.INFERRED_WAITING)
     assert passed
+    # The BI shapes: the current snapshot has the real attributes at once; the denormalized
+    # table (delta-rs: a table) still holds the day as it was built, and its warn check says so.
+    current = {r["product_id"]: r for r in lake.engine.read_arrow(GOLD_DIM_PRODUCT_CURRENT).to_pylist()}
+    assert (current["P-GONE"]["name"], current["P-GONE"]["product_sk"]) == ("Gone Jam", first_keys["T3"])
+    assert (current["P-LATE"]["name"], current["P-LATE"]["is_inferred"]) == ("Late Tea", False)
+    assert lake.denormalized()["T3"]["product_name"] is None
+    fresh = lake.engine.view_rows(GOLD_SALES_DENORMALIZED, PartitionRange.single(D1))
+    stale = integrity.served_rows_current(
+        lake.engine.read(GOLD_SALES_DENORMALIZED), fresh, GOLD_SALES_DENORMALIZED, "event_date", [D1]
+    )[D1]
+    assert not stale.passed and stale.metadata["stale_rows"] == 1
     # and building the day again, in any order, gives the same key
-    lake.run(["build_gold"], D1)
+    gold_run = lake.run(["build_gold"], D1)
     assert lake.fact()["T3"]["product_sk"] == first_keys["T3"]
     assert pc.sum(lake.engine.read_arrow(GOLD_FACT_SALES)["net_amount"]).as_py() == Decimal("23.00")
+    sales = lake.denormalized()
+    assert (sales["T3"]["product_name"], sales["T2"]["product_name"], sales["T1"]["product_name"]) == (
+        "Gone Jam",
+        "Late Tea",
+        "Tea",
+    )
+    assert sum(r["net_amount"] for r in sales.values()) == Decimal("23.00")
+    for check in (quality.SERVED_ROWS_CURRENT, quality.SERVES_SOURCE):
+        passed, _ = lake.evaluation(gold_run, "gold/sales_denormalized", check)
+        assert passed, check
 
 
 def test_an_inferred_member_waiting_too_long_warns(tmp_path, spark, monkeypatch):

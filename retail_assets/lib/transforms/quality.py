@@ -29,6 +29,7 @@ RECONCILIATION = "amounts_reconcile_with_silver"
 QUALITY_WARNINGS = "warn_rules_flagged"
 INFERRED_WAITING = "inferred_members_resolved"
 SERVES_SOURCE = "serves_its_source_rows"
+SERVED_ROWS_CURRENT = "served_rows_current"
 NO_RAW_PII = "no_raw_email_or_phone"
 
 

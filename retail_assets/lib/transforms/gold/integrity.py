@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from retail_assets.lib.registry.tables import UNKNOWN_MEMBER_SK
+from retail_assets.lib.registry.tables import UNKNOWN_MEMBER_SK, TableSpec
 from retail_assets.lib.transforms.quality import CheckOutcome, key_hash, plain
 
 
@@ -101,6 +101,33 @@ def serves_source(
             )
         else:
             outcomes[d] = CheckOutcome(True, f"one row for each of the {figures['source_rows']} source rows", figures)
+    return outcomes
+
+
+def served_rows_current(
+    served: DataFrame, fresh: DataFrame, spec: TableSpec, day: str | None, days: list
+) -> dict[Any, CheckOutcome]:
+    """Rows of a served table that its SELECT over the inputs as they stand no longer gives (the
+    volatile columns aside), per day of `day` (None: the whole table): attributes a later change
+    replaced (rows missing altogether are `serves_source`'s). One pass: the served rows less the fresh."""
+    compared = [c for c in spec.column_names if c not in spec.volatile_columns]
+    stale = served.select(*compared).exceptAll(fresh.select(*compared))
+    found = {
+        r["_day"]: int(r["n"])
+        for r in stale.groupBy((F.col(day) if day else F.lit(WHOLE)).alias("_day"))
+        .agg(F.count(F.lit(1)).alias("n"))
+        .collect()
+    }
+    outcomes = {}
+    for d in days:
+        n = found.get(d if day else WHOLE, 0)
+        outcomes[d] = CheckOutcome(
+            n == 0,
+            "every row is what its SELECT gives now"
+            if not n
+            else f"{n} rows hold what an input no longer holds: materialize the day again to refresh them",
+            {"stale_rows": n},
+        )
     return outcomes
 
 
