@@ -2,7 +2,8 @@
 
 Running the stages (`lib/registry/stages.py`) in order is what an asset backfill of the graph does: the Kafka stream one arrival day per run
 (a day's partition takes what is on the topic when it runs), every other stage in one run
-over its whole partition range (a single-run backfill), or partition by partition. The main job
+over its whole partition range (a single-run backfill: what the assets' backfill policies ask
+of a UI backfill too), or partition by partition. The main job
 does it in-process against the persistent instance, so `dagster dev` shows every run, check
 and materialization afterwards.
 """
@@ -22,7 +23,7 @@ import dagster as dg
 
 from retail_assets.lib.engine import PartitionRange
 from retail_assets.lib.engine.spark import start_in_background
-from retail_assets.lib.orchestration.stage_runs import execute_stage
+from retail_assets.lib.orchestration.stage_runs import execute_stage, stage_takes_ranges
 from retail_assets.lib.registry.stages import STAGES, Stage
 from retail_assets.lib.registry.tables import BRONZE_POS_TRANSACTIONS
 
@@ -94,18 +95,19 @@ def days(start: dt.date, end: dt.date) -> list[str]:
 
 
 def planned_runs(
+    defs: dg.Definitions,
     arrival_days: list[str],
     event_days: list[str],
     *,
     by_range: bool = True,
     order: Callable[[list[str]], list[str]] | None = None,
 ) -> list[tuple[Stage, str | PartitionRange]]:
-    """The runs of `run_week`, in order: each stage once over its range where it allows it,
-    otherwise (and for the Kafka stream) once per day."""
+    """The runs of `run_week`, in order: each stage once over its range where its assets' backfill
+    policies allow it (as a backfill from the UI runs them), otherwise (the Kafka stream) once per day."""
     runs: list[tuple[Stage, str | PartitionRange]] = []
     for stage in STAGES:
         partitions = stage.partitions(arrival_days, event_days)
-        if by_range and stage.over_ranges:
+        if by_range and stage_takes_ranges(defs, stage.job_name):
             runs.append(
                 (stage, PartitionRange(dt.date.fromisoformat(min(partitions)), dt.date.fromisoformat(max(partitions))))
             )
@@ -137,7 +139,7 @@ def run_week(
     # The stream stage works in Arrow; the JVM the later stages need starts meanwhile.
     start_in_background()
     summaries = []
-    for stage, partition in planned_runs(arrival_days, event_days, by_range=by_range, order=order):
+    for stage, partition in planned_runs(defs, arrival_days, event_days, by_range=by_range, order=order):
         if before_ingest is not None and BRONZE_POS_TRANSACTIONS in stage.tables:
             before_ingest(str(partition))
         listener = (

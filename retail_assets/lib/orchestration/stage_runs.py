@@ -14,6 +14,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_EN
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
 from retail_assets.lib.engine import PartitionRange
+from retail_assets.lib.orchestration.factories.runs import takes_ranges
 
 STAGE_TAG = "retail/stage"
 
@@ -40,6 +41,12 @@ def execute_stage(
         tags=tags,
         run_config=run_config,
     )
+
+
+def stage_takes_ranges(defs: dg.Definitions, job_name: str) -> bool:
+    """Whether one run of the stage's job may cover a range of days: its assets' backfill policies."""
+    job = defs.resolve_job_def(job_name)
+    return takes_ranges([defs.resolve_assets_def(key) for key in job.asset_layer.executable_asset_keys])
 
 
 def contiguous(days: list[dt.date]) -> list[PartitionRange]:

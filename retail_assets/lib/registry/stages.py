@@ -22,8 +22,6 @@ class Stage:
     job_name: str
     description: str
     partitioning: Partitioning
-    # Whether one run may cover a range of days.
-    over_ranges: bool = True
 
     @property
     def tables(self) -> tuple[TableSpec, ...]:
@@ -54,9 +52,9 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "ingest_pos_stream",
         "Take the Kafka offsets of one arrival day into Bronze; one run per day, in order (ingest_bronze checks them).",
+        # One run per day (its asset's backfill policy): the newest arrival day takes what is on
+        # the topic beyond the days before it.
         Partitioning.ARRIVAL_DATE,
-        # The newest arrival day takes what is on the topic beyond the days before it.
-        over_ranges=False,
     ),
     Stage(
         "ingest_bronze",

@@ -140,6 +140,7 @@ def build_table_asset(
         automation_condition=_automation(spec, automation_condition),
         pool=pool,
         retry_policy=retry_policy,
+        backfill_policy=ranges.backfill_policy,
     )
     def _asset(context) -> dg.MaterializeResult:
         run = TableRun(context, context.resources.lakehouse, run_partitions(context))
@@ -186,6 +187,7 @@ def build_multi_table_asset(
         partitions_def=daily_partitions(),
         pool=pool,
         required_resource_keys={"lakehouse", STEP_LAUNCHER},
+        backfill_policy=ranges.backfill_policy,
     )
     def _assets(context):
         run = TableRun(context, context.resources.lakehouse, run_partitions(context))
@@ -220,6 +222,7 @@ def build_serving_asset(
         tags=_tags(spec),
         metadata={**definition_metadata(spec), "select": sql, **({COLUMN_LINEAGE: lineage} if lineage else {})},
         automation_condition=_automation(spec, automation_condition),
+        backfill_policy=RangeMode.WHOLE_RANGE.backfill_policy,  # a view or a table, for any range
     )
     def _asset(context) -> dg.MaterializeResult:
         run = TableRun(context, context.resources.lakehouse, run_partitions(context))

@@ -163,6 +163,21 @@ class RangeMode(Enum):
     # wrote): a range run fails, saying so.
     ONE_DAY_PER_RUN = "one_day_per_run"
 
+    @property
+    def backfill_policy(self) -> dg.BackfillPolicy:
+        """How Dagster splits a request over several partitions into runs (a UI backfill,
+        `dagster asset materialize --partition-range`, automation's catch-up): one run over the
+        whole range where the compute function takes ranges, one run per day where it does not."""
+        if self is RangeMode.ONE_DAY_PER_RUN:
+            return dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+        return dg.BackfillPolicy.single_run()
+
+
+def takes_ranges(assets: Sequence[dg.AssetsDefinition]) -> bool:
+    """Whether one run may cover a range of days for all of `assets`: what their backfill
+    policies (`RangeMode.backfill_policy`) say."""
+    return all(a.backfill_policy is None or a.backfill_policy.max_partitions_per_run is None for a in assets)
+
 
 def _refuse_range(run: TableRun, ranges: RangeMode) -> None:
     if not run.single and ranges is RangeMode.ONE_DAY_PER_RUN:

@@ -99,7 +99,7 @@ def demo(
     arrival_days = day_range(first_event, last_event + dt.timedelta(days=settings.lateness_days()))
     event_days = day_range(first_event, last_event)
 
-    with Progress("demo", total=len(planned_runs(arrival_days, event_days))) as progress:
+    with Progress("demo") as progress:
         progress.status(f"generating {preset}, {days} days")
         generated = generate(config, root, overwrite=True)
         counts = ", ".join(f"{k}={v}" for k, v in sorted(generated.counts.items()))
@@ -117,6 +117,7 @@ def demo(
             from retail_assets.definitions import build_definitions
 
             defs = build_definitions()
+            progress.total = len(planned_runs(defs, arrival_days, event_days))
             instance = dg.DagsterInstance.get()
 
             def produce_day(day: str) -> None:
