@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 TARGETS = {
-    "overhead_ratio": ("<=", 1.3),
+    # the main job and the UI backfill alike (issue: what users click runs as fast as what was benchmarked)
+    "overhead_ratio": ("<=", 1.15),
+    "backfill_overhead_ratio": ("<=", 1.15),
     "definitions_load_s": ("<=", 2.0),
     "sensor_tick_s": ("<=", 1.0),
     "kafka_events_per_s": (">=", 100_000),
@@ -95,10 +97,15 @@ def repeated(runs: list[dict[str, object]]) -> dict[str, object]:
     if len(runs) == 1:
         return runs[0]
     ordered = sorted(runs, key=lambda r: r["overhead_ratio"])
+    backfills = sorted(r["backfill_overhead_ratio"] for r in runs if r.get("backfill_overhead_ratio") is not None)
+    shown = ("pipeline_wall_s", "baseline_wall_s", "overhead_ratio", "backfill_wall_s", "backfill_overhead_ratio")
     return {
         **ordered[len(ordered) // 2],
-        "repeats": [{k: r[k] for k in ("pipeline_wall_s", "baseline_wall_s", "overhead_ratio")} for r in runs],
+        "repeats": [{k: r.get(k) for k in shown} for r in runs],
         "overhead_ratio_range": [ordered[0]["overhead_ratio"], ordered[-1]["overhead_ratio"]],
+        # the UI backfill's own median: the middle of its ratios, whichever run each came from
+        "backfill_overhead_ratio": backfills[len(backfills) // 2] if backfills else None,
+        "backfill_overhead_ratio_range": [backfills[0], backfills[-1]] if backfills else None,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "gold_equal": all(r["gold_equal"] for r in runs),
     }
@@ -118,6 +125,11 @@ def summary(results: dict[str, object]) -> str:
                 f"{r['pipeline_wall_s']:.1f}/{r['baseline_wall_s']:.1f}s ×{r['overhead_ratio']}" for r in s["repeats"]
             )
             lines.append(f"        {len(s['repeats'])} runs (pipeline/baseline): {runs}; the median run is shown")
+        if s.get("backfill_overhead_ratio") is not None:
+            lines.append(
+                f"        UI backfill {s['backfill_wall_s']:.1f}s in {s['backfill_runs']} runs: overhead ×{s['backfill_overhead_ratio']}"
+                f"  Gold {'equal' if s.get('backfill_gold_equal') else 'DIFFERENT'}"
+            )
         lines.append(f"        rows/s per layer: {s['rows_per_s']}")
     if "scaling" in results:
         lines.append(f"scaling: {results['scaling']}")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from retail_assets.lib.engine.spark import classic_env
 from retail_assets.lib.settings import ENGINE_ENV, LOCAL_ENGINES
+from retail_assets.tooling.bench.backfill import backfill_graph
 from retail_assets.tooling.bench.compare import compare_gold
 from retail_assets.tooling.bench.measure import ProcessFigures, definitions_load_s, run_measured, sensor_tick_s
 from retail_assets.tooling.bench.report import repeated
@@ -48,11 +49,17 @@ ENGINES = LOCAL_ENGINES
 
 
 def bench_size(
-    workload: Workload, work: Path, *, engines: tuple[str, ...] = ENGINES, echo: Callable[[str], None]
+    workload: Workload,
+    work: Path,
+    *,
+    engines: tuple[str, ...] = ENGINES,
+    backfill: bool = True,
+    echo: Callable[[str], None],
 ) -> list[dict[str, object]]:
     """Each engine's pipeline on one workload, each with a broker of its own (every pipeline
-    produces the events itself); the one baseline on the first broker's topic; then each
-    engine's Gold compared with the baseline's."""
+    produces the events itself); the one baseline on the first broker's topic; with `backfill`,
+    each engine's graph again as UI backfills through `dagster dev` (`bench/backfill.py`); then
+    each engine's Gold, of either path, compared with the baseline's."""
     import json  # noqa: PLC0415
 
     from retail_assets.lib.registry.tables import KAFKA_TOPIC  # noqa: PLC0415
@@ -154,6 +161,17 @@ def bench_size(
     assert baseline is not None and baseline_report is not None
     out = []
     for engine, (pipeline, figures, pipeline_root) in measured.items():
+        if backfill:
+            where = work / engine / "backfill"
+            echo(f"  {engine} UI backfill through dagster dev (log {where / 'dagster_dev.log'})")
+            env = {k: v for k, v in classic_env().items() if k not in ("DAGSTER_HOME", "RETAIL_DATA_ROOT")}
+            figures.update(backfill_graph(workload, where, env={**env, **ENGINE_ENV[engine]}, echo=echo))
+            backfilled = compare_gold(Path(figures.pop("backfill_lakehouse")), baseline_out, GOLD_TABLES)
+            figures["backfill_gold_equal"] = all(c.equal for c in backfilled)
+            echo(
+                f"  {engine} UI backfill: {figures['backfill_wall_s']:.1f}s in {figures['backfill_runs']} runs "
+                f"({figures['backfill_graph_runs']} for the graph), Gold {'equal' if figures['backfill_gold_equal'] else 'DIFFERENT'}"
+            )
         comparisons = compare_gold(pipeline_root / "lakehouse", baseline_out, GOLD_TABLES)
         for c in comparisons:
             echo(f"    {engine}: {c.describe()}")
@@ -196,6 +214,7 @@ def assemble(
         "baseline_wall_s": round(baseline.wall_s, 2),
         "baseline_phases_s": {k: baseline_figures[k] for k in ("session_s", "read_s", "compute_write_s")},
         "overhead_ratio": round(pipeline_wall / baseline.wall_s, 2),
+        **backfill_figures(figures, baseline.wall_s),
         "rows_per_s": rows_per_s,
         "rows_by_layer": rows,
         "baseline_rows_per_s": {"sales_lines_end_to_end": round(workload.sales_lines / baseline.wall_s, 1)},
@@ -209,6 +228,17 @@ def assemble(
         else None,
         "gold_equal": all(c.equal for c in comparisons),
         "gold_tables": {c.table: c.describe() for c in comparisons},
+    }
+
+
+def backfill_figures(figures: dict[str, object], baseline_wall_s: float) -> dict[str, object]:
+    """The UI backfill path's figures, when it was measured."""
+    if "backfill_wall_s" not in figures:
+        return {"backfill_overhead_ratio": None}
+    keys = ("backfill_wall_s", "backfill_runs", "backfill_graph_runs", "backfill_in_runs_s", "backfill_gold_equal")
+    return {
+        **{k: figures[k] for k in keys},
+        "backfill_overhead_ratio": round(float(figures["backfill_wall_s"]) / baseline_wall_s, 2),
     }
 
 
@@ -249,6 +279,7 @@ def run_bench(
     lateness_days: int = 2,
     skip_latency: bool = False,
     skip_sensor: bool = False,
+    skip_backfill: bool = False,
     keep: bool = False,
     repeat: int = 1,
     engines: tuple[str, ...] = ENGINES,
@@ -279,7 +310,13 @@ def run_bench(
             for i in range(1, repeat + 1):
                 if repeat > 1:
                     echo(f"{size}: run {i} of {repeat}")
-                for run in bench_size(workload, work if repeat == 1 else work / f"run{i}", engines=engines, echo=echo):
+                for run in bench_size(
+                    workload,
+                    work if repeat == 1 else work / f"run{i}",
+                    engines=engines,
+                    backfill=not skip_backfill,
+                    echo=echo,
+                ):
                     runs[str(run["engine"])].append(run)
             for engine in engines:
                 results["sizes"].append({"size": size, **repeated(runs[engine])})
@@ -287,7 +324,7 @@ def run_bench(
                 progress(results)  # a size's figures survive whatever fails after it
         # The headline figures are the first engine's (the local default) at the largest size.
         largest = next(s for s in reversed(results["sizes"]) if s["engine"] == engines[0])
-        for key in ("overhead_ratio", "rows_per_s", "peak_rss_mb", "kafka_events_per_s"):
+        for key in ("overhead_ratio", "backfill_overhead_ratio", "rows_per_s", "peak_rss_mb", "kafka_events_per_s"):
             results[key] = largest[key]
         results["gold_equal"] = all(s["gold_equal"] for s in results["sizes"])
         if len(sizes) > 1:

@@ -202,6 +202,11 @@ def latency(batches: int, events: int, interval: float, out: Path | None) -> int
     "--skip-latency", is_flag=True, help="Skip the event → Gold latency measurement (dagster dev, several minutes)."
 )
 @click.option("--skip-sensor", is_flag=True, help="Skip the landing-sensor tick with 10,000 files.")
+@click.option(
+    "--skip-backfill",
+    is_flag=True,
+    help="Skip the second pipeline path: the graph as UI backfills through dagster dev.",
+)
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the workloads.")
 @click.option("--days", type=click.IntRange(min=1), help="Business days of the workload (default: the size's).")
 @click.option(
@@ -210,7 +215,7 @@ def latency(batches: int, events: int, interval: float, out: Path | None) -> int
     help="Where workloads and lakehouses go (default: a temporary folder).",
 )
 @click.option("--keep", is_flag=True, help="Keep the workloads, lakehouses and logs.")
-def bench(sizes, engines, repeat, out, skip_latency, skip_sensor, seed, days, work_dir, keep) -> int:
+def bench(sizes, engines, repeat, out, skip_latency, skip_sensor, skip_backfill, seed, days, work_dir, keep) -> int:
     """Time the asset graph through Dagster against one plain PySpark job over the same data,
     compare their Gold tables, and measure Kafka ingestion, memory, the sensor tick and latency."""
     preflight.run_checks(
@@ -242,6 +247,7 @@ def bench(sizes, engines, repeat, out, skip_latency, skip_sensor, seed, days, wo
             days=days,
             skip_latency=skip_latency,
             skip_sensor=skip_sensor,
+            skip_backfill=skip_backfill,
             keep=keep,
             repeat=repeat,
             engines=tuple(dict.fromkeys(engines or settings.LOCAL_ENGINES)),
