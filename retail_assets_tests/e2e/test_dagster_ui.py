@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from retail_assets.lib.registry.tables import TABLES, Layer
 from retail_assets.lib.transforms import quality
 from retail_assets.tooling.devserver import DagsterDev
 from retail_assets.tooling.generator import GeneratorConfig, generate
@@ -34,17 +35,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 GROUPS = ("sources", "bronze", "quarantine", "silver", "gold")
-GOLD_TABLES = (
-    "dim_customer",
-    "dim_product",
-    "dim_store",
-    "dim_date",
-    "fact_sales",
-    "agg_daily_store_sales",
-    "agg_product_performance",
-    "agg_customer_lifetime_value",
-    "agg_inventory_cover",
-)
+# Every Gold table, serving shapes included.
+GOLD_TABLES = tuple(t.name for t in TABLES if t.layer is Layer.GOLD)
 # External source assets: the landing-zone folders and the Kafka topic (`kafka/retail_pos_transactions`).
 SOURCES = ("sales", "customers", "products", "stores", "inventory", "retail_pos_transactions")
 
@@ -360,16 +352,21 @@ def graph_node(page, name: str, *, source: bool = False):
     return page.locator(f"foreignObject div:has(> span [aria-label='{icon}']) > [data-tooltip='{name}']")
 
 
-def zoom_in_until_drawn_in_detail(page, max_steps: int = 10) -> None:
+def zoom_in_until_drawn_in_detail(page, names: tuple[str, ...], *, source: bool, max_steps: int = 10) -> list[str]:
     """Zoomed out, the graph draws nodes as bare truncated names; from a scale on it draws each
-    node in detail (name, icon, facets)."""
+    node in detail (name, icon, facets). Zooms in until every one of `names` is drawn so;
+    returns those that never were."""
     zoom_in = page.locator("button:has([aria-label='zoom_in'])")
+
+    def missing() -> list[str]:
+        return [n for n in names if not graph_node(page, n, source=source).count()]
+
     for _ in range(max_steps):
-        if graph_node(page, "fact_sales").count():
-            return
+        if not missing():
+            return []
         zoom_in.click()
         page.wait_for_timeout(400)
-    raise AssertionError("the lineage graph never drew its nodes in detail")
+    return [f"{'source ' if source else ''}{n}" for n in missing()]
 
 
 # The ends of the graph: where data enters, and the tables analysts read.
@@ -389,17 +386,17 @@ def test_lineage_graph_shows_sources_through_gold(dagster_dev, backfill, browser
     for group in GROUPS:
         assert on_graph(page, group), f"group {group} not on the lineage graph"
 
-    # The same graph in a window tall enough to draw every node in detail at once (the graph
-    # draws only what is in view): every Gold table, every landing folder and the Kafka topic.
-    detail = browser.new_page()
-    detail.set_default_timeout(90_000)
-    detail.set_viewport_size({"width": 2000, "height": 5600})
-    detail.goto(f"{dagster_dev.base_url}/asset-groups?expanded={expanded}")
-    detail.get_by_text("sales_files", exact=True).first.wait_for()
-    detail.wait_for_timeout(1_000)
-    zoom_in_until_drawn_in_detail(detail)
-    missing = [n for n in GOLD_TABLES if not graph_node(detail, n).count()]
-    missing += [f"source {n}" for n in SOURCES if not graph_node(detail, n, source=True).count()]
+    # Each end's group graph in a window large enough to draw every node in detail at once (the
+    # graph draws only what is in view): every Gold table, every landing folder and the topic.
+    missing = []
+    for group, names, source in (("gold", GOLD_TABLES, False), ("sources", SOURCES, True)):
+        detail = browser.new_page()
+        detail.set_default_timeout(90_000)
+        detail.set_viewport_size({"width": 2000, "height": 3000})
+        detail.goto(f"{dagster_dev.base_url}/locations/retail_assets/asset-groups/{group}")
+        detail.get_by_text(names[0], exact=True).first.wait_for()
+        detail.wait_for_timeout(1_000)
+        missing += zoom_in_until_drawn_in_detail(detail, names, source=source)
     assert not missing, f"not on the lineage graph: {missing}"
 
 
