@@ -59,14 +59,18 @@ def test_dagster_asset_materialize_takes_a_partition_range(tmp_path):
         "RETAIL_DATA_ROOT": str(tmp_path / "data"),
         "RETAIL_KAFKA_BOOTSTRAP": "127.0.0.1:9",
     }
-    dagster = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "retail_assets.definitions"]
-    done = subprocess.run(
-        [*dagster, "--select", "gold/dim_date", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+
+    def materialize_range(selection: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "retail_assets.definitions"]
+            + ["--select", selection, "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    done = materialize_range("gold/dim_date")
     assert done.returncode == 0, done.stderr[-3000:]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_run_records()
@@ -87,11 +91,5 @@ def test_dagster_asset_materialize_takes_a_partition_range(tmp_path):
         assert all(e.passed for e in evaluations)
 
     # the Kafka stream takes one day per run: the command line refuses it a range, saying why
-    refused = subprocess.run(
-        [*dagster, "--select", "bronze/pos_transactions", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    refused = materialize_range("bronze/pos_transactions")
     assert refused.returncode != 0 and "single_run" in refused.stderr + refused.stdout

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -39,32 +38,6 @@ GROUPS = ("sources", "bronze", "quarantine", "silver", "gold")
 GOLD_TABLES = tuple(t.name for t in TABLES if t.layer is Layer.GOLD)
 # External source assets: the landing-zone folders and the Kafka topic (`kafka/retail_pos_transactions`).
 SOURCES = ("sales", "customers", "products", "stores", "inventory", "retail_pos_transactions")
-
-LAUNCH = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on Error { message }
-    ... on PythonError { stack }
-  }
-}
-"""
-
-BACKFILL = """
-query Backfill($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill {
-      status
-      partitionNames
-      error { message }
-      runs(limit: 50) { runId status tags { key value } }
-    }
-    ... on Error { message }
-  }
-}
-"""
 
 ASSET = """
 query Asset($key: AssetKeyInput!, $partitions: [String!]) {
@@ -126,30 +99,9 @@ def backfill(dagster_dev: DagsterDev):
     stores_landed = sorted(p.name for p in (dagster_dev.landing / "stores").iterdir())
     assert stores_landed == partitions, f"generator put store files under {stores_landed}, expected {partitions}"
 
-    partition_range = {"range": {"start": partitions[0], "end": partitions[-1]}}
-    launched = dagster_dev.graphql(
-        LAUNCH,
-        {
-            "params": {
-                "partitionsByAssets": [{"assetKey": key_input(k), "partitions": partition_range} for k in SELECTION],
-                "title": "e2e: stores chain",
-            }
-        },
-    )["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", f"backfill not launched: {launched}"
-    backfill_id = launched["backfillId"]
-
-    deadline = time.monotonic() + BACKFILL_TIMEOUT_S
-    while True:
-        state = dagster_dev.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
-        assert state["__typename"] == "PartitionBackfill", state
-        if state["status"] not in ("REQUESTED", "CANCELING", "FAILING"):
-            break
-        if time.monotonic() > deadline:
-            raise dagster_dev.fail(
-                f"backfill {backfill_id} still {state['status']} after {BACKFILL_TIMEOUT_S:.0f}s; runs: {state['runs']}"
-            )
-        time.sleep(3)
+    state = dagster_dev.backfill(
+        [(key, partitions[0], partitions[-1]) for key in SELECTION], "e2e: stores chain", BACKFILL_TIMEOUT_S
+    )
     return state, partitions
 
 

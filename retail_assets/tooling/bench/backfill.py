@@ -21,64 +21,13 @@ from typing import Any
 from retail_assets.lib.registry.tables import BRONZE_POS_TRANSACTIONS, KAFKA_TOPIC, TABLES, Partitioning
 from retail_assets.tooling.bench.workload import Workload
 
-LAUNCH = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on Error { message }
-    ... on PythonError { message stack }
-  }
-}
-"""
-STATE = """
-query Backfill($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill {
-      status
-      error { message }
-      runs(limit: 1000) { runId status startTime endTime tags { key value } }
-    }
-    ... on Error { message }
-  }
-}
-"""
-DONE = ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED")
-
 
 class BackfillFailed(RuntimeError):
     pass
 
 
-def _key(spec) -> dict[str, list[str]]:
-    return {"path": [spec.layer.value, spec.name]}
-
-
-def launch_and_wait(dev, ranges: list[tuple[Any, str, str]], title: str, timeout_s: float) -> dict[str, Any]:
-    """One backfill of `(table, first day, last day)` entries; waits until the daemon ends it."""
-    launched = dev.graphql(
-        LAUNCH,
-        {
-            "params": {
-                "title": title,
-                "partitionsByAssets": [
-                    {"assetKey": _key(spec), "partitions": {"range": {"start": first, "end": last}}}
-                    for spec, first, last in ranges
-                ],
-            }
-        },
-    )["launchPartitionBackfill"]
-    if launched["__typename"] != "LaunchBackfillSuccess":
-        raise BackfillFailed(f"backfill {title!r} not launched: {launched}")
-    deadline = time.monotonic() + timeout_s
-    while True:
-        state = dev.graphql(STATE, {"id": launched["backfillId"]})["partitionBackfillOrError"]
-        if state.get("status") in DONE:
-            return state
-        if time.monotonic() > deadline:
-            raise BackfillFailed(f"backfill {title!r} still {state.get('status')} after {timeout_s:.0f}s")
-        time.sleep(1.0)
+def _path(spec) -> tuple[str, str]:
+    return (spec.layer.value, spec.name)
 
 
 def backfill_graph(
@@ -105,7 +54,7 @@ def backfill_graph(
     by_day = workload.messages_by_arrival_day()
     calendar = {Partitioning.ARRIVAL_DATE: workload.arrival_days, Partitioning.EVENT_DATE: workload.event_days}
     graph = [
-        (spec, calendar[spec.partitioning][0], calendar[spec.partitioning][-1])
+        (_path(spec), calendar[spec.partitioning][0], calendar[spec.partitioning][-1])
         for spec in TABLES
         if spec is not BRONZE_POS_TRANSACTIONS
     ]
@@ -118,11 +67,11 @@ def backfill_graph(
             t = time.monotonic()
             produce(dev.kafka_bootstrap, KAFKA_TOPIC, by_day.get(day, []))
             produce_s += time.monotonic() - t
-            state = launch_and_wait(dev, [(BRONZE_POS_TRANSACTIONS, day, day)], f"bench: Kafka {day}", timeout_s)
+            state = dev.backfill([(_path(BRONZE_POS_TRANSACTIONS), day, day)], f"bench: Kafka {day}", timeout_s)
             runs += state["runs"]
             _refuse_failure(state, f"the Kafka stream's {day}", dev)
         echo(f"    backfill of {len(graph)} assets over their partitions from the UI's mutation")
-        state = launch_and_wait(dev, graph, "bench: the graph", timeout_s)
+        state = dev.backfill(graph, "bench: the graph", timeout_s)
         runs += state["runs"]
         _refuse_failure(state, "the graph's backfill", dev)
         wall = time.monotonic() - started - produce_s
