@@ -104,33 +104,57 @@ def test_rows_streamed_to_the_write_land_in_one_commit_and_a_failed_stream_commi
     assert engine.read_arrow(GOLD_DIM_DATE).num_rows == 2
 
 
-def test_rebuild_replaces_the_whole_table(engine, spark):
-    def stores(ids: list[str], day: dt.date) -> pa.Table:
-        now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-        return pa.Table.from_pylist(
-            [
-                dict(
-                    store_sk=i,
-                    store_id=s,
-                    name=None,
-                    city=None,
-                    region=None,
-                    format=None,
-                    opened_on=None,
-                    status=None,
-                    updated_at=now,
-                    is_inferred=False,
-                    inferred_since=None,
-                    _processed_at=now,
-                    _arrival_date=day,
-                )
-                for i, s in enumerate(ids)
-            ],
-            schema=GOLD_DIM_STORE.arrow_schema(),
-        )
+def stores(ids: list[str], day: dt.date, *, first_sk: int = 0, name: str | None = None) -> pa.Table:
+    now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    return pa.Table.from_pylist(
+        [
+            dict(
+                store_sk=first_sk + i,
+                store_id=s,
+                name=name,
+                city=None,
+                region=None,
+                format=None,
+                opened_on=None,
+                status=None,
+                updated_at=now,
+                is_inferred=False,
+                inferred_since=None,
+                _processed_at=now,
+                _arrival_date=day,
+            )
+            for i, s in enumerate(ids)
+        ],
+        schema=GOLD_DIM_STORE.arrow_schema(),
+    )
 
+
+def test_rebuild_replaces_the_whole_table(engine):
     engine.write(GOLD_DIM_STORE, stores(["S1", "S2"], D1), PartitionRange.single(D1))
     engine.write(GOLD_DIM_STORE, stores(["S1"], D2), PartitionRange.single(D2))
+    assert engine.read_arrow(GOLD_DIM_STORE)["store_id"].to_pylist() == ["S1"]
+
+
+def test_merge_upserts_and_deletes_by_primary_key_in_one_commit(engine, spark):
+    engine.write(GOLD_DIM_STORE, stores(["S1", "S2", "S3"], D1), PartitionRange.single(D1))
+    before = engine.version(GOLD_DIM_STORE)
+    upserts = pa.concat_tables([stores(["S1"], D2, name="Renamed"), stores(["S4"], D2, first_sk=3)])
+    # S1's key is also among the deletes: an upserted key is kept
+    deletes = spark.createDataFrame([(1,), (0,)], "store_sk bigint")
+    commit = engine.merge(GOLD_DIM_STORE, spark.createDataFrame(upserts), deletes)
+
+    assert (commit.version, commit.operation, commit.rows_written, commit.rows_deleted) == (before + 1, "merge", 2, 1)
+    assert engine.version(GOLD_DIM_STORE) == before + 1
+    rows = {r["store_id"]: (r["name"], r["_arrival_date"]) for r in engine.read_arrow(GOLD_DIM_STORE).to_pylist()}
+    # S2 deleted, S1 replaced (its partition moved), S3 untouched, S4 added
+    assert rows == {"S1": ("Renamed", D2), "S3": (None, D1), "S4": (None, D2)}
+
+
+def test_merge_into_a_missing_table_creates_it(engine, spark):
+    commit = engine.merge(
+        GOLD_DIM_STORE, spark.createDataFrame(stores(["S1"], D1)), spark.createDataFrame([], "store_sk bigint")
+    )
+    assert commit.rows_written == 1
     assert engine.read_arrow(GOLD_DIM_STORE)["store_id"].to_pylist() == ["S1"]
 
 

@@ -20,6 +20,8 @@ from retail_assets.lib.engine import checkpoint
 from retail_assets.lib.registry.tables import TableSpec
 
 T = TypeVar("T")
+# The column of a MERGE source that marks a row to delete (`merge_source`).
+DELETE_FLAG = "_delete"
 _PROCESS_RESULTS = checkpoint.ProcessResults()
 
 if TYPE_CHECKING:
@@ -125,6 +127,7 @@ class CommitInfo:
     rows_written: int
     # A few of the rows written, for the materialization's preview.
     preview: pa.Table | None = None
+    rows_deleted: int | None = None  # a MERGE's (`LakehouseEngine.merge`)
 
 
 class LakehouseEngine(ABC):
@@ -267,6 +270,19 @@ class LakehouseEngine(ABC):
             return self.overwrite_table(spec, data)
         return self.overwrite_partitions(spec, data, partitions)
 
+    def merge(self, spec: TableSpec, upserts: DataFrame, deletes: DataFrame) -> CommitInfo:
+        """Change rows by primary key in one commit (Delta's MERGE): each row of `upserts`
+        replaces the row of its key or is added, and the row of each key in `deletes` (the
+        primary-key columns) is removed; every other row stays as it is. A key in both is
+        upserted. A table that does not exist yet is created with `upserts`."""
+        if not self.exists(spec):
+            return self.overwrite_table(spec, upserts)
+        return self._merge(spec, merge_source(spec, upserts, deletes))
+
+    def _merge(self, spec: TableSpec, source: DataFrame) -> CommitInfo:
+        """MERGE `source` (`merge_source`) into the existing table on its primary key."""
+        raise NotImplementedError(f"{type(self).__name__} does not merge")
+
     @abstractmethod
     def append(
         self,
@@ -325,3 +341,24 @@ class LakehouseEngine(ABC):
             raise ValueError(
                 f"data for {spec.key} does not match its registered schema: missing {missing or 'none'}, unexpected {extra or 'none'}"
             )
+
+
+def merge_source(spec: TableSpec, upserts: DataFrame, deletes: DataFrame) -> DataFrame:
+    """One row per primary key for a MERGE on it: `upserts`' rows in registry columns with
+    `DELETE_FLAG` false, and a row flagged true, its other columns null, for each key of
+    `deletes` not upserted."""
+    from pyspark.sql import functions as F  # noqa: PLC0415
+
+    key = list(spec.primary_key)
+    kept = upserts.select(*(F.col(c).cast(spec.column(c).type).alias(c) for c in spec.column_names))
+    gone = deletes.select(*key).distinct().join(kept.select(*key), key, "left_anti")
+    tombstones = gone.select(
+        *(F.col(c) if c in key else F.lit(None).cast(spec.column(c).type).alias(c) for c in spec.column_names)
+    )
+    return kept.withColumn(DELETE_FLAG, F.lit(False)).unionByName(tombstones.withColumn(DELETE_FLAG, F.lit(True)))
+
+
+def merge_clauses(spec: TableSpec) -> tuple[str, str]:
+    """The MERGE's match condition on the primary key (target `t`, source `s`) and the
+    condition of a source row that deletes its match."""
+    return " AND ".join(f"t.{c} = s.{c}" for c in spec.primary_key), f"s.{DELETE_FLAG}"

@@ -30,6 +30,7 @@ from retail_assets.lib.engine.delta_sql import (
     create_schema_sql,
     create_table_sql,
     history_sql,
+    merge_sql,
     optimize_sql,
     quote_name,
     replace_where,
@@ -53,6 +54,7 @@ LOCAL_CATALOG = "spark_catalog"
 COMMIT_MARKER_PREFIX = "retail-assets write "
 # History rows searched for the marker before the whole retained history is.
 HISTORY_WINDOW = 10
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 _OUTSIDE_RANGE = ("DELTA_REPLACE_WHERE_MISMATCH", "does not conform to partial table overwrite condition")
 _NOT_NULL = ("DELTA_NOT_NULL_CONSTRAINT_VIOLATED", "NOT NULL constraint violated")
 
@@ -300,6 +302,30 @@ class DeltaSparkEngine(LakehouseEngine):
         self._ensure_table(spec)
         marker = self._write(spec, frame, "overwrite", writer_options(mode="overwrite_table"))
         return self._commit_info(spec, "overwrite", data, None, marker)
+
+    def _merge(self, spec: TableSpec, source: DataFrame) -> CommitInfo:
+        self._ensure_table(spec)
+        marker = f"{COMMIT_MARKER_PREFIX}{uuid.uuid4()}"
+        # A MERGE takes no writer options: its commit's userMetadata comes from the session.
+        self.spark.conf.set(USER_METADATA_CONF, marker)
+        try:
+            self.spark.sql(merge_sql(spec, self.location(spec)), source=source)
+        finally:
+            self.spark.conf.unset(USER_METADATA_CONF)
+        own = self._own_commit(spec, marker)
+        if own is None:
+            raise RuntimeError(f"{spec.key}: no commit of this MERGE (userMetadata {marker!r}) in its history")
+        metrics = own["metrics"] or {}
+        written = self.spark.read.option("versionAsOf", str(own["version"])).table(self.location(spec))
+        return CommitInfo(
+            table=spec.key,
+            location=self.location(spec),
+            version=int(own["version"]),
+            operation="merge",
+            rows_written=int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0)),
+            preview=written.select(*spec.column_names).limit(PREVIEW_ROWS).toArrow(),
+            rows_deleted=int(metrics.get("numTargetRowsDeleted", 0)),
+        )
 
     def append(
         self,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from retail_assets.lib.engine.base import PartitionRange
+from retail_assets.lib.engine.base import PartitionRange, merge_clauses
 from retail_assets.lib.registry.tables import Layer, TableSpec, catalog_schema
 
 # Properties every table gets. Optimized writes and auto-compaction keep daily partition
@@ -101,6 +101,18 @@ def vacuum_sql(name: str, retain_hours: int = DEFAULT_VACUUM_RETAIN_HOURS) -> st
             f"refusing to VACUUM with {retain_hours}h retention; the minimum is {DEFAULT_VACUUM_RETAIN_HOURS}h"
         )
     return f"VACUUM {quote_name(name)} RETAIN {retain_hours} HOURS"
+
+
+def merge_sql(spec: TableSpec, name: str) -> str:
+    """MERGE the source `{source}` (`base.merge_source`) into table `name` on its primary key."""
+    match, deletes = merge_clauses(spec)
+    columns = spec.column_names
+    return (
+        f"MERGE INTO {quote_name(name)} t USING {{source}} s ON {match} "
+        f"WHEN MATCHED AND {deletes} THEN DELETE "
+        f"WHEN MATCHED THEN UPDATE SET {', '.join(f't.{c} = s.{c}' for c in columns)} "
+        f"WHEN NOT MATCHED AND NOT {deletes} THEN INSERT ({', '.join(columns)}) VALUES ({', '.join(f's.{c}' for c in columns)})"
+    )
 
 
 def history_sql(name: str, limit: int) -> str:

@@ -8,6 +8,7 @@ same layout through Delta Lake's Spark jar.)
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +18,14 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from retail_assets.lib.engine.base import (
+    DELETE_FLAG,
     PREVIEW_ROWS,
     CommitInfo,
     ConcurrentWriteError,
     LakehouseEngine,
     PartitionRange,
     RowStream,
+    merge_clauses,
 )
 from retail_assets.lib.engine.delta_sql import zorder_columns
 from retail_assets.lib.engine.spark import get_spark
@@ -180,6 +183,31 @@ class DeltaRsEngine(LakehouseEngine):
             description=spec.description,
         )
         return self._commit_info(spec, "overwrite", arrow)
+
+    def _merge(self, spec: TableSpec, source: DataFrame) -> CommitInfo:
+        arrow = source.toArrow()
+        schema = pa.schema([f.with_nullable(True) for f in spec.arrow_schema()] + [pa.field(DELETE_FLAG, pa.bool_())])
+        arrow = arrow.select(schema.names).cast(schema)
+        match, deletes = merge_clauses(spec)
+        table = self._table(spec)
+        assert table is not None
+        try:
+            metrics = (
+                table.merge(arrow, match, source_alias="s", target_alias="t")
+                .when_matched_delete(deletes)
+                .when_matched_update_all(except_cols=[DELETE_FLAG])
+                .when_not_matched_insert_all(f"NOT {deletes}", except_cols=[DELETE_FLAG])
+                .execute()
+            )
+        except CommitFailedError as exc:
+            raise ConcurrentWriteError(
+                f"another run committed to {spec.key} while this run was merging its rows; Delta refused this run's "
+                f"commit, so nothing of it is in the table. Re-run the partition. delta-rs: {str(exc).splitlines()[0]}"
+            ) from exc
+        written = arrow.filter(pc.invert(arrow.column(DELETE_FLAG))).drop_columns([DELETE_FLAG])
+        return replace(
+            self._commit_info(spec, "merge", written), rows_deleted=int(metrics.get("num_target_rows_deleted", 0))
+        )
 
     def append(
         self,

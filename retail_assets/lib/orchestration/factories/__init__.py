@@ -38,6 +38,7 @@ from retail_assets.lib.orchestration.factories.metadata import (
     window,
 )
 from retail_assets.lib.orchestration.factories.runs import (
+    FULL_REFRESH_TAG,
     Compute,
     MultiCompute,
     RangeMode,
@@ -54,6 +55,7 @@ from retail_assets.lib.orchestration.factories.runs import (
 __all__ = [
     "CHECK_THREADS",
     "CODE_REFERENCES",
+    "FULL_REFRESH_TAG",
     "COLUMN_LINEAGE",
     "CheckRun",
     "ColumnSources",

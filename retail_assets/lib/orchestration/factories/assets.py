@@ -56,7 +56,11 @@ def _deps(upstream: Sequence[Upstream], sources: Sequence[dg.AssetSpec] = ()) ->
 def _write(
     run: TableRun, spec: TableSpec, output: TableOutput, lineage: dg.TableColumnLineage | None = None
 ) -> dg.MaterializeResult:
-    return _report(run, spec, run.engine.write(spec, output.data, run.partition), output, lineage)
+    if output.deletes is not None:
+        commit = run.engine.merge(spec, output.data, output.deletes)
+    else:
+        commit = run.engine.write(spec, output.data, run.partition)
+    return _report(run, spec, commit, output, lineage)
 
 
 def _report(

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from retail_assets.lib import settings
 from retail_assets.lib.engine import CommitInfo, PartitionRange
-from retail_assets.lib.orchestration.factories.runs import Upstream
+from retail_assets.lib.orchestration.factories.runs import FULL_REFRESH_TAG, Upstream
 from retail_assets.lib.registry.tables import TableSpec
 
 if TYPE_CHECKING:
@@ -79,6 +79,11 @@ def definition_metadata(spec: TableSpec) -> dict[str, Any]:
 
 def _write_mode(spec: TableSpec) -> str:
     mode = "rebuild (whole table, one commit)" if spec.rebuild else "partition overwrite (one commit)"
+    if spec.by_key:
+        mode = (
+            "by key: a MERGE of the rows of the keys the run's days touched (one commit); "
+            f"the whole table on a run tagged {FULL_REFRESH_TAG}=true"
+        )
     if spec.view is not None:
         return (
             f"catalog view of its SELECT where the engine names tables in a catalog (delta-spark); else a table, {mode}"
@@ -170,6 +175,9 @@ def materialization_metadata(
         "delta_operation": commit.operation,
         "partition": str(partitions),
     }
+    if commit.rows_deleted is not None:  # a MERGE: the rows it changed, not the table's
+        metadata.pop("dagster/row_count")
+        metadata.update(rows_upserted=commit.rows_written, rows_deleted=commit.rows_deleted)
     if commit.version is not None:  # a view has no commits
         metadata["delta_version"] = commit.version
     if lineage is not None:

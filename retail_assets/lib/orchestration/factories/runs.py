@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 
+# The run tag that asks tables written by key for a rebuild from their whole input.
+FULL_REFRESH_TAG = "retail/full_refresh"
+
+
 @dataclass(frozen=True)
 class Upstream:
     """A dependency on another registered table and how partitions map onto it."""
@@ -42,6 +46,9 @@ class TableOutput:
     by_partition: dict[dt.date, dict[str, Any]] | Callable[[], dict[dt.date, dict[str, Any]]] = field(
         default_factory=dict
     )
+    # Rows to delete by primary key: the output is then a MERGE (`LakehouseEngine.merge`) with
+    # `data` as the rows upserted. None: `data` is written as the registry says.
+    deletes: DataFrame | None = None
 
     def figures_by_partition(self) -> dict[dt.date, dict[str, Any]]:
         return self.by_partition() if callable(self.by_partition) else self.by_partition
@@ -122,6 +129,12 @@ class TableRun(RunScope):
     context: dg.AssetExecutionContext
     lakehouse: LakehouseResource
     partition: PartitionRange
+
+    @property
+    def full_refresh(self) -> bool:
+        """The run is tagged `retail/full_refresh=true`: a table written by key (`deletes`) is
+        rebuilt whole from its inputs instead (the reference its incremental runs must equal)."""
+        return self.context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
 
     def each_day(self) -> list[TableRun]:
         return [replace(self, partition=PartitionRange.single(d)) for d in self.partition.days()]
