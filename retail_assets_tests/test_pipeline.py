@@ -24,12 +24,12 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from retail_assets.lib.engine import PartitionRange
-from retail_assets.lib.orchestration.factories import asset_key
+from retail_assets.lib.orchestration.factories import FULL_REFRESH_TAG, asset_key
 from retail_assets.lib.registry.stages import STAGE, STAGES
 from retail_assets.lib.registry.tables import (
-    GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
     GOLD_AGG_DAILY_STORE_SALES,
     GOLD_AGG_INVENTORY_COVER,
+    GOLD_CUSTOMER_DAILY_VALUE,
     GOLD_DIM_CUSTOMER,
     GOLD_DIM_PRODUCT,
     GOLD_DIM_STORE,
@@ -412,16 +412,34 @@ def test_dimensions_identical_day_by_day_and_shuffled_backfill(defect_week, tmp_
                 summary = run_stage(defs, stage, day, instance)
                 assert summary.success and not summary.checks_failed, summary
             engine = local_engine(defect_week.engine_name, root, defect_week.engine.spark)
-            results[mode] = {
-                spec.key: snapshot(engine, spec) for spec in (GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE)
-            }
+            results[mode] = {spec.key: snapshot(engine, spec) for spec in DIMENSIONS}
+            if mode == "shuffled":
+                # each run after the first MERGEd the keys of its day; a full refresh rebuilds all
+                assert _refresh_modes(instance) == {"full": 3, "keys touched": 3 * (len(plan) // 2 - 1)}
+                summary = run_stage(defs, dimensions, plan[-1][1], instance, tags={FULL_REFRESH_TAG: "true"})
+                assert summary.success and not summary.checks_failed, summary
+                assert _refresh_modes(instance)["full"] == 6
+                results["full_refresh"] = {spec.key: snapshot(engine, spec) for spec in DIMENSIONS}
     for key, table in results["day_by_day"].items():
         assert table.num_rows > 1
         assert table.equals(results["shuffled"][key]), key
+        assert table.equals(results["full_refresh"][key]), key
     # and the same as the main run, which ran each stage over all days in order
     for key, table in results["day_by_day"].items():
         spec = next(t for t in TABLES if t.key == key)
         assert table.equals(snapshot(defect_week.engine, spec)), key
+
+
+DIMENSIONS = (GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_DIM_STORE)
+
+
+def _refresh_modes(instance: dg.DagsterInstance) -> Counter:
+    """How the dimension materializations recorded in `instance` were written ("refresh")."""
+    modes: Counter = Counter()
+    for spec in DIMENSIONS:
+        for event in instance.fetch_materializations(asset_key(spec), limit=1000).records:
+            modes[event.asset_materialization.metadata["refresh"].value] += 1
+    return modes
 
 
 def _check_evaluations(week: Week, spec: TableSpec, tags: dict[str, str]) -> list[dg.AssetCheckEvaluation]:
@@ -452,9 +470,9 @@ def _run_range_checks(week: Week, spec: TableSpec, first: str, last: str) -> dic
 @pytest.mark.parametrize(
     ("spec", "tamper"),
     [
-        # one customer's lifetime orders off by one: counted from the fact up to that day
+        # every customer's orders of the day off by one: counted from the fact's lines of that day
         (
-            GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
+            GOLD_CUSTOMER_DAILY_VALUE,
             lambda t: t.set_column(
                 t.schema.get_field_index("orders"), "orders", pc.add(t["orders"], 1).cast(t["orders"].type)
             ),
@@ -462,7 +480,7 @@ def _run_range_checks(week: Week, spec: TableSpec, first: str, last: str) -> dic
         # a store-product row gone from the day's inventory cover
         (GOLD_AGG_INVENTORY_COVER, lambda t: t.slice(1)),
     ],
-    ids=["lifetime_orders", "inventory_rows"],
+    ids=["customer_day_orders", "inventory_rows"],
 )
 def test_reconciliations_grouped_by_day_fail_on_the_tampered_day_only(defect_week, spec, tamper):
     engine, day = defect_week.engine, defect_week.event_days[2]

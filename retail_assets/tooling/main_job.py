@@ -51,9 +51,11 @@ def run_stage(
     *,
     log_level: str = "WARNING",
     listener: Callable[[Any], None] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> RunSummary:
     """One run of a stage's job: one partition (a day's key) or a range of them in one run;
-    `listener` receives each of the run's events as the instance stores it."""
+    `listener` receives each of the run's events as the instance stores it; `tags` are the run's
+    own (`retail/full_refresh`)."""
     job = defs.resolve_job_def(stage.job_name)
     run_id = str(uuid.uuid4())
     if listener is not None:
@@ -64,6 +66,7 @@ def run_stage(
         partition,
         instance,
         run_id=run_id,
+        tags=tags,
         # The full event log goes to the instance; the console gets warnings and errors only.
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )

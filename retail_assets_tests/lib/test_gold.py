@@ -640,21 +640,35 @@ def test_agg_product_performance(spark, fact):
     )
 
 
-def test_agg_customer_lifetime_value_is_cumulative(fact):
-    day1 = gold.agg_customer_lifetime_value(fact, as_of=D1)
-    day2 = gold.agg_customer_lifetime_value(fact, as_of=D2)
-    assert day1.columns == tables.GOLD_AGG_CUSTOMER_LIFETIME_VALUE.column_names
+def test_customer_daily_value_and_lifetime_value(fact):
+    daily = gold.customer_daily_value(fact)
+    assert daily.columns == tables.GOLD_CUSTOMER_DAILY_VALUE.column_names
     d = Decimal
-    # C2 only returned something by day 1: no order, no row. Anonymous lines never count.
-    assert sorted_rows(day1) == [(D1, "C1", d("13.00"), 1, D1, D1, d("13.00"))]
-    assert sorted_rows(day2) == sorted(
+    # Anonymous lines never count; C2's day 1 holds only a return: a row, no order.
+    assert sorted_rows(daily) == sorted(
         [
-            (D2, "C1", d("18.01"), 2, D1, D2, d("9.01")),  # 18.01 / 2 = 9.005 → 9.01
-            (D2, "C2", d("20.00"), 1, D2, D2, d("20.00")),
-            (D2, "C3", d("8.00"), 1, D2, D2, d("8.00")),
+            (D1, "C1", d("13.00"), 1),  # T1 18.00 + 5.00, T4's return -10.00
+            (D1, "C2", d("-10.00"), 0),
+            (D2, "C1", d("5.01"), 1),  # T6: a sale 10.01 and a return -5.00, one order
+            (D2, "C2", d("30.00"), 1),
+            (D2, "C3", d("8.00"), 1),
         ],
         key=repr,
     )
+    clv = gold.agg_customer_lifetime_value(daily)
+    assert clv.columns == tables.GOLD_AGG_CUSTOMER_LIFETIME_VALUE.column_names
+    # customer, total_spend, orders, first and last purchase, average order value, last active day
+    assert sorted_rows(clv) == sorted(
+        [
+            ("C1", d("18.01"), 2, D1, D2, d("9.01"), D2),  # 18.01 / 2 = 9.005 → 9.01
+            ("C2", d("20.00"), 1, D2, D2, d("20.00"), D2),  # day 1's return counts in the spend
+            ("C3", d("8.00"), 1, D2, D2, d("8.00"), D2),
+        ],
+        key=repr,
+    )
+    # C2 only returned something by day 1: no order, no row
+    day1 = gold.agg_customer_lifetime_value(daily.where(F.col("event_date") == D1))
+    assert sorted_rows(day1) == [("C1", d("13.00"), 1, D1, D1, d("13.00"), D1)]
 
 
 def test_agg_inventory_cover(spark, fact):

@@ -87,6 +87,22 @@ DRIVER = textwrap.dedent(
         real_save(self, spec, frame, *args, **kw)
 
     DeltaSparkEngine._save = save
+
+    def killed_merge(real_merge):
+        # a table written by key (the dimensions) changes by MERGE, not by a write
+        def merge(self, spec, source):
+            path = str(self.path(spec) if isinstance(self, DeltaSparkEngine) else self.location(spec))
+            if path.endswith(target):
+                if mode == "torn":
+                    tear(path, source.toArrow())
+                real_merge(self, spec, source)
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_merge(self, spec, source)
+
+        return merge
+
+    for engine_class in (local.DeltaRsEngine, DeltaSparkEngine):
+        engine_class._merge = killed_merge(engine_class._merge)
     from retail_assets.definitions import build_definitions
 
     job = build_definitions().resolve_implicit_global_asset_job_def()

@@ -23,8 +23,10 @@ from retail_assets.lib.transforms import gold
 
 L = lateness_days()
 COVER_WINDOW_DAYS = 7
-# Dimensions are rebuilt whole; running them one at a time keeps the last commit the newest.
+# A dimension run reads the table and merges into it: one at a time, none refuses another's commit.
 DIMENSION_POOL = "gold_dimensions"
+# A lifetime-value run reads the table and merges into it: one at a time, none refuses another's commit.
+CUSTOMER_VALUE_POOL = "gold_customer_value"
 # The Silver lines that arrived on a dimension's arrival day: their business dates are L days
 # before to one day after it.
 SALES_ARRIVED = [Upstream(tables.SILVER_SALES_LINES, window(L, 1)), Upstream(tables.SILVER_RETURNS, window(L, 1))]
@@ -38,19 +40,36 @@ def now() -> dt.datetime:
 SALES = (tables.SILVER_SALES_LINES, tables.SILVER_RETURNS)
 
 
-def dimension_compute(silver_spec, build):
+def dimension_compute(silver_spec, dim_spec, build):
     key = silver_spec.identity[0]
     rule = rules.unknown_master(key.removesuffix("_id"))
 
     def compute(run: TableRun) -> TableOutput:
-        # The whole change history, not just this day's: a late, out-of-order change must slot
-        # into place among the versions that already exist. A run over several arrival days
-        # builds once, as of the last of them (what running them in order leaves).
         # Each row is a version: the materialization's row count says how many.
-        lines = [run.read_all(spec).select(key, "quality_flags", "_arrival_date") for spec in SALES]
-        inferred = gold.inferred_keys(lines[0].unionByName(lines[1]), key, rule)
-        dim = build(run.read_all(silver_spec), processed_at=now(), arrival_date=run.partition.end, inferred=inferred)
-        return TableOutput(dim)
+        if run.full_refresh or not run.engine.exists(dim_spec):
+            # Every key from the whole change history, as of the last of the run's days.
+            lines = [run.read_all(spec).select(key, "quality_flags", "_arrival_date") for spec in SALES]
+            inferred = gold.inferred_keys(lines[0].unionByName(lines[1]), key, rule)
+            full = build(
+                run.read_all(silver_spec), processed_at=now(), arrival_date=run.partition.end, inferred=inferred
+            )
+            return TableOutput(full, metadata={"refresh": "full"})
+        # Only the keys the run's days touched: their change records, and the keys the Silver
+        # lines that arrived on those days name without a record.
+        arrived = F.col("_arrival_date").between(F.lit(run.partition.start), F.lit(run.partition.end))
+        lines = [run.read(spec, L, 1).where(arrived).select(key, "quality_flags", "_arrival_date") for spec in SALES]
+        rows, deletes = gold.rebuild_touched_keys(
+            build,
+            key=key,
+            sk_column=dim_spec.primary_key[0],
+            arrived=run.read(silver_spec),
+            inferred=gold.inferred_keys(lines[0].unionByName(lines[1]), key, rule),
+            changes=run.read_all(silver_spec),
+            current=run.read_all(dim_spec),
+            processed_at=now(),
+            arrival_date=run.partition.end,
+        )
+        return TableOutput(rows, deletes=deletes, metadata={"refresh": "keys touched"})
 
     return compute
 
@@ -58,21 +77,21 @@ def dimension_compute(silver_spec, build):
 dim_customer = build_table_asset(
     spec=tables.GOLD_DIM_CUSTOMER,
     upstream=[Upstream(tables.SILVER_CUSTOMERS), *SALES_ARRIVED],
-    compute=dimension_compute(tables.SILVER_CUSTOMERS, gold.build_dim_customer),
+    compute=dimension_compute(tables.SILVER_CUSTOMERS, tables.GOLD_DIM_CUSTOMER, gold.build_dim_customer),
     ranges=RangeMode.WHOLE_RANGE,
     pool=DIMENSION_POOL,
 )
 dim_product = build_table_asset(
     spec=tables.GOLD_DIM_PRODUCT,
     upstream=[Upstream(tables.SILVER_PRODUCTS), *SALES_ARRIVED],
-    compute=dimension_compute(tables.SILVER_PRODUCTS, gold.build_dim_product),
+    compute=dimension_compute(tables.SILVER_PRODUCTS, tables.GOLD_DIM_PRODUCT, gold.build_dim_product),
     ranges=RangeMode.WHOLE_RANGE,
     pool=DIMENSION_POOL,
 )
 dim_store = build_table_asset(
     spec=tables.GOLD_DIM_STORE,
     upstream=[Upstream(tables.SILVER_STORES), *SALES_ARRIVED],
-    compute=dimension_compute(tables.SILVER_STORES, gold.build_dim_store),
+    compute=dimension_compute(tables.SILVER_STORES, tables.GOLD_DIM_STORE, gold.build_dim_store),
     ranges=RangeMode.WHOLE_RANGE,
     pool=DIMENSION_POOL,
 )
@@ -156,17 +175,39 @@ agg_product_performance = build_table_asset(
 )
 
 
+customer_daily_value = build_table_asset(
+    spec=tables.GOLD_CUSTOMER_DAILY_VALUE,
+    upstream=[Upstream(tables.GOLD_FACT_SALES)],
+    compute=lambda run: TableOutput(gold.customer_daily_value(run.read(tables.GOLD_FACT_SALES))),
+    ranges=RangeMode.WHOLE_RANGE,
+)
+
+
 def customer_lifetime_value_compute(run: TableRun) -> TableOutput:
-    history = run.read_all(tables.GOLD_FACT_SALES).filter(F.col("event_date") <= F.lit(run.day))
-    return TableOutput(gold.agg_customer_lifetime_value(history, as_of=run.day))
+    clv = tables.GOLD_AGG_CUSTOMER_LIFETIME_VALUE
+    daily = run.read_all(tables.GOLD_CUSTOMER_DAILY_VALUE)
+    if run.full_refresh or not run.engine.exists(clv):
+        return TableOutput(gold.agg_customer_lifetime_value(daily), metadata={"refresh": "full"})
+    # Only the customers the run's days touched, each from all its days in the daily table
+    # (one row per customer and day: far fewer than the fact's lines); the other rows stay.
+    upserts, deletes = gold.customer_lifetime_value_changes(
+        run.read(tables.GOLD_CUSTOMER_DAILY_VALUE),
+        daily,
+        run.read_all(clv),
+        first=run.partition.start,
+        last=run.partition.end,
+    )
+    return TableOutput(upserts, deletes=deletes, metadata={"refresh": "customers touched"})
 
 
 agg_customer_lifetime_value = build_table_asset(
     spec=tables.GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
-    # Lifetime = all history up to the day; the declared dependency is the day itself, and
-    # re-materializing a day picks up any earlier day that changed.
-    upstream=[Upstream(tables.GOLD_FACT_SALES)],
+    # A late sale re-materializes its day of the fact, then of the daily values, then this day:
+    # the customers it touches are computed again.
+    upstream=[Upstream(tables.GOLD_CUSTOMER_DAILY_VALUE)],
     compute=customer_lifetime_value_compute,
+    ranges=RangeMode.WHOLE_RANGE,
+    pool=CUSTOMER_VALUE_POOL,
 )
 
 

@@ -131,22 +131,43 @@ def aggregate_reconciles(measure: str, fact_aggregate: Callable[[], Column]) -> 
     )
 
 
-def orders_reconcile(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
-    """Lifetime orders as of each day: the customers' distinct sale transactions up to that day.
-    A transaction counts from the first day it appears on, so the days' counts add up."""
+def customer_days_reconcile(run: CheckRun) -> dict[dt.date, quality.CheckOutcome]:
+    """Each day's net spend and orders of identified customers, from `gold.fact_sales`'s lines."""
     days = run.partition.days()
-    ordered = run.read_all(tables.GOLD_FACT_SALES).filter(
-        (F.col("event_date") <= F.lit(run.partition.end)) & is_sale() & F.col("customer_id").isNotNull()
+    identified = run.read(tables.GOLD_FACT_SALES).where(F.col("customer_id").isNotNull())
+    expected = _figures_by_day(
+        identified,
+        "event_date",
+        days,
+        net_spend=_total("net_amount"),
+        orders=F.count_distinct(F.when(is_sale(), F.struct("customer_id", "transaction_id"))),
     )
-    first_days = ordered.groupBy("transaction_id").agg(F.min("event_date").alias("first_day"))
-    new_orders = {
-        r["first_day"]: r["n"] for r in first_days.groupBy("first_day").agg(F.count(F.lit(1)).alias("n")).collect()
-    }
-    gold = _figures_by_day(run.frame, "as_of_date", days, v=_total("orders"))
-    return {
-        d: quality.reconciliation({"orders": (gold[d]["v"], sum(n for first, n in new_orders.items() if first <= d))})
-        for d in days
-    }
+    gold = _figures_by_day(run.frame, "event_date", days, net_spend=_total("net_spend"), orders=_total("orders"))
+    return {d: quality.reconciliation({f: (gold[d][f], expected[d][f]) for f in ("net_spend", "orders")}) for d in days}
+
+
+def lifetime_reconciles(run: CheckRun) -> quality.CheckOutcome:
+    """The whole table against every customer's days in `gold.customer_daily_value`."""
+    per_customer = (
+        run.read_all(tables.GOLD_CUSTOMER_DAILY_VALUE, columns=["customer_id", "net_spend", "orders"])
+        .groupBy("customer_id")
+        .agg(F.sum("net_spend").alias("total_spend"), F.sum("orders").alias("orders"))
+        .where(F.col("orders") > 0)
+    )
+
+    def totals(df: DataFrame) -> dict[str, Any]:
+        return (
+            df.agg(
+                F.count(F.lit(1)).alias("customers"),
+                _total("total_spend").alias("total_spend"),
+                _total("orders").alias("orders"),
+            )
+            .first()
+            .asDict()
+        )
+
+    gold, expected = totals(run.frame), totals(per_customer)
+    return quality.reconciliation({f: (gold[f], expected[f]) for f in ("customers", "total_spend", "orders")})
 
 
 def is_sale() -> Column:
@@ -251,12 +272,24 @@ EXTRA_CHECKS: dict[str, list[TableCheck]] = {
         aggregate_reconciles("revenue", lambda: F.sum(F.when(is_sale(), F.col("net_amount"))))
     ],
     tables.GOLD_AGG_PRODUCT_PERFORMANCE.key: [aggregate_reconciles("net_revenue", lambda: F.sum("net_amount"))],
-    tables.GOLD_AGG_CUSTOMER_LIFETIME_VALUE.key: [
+    tables.GOLD_CUSTOMER_DAILY_VALUE.key: [
         TableCheck.grouped_by_day(
             quality.RECONCILIATION,
-            "Each day's lifetime `orders` equal the customers' distinct sale transactions in `gold.fact_sales` up to that day.",
-            orders_reconcile,
+            "The day's net spend and orders (customer and transaction pairs with a sales line) equal those of the "
+            "identified customers' lines in `gold.fact_sales`.",
+            customer_days_reconcile,
             reads=(tables.GOLD_FACT_SALES,),
+        )
+    ],
+    tables.GOLD_AGG_CUSTOMER_LIFETIME_VALUE.key: [
+        TableCheck(
+            quality.RECONCILIATION,
+            "Customers, total spend and orders equal those summed from every day of `gold.customer_daily_value` "
+            "(customers with an order). Warns while a day that changed has not run yet, or after lines left a day "
+            "in the middle of a customer's history: a run tagged `retail/full_refresh=true` rebuilds the table.",
+            lifetime_reconciles,
+            severity=dg.AssetCheckSeverity.WARN,
+            reads=(tables.GOLD_CUSTOMER_DAILY_VALUE,),
         )
     ],
     tables.GOLD_AGG_INVENTORY_COVER.key: [

@@ -132,6 +132,10 @@ class TableSpec:
     # A rebuilt table is recomputed whole by every run (dimensions built from the full change
     # history) and replaced in one commit; all others overwrite only their own partition.
     rebuild: bool = False
+    # With `rebuild`: a run changes only the rows of the keys its days touched, re-derived from
+    # their inputs and written as a MERGE on the primary key (`TableOutput.deletes`); a run
+    # tagged `retail/full_refresh=true` rebuilds the table whole, the reference both must equal.
+    by_key: bool = False
     # The stage whose job materializes the table, and the one whose job runs its checks when
     # that is another (`lib/registry/stages.py`).
     stage: str = ""
@@ -720,11 +724,16 @@ GOLD_DIM_CUSTOMER = TableSpec(
         Column("birth_date", "date", pii=True),
         Column("loyalty_tier", "string"),
         *_SCD2,
-        Column("_arrival_date", "date", False, "Arrival partition of the run that last rebuilt the table."),
+        Column("_arrival_date", "date", False, "Arrival partition of the run that last wrote the row."),
     ),
-    description="Customer dimension with full history. Rebuilt from every Silver change record, so any run order gives the same table.",
+    description=(
+        "Customer dimension with full history. A run re-derives the history of the keys whose change records "
+        "arrived on its days (late, out-of-order changes slot in) from every Silver record of those keys, so any "
+        "run order gives the same table as a rebuild from all of them."
+    ),
     volatile_columns=("_processed_at", "_arrival_date"),
     rebuild=True,
+    by_key=True,
     stage="build_dimensions",
 )
 GOLD_DIM_PRODUCT = TableSpec(
@@ -750,11 +759,16 @@ GOLD_DIM_PRODUCT = TableSpec(
         Column("list_price", "decimal(12,2)"),
         Column("status", "string"),
         *_SCD2,
-        Column("_arrival_date", "date", False, "Arrival partition of the run that last rebuilt the table."),
+        Column("_arrival_date", "date", False, "Arrival partition of the run that last wrote the row."),
     ),
-    description="Product dimension with full history. Rebuilt from every Silver change record, so any run order gives the same table.",
+    description=(
+        "Product dimension with full history. A run re-derives the history of the keys whose change records "
+        "arrived on its days (late, out-of-order changes slot in) from every Silver record of those keys, so any "
+        "run order gives the same table as a rebuild from all of them."
+    ),
     volatile_columns=("_processed_at", "_arrival_date"),
     rebuild=True,
+    by_key=True,
     stage="build_dimensions",
 )
 GOLD_DIM_STORE = TableSpec(
@@ -781,11 +795,15 @@ GOLD_DIM_STORE = TableSpec(
         Column("updated_at", "timestamp", True, "`updated_at` of the latest change applied."),
         *_INFERRED,
         Column("_processed_at", "timestamp", False),
-        Column("_arrival_date", "date", False, "Arrival partition of the run that last rebuilt the table."),
+        Column("_arrival_date", "date", False, "Arrival partition of the run that last wrote the row."),
     ),
-    description="Store dimension, overwritten in place with the latest value of each attribute.",
+    description=(
+        "Store dimension, overwritten in place with the latest value of each attribute; a run rewrites the "
+        "stores whose change records arrived on its days."
+    ),
     volatile_columns=("_processed_at", "_arrival_date"),
     rebuild=True,
+    by_key=True,
     stage="build_dimensions",
 )
 GOLD_DIM_DATE = TableSpec(
@@ -884,11 +902,8 @@ _FACT_MEASURES = {
     "units_returned": ("quantity",),
     "unique_customers": ("customer_id",),
     "gross_margin": ("net_amount",),
-    "total_spend": ("net_amount",),
-    "orders": ("transaction_id",),
-    "first_purchase": ("event_date",),
-    "last_purchase": ("event_date",),
-    "average_order_value": ("net_amount", "transaction_id"),
+    "net_spend": ("net_amount",),
+    "orders": ("transaction_id", "line_type"),
 }
 
 GOLD_AGG_DAILY_STORE_SALES = TableSpec(
@@ -943,23 +958,71 @@ GOLD_AGG_PRODUCT_PERFORMANCE = TableSpec(
     stage="build_gold",
     non_negative=("units_sold", "units_returned", "revenue", "returns_amount", "transactions"),
 )
+GOLD_CUSTOMER_DAILY_VALUE = TableSpec(
+    layer=Layer.GOLD,
+    name="customer_daily_value",
+    grain="one row per identified customer and business day with lines (sales or returns)",
+    partitioning=Partitioning.EVENT_DATE,
+    partition_column="event_date",
+    primary_key=("event_date", "customer_id"),
+    columns=(
+        Column("event_date", "date", False),
+        Column("customer_id", "string", False),
+        _measure("net_spend", "decimal(18,2)", "Net amount of the customer's lines that day, returns subtracted."),
+        _measure("orders", "bigint", "Distinct transactions with a sales line that day; 0: only returns."),
+    ),
+    description="What each identified customer spent on a business day (one row per customer and day with "
+    "lines), the state `agg_customer_lifetime_value` is summed from: a day's run reads only that day of "
+    "`fact_sales`.",
+    stage="build_gold",
+    non_negative=("orders",),
+)
+
+
+def _from_daily_value(name: str, type: str, description: str, *columns: str) -> Column:
+    """A lifetime figure computed from `customer_daily_value`'s columns (its lineage)."""
+    return Column(name, type, False, description, tuple((GOLD_CUSTOMER_DAILY_VALUE, c) for c in columns))
+
+
 GOLD_AGG_CUSTOMER_LIFETIME_VALUE = TableSpec(
     layer=Layer.GOLD,
     name="agg_customer_lifetime_value",
-    grain="one row per identified customer with purchases, as of the end of the partition day",
+    grain="one row per identified customer with an order, over every business day materialized",
     partitioning=Partitioning.EVENT_DATE,
-    partition_column="as_of_date",
-    primary_key=("as_of_date", "customer_id"),
+    partition_column="last_active_date",
+    primary_key=("customer_id",),
     columns=(
-        Column("as_of_date", "date", False),
         Column("customer_id", "string", False),
-        _measure("total_spend", "decimal(18,2)", "Net amount of all lines up to as_of_date, returns subtracted."),
-        _measure("orders", "bigint", "Distinct transactions with a sales line."),
-        _measure("first_purchase", "date"),
-        _measure("last_purchase", "date"),
-        _measure("average_order_value", "decimal(18,2)", "total_spend / orders."),
+        _from_daily_value(
+            "total_spend", "decimal(18,2)", "Net amount of all the customer's lines, returns subtracted.", "net_spend"
+        ),
+        _from_daily_value(
+            "orders",
+            "bigint",
+            "Transactions with a sales line, summed over the days (a transaction whose lines carry two business "
+            "dates counts on each).",
+            "orders",
+        ),
+        _from_daily_value("first_purchase", "date", "First business day with an order.", "event_date", "orders"),
+        _from_daily_value("last_purchase", "date", "Last business day with an order.", "event_date", "orders"),
+        _from_daily_value(
+            "average_order_value", "decimal(18,2)", "total_spend / orders, rounded to cents.", "net_spend", "orders"
+        ),
+        _from_daily_value(
+            "last_active_date",
+            "date",
+            "Last business day with any line of the customer's (sales or returns); the partition.",
+            "event_date",
+        ),
     ),
-    description="Customer lifetime value snapshot, cumulative over all fact history up to the partition day.",
+    description="Customer lifetime value, one row per identified customer with an order: lifetime figures over "
+    "every business day materialized so far, so the table grows with customers, not with days. A day's run "
+    "recomputes only the customers with lines that day (and those whose row names that day as first or last "
+    "purchase or last activity) from their `customer_daily_value` rows and MERGEs them by customer: a late sale "
+    "re-runs its day and its customer's figures, in whatever order days run. A customer left with only returns "
+    "has no row.",
+    rebuild=True,
+    by_key=True,
     stage="build_gold",
     non_negative=("orders",),
 )
@@ -1126,6 +1189,7 @@ TABLES: tuple[TableSpec, ...] = (
     GOLD_FACT_SALES,
     GOLD_AGG_DAILY_STORE_SALES,
     GOLD_AGG_PRODUCT_PERFORMANCE,
+    GOLD_CUSTOMER_DAILY_VALUE,
     GOLD_AGG_CUSTOMER_LIFETIME_VALUE,
     GOLD_AGG_INVENTORY_COVER,
     GOLD_DIM_CUSTOMER_CURRENT,

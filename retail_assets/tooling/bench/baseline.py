@@ -38,6 +38,7 @@ from retail_assets.lib.registry.tables import (
     GOLD_AGG_DAILY_STORE_SALES,
     GOLD_AGG_INVENTORY_COVER,
     GOLD_AGG_PRODUCT_PERFORMANCE,
+    GOLD_CUSTOMER_DAILY_VALUE,
     GOLD_DIM_CUSTOMER,
     GOLD_DIM_DATE,
     GOLD_DIM_PRODUCT,
@@ -183,6 +184,7 @@ def build_gold(
         sales_lines, returns, dim_customer, dim_product, dim_store, processed_at=processed_at
     ).localCheckpoint()
     spark = fact.sparkSession
+    customer_days = gold.customer_daily_value(fact).localCheckpoint()
     return {
         GOLD_DIM_CUSTOMER.name: dim_customer,
         GOLD_DIM_PRODUCT.name: dim_product,
@@ -191,9 +193,8 @@ def build_gold(
         GOLD_FACT_SALES.name: fact,
         GOLD_AGG_DAILY_STORE_SALES.name: gold.agg_daily_store_sales(fact),
         GOLD_AGG_PRODUCT_PERFORMANCE.name: gold.agg_product_performance(fact, dim_product),
-        GOLD_AGG_CUSTOMER_LIFETIME_VALUE.name: union(
-            [gold.agg_customer_lifetime_value(fact, as_of=d) for d in event_days]
-        ),
+        GOLD_CUSTOMER_DAILY_VALUE.name: customer_days,
+        GOLD_AGG_CUSTOMER_LIFETIME_VALUE.name: gold.agg_customer_lifetime_value(customer_days),
         GOLD_AGG_INVENTORY_COVER.name: union(
             [
                 # a snapshot of day D counts when it arrived on D … D+L

@@ -2,8 +2,9 @@
 
 Every function is pure PySpark (DataFrame in, DataFrame out: no collect, no Python UDFs) and
 returns exactly the columns of its registry table, in registry order and cast to registry
-types. Dimensions are rebuilt from the full Silver change history on every run, and every
-window below is ordered by a total order, so the output depends only on the set of input rows,
+types. A dimension run derives again the whole Silver change history of the keys it touches
+(`rebuild_touched_keys`; a full refresh, of every key), and every window below is ordered by a
+total order, so the output depends only on the set of input rows,
 never on their order or partitioning (SPEC §4: day-by-day runs and any backfill give the same
 table).
 
@@ -16,6 +17,8 @@ from retail_assets.lib.transforms.gold.aggregates import (
     agg_daily_store_sales,
     agg_inventory_cover,
     agg_product_performance,
+    customer_daily_value,
+    customer_lifetime_value_changes,
 )
 from retail_assets.lib.transforms.gold.common import RETURN, SALE, UNKNOWN_MEMBER_VALID_FROM, date_sk, surrogate_key
 from retail_assets.lib.transforms.gold.dimensions import (
@@ -28,6 +31,7 @@ from retail_assets.lib.transforms.gold.dimensions import (
     build_dim_store,
     build_scd2,
     inferred_keys,
+    rebuild_touched_keys,
 )
 from retail_assets.lib.transforms.gold.fact import build_fact_sales
 from retail_assets.lib.transforms.gold.privacy import (
@@ -56,7 +60,10 @@ __all__ = [
     "build_dim_store",
     "build_fact_sales",
     "build_scd2",
+    "customer_daily_value",
+    "customer_lifetime_value_changes",
     "inferred_keys",
+    "rebuild_touched_keys",
     "date_sk",
     "hash_email",
     "hash_phone",

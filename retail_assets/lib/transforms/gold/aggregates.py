@@ -90,28 +90,75 @@ def agg_product_performance(fact: DataFrame, dim_product: DataFrame) -> DataFram
     return _conform(performance, tables.GOLD_AGG_PRODUCT_PERFORMANCE)
 
 
-def agg_customer_lifetime_value(fact_history: DataFrame, *, as_of: date) -> DataFrame:
-    """`gold.agg_customer_lifetime_value` as of the end of `as_of`, over every fact row up to it.
+def customer_daily_value(fact: DataFrame) -> DataFrame:
+    """`gold.customer_daily_value`: one row per (event_date, identified customer) with lines in `fact`.
 
-    Identified customers only. total_spend = signed net of all lines (returns subtract);
-    orders = distinct transactions with a sale line; first/last purchase = min/max event_date
-    of sale lines; average_order_value = round(total_spend / orders, 2). Customers without
-    an order (only returns) are left out.
+    net_spend = signed net of the customer's lines that day (returns subtract); orders = distinct
+    transactions with a sale line that day (0 when the day holds only returns).
     """
-    history = fact_history.where((F.col("event_date") <= F.lit(as_of)) & F.col("customer_id").isNotNull())
-    clv = (
-        history.groupBy("customer_id")
+    daily = (
+        fact.where(F.col("customer_id").isNotNull())
+        .groupBy("event_date", "customer_id")
         .agg(
-            F.sum("net_amount").alias("total_spend"),
+            F.sum("net_amount").alias("net_spend"),
             F.count_distinct(F.when(_is_sale(), F.col("transaction_id"))).alias("orders"),
-            F.min(F.when(_is_sale(), F.col("event_date"))).alias("first_purchase"),
-            F.max(F.when(_is_sale(), F.col("event_date"))).alias("last_purchase"),
+        )
+    )
+    return _conform(daily, tables.GOLD_CUSTOMER_DAILY_VALUE)
+
+
+def agg_customer_lifetime_value(daily: DataFrame) -> DataFrame:
+    """`gold.agg_customer_lifetime_value` of the customers in `daily` (`customer_daily_value`
+    rows: every day of each customer given, for figures over their whole history).
+
+    total_spend = sum of net_spend; orders = sum of the days' orders; first/last purchase =
+    min/max event_date of days with an order; last_active_date = the latest day with any line;
+    average_order_value = round(total_spend / orders, 2). Customers without an order (only
+    returns) are left out.
+    """
+    with_order = F.col("orders") > 0
+    clv = (
+        daily.groupBy("customer_id")
+        .agg(
+            F.sum("net_spend").alias("total_spend"),
+            F.sum("orders").alias("orders"),
+            F.min(F.when(with_order, F.col("event_date"))).alias("first_purchase"),
+            F.max(F.when(with_order, F.col("event_date"))).alias("last_purchase"),
+            F.max("event_date").alias("last_active_date"),
         )
         .where(F.col("orders") > 0)
         .withColumn("average_order_value", F.round(F.col("total_spend") / F.col("orders"), 2))
-        .withColumn("as_of_date", F.lit(as_of))
     )
     return _conform(clv, tables.GOLD_AGG_CUSTOMER_LIFETIME_VALUE)
+
+
+def customer_lifetime_value_changes(
+    days_run: DataFrame, daily: DataFrame, current: DataFrame, *, first: date, last: date
+) -> tuple[DataFrame, DataFrame]:
+    """A run of `gold.agg_customer_lifetime_value` over business days `first` … `last`: the rows
+    to upsert and the customers (`customer_id`) to delete, for a MERGE into `current`.
+
+    The customers touched are those with rows in `days_run` (`customer_daily_value` of those
+    days) and those whose row in `current` names one of the days as first or last purchase or as
+    last activity (lines of theirs may have left the day). Their figures are computed again by
+    `agg_customer_lifetime_value` from all their rows in `daily` (`customer_daily_value`, read
+    for those customers only); a touched customer left without an order is deleted. Nothing is
+    added to or subtracted from a stored figure, so running a day again, or the days in any
+    order, leaves what `agg_customer_lifetime_value` over all of `daily` gives, once each day
+    that changed has run. Lines leaving a day in the middle of a customer's history (only a
+    corrected rule quarantining accepted lines removes a line from the fact) show at the
+    customer's next touch, or with a full refresh.
+    """
+    days = (F.lit(first), F.lit(last))
+    names_a_day = (
+        F.col("last_active_date").between(*days)
+        | F.col("first_purchase").between(*days)
+        | F.col("last_purchase").between(*days)
+    )
+    named = current.where(names_a_day).select("customer_id")
+    touched = days_run.select("customer_id").unionByName(named).distinct()
+    upserts = agg_customer_lifetime_value(daily.join(touched, "customer_id", "left_semi"))
+    return upserts, touched
 
 
 def agg_inventory_cover(

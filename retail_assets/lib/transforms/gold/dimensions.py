@@ -11,7 +11,7 @@ there. Later versions are keyed by (business key, valid_from), as before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -308,6 +308,52 @@ def build_dim_store(
         .withColumn("_arrival_date", F.lit(arrival_date).cast("date"))
     )
     return _conform(dim, tables.GOLD_DIM_STORE)
+
+
+DimensionBuild = Callable[..., DataFrame]  # build_dim_customer, build_dim_product, build_dim_store
+
+
+def rebuild_touched_keys(
+    build: DimensionBuild,
+    *,
+    key: str,
+    sk_column: str,
+    arrived: DataFrame,
+    inferred: DataFrame,
+    changes: DataFrame,
+    current: DataFrame,
+    processed_at: datetime,
+    arrival_date: date,
+) -> tuple[DataFrame, DataFrame]:
+    """An incremental run of a dimension: the rows to upsert and the surrogate keys to delete.
+
+    The keys touched are those of `arrived` (the change records that arrived on the run's days)
+    and of `inferred` (`inferred_keys` of the Silver lines that arrived then). Their history is
+    derived again by `build` from every change record of theirs (`changes` is read for those
+    keys only), so a late, out-of-order change slots in among their versions exactly as a full
+    rebuild would place it; each one's `inferred_since` is the earliest of what the dimension
+    holds (`current`) and the lines now. Every row of theirs in `current` is deleted unless
+    derived again (a MERGE keeps the re-derived ones under their surrogate keys). Rows of the
+    other keys are not read again: the table after the MERGE equals `build` over all records,
+    in whatever order the days run, once every day has run.
+    """
+    valid = F.col(key).isNotNull() & (F.col(key) != F.lit(tables.UNKNOWN_MEMBER_ID))
+    touched = arrived.select(key).unionByName(inferred.select(key)).where(valid).distinct()
+    held = current.join(F.broadcast(touched), key, "left_semi")
+    since = (
+        held.where(F.col("inferred_since").isNotNull())
+        .select(key, "inferred_since")
+        .unionByName(inferred.select(key, "inferred_since"))
+        .groupBy(key)
+        .agg(F.min("inferred_since").alias("inferred_since"))
+    )
+    rows = build(
+        changes.join(F.broadcast(touched), key, "left_semi"),
+        processed_at=processed_at,
+        arrival_date=arrival_date,
+        inferred=since,
+    )
+    return rows, held.select(sk_column)
 
 
 def build_dim_date(days: Iterable[date], spark: SparkSession) -> DataFrame:
