@@ -29,6 +29,8 @@ def test_dagster_home_config_is_a_valid_instance(tmp_path, monkeypatch):
     # one Kafka run at a time, and automation always leaves a slot for the sensors' runs
     assert limits[("retail/lane", LANE_TAGS["retail/lane"])] == 1
     assert limits[("dagster/sensor_name", AUTOMATION_SENSOR)] < queue.max_concurrent_runs
+    # the queue is looked at every second (Dagster's default is five)
+    assert instance.run_coordinator.dequeue_interval_seconds == 1
 
 
 def dagster_cli(
