@@ -1,4 +1,4 @@
-"""Where a batch's event → Gold seconds go (`tooling/latency.py`): which stream-lane run carried
+"""Where a batch's event → Gold seconds go (`tooling/latency/`): which stream-lane run carried
 it and how its latency splits into sensor, queue, launch, steps and visibility, from synthetic
 run and tick records (no `dagster dev`), then read back from a real instance's records."""
 
