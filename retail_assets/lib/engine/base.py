@@ -327,6 +327,22 @@ class LakehouseEngine(ABC):
         """Read into Arrow (for small control reads and tests); default goes through Spark."""
         return self.read(spec, partitions, columns=columns).toArrow()
 
+    def file_ranges(self, spec: TableSpec, column: str) -> pa.Table | None:
+        """Each data file of the current version (`FILE_RANGES`): its partition, its path
+        (`read_files` reads it) and the range of the string `column` in it by the Delta log's
+        statistics, null where it has none; `max` widened by `string_upper_bound`. None where the
+        engine cannot tell (log or files not readable as such): read the table instead."""
+        return None
+
+    def read_files(self, spec: TableSpec, files: Sequence[str], *, columns: list[str] | None = None) -> DataFrame:
+        """Rows of some data files (`file_ranges`), lazily: Parquet read with the registry's schema,
+        the partition column from their `<table>/<column>=<value>/` folders."""
+        if not files:
+            return self.empty_frame(spec).select(*(columns or spec.column_names))
+        root = files[0][: files[0].rindex(f"/{spec.partition_column}=")]
+        frame = self.spark.read.schema(spec.spark_ddl()).option("basePath", root).parquet(*files)
+        return frame.select(*(columns or spec.column_names))
+
     # ---- helpers shared by implementations -----------------------------------------------
 
     def empty_frame(self, spec: TableSpec) -> DataFrame:
@@ -341,6 +357,24 @@ class LakehouseEngine(ABC):
             raise ValueError(
                 f"data for {spec.key} does not match its registered schema: missing {missing or 'none'}, unexpected {extra or 'none'}"
             )
+
+
+FILE_RANGES = pa.schema([("partition", pa.date32()), ("file", pa.string()), ("min", pa.string()), ("max", pa.string())])
+
+
+def string_upper_bound(value: str | None) -> str | None:
+    """A bound above every string a file whose logged max is `value` can hold; None: none.
+
+    Writers keep long strings' statistics to a prefix: delta-rs 64 bytes with the last character
+    raised, delta-spark 32 characters and a tie-breaker, others maybe bare (older Delta's
+    tie-breaker could sort below the character it replaced). Whatever the length, a logged max is
+    at least the true one, or the true one starts with all of it but its last character: either
+    way the successor of `value[:-1]` is above it."""
+    head = (value or "")[:-1].rstrip("\U0010ffff")
+    if not head:
+        return None
+    last = ord(head[-1]) + 1
+    return head[:-1] + chr(0xE000 if 0xD800 <= last <= 0xDFFF else last)
 
 
 def merge_source(spec: TableSpec, upserts: DataFrame, deletes: DataFrame) -> DataFrame:

@@ -17,14 +17,24 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 from pyspark.sql import functions as F
 
-from retail_assets.lib.engine.base import PREVIEW_ROWS, CommitInfo, LakehouseEngine, PartitionRange, RowStream
+from retail_assets.lib.engine.base import (
+    FILE_RANGES,
+    PREVIEW_ROWS,
+    CommitInfo,
+    LakehouseEngine,
+    PartitionRange,
+    RowStream,
+    string_upper_bound,
+)
 from retail_assets.lib.engine.delta_sql import (
     DEFAULT_VACUUM_RETAIN_HOURS,
     create_schema_sql,
@@ -57,6 +67,11 @@ HISTORY_WINDOW = 10
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 _OUTSIDE_RANGE = ("DELTA_REPLACE_WHERE_MISMATCH", "does not conform to partial table overwrite condition")
 _NOT_NULL = ("DELTA_NOT_NULL_CONSTRAINT_VIOLATED", "NOT NULL constraint violated")
+# Reader features that leave a table's files plain Parquet of its rows named in the log's JSON
+# and Parquet checkpoints (`file_ranges`; deletion vectors are refused file by file).
+PLAIN_READER_FEATURES = frozenset(
+    {"deletionVectors", "timestampNtz", "typeWidening", "typeWidening-preview", "v2Checkpoint", "vacuumProtocolCheck"}
+)
 
 
 class DeltaSparkEngine(LakehouseEngine):
@@ -307,11 +322,16 @@ class DeltaSparkEngine(LakehouseEngine):
         self._ensure_table(spec)
         marker = f"{COMMIT_MARKER_PREFIX}{uuid.uuid4()}"
         # A MERGE takes no writer options: its commit's userMetadata comes from the session.
+        # The source as a temporary view, not a `spark.sql` argument: Spark Connect nests an
+        # argument's plan two levels deeper, past protobuf's limit for a dimension's history.
+        view = f"merge_source_{uuid.uuid4().hex}"
+        source.createOrReplaceTempView(view)
         self.spark.conf.set(USER_METADATA_CONF, marker)
         try:
-            self.spark.sql(merge_sql(spec, self.location(spec)), source=source)
+            self.spark.sql(merge_sql(spec, self.location(spec), view))
         finally:
             self.spark.conf.unset(USER_METADATA_CONF)
+            self.spark.catalog.dropTempView(view)
         own = self._own_commit(spec, marker)
         if own is None:
             raise RuntimeError(f"{spec.key}: no commit of this MERGE (userMetadata {marker!r}) in its history")
@@ -467,6 +487,102 @@ class DeltaSparkEngine(LakehouseEngine):
             if row["v"] is not None:
                 versions = max(versions or 0, int(row["v"]))
         return versions
+
+    def file_ranges(self, spec: TableSpec, column: str) -> pa.Table | None:
+        """From the Delta log's newest checkpoint and the JSON commits after it (`_log_actions`): a
+        file is in the current version when its path's latest action is an add (an add wins over a
+        remove of the same version). None where the log cannot be read (a Unity Catalog managed
+        table's storage is not for path reads), a checkpoint keeps its files in sidecars, the
+        protocol names a reader feature not in `PLAIN_READER_FEATURES` (column mapping,
+        catalog-managed commits) or the files are not plain Parquet under `<column>=<value>/`
+        (deletion vectors)."""
+        if self.is_view(spec) or not self.exists(spec):
+            return FILE_RANGES.empty_table()
+        path = self.path(spec)
+        location = str(path or self.spark.sql(f"DESCRIBE DETAIL {quote_name(self.location(spec))}").first()["location"])
+        log = f"{location}/_delta_log"
+        schema = (
+            "add STRUCT<path: STRING, partitionValues: MAP<STRING, STRING>, stats: STRING, "
+            "deletionVector: STRUCT<storageType: STRING>>, remove STRUCT<path: STRING>, sidecar STRUCT<path: STRING>, "
+            "protocol STRUCT<minReaderVersion: INT, readerFeatures: ARRAY<STRING>>"
+        )
+        stats = F.from_json("add.stats", f"minValues STRUCT<`{column}`: STRING>, maxValues STRUCT<`{column}`: STRING>")
+        try:
+            actions = (
+                self._log_actions(log, schema)
+                .select(
+                    F.coalesce("add.path", "remove.path").alias("path"),
+                    "version",
+                    F.col("add.path").isNotNull().alias("added"),
+                    F.col("add.partitionValues").getItem(spec.partition_column).alias("partition"),
+                    stats.getField("minValues").getField(column).alias("min"),
+                    stats.getField("maxValues").getField(column).alias("max"),
+                    F.col("add.deletionVector").isNotNull().alias("deletion_vector"),
+                    "protocol",
+                    F.col("sidecar.path").isNotNull().alias("sidecar"),
+                )
+                .where(F.col("path").isNotNull() | F.col("protocol").isNotNull() | F.col("sidecar"))
+                .toArrow()
+                .to_pylist()
+            )
+        except Exception:  # noqa: BLE001 - an unreadable log leaves the check its full read
+            return None
+        # Each path's latest action, an add over a remove of the same version; the latest protocol.
+        latest: dict[str, dict[str, Any]] = {}
+        for action in sorted(actions, key=lambda a: (a["version"], a["added"])):
+            latest[action["path"]] = action
+        found = [f for f in latest.values() if f["added"] and f["path"] is not None]
+        protocol = max((a for a in actions if a["protocol"]), key=lambda a: a["version"], default={}).get("protocol")
+        # reader version 2: column mapping
+        if protocol is None or any(a["sidecar"] for a in actions) or protocol["minReaderVersion"] == 2:
+            return None
+        if set(protocol["readerFeatures"] or ()) - PLAIN_READER_FEATURES or any(
+            f["deletion_vector"] or not f["path"].startswith(f"{spec.partition_column}=") for f in found
+        ):
+            return None
+        rows = [
+            {
+                "partition": None if f["partition"] is None else dt.date.fromisoformat(f["partition"]),
+                "file": f"{location}/{unquote(f['path'])}",  # the log's paths are URI-encoded
+                "min": f["min"],
+                "max": string_upper_bound(f["max"]),
+            }
+            for f in found
+        ]
+        return pa.Table.from_pylist(rows, schema=FILE_RANGES)
+
+    def _log_actions(self, log: str, schema: str) -> DataFrame:
+        """The actions of the newest complete checkpoint and of the commits after it (of every
+        commit while there is no checkpoint), each with its `version`."""
+        # The log's folder listed, not read (one path: listed by the driver, not a job per file;
+        # Spark's readers skip `_last_checkpoint`, a name with `_`). A checkpoint in parts
+        # (`<version>.checkpoint.<part>.<parts>.parquet`) counts once all its parts are there.
+        listed = self.spark.read.format("binaryFile").load(log).select("path").collect()
+        names = [r[0].rsplit("/", 1)[-1] for r in listed]
+        names = [n for n in names if n[:20].isdigit() and n.endswith((".json", ".parquet"))]
+        checkpoints = [n for n in names if ".checkpoint." in n and n.endswith(".parquet")]
+        parts = Counter((n[:20], n.split(".")[-2]) for n in checkpoints if n.count(".") == 4)
+        since = max(
+            (
+                int(n[:20])
+                for n in checkpoints
+                if n.count(".") != 4 or parts[n[:20], n.split(".")[-2]] == int(n.split(".")[-2])
+            ),
+            default=-1,
+        )
+        version = F.regexp_extract("_metadata.file_name", r"^(\d+)", 1).cast("long")
+        frames = [
+            self.spark.read.schema(schema)
+            .format(form)
+            .load([f"{log}/{n}" for n in chosen])
+            .withColumn("version", version)
+            for form, chosen in (
+                ("json", [n for n in names if n.endswith(".json") and int(n[:20]) > since]),
+                ("parquet", [n for n in checkpoints if int(n[:20]) == since]),
+            )
+            if chosen
+        ]
+        return frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
 
     # ---- maintenance ---------------------------------------------------------------------
 

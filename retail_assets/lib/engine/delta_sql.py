@@ -103,12 +103,12 @@ def vacuum_sql(name: str, retain_hours: int = DEFAULT_VACUUM_RETAIN_HOURS) -> st
     return f"VACUUM {quote_name(name)} RETAIN {retain_hours} HOURS"
 
 
-def merge_sql(spec: TableSpec, name: str) -> str:
-    """MERGE the source `{source}` (`base.merge_source`) into table `name` on its primary key."""
+def merge_sql(spec: TableSpec, name: str, source: str) -> str:
+    """MERGE the view `source` (`base.merge_source`) into table `name` on its primary key."""
     match, deletes = merge_clauses(spec)
     columns = spec.column_names
     return (
-        f"MERGE INTO {quote_name(name)} t USING {{source}} s ON {match} "
+        f"MERGE INTO {quote_name(name)} t USING {quote_name(source)} s ON {match} "
         f"WHEN MATCHED AND {deletes} THEN DELETE "
         f"WHEN MATCHED THEN UPDATE SET {', '.join(f't.{c} = s.{c}' for c in columns)} "
         f"WHEN NOT MATCHED AND NOT {deletes} THEN INSERT ({', '.join(columns)}) VALUES ({', '.join(f's.{c}' for c in columns)})"

@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,6 +20,7 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from retail_assets.lib.engine.base import (
     DELETE_FLAG,
+    FILE_RANGES,
     PREVIEW_ROWS,
     CommitInfo,
     ConcurrentWriteError,
@@ -26,6 +28,7 @@ from retail_assets.lib.engine.base import (
     PartitionRange,
     RowStream,
     merge_clauses,
+    string_upper_bound,
 )
 from retail_assets.lib.engine.delta_sql import zorder_columns
 from retail_assets.lib.engine.spark import get_spark
@@ -119,6 +122,25 @@ class DeltaRsEngine(LakehouseEngine):
         if partitions is not None and not partitioned:
             df = df.filter(partitions.sql_predicate(spec.partition_column))
         return df.select(*wanted)
+
+    def file_ranges(self, spec: TableSpec, column: str) -> pa.Table | None:
+        table = self._table(spec)
+        if table is None:
+            return FILE_RANGES.empty_table()
+        if spec.partition_column not in table.metadata().partition_columns:
+            return None
+        adds = pa.table(table.get_add_actions(flatten=True))
+        wanted = ["path", f"partition.{spec.partition_column}", f"min.{column}", f"max.{column}"]
+        rows = [
+            {
+                "partition": add[f"partition.{spec.partition_column}"],
+                "file": f"{self.location(spec)}/{unquote(add['path'])}",  # the log's paths are URI-encoded
+                "min": add.get(f"min.{column}"),  # absent where no file has statistics of the column
+                "max": string_upper_bound(add.get(f"max.{column}")),
+            }
+            for add in adds.select([c for c in wanted if c in adds.column_names]).to_pylist()
+        ]
+        return pa.Table.from_pylist(rows, schema=FILE_RANGES)
 
     # ---- writes --------------------------------------------------------------------------
 

@@ -7,14 +7,20 @@ single Spark job. The Dagster layer only turns outcomes into `AssetCheckResult`s
 
 from __future__ import annotations
 
+import bisect
+import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
 
 from retail_assets.lib.registry.tables import TableSpec
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Check names, one constant each: the UI shows them and the tests select by them.
 PRIMARY_KEY = "primary_key_unique_not_null"
@@ -133,16 +139,64 @@ def value_rules(df: DataFrame, spec: TableSpec) -> CheckOutcome:
     return CheckOutcome(True, f"all {rows} rows satisfy the value rules", metadata)
 
 
-def exactly_once(df: DataFrame, partition_column: str) -> CheckOutcome:
-    """Every source record (`_source`) is held by exactly one row of exactly one partition."""
+@dataclass(frozen=True)
+class SourceFiles:
+    """The data files an incremental exactly-once check reads (`files_to_compare`)."""
+
+    days: tuple[dt.date, ...]  # the partitions checked
+    checked: tuple[str, ...]  # their files
+    compared: tuple[str, ...]  # other partitions' files whose range may hold one of their records
+    skipped: int  # other partitions' files whose range cannot
+
+    @property
+    def read(self) -> list[str]:
+        return [*self.checked, *self.compared]
+
+
+def files_to_compare(ranges: pa.Table, days: Sequence[dt.date]) -> SourceFiles:
+    """Which files can hold a record of the partitions `days`, by the range of `_source` in each
+    (`LakehouseEngine.file_ranges`): theirs, and each other file whose range meets one of theirs.
+    A file without a bound is unbounded on that side, whichever partition it is in."""
+    checked, others, wanted = [], [], set(days)
+    for f in ranges.to_pylist():
+        (checked if f["partition"] in wanted else others).append(f)
+    # The checked files' ranges merged into disjoint spans sorted by start ("" is the least
+    # string, None an unbounded end); each other file is tested against the last span starting
+    # at or below its end, the one reaching furthest of those that start in time.
+    spans: list[list] = []
+    for lo, hi in sorted(((f["min"] or "", f["max"]) for f in checked), key=lambda span: span[0]):
+        if spans and (spans[-1][1] is None or lo <= spans[-1][1]):
+            spans[-1][1] = None if None in (hi, spans[-1][1]) else max(hi, spans[-1][1])
+        else:
+            spans.append([lo, hi])
+    starts = [lo for lo, _ in spans]
+    compared = []
+    for f in others:
+        below = bisect.bisect_right(starts, f["max"]) if f["max"] is not None else len(starts)
+        if below and (spans[below - 1][1] is None or (f["min"] or "") <= spans[below - 1][1]):
+            compared.append(f["file"])
+    return SourceFiles(tuple(days), tuple(f["file"] for f in checked), tuple(compared), len(others) - len(compared))
+
+
+def exactly_once(df: DataFrame, partition_column: str, files: SourceFiles | None = None) -> CheckOutcome:
+    """Every source record (`_source`) is held by exactly one row of exactly one partition.
+
+    With `files`, of the records held by the partitions `files.days`: `df` holds their rows and
+    those of every other file that may repeat one of them (`files_to_compare`), and counts only
+    records with a row in those partitions, so a record held twice fails the check of each
+    partition holding it, whatever the other partitions hold."""
 
     # A record spans partitions when its first and last differ: the same answer as counting its
     # distinct partitions, without the distinct aggregation's extra shuffle (twice as fast).
     # Grouped by the hash of `_source`; hashes held more than once are grouped again by value.
     def grouped(rows: DataFrame, by: str) -> DataFrame:
-        return rows.groupBy(by).agg(
-            F.count(F.lit(1)).alias("n"), F.min(partition_column).alias("first"), F.max(partition_column).alias("last")
+        groups = rows.groupBy(by).agg(
+            F.count(F.lit(1)).alias("n"),
+            F.min(partition_column).alias("first"),
+            F.max(partition_column).alias("last"),
+            *([F.max(F.col(partition_column).isin(*files.days)).alias("checked")] if files else []),
         )
+        return groups.filter("checked") if files else groups
 
     def figures(groups: DataFrame) -> Row:
         return groups.agg(
@@ -161,12 +215,20 @@ def exactly_once(df: DataFrame, partition_column: str) -> CheckOutcome:
         # the shared hashes' groups are replaced by their records' own
         sources += int(plain(exact["sources"])) - repeated
         repeated, split = int(plain(exact["repeated"])), int(plain(exact["split"]))
+    metadata = {"source_records": sources, "repeated_sources": repeated, "split_across_partitions": split}
+    compared = ""
+    if files is not None:
+        others = len(files.compared) + files.skipped
+        metadata |= {"other_partition_files_read": len(files.compared), "other_partition_files_skipped": files.skipped}
+        compared = (
+            f" (compared with {len(files.compared)} of {others} files of other partitions; the rest cannot hold one)"
+        )
     return CheckOutcome(
         repeated == 0,
-        f"{repeated} source records held more than once ({split} across partitions)"
+        f"{repeated} source records held more than once ({split} across partitions){compared}"
         if repeated
-        else "every source record is held once",
-        {"source_records": sources, "repeated_sources": repeated, "split_across_partitions": split},
+        else f"every source record is held once{compared}",
+        metadata,
     )
 
 
