@@ -9,6 +9,7 @@ stage jobs over every partition through Dagster against a fresh instance, exactl
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import statistics
@@ -126,10 +127,17 @@ def sensor_tick_s(root: Path, files: int = 10_000, new: int = 10, ticks: int = 3
 # ---------------------------------------------------------------------------------------------
 
 
-def run_pipeline(workload_root: Path, data_root: Path, bootstrap: str) -> dict[str, object]:
+def run_pipeline(
+    workload_root: Path, data_root: Path, bootstrap: str, *, through: str | None = None, day: str | None = None
+) -> dict[str, object]:
     """The stage jobs over every partition through Dagster (`run_week`), as the main job runs
     them: each arrival day's events produced to Kafka just before that day's stream run, every
-    other stage one run over its partition range."""
+    other stage one run over its partition range.
+
+    `through`: only the arrival and business days up to that day (a history). `day`: only a
+    daily run of that arrival day (`daily_run_days`), its events already on the topic,
+    timed from when the code location is loaded and the Spark session started, as a run
+    under `retail-assets ui` finds them."""
     from retail_assets.tooling.bench.workload import Workload  # noqa: PLC0415
 
     workload = Workload.load(workload_root)
@@ -155,7 +163,15 @@ def run_pipeline(workload_root: Path, data_root: Path, bootstrap: str) -> dict[s
     started = time.monotonic()
     defs = build_definitions()
     instance = dg.DagsterInstance.get()
-    by_day = workload.messages_by_arrival_day()
+    arrival_days = [d for d in workload.arrival_days if d <= (through or d)]
+    event_days = [d for d in workload.event_days if d <= (through or d)]
+    if day is not None:
+        from retail_assets.lib.engine.spark import get_spark  # noqa: PLC0415
+
+        arrival_days, event_days = daily_run_days(defs, day, workload.event_days)
+        get_spark()
+        started = time.monotonic()
+    by_day = workload.messages_by_arrival_day() if day is None else {}
     produced = {"events": 0, "seconds": 0.0}
 
     def produce_day(day: str) -> None:
@@ -169,8 +185,8 @@ def run_pipeline(workload_root: Path, data_root: Path, bootstrap: str) -> dict[s
     summaries = run_week(
         defs,
         instance,
-        arrival_days=workload.arrival_days,
-        event_days=workload.event_days,
+        arrival_days=arrival_days,
+        event_days=event_days,
         before_ingest=produce_day,
         echo=echo,
     )
@@ -190,6 +206,33 @@ def run_pipeline(workload_root: Path, data_root: Path, bootstrap: str) -> dict[s
             for s in summaries
         ],
     }
+
+
+def daily_run_days(defs, day: str, event_days: list[str]) -> tuple[list[str], list[str]]:
+    """The arrival and business days a daily run of arrival day `day` runs: that day, and each of
+    `event_days` that reads it through a lateness window a business-date table declares on an
+    arrival-date one (Silver's sales read arrival days D-1 … D+L, so arrival day A feeds business
+    days A-L … A+1; the fact reads the dimensions of D … D+L). Inputs read whole (the master data)
+    are state as of the run, not a window: they add no business day."""
+    import dagster as dg  # noqa: PLC0415
+
+    from retail_assets.lib.registry.tables import TABLES, Partitioning  # noqa: PLC0415
+
+    arriving = {dg.AssetKey([t.layer.value, t.name]) for t in TABLES if t.partitioning is Partitioning.ARRIVAL_DATE}
+    arrival = dt.date.fromisoformat(day)
+    fed: set[str] = set()
+    for spec in TABLES:
+        if spec.partitioning is not Partitioning.EVENT_DATE:
+            continue
+        key = dg.AssetKey([spec.layer.value, spec.name])
+        for dep in defs.resolve_assets_def(key).specs_by_key[key].deps:
+            window = dep.partition_mapping
+            if dep.asset_key in arriving and isinstance(window, dg.TimeWindowPartitionMapping):
+                # D reads arrival days D+start_offset … D+end_offset
+                first = arrival - dt.timedelta(days=window.end_offset)
+                last = arrival - dt.timedelta(days=window.start_offset)
+                fed |= {d for d in event_days if first.isoformat() <= d <= last.isoformat()}
+    return [day], sorted(fed)
 
 
 def kafka_ingestion(data_root: Path, bootstrap: str, day: str) -> dict[str, object]:
@@ -248,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--root", required=True, type=Path, help="data root: lakehouse and Dagster instance")
         command.add_argument("--bootstrap", required=True)
         command.add_argument("--report", required=True, type=Path)
+    pipeline.add_argument("--through", help="only the arrival and business days up to this day (a history)")
+    pipeline.add_argument("--day", help="only a daily run of this arrival day, its events already on the topic")
     args = parser.parse_args(argv)
     if args.what == "kafka":
         from retail_assets.tooling.bench.workload import Workload  # noqa: PLC0415
@@ -255,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = kafka_ingestion(args.root, args.bootstrap, Workload.load(args.workload).arrival_days[-1])
         ok = True
     else:
-        figures = run_pipeline(args.workload, args.root, args.bootstrap)
+        figures = run_pipeline(args.workload, args.root, args.bootstrap, through=args.through, day=args.day)
         ok = all(r["success"] and not r["checks_failed"] for r in figures["runs"])
     args.report.write_text(json.dumps(figures, indent=2) + "\n")
     return 0 if ok else 1

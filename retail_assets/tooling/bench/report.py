@@ -14,6 +14,8 @@ TARGETS = {
     "kafka_events_per_s": (">=", 100_000),
     "latency_p95_s": ("<=", 60.0),
     "peak_rss_mb": ("<=", 4096),
+    # one more day's run after a long history over after a short one (`bench --history`)
+    "history_growth_ratio": ("<=", 1.2),
 }
 
 
@@ -35,6 +37,10 @@ def write_json(results: dict[str, object], path: Path) -> None:
 
 
 def write_chart(results: dict[str, object], path: Path) -> None:
+    if results.get("history"):
+        from retail_assets.tooling.bench import history  # noqa: PLC0415
+
+        return history.write_chart(results, path)
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")  # files only, no display
@@ -133,6 +139,10 @@ def summary(results: dict[str, object]) -> str:
         lines.append(f"        rows/s per layer: {s['rows_per_s']}")
     if "scaling" in results:
         lines.append(f"scaling: {results['scaling']}")
+    if results.get("history"):
+        from retail_assets.tooling.bench.history import summary_lines  # noqa: PLC0415
+
+        lines += summary_lines(results)
     for key, value in target_status(results).items():
         lines.append(f"{key:<20} {value}")
     return "\n".join(lines)

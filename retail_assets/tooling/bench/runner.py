@@ -4,6 +4,7 @@ that do not depend on size (definitions load, sensor tick, event → Gold latenc
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import shutil
@@ -17,6 +18,14 @@ from retail_assets.lib.settings import ENGINE_ENV, LOCAL_ENGINES
 from retail_assets.tooling.bench.backfill import backfill_graph
 from retail_assets.tooling.bench.compare import compare_gold
 from retail_assets.tooling.bench.measure import ProcessFigures, definitions_load_s, run_measured, sensor_tick_s
+from retail_assets.tooling.bench.processes import (
+    BenchFailed,
+    failed,
+    measure,
+    measure_pipeline,
+    measured_env,
+    stage_seconds,
+)
 from retail_assets.tooling.bench.report import repeated
 from retail_assets.tooling.bench.workload import Workload, build_workload
 
@@ -26,10 +35,6 @@ LAYER_STAGES = {
     "silver": ("refine_master_data", "refine_sales", "screen_arrivals"),
     "gold": ("build_dimensions", "build_gold"),
 }
-
-
-class BenchFailed(RuntimeError):
-    pass
 
 
 def layer_rows(lakehouse: Path) -> dict[str, int]:
@@ -60,8 +65,6 @@ def bench_size(
     produces the events itself); the one baseline on the first broker's topic; with `backfill`,
     each engine's graph again as UI backfills through `dagster dev` (`bench/backfill.py`); then
     each engine's Gold, of either path, compared with the baseline's."""
-    import json  # noqa: PLC0415
-
     from retail_assets.lib.registry.tables import KAFKA_TOPIC  # noqa: PLC0415
     from retail_assets.tooling.bench.baseline import GOLD_TABLES  # noqa: PLC0415
     from retail_assets.tooling.broker import LocalBroker, ensure_topic  # noqa: PLC0415
@@ -73,53 +76,21 @@ def bench_size(
         where = work / engine
         pipeline_root = where / "pipeline"
         pipeline_root.mkdir(parents=True, exist_ok=True)
-        # Each measured process starts its own JVM, as a user's run does: a Spark Connect session
-        # this process (or its parent) attached to is not theirs to share.
-        env = {k: v for k, v in classic_env().items() if k != "DAGSTER_HOME"}
-        env.update(
-            ENGINE_ENV[engine],
-            DAGSTER_HOME=str(pipeline_root / "dagster_home"),
-            RETAIL_LATENESS_DAYS=str(workload.lateness_days),
-        )
+        env = measured_env(engine, pipeline_root, workload.lateness_days)
         with LocalBroker(data_dir=where / "kafka", log_path=where / "broker.log") as broker:
             ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
             echo(
                 f"  {engine} pipeline: {len(workload.arrival_days)} arrival days, {len(workload.event_days)} event days through Dagster (log {where / 'pipeline.log'})"
             )
-
-            def measure(what: str, where=where, env=env, pipeline_root=pipeline_root) -> tuple[ProcessFigures, Path]:
-                """`python -m retail_assets.tooling.bench.measure <what>` in a process of its own."""
-                report = where / f"{what}.json"
-                process = run_measured(
-                    [
-                        sys.executable,
-                        "-m",
-                        "retail_assets.tooling.bench.measure",
-                        what,
-                        "--workload",
-                        str(workload.root),
-                        "--root",
-                        str(pipeline_root),
-                        "--bootstrap",
-                        broker.bootstrap_servers,
-                        "--report",
-                        str(report),
-                    ],
-                    env=env,
-                    log=where / f"{what}.log",
-                )
-                return process, report
-
-            pipeline, pipeline_report = measure("pipeline")
-            if not pipeline_report.exists():
-                raise BenchFailed(
-                    f"the {engine} pipeline process exited with {pipeline.returncode} without a report; see {where / 'pipeline.log'}"
-                )
-            figures = json.loads(pipeline_report.read_text())
+            pipeline, figures = measure_pipeline(
+                workload, pipeline_root, broker.bootstrap_servers, env=env, where=where, engine=engine
+            )
             echo(
                 f"  {engine} pipeline: {figures['wall_s']:.1f}s (+{figures['produce_s']:.1f}s producing {figures['events_produced']} events), peak RSS {pipeline.peak_rss_mb:.0f} MB"
             )
-            kafka, kafka_report = measure("kafka")
+            kafka, kafka_report = measure(
+                "kafka", workload, pipeline_root, broker.bootstrap_servers, env=env, where=where
+            )
             if kafka.returncode or not kafka_report.exists():
                 raise BenchFailed(
                     f"the {engine} Kafka ingestion process exited with {kafka.returncode}; see {where / 'kafka.log'}"
@@ -194,16 +165,14 @@ def assemble(
     # The pipeline process's wall time without the seconds it spent producing the events to
     # Kafka (the baseline finds them already on the topic); both include interpreter and JVM start.
     pipeline_wall = pipeline.wall_s - figures["produce_s"]
-    stage_s: dict[str, float] = {}
-    for run in figures["runs"]:
-        stage_s[run["stage"]] = stage_s.get(run["stage"], 0.0) + run["seconds"]
+    stage_s = stage_seconds(figures["runs"])
     rows_per_s = {
         layer: round(rows.get(layer, 0) / sum(stage_s.get(s, 0.0) for s in stages), 1)
         for layer, stages in LAYER_STAGES.items()
         if sum(stage_s.get(s, 0.0) for s in stages)
     }
     rows_per_s["sales_lines_end_to_end"] = round(workload.sales_lines / pipeline_wall, 1)
-    failed_runs = [f"{r['stage']} {r['partition']}" for r in figures["runs"] if not r["success"] or r["checks_failed"]]
+    failed_runs = failed(figures["runs"])
     return {
         "workload": workload.describe(),
         "pipeline_wall_s": round(pipeline_wall, 2),
@@ -283,11 +252,13 @@ def run_bench(
     keep: bool = False,
     repeat: int = 1,
     engines: tuple[str, ...] = ENGINES,
+    history: tuple[int, int] | None = None,
     echo: Callable[[str], None] = print,
     progress: Callable[[dict[str, object]], None] | None = None,
 ) -> dict[str, object]:
     """Every size (`repeat` times each, see `repeated`), then the size-independent figures;
-    `progress(results)` after each part."""
+    `progress(results)` after each part. With `history` (N1, N2), only the history growth of
+    each size instead (`bench/history.py`)."""
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1, got {repeat}")
     root = Path(work_dir or tempfile.mkdtemp(prefix="retail-bench-")).resolve()
@@ -299,6 +270,22 @@ def run_bench(
         "sizes": [],
     }
     try:
+        if history is not None:
+            from retail_assets.tooling.bench.history import measure_history  # noqa: PLC0415
+
+            measure_history(
+                results,
+                sizes,
+                history,
+                root,
+                seed=seed,
+                lateness_days=lateness_days,
+                repeat=repeat,
+                engines=engines,
+                echo=echo,
+                progress=progress,
+            )
+            return results
         for size in sizes:
             work = root / size
             echo(f"{size}: generating the workload")

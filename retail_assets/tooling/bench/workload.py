@@ -70,6 +70,28 @@ class Workload:
             by_day[message.arrival_date.isoformat()].append(message)
         return dict(by_day)
 
+    def make_available(self, landing: Path, days: list[str]) -> int:
+        """Link the landing files of these arrival days into the landing zone `landing`, as they
+        land on their day (a copy where a link cannot be made); returns how many."""
+        import os  # noqa: PLC0415
+        import shutil  # noqa: PLC0415
+
+        from retail_assets.lib.sources.landing import arrival_date_of  # noqa: PLC0415
+
+        linked = 0
+        for path in sorted(p for p in self.landing.rglob("*") if p.is_file()):
+            relative = path.relative_to(self.landing).as_posix()
+            if arrival_date_of(relative, path.stat().st_mtime).isoformat() not in days:
+                continue
+            target = landing / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copy2(path, target)
+            linked += 1
+        return linked
+
     def describe(self) -> dict[str, object]:
         return {
             "size": self.size,
@@ -110,7 +132,9 @@ class Workload:
         )
 
 
-def config_for(size: str, *, seed: int = 7, lateness_days: int = 2, days: int | None = None) -> GeneratorConfig:
+def config_for(
+    size: str, *, seed: int = 7, lateness_days: int = 2, days: int | None = None, start_date: dt.date | None = None
+) -> GeneratorConfig:
     try:
         spec = dict(SIZES[size])
     except KeyError:
@@ -118,15 +142,23 @@ def config_for(size: str, *, seed: int = 7, lateness_days: int = 2, days: int | 
     preset = str(spec.pop("preset"))
     if days is not None:
         spec["days"] = days
+    if start_date is not None:
+        spec["start_date"] = start_date
     return GeneratorConfig.preset(preset, seed=seed, defects=True, lateness_days=lateness_days, **spec)
 
 
 def build_workload(
-    size: str, root: Path, *, seed: int = 7, lateness_days: int = 2, days: int | None = None
+    size: str,
+    root: Path,
+    *,
+    seed: int = 7,
+    lateness_days: int = 2,
+    days: int | None = None,
+    start_date: dt.date | None = None,
 ) -> Workload:
     import time  # noqa: PLC0415
 
-    config = config_for(size, seed=seed, lateness_days=lateness_days, days=days)
+    config = config_for(size, seed=seed, lateness_days=lateness_days, days=days, start_date=start_date)
     started = time.monotonic()
     result: GenerationResult = generate(config, root, overwrite=True)
     workload = Workload(
