@@ -73,6 +73,16 @@ query Backfill($id: String!) {
 """
 # A backfill in these states has runs to launch or to wait for.
 BACKFILL_IN_PROGRESS = ("REQUESTED", "CANCELING", "FAILING")
+RUN_STATE = """
+query Run($id: ID!) {
+  runOrError(runId: $id) {
+    __typename
+    ... on Run { runId status startTime endTime tags { key value } }
+    ... on Error { message }
+  }
+}
+"""
+RUN_FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 
 
 class DagsterDevError(AssertionError):
@@ -146,6 +156,28 @@ class DagsterDev:
                     f"backfill {title!r} still {state['status']} after {timeout_s:.0f}s; runs: {state['runs']}"
                 )
             time.sleep(1.0)
+
+    def materialize(self, path: Sequence[str], partition: str, title: str, timeout_s: float) -> dict[str, Any]:
+        """Materialize one partition of one asset as the UI's *Materialize* on a single partition
+        does (a run of the asset job, not a backfill), and wait for the run to end; its state
+        (status, times, tags)."""
+        try:
+            run_id = self.client.submit_job_execution(
+                "__ASSET_JOB", "retail_assets", "__repository__", tags={"dagster/partition": partition},
+                asset_selection=[list(path)],
+            )  # fmt: skip
+        except DagsterGraphQLClientError as exc:
+            raise self.fail(f"{title!r} not launched: {exc}") from exc
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = self.graphql(RUN_STATE, {"id": run_id})["runOrError"]
+            if state["__typename"] != "Run":
+                raise self.fail(f"{title!r}: {state}")
+            if state["status"] in RUN_FINISHED:
+                return state
+            if time.monotonic() > deadline:
+                raise self.fail(f"{title!r} still {state['status']} after {timeout_s:.0f}s")
+            time.sleep(0.25)
 
     def log_tail(self, lines: int = 60) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -32,7 +32,7 @@ from retail_assets.lib.sources import kafka as kafka_lib
 LANDING_SENSOR = "landing_zone_sensor"
 KAFKA_SENSOR = "kafka_offsets_sensor"
 LANDING_INTERVAL_S = 15
-KAFKA_INTERVAL_S = 10
+KAFKA_INTERVAL_S = 5
 # A Kafka tick makes at most two bounded broker calls (metadata, watermarks); a landing tick none.
 KAFKA_TICK_TIMEOUT_S = 5.0
 
