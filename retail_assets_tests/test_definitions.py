@@ -144,3 +144,17 @@ def test_the_databricks_code_location_loads_without_the_local_extra():
     }
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_table_steps_come_before_the_check_steps_ready_beside_them(defs):
+    """The executor starts the ready step of highest `dagster/priority` first: a table ahead of
+    checks that do not gate it (the stream lane's fact ahead of Bronze's checks)."""
+
+    def priority(assets_def: dg.AssetsDefinition) -> int:
+        return int(assets_def.op.tags.get("dagster/priority", 0))
+
+    executable = [a for a in defs.resolve_asset_graph().assets_defs if a.is_executable]
+    tables = [a for a in executable if a.keys]
+    checks = [a for a in executable if not a.keys]
+    assert {k for a in tables for k in a.keys} >= {dg.AssetKey([s.layer.value, s.name]) for s in TABLES} and checks
+    assert min(priority(a) for a in tables) > max(priority(a) for a in checks)

@@ -25,6 +25,7 @@ from retail_assets.lib.orchestration.factories.metadata import (
     COLUMN_LINEAGE,
     KINDS,
     OWNERS,
+    SERVED_INPUTS,
     STEP_LAUNCHER,
     ColumnSources,
     asset_key,
@@ -35,6 +36,7 @@ from retail_assets.lib.orchestration.factories.metadata import (
     definition_metadata,
     describe,
     materialization_metadata,
+    served_inputs,
     window,
 )
 from retail_assets.lib.orchestration.factories.runs import (
@@ -64,6 +66,7 @@ __all__ = [
     "KINDS",
     "MultiCompute",
     "OWNERS",
+    "SERVED_INPUTS",
     "RangeMode",
     "RangeNotSupported",
     "RunScope",
@@ -84,6 +87,7 @@ __all__ = [
     "definition_metadata",
     "describe",
     "materialization_metadata",
+    "served_inputs",
     "observed_by_day",
     "partition_rows",
     "run_partitions",

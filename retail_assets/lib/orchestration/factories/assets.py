@@ -16,6 +16,7 @@ from retail_assets.lib.orchestration.factories.metadata import (
     COLUMN_LINEAGE,
     KINDS,
     OWNERS,
+    SERVED_INPUTS,
     STEP_LAUNCHER,
     ColumnSources,
     _history_markdown,
@@ -27,6 +28,7 @@ from retail_assets.lib.orchestration.factories.metadata import (
     definition_metadata,
     describe,
     materialization_metadata,
+    served_inputs,
 )
 from retail_assets.lib.orchestration.factories.runs import (
     Compute,
@@ -238,8 +240,11 @@ def build_serving_asset(
     def _asset(context) -> dg.MaterializeResult:
         run = TableRun(context, context.resources.lakehouse, run_partitions(context))
         try:
+            computed_from = None if run.engine.is_view(spec) else served_inputs(run.engine, spec)
             commit = run.engine.publish(spec, run.partition)
             output = TableOutput(None, metadata={"served_as": "table"})
+            if computed_from is not None:
+                output.metadata[SERVED_INPUTS] = dg.MetadataValue.json(computed_from)
             if run.engine.is_view(spec):
                 # a view holds what its inputs hold now: the rows it serves, counted
                 rows = run.engine.read(spec, None if spec.rebuild else run.partition, columns=[spec.partition_column])

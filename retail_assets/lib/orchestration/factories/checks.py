@@ -82,6 +82,15 @@ class CheckRun(RunScope):
         wanted = list(columns)
         return self.read_all(self.spec, columns=wanted) if self.spec.rebuild else self.read(self.spec, columns=wanted)
 
+    def materialized(self, days: Sequence[dt.date]) -> dict[dt.date, dict[str, Any]]:
+        """The metadata of each day's latest materialization of the checked table (empty when
+        the day has none)."""
+        found = latest_materializations(self.context.instance, asset_key(self.spec), list(days))
+        return {
+            d: {} if r is None else {k: v.value for k, v in r.asset_materialization.metadata.items()}
+            for d, r in found.items()
+        }
+
     def _shared(self, key: tuple, read: Callable[[], DataFrame]) -> DataFrame:
         """A read of the whole range, cached once for every day of the run that reads it."""
         with _SHARED_LOCK:  # checks of one step are evaluated side by side
@@ -251,10 +260,23 @@ def _range_evaluations(
 def _materializations_of(
     instance: dg.DagsterInstance, key: dg.AssetKey, days: list[dt.date]
 ) -> dict[dt.date, AssetCheckEvaluationTargetMaterializationData | None]:
+    return {
+        d: None
+        if r is None
+        else AssetCheckEvaluationTargetMaterializationData(
+            run_id=r.run_id, storage_id=r.storage_id, timestamp=r.timestamp
+        )
+        for d, r in latest_materializations(instance, key, days).items()
+    }
+
+
+def latest_materializations(
+    instance: dg.DagsterInstance, key: dg.AssetKey, days: list[dt.date]
+) -> dict[dt.date, dg.EventLogRecord | None]:
     """The newest materialization of each day: one query for all of them (a page per 100
     records, newest first), not one per check and day."""
     wanted = {d.isoformat(): d for d in days}
-    found: dict[dt.date, AssetCheckEvaluationTargetMaterializationData] = {}
+    found: dict[dt.date, dg.EventLogRecord] = {}
     cursor = None
     while True:
         page = instance.fetch_materializations(
@@ -263,9 +285,7 @@ def _materializations_of(
         for record in page.records:
             day = wanted.get(record.partition_key or "")
             if day is not None and day not in found:
-                found[day] = AssetCheckEvaluationTargetMaterializationData(
-                    run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp
-                )
+                found[day] = record
         if len(found) == len(wanted) or not page.has_more:
             return {d: found.get(d) for d in days}
         cursor = page.cursor

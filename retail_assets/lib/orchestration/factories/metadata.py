@@ -3,6 +3,7 @@ and the metadata each materialization carries."""
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 import warnings
@@ -14,7 +15,7 @@ import dagster as dg
 import pyarrow as pa
 
 from retail_assets.lib import settings
-from retail_assets.lib.engine import CommitInfo, PartitionRange
+from retail_assets.lib.engine import CommitInfo, LakehouseEngine, PartitionRange
 from retail_assets.lib.orchestration.factories.runs import FULL_REFRESH_TAG, Upstream
 from retail_assets.lib.registry.tables import TableSpec
 
@@ -158,6 +159,20 @@ def _code_references(fn: Callable[..., Any]) -> dg.CodeReferencesMetadataValue:
 
 def describe(spec: TableSpec) -> str:
     return f"{spec.description}\n\n**Grain:** {spec.grain}.\n\n**Partitioned by** {spec.partitioning.value.replace('_', ' ')} (`{spec.partition_column}`)."
+
+
+# A table-form serving shape's materialization: what its rows were computed from
+# (`served_inputs`), so its currency check computes again only the days whose inputs changed since.
+SERVED_INPUTS = "served_inputs"
+
+
+def served_inputs(engine: LakehouseEngine, spec: TableSpec) -> dict[str, Any]:
+    """What a serving shape's rows are computed from: its SELECT (a digest) and each input's
+    current Delta version. Taken before the rows are computed, so an input committed meanwhile
+    shows as changed."""
+    assert spec.view is not None
+    digest = hashlib.sha256(spec.view.select.encode()).hexdigest()[:16]
+    return {"select": digest, **{t.key: engine.version(t) for t in spec.view.reads}}
 
 
 def materialization_metadata(
