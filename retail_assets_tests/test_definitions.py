@@ -147,14 +147,17 @@ def test_the_databricks_code_location_loads_without_the_local_extra():
 
 
 def test_table_steps_come_before_the_check_steps_ready_beside_them(defs):
-    """The executor starts the ready step of highest `dagster/priority` first: a table ahead of
-    checks that do not gate it (the stream lane's fact ahead of Bronze's checks)."""
+    """The executor starts the ready step of highest `dagster/priority` first: tables, and the
+    check steps that gate tables (a blocking check), ahead of checks nothing waits for (the
+    stream lane's fact ahead of Bronze's checks)."""
 
     def priority(assets_def: dg.AssetsDefinition) -> int:
         return int(assets_def.op.tags.get("dagster/priority", 0))
 
     executable = [a for a in defs.resolve_asset_graph().assets_defs if a.is_executable]
     tables = [a for a in executable if a.keys]
-    checks = [a for a in executable if not a.keys]
-    assert {k for a in tables for k in a.keys} >= {dg.AssetKey([s.layer.value, s.name]) for s in TABLES} and checks
-    assert min(priority(a) for a in tables) > max(priority(a) for a in checks)
+    gating = [a for a in executable if not a.keys and any(c.blocking for c in a.check_specs)]
+    waited_for_by_none = [a for a in executable if not a.keys and not any(c.blocking for c in a.check_specs)]
+    assert {k for a in tables for k in a.keys} >= {dg.AssetKey([s.layer.value, s.name]) for s in TABLES}
+    assert gating and waited_for_by_none  # Silver's and Gold's checks block; Bronze's do not
+    assert min(priority(a) for a in tables + gating) > max(priority(a) for a in waited_for_by_none)

@@ -15,6 +15,7 @@ from retail_assets.lib.orchestration.factories.metadata import (
     CODE_REFERENCES,
     COLUMN_LINEAGE,
     KINDS,
+    ON_THE_PATH,
     OWNERS,
     SERVED_INPUTS,
     STEP_LAUNCHER,
@@ -99,10 +100,6 @@ def _report(
 
 
 FOLLOW = object()  # sentinel: the layer's default automation
-# A run's executor starts the ready step of highest priority first: tables before the checks
-# that became ready beside them, so a table downstream (the stream lane's fact) is not held up
-# by checks it does not wait for. Blocking checks still run before the tables they gate.
-TABLE_STEP_TAGS = {"dagster/priority": "1"}
 
 
 def _automation(spec: TableSpec, given) -> dg.AutomationCondition | None:
@@ -149,7 +146,7 @@ def build_table_asset(
         metadata=metadata,
         automation_condition=_automation(spec, automation_condition),
         pool=pool,
-        op_tags=TABLE_STEP_TAGS,
+        op_tags=ON_THE_PATH,
         retry_policy=retry_policy,
         backfill_policy=ranges.backfill_policy,
     )
@@ -197,7 +194,7 @@ def build_multi_table_asset(
         ],
         partitions_def=daily_partitions(),
         pool=pool,
-        op_tags=TABLE_STEP_TAGS,
+        op_tags=ON_THE_PATH,
         required_resource_keys={"lakehouse", STEP_LAUNCHER},
         backfill_policy=ranges.backfill_policy,
     )
@@ -234,7 +231,7 @@ def build_serving_asset(
         tags=_tags(spec),
         metadata={**definition_metadata(spec), "select": sql, **({COLUMN_LINEAGE: lineage} if lineage else {})},
         automation_condition=_automation(spec, automation_condition),
-        op_tags=TABLE_STEP_TAGS,
+        op_tags=ON_THE_PATH,
         backfill_policy=RangeMode.WHOLE_RANGE.backfill_policy,  # a view or a table, for any range
     )
     def _asset(context) -> dg.MaterializeResult:

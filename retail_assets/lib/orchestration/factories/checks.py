@@ -14,7 +14,7 @@ import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
 from retail_assets.lib.engine import PartitionRange
-from retail_assets.lib.orchestration.factories.metadata import STEP_LAUNCHER, asset_key, daily_partitions
+from retail_assets.lib.orchestration.factories.metadata import ON_THE_PATH, STEP_LAUNCHER, asset_key, daily_partitions
 from retail_assets.lib.orchestration.factories.runs import RunScope, run_partitions
 from retail_assets.lib.orchestration.resources import LakehouseResource
 from retail_assets.lib.registry.tables import TableSpec
@@ -312,6 +312,7 @@ def build_table_checks(spec: TableSpec, checks: Sequence[TableCheck]) -> dg.Asse
         ],
         can_subset=True,
         required_resource_keys={"lakehouse", STEP_LAUNCHER},
+        op_tags=ON_THE_PATH if any(c.blocking for c in checks) else None,
     )
     def _checks(context):
         run = CheckRun(context, context.resources.lakehouse, spec, run_partitions(context))

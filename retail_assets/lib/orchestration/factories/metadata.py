@@ -33,6 +33,12 @@ STEP_LAUNCHER = "pyspark_step_launcher"
 KINDS = {"spark", "delta"}
 
 
+# A run's executor starts the ready step of highest `dagster/priority` first. Table steps, and
+# check steps holding a blocking check (they gate the tables downstream), come before check
+# steps nothing waits for, so a table downstream (the stream lane's fact) is not held up by them.
+ON_THE_PATH = {"dagster/priority": "1"}
+
+
 @cache
 def daily_partitions() -> dg.DailyPartitionsDefinition:
     # end_offset=1: today's partition exists, so streaming arrivals land in it as they come.
