@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -144,18 +144,14 @@ class DagsterDev:
         )["launchPartitionBackfill"]
         if launched["__typename"] != "LaunchBackfillSuccess":
             raise self.fail(f"backfill {title!r} not launched: {launched}")
-        deadline = time.monotonic() + timeout_s
-        while True:
-            state = self.graphql(BACKFILL_STATE, {"id": launched["backfillId"]})["partitionBackfillOrError"]
-            if state["__typename"] != "PartitionBackfill":
-                raise self.fail(f"backfill {title!r}: {state}")
-            if state["status"] not in BACKFILL_IN_PROGRESS:
-                return state
-            if time.monotonic() > deadline:
-                raise self.fail(
-                    f"backfill {title!r} still {state['status']} after {timeout_s:.0f}s; runs: {state['runs']}"
-                )
-            time.sleep(1.0)
+        return self._wait(
+            f"backfill {title!r}",
+            lambda: self.graphql(BACKFILL_STATE, {"id": launched["backfillId"]})["partitionBackfillOrError"],
+            "PartitionBackfill",
+            lambda state: state["status"] not in BACKFILL_IN_PROGRESS,
+            timeout_s,
+            interval_s=1.0,
+        )
 
     def materialize(self, path: Sequence[str], partition: str, title: str, timeout_s: float) -> dict[str, Any]:
         """Materialize one partition of one asset as the UI's *Materialize* on a single partition
@@ -168,16 +164,38 @@ class DagsterDev:
             )  # fmt: skip
         except DagsterGraphQLClientError as exc:
             raise self.fail(f"{title!r} not launched: {exc}") from exc
+        return self._wait(
+            repr(title),
+            lambda: self.graphql(RUN_STATE, {"id": run_id})["runOrError"],
+            "Run",
+            lambda state: state["status"] in RUN_FINISHED,
+            timeout_s,
+            interval_s=0.25,
+        )
+
+    def _wait(
+        self,
+        what: str,
+        read: Callable[[], dict[str, Any]],
+        typename: str,
+        finished: Callable[[dict[str, Any]], bool],
+        timeout_s: float,
+        *,
+        interval_s: float,
+    ) -> dict[str, Any]:
+        """Poll `read` until the state it returns is `finished`; a state of another GraphQL
+        type (an error) or the timeout fails with the server log's tail."""
         deadline = time.monotonic() + timeout_s
         while True:
-            state = self.graphql(RUN_STATE, {"id": run_id})["runOrError"]
-            if state["__typename"] != "Run":
-                raise self.fail(f"{title!r}: {state}")
-            if state["status"] in RUN_FINISHED:
+            state = read()
+            if state["__typename"] != typename:
+                raise self.fail(f"{what}: {state}")
+            if finished(state):
                 return state
             if time.monotonic() > deadline:
-                raise self.fail(f"{title!r} still {state['status']} after {timeout_s:.0f}s")
-            time.sleep(0.25)
+                runs = f"; runs: {state['runs']}" if "runs" in state else ""
+                raise self.fail(f"{what} still {state['status']} after {timeout_s:.0f}s{runs}")
+            time.sleep(interval_s)
 
     def log_tail(self, lines: int = 60) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
