@@ -1,17 +1,19 @@
 """The Kafka broker goes away: ingestion fails clearly and commits nothing, the step is retried
-with backoff, and a retry that finds the broker back ingests every offset exactly once."""
+with exponential backoff and jitter, and a retry that finds the broker back ingests every offset
+exactly once; offsets the broker dropped fail at once, never retried."""
 
 from __future__ import annotations
 
+import os
 import dagster as dg
 import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from retail_assets.defs.bronze.assets import KAFKA_RETRY_POLICY, pos_transactions, pos_transactions_compute
+from retail_assets.defs.bronze.assets import pos_transactions
 from retail_assets.lib.engine import DeltaRsEngine
-from retail_assets.lib.orchestration.factories import build_table_asset
 from retail_assets.lib.orchestration.resources import KafkaResource, LakehouseResource
+from retail_assets.lib.orchestration.retries import RETRIES_ENV, TRANSIENT_BACKOFF
 from retail_assets.lib.registry.tables import BRONZE_POS_TRANSACTIONS, KAFKA_TOPIC
 from retail_assets.lib.sources import kafka as kafka_lib
 from retail_assets.tooling.broker import LocalBroker, ensure_topic, free_port, produce
@@ -19,12 +21,6 @@ from retail_assets_tests.reliability import hostile
 from retail_assets_tests.simulated_week import snapshot
 
 pytestmark = pytest.mark.reliability
-
-# The Bronze Kafka asset without its retry policy: the same computation, so a failure shows at
-# once instead of after the backoff (the retries themselves are proven below).
-UNRETRIED = build_table_asset(
-    spec=BRONZE_POS_TRANSACTIONS, upstream=[], compute=pos_transactions_compute, resources=frozenset({"kafka"})
-)
 
 
 def resources(root, port: int) -> dict:
@@ -35,20 +31,30 @@ def resources(root, port: int) -> dict:
     }
 
 
-def ingest(root, port: int, instance: dg.DagsterInstance, asset=UNRETRIED) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [asset], resources=resources(root, port), partition_key=hostile.D, instance=instance, raise_on_error=False
-    )
+@pytest.fixture(autouse=True)
+def no_retries(monkeypatch):
+    """Transient failures fail at once, so a failure shows without the backoff's waits; the tests
+    of the retries themselves set the number back (`retries=True`)."""
+    monkeypatch.setenv(RETRIES_ENV, "0")
+
+
+def ingest(root, port: int, instance: dg.DagsterInstance, retries: bool = False) -> dg.ExecuteInProcessResult:
+    if retries:
+        os.environ[RETRIES_ENV] = str(TRANSIENT_BACKOFF.max_retries)  # put back by the fixture's monkeypatch
+    try:
+        return dg.materialize(
+            [pos_transactions],
+            resources=resources(root, port),
+            partition_key=hostile.D,
+            instance=instance,
+            raise_on_error=False,
+        )
+    finally:
+        os.environ[RETRIES_ENV] = "0"
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure)
-
-
-def test_kafka_bronze_has_a_retry_policy_with_backoff():
-    policy = pos_transactions.op.retry_policy
-    assert policy is KAFKA_RETRY_POLICY
-    assert policy.max_retries >= 2 and policy.delay and policy.backoff is dg.Backoff.EXPONENTIAL
 
 
 def test_unreachable_broker_fails_clearly_and_commits_nothing(tmp_path, spark, monkeypatch):
@@ -113,12 +119,15 @@ def test_retry_with_backoff_ingests_once_when_the_broker_returns(tmp_path, spark
 
     monkeypatch.setattr(kafka_lib, "watermarks", watermarks)
     try:
-        result = ingest(tmp_path, port, dg.DagsterInstance.ephemeral(), asset=pos_transactions)
+        result = ingest(tmp_path, port, dg.DagsterInstance.ephemeral(), retries=True)
     finally:
         broker.stop()
     assert result.success and failures == [KAFKA_TOPIC]
     retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-    assert len(retries) == 1 and retries[0].event_specific_data.seconds_to_wait >= KAFKA_RETRY_POLICY.delay
+    low, high = TRANSIENT_BACKOFF.bounds(0)
+    assert len(retries) == 1 and low <= retries[0].event_specific_data.seconds_to_wait <= high
+    # the retry names its reason: the broker's unavailability
+    assert "is unavailable" in retries[0].event_specific_data.error.to_string()
     held = engine.read_arrow(BRONZE_POS_TRANSACTIONS, columns=["_offset"])["_offset"].to_pylist()
     assert sorted(held) == list(range(len(messages)))
 
@@ -129,12 +138,12 @@ def test_offsets_the_broker_no_longer_holds_fail_without_retry(tmp_path, spark):
     with LocalBroker(port) as broker:
         ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC, partitions=1)
         produce(broker.bootstrap_servers, KAFKA_TOPIC, hostile.kafka_messages()[0][:4])
-        assert ingest(tmp_path, port, instance, asset=pos_transactions).success
+        assert ingest(tmp_path, port, instance, retries=True).success
         # the broker deletes the records, as retention would: the recorded range cannot be re-read
         admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
         for deleted in admin.delete_records([TopicPartition(KAFKA_TOPIC, 0, 4)]).values():
             deleted.result(timeout=10)
-        result = ingest(tmp_path, port, instance, asset=pos_transactions)
+        result = ingest(tmp_path, port, instance, retries=True)
     assert not result.success
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"], (
         "retrying cannot bring offsets back"

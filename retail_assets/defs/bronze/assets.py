@@ -99,12 +99,6 @@ landing_assets = [
 ]
 
 
-# A broker outage is usually short: retry the step with exponential backoff (about 2, 4, 8 s).
-# Nothing is committed before every message of the ranges has been read (files a failed write
-# left behind belong to no table version), so a retry starts clean.
-KAFKA_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
-
-
 def pos_transactions_compute(run: TableRun) -> TableOutput:
     kafka: KafkaResource = run.resource("kafka")
     with kafka_failures(run, kafka):
@@ -121,6 +115,8 @@ def kafka_failures(run: TableRun, kafka: KafkaResource) -> Iterator[None]:
         # Retrying cannot bring back offsets the broker has dropped.
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     except kafka_lib.KafkaUnavailable as exc:
+        # Transient (lib/orchestration/retries.py): a broker outage is usually short, and nothing
+        # is committed before every message of the ranges has been read, so a retry starts clean.
         raise kafka_lib.KafkaUnavailable(
             f"Kafka at {kafka.bootstrap_servers} is unavailable ({exc}); nothing was written to "
             f"{BRONZE_POS_TRANSACTIONS.key} for {run.day}. The step is retried with backoff; if it keeps failing, "
@@ -213,7 +209,6 @@ pos_transactions = build_table_asset(
     ranges=RangeMode.ONE_DAY_PER_RUN,
     kinds={"kafka", "spark", "delta"},
     resources=frozenset({"kafka"}),
-    retry_policy=KAFKA_RETRY_POLICY,
     # One Kafka ingestion at a time: two runs reading the same pending offsets into different
     # arrival days would hold them twice.
     pool="bronze_kafka",

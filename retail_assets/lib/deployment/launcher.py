@@ -27,6 +27,7 @@ from dagster_databricks.databricks import DatabricksClient
 from dagster_databricks.databricks_pyspark_step_launcher import DatabricksPySparkStepLauncher
 
 from retail_assets.lib.deployment.cluster import ACCESS_MODE, launcher_config, run_as
+from retail_assets.lib.orchestration.retries import retried_when_transient
 
 VOLUME_PREFIX = "/Volumes/"
 # Set by the Databricks runtime on every cluster node (and by the tests' emulated cluster).
@@ -89,8 +90,12 @@ class VolumeStagedStepLauncher(DatabricksPySparkStepLauncher):
         )
 
     def launch_step(self, step_context: Any) -> Any:
-        self._check_existing_cluster()
-        return super().launch_step(step_context)
+        # The Databricks API throttling (429) or failing (5xx) past the SDK's own retries fails
+        # the launch transiently: the step is retried with backoff, as a transient failure on the
+        # cluster is.
+        with retried_when_transient(step_context.previous_attempt_count, step_context.log):
+            self._check_existing_cluster()
+            yield from super().launch_step(step_context)
 
     def _check_existing_cluster(self) -> None:
         """An existing cluster must be dedicated (`SINGLE_USER`) to the pipeline's principal, as

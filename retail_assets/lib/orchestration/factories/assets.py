@@ -43,6 +43,7 @@ from retail_assets.lib.orchestration.factories.runs import (
     partition_rows,
     run_partitions,
 )
+from retail_assets.lib.orchestration.retries import retried_when_transient, step_attempt
 from retail_assets.lib.registry.tables import TableSpec
 
 if TYPE_CHECKING:
@@ -122,12 +123,11 @@ def build_table_asset(
     resources: frozenset[str] = frozenset(),
     sources: Sequence[dg.AssetSpec] = (),
     derived_columns: ColumnSources | None = None,
-    retry_policy: dg.RetryPolicy | None = None,
 ) -> dg.AssetsDefinition:
     """`ranges`: how `compute` handles a run over several days (`RangeMode`);
     `sources`: external assets the table reads (landing folders, the Kafka topic);
-    `derived_columns`: column lineage that is not a same-named input column;
-    `retry_policy`: for tables whose source can be briefly unavailable (a broker)."""
+    `derived_columns`: column lineage that is not a same-named input column. A transient failure
+    (a broker or an API briefly away) is retried with backoff (`retries.retried_when_transient`)."""
     lineage = column_lineage(spec, upstream, sources, derived_columns)
     metadata = {**definition_metadata(spec), CODE_REFERENCES: code_references(compute)}
     if lineage is not None:
@@ -147,13 +147,13 @@ def build_table_asset(
         automation_condition=_automation(spec, automation_condition),
         pool=pool,
         op_tags=ON_THE_PATH,
-        retry_policy=retry_policy,
         backfill_policy=ranges.backfill_policy,
     )
     def _asset(context) -> dg.MaterializeResult:
         run = TableRun(context, context.resources.lakehouse, run_partitions(context))
         try:
-            return _write(run, spec, _produce(run, compute, ranges), lineage)
+            with retried_when_transient(step_attempt(context), context.log):
+                return _write(run, spec, _produce(run, compute, ranges), lineage)
         finally:
             run.release()
 
@@ -201,9 +201,10 @@ def build_multi_table_asset(
     def _assets(context):
         run = TableRun(context, context.resources.lakehouse, run_partitions(context))
         try:
-            produced = _produce_many(run, compute, [s.name for s in specs], ranges)
-            for s in specs:
-                yield _write(run, s, produced[s.name], column_lineage(s, upstream))
+            with retried_when_transient(step_attempt(context), context.log):
+                produced = _produce_many(run, compute, [s.name for s in specs], ranges)
+                for s in specs:
+                    yield _write(run, s, produced[s.name], column_lineage(s, upstream))
         finally:
             run.release()
 
@@ -237,18 +238,23 @@ def build_serving_asset(
     def _asset(context) -> dg.MaterializeResult:
         run = TableRun(context, context.resources.lakehouse, run_partitions(context))
         try:
-            computed_from = None if run.engine.is_view(spec) else served_inputs(run.engine, spec)
-            commit = run.engine.publish(spec, run.partition)
-            output = TableOutput(None, metadata={"served_as": "table"})
-            if computed_from is not None:
-                output.metadata[SERVED_INPUTS] = dg.MetadataValue.json(computed_from)
-            if run.engine.is_view(spec):
-                # a view holds what its inputs hold now: the rows it serves, counted
-                rows = run.engine.read(spec, None if spec.rebuild else run.partition, columns=[spec.partition_column])
-                output.metadata.update({"served_as": "catalog view", "dagster/row_count": rows.count()})
-                run.context.log.info(f"{spec.key}: view {commit.location} stated")
-            return _report(run, spec, commit, output, lineage)
+            with retried_when_transient(step_attempt(context), context.log):
+                return _publish(run, spec, lineage)
         finally:
             run.release()
 
     return _asset
+
+
+def _publish(run: TableRun, spec: TableSpec, lineage) -> dg.MaterializeResult:
+    computed_from = None if run.engine.is_view(spec) else served_inputs(run.engine, spec)
+    commit = run.engine.publish(spec, run.partition)
+    output = TableOutput(None, metadata={"served_as": "table"})
+    if computed_from is not None:
+        output.metadata[SERVED_INPUTS] = dg.MetadataValue.json(computed_from)
+    if run.engine.is_view(spec):
+        # a view holds what its inputs hold now: the rows it serves, counted
+        rows = run.engine.read(spec, None if spec.rebuild else run.partition, columns=[spec.partition_column])
+        output.metadata.update({"served_as": "catalog view", "dagster/row_count": rows.count()})
+        run.context.log.info(f"{spec.key}: view {commit.location} stated")
+    return _report(run, spec, commit, output, lineage)

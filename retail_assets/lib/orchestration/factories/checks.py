@@ -17,6 +17,7 @@ from retail_assets.lib.engine import PartitionRange
 from retail_assets.lib.orchestration.factories.metadata import ON_THE_PATH, STEP_LAUNCHER, asset_key, daily_partitions
 from retail_assets.lib.orchestration.factories.runs import RunScope, run_partitions
 from retail_assets.lib.orchestration.resources import LakehouseResource
+from retail_assets.lib.orchestration.retries import retried_when_transient, step_attempt
 from retail_assets.lib.registry.tables import TableSpec
 from retail_assets.lib.transforms import quality
 
@@ -318,11 +319,12 @@ def build_table_checks(spec: TableSpec, checks: Sequence[TableCheck]) -> dg.Asse
         run = CheckRun(context, context.resources.lakehouse, spec, run_partitions(context))
         selected = [by_name[k.name] for k in sorted(context.selected_asset_check_keys, key=lambda k: k.name)]
         try:
-            if not run.single:
-                yield from _range_evaluations(context, spec, selected, run)
-                return
-            for check, outcome in zip(selected, side_by_side(lambda c: c.evaluate(run), selected)):
-                yield _check_result(key, check, outcome, run.day)
+            with retried_when_transient(step_attempt(context), context.log):
+                if not run.single:
+                    yield from _range_evaluations(context, spec, selected, run)
+                    return
+                for check, outcome in zip(selected, side_by_side(lambda c: c.evaluate(run), selected)):
+                    yield _check_result(key, check, outcome, run.day)
         finally:
             run.release()
 
