@@ -3,6 +3,7 @@
     retail-assets demo       generate a week of data and run the whole asset graph (the main job)
     retail-assets ui         open the project in `dagster dev` on the main job's instance
     retail-assets generate   write synthetic landing files, Kafka events and a defect manifest
+    retail-assets sql        query the lakehouse's tables with SQL (DuckDB over the Delta tables)
     retail-assets broker     run the local Kafka broker in the foreground
     retail-assets produce    send a day's POS events to Kafka at a rate (a live stream)
     retail-assets latency    measure event → Gold latency with `dagster dev` running the sensors
