@@ -5,6 +5,7 @@ exactly once; offsets the broker dropped fail at once, never retried."""
 from __future__ import annotations
 
 import os
+
 import dagster as dg
 import pytest
 from confluent_kafka import TopicPartition

@@ -11,6 +11,7 @@ from retail_assets.lib import settings
 from retail_assets.lib.deployment import cluster, launcher
 from retail_assets.lib.deployment.launcher import RUNTIME_ENV
 from retail_assets.lib.deployment.workspace import DatabricksWorkspaceResource
+from retail_assets.lib.orchestration.alerts import alerts_resource
 from retail_assets.lib.orchestration.resources import DatabricksLakehouseResource, KafkaResource, LakehouseResource
 from retail_assets.lib.settings import Environment
 from retail_assets.lib.sources import spark_kafka
@@ -51,6 +52,8 @@ def local_resources() -> dict[str, Any]:
         "pyspark_step_launcher": dg.ResourceDefinition.none_resource(),
         # No workspace: the sensors read the landing folder and Bronze directly.
         "databricks": dg.ResourceDefinition.none_resource(),
+        # Slack and e-mail for the alert and freshness sensors, off until configured
+        "alerts": alerts_resource(),
     }
 
 
@@ -86,4 +89,6 @@ def databricks_resources() -> dict[str, Any]:
         ),
         "pyspark_step_launcher": launcher.step_launcher(),
         "databricks": DatabricksWorkspaceResource.from_env(),
+        # The alert and freshness sensors run in the code server, like the other sensors.
+        "alerts": alerts_resource(),
     }

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from retail_assets.lib.registry.freshness import FRESHNESS_CHECK
 from retail_assets.lib.registry.tables import TABLES, Partitioning, TableSpec
 
 
@@ -36,12 +37,16 @@ class Stage:
         return [dg.AssetKey([t.layer.value, t.name]) for t in self.tables]
 
     def selection(self) -> dg.AssetSelection:
-        if self.checked == self.tables:
-            return dg.AssetSelection.assets(*self.asset_keys())
+        """The stage's tables and the checks of `checked`; freshness is the freshness sensor's,
+        not a stage's (a table just materialized is fresh)."""
         checked = [dg.AssetKey([t.layer.value, t.name]) for t in self.checked]
-        return dg.AssetSelection.assets(*self.asset_keys()).without_checks() | dg.AssetSelection.checks_for_assets(
-            *checked
-        )
+        freshness = dg.AssetSelection.checks(*(dg.AssetCheckKey(k, FRESHNESS_CHECK) for k in checked))
+        if self.checked == self.tables:
+            return dg.AssetSelection.assets(*self.asset_keys()) - freshness
+        return (
+            dg.AssetSelection.assets(*self.asset_keys()).without_checks()
+            | dg.AssetSelection.checks_for_assets(*checked)
+        ) - freshness
 
     def partitions(self, arrival_days: list[str], event_days: list[str]) -> list[str]:
         """Of a week's arrival and business days, the ones this stage's partitions are."""
