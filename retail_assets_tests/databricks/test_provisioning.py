@@ -85,6 +85,7 @@ def test_a_branch_deployment_is_provisioned_from_nothing(emulator, workspace, wh
     assert {v["full_name"] for v in state["volumes"]} == {
         f"retail.{ENV}_bronze.landing",
         f"retail.{ENV}_bronze.artifacts",
+        f"retail.{ENV}_gold.reports",
     }
     assert (
         emulator.volumes_root / "retail" / f"{ENV}_bronze" / "artifacts" / wheel.name

@@ -48,7 +48,14 @@ ARTIFACTS = Volume(
     "The project wheel job clusters install, and the step launcher's staged steps.",
     ("READ VOLUME", "WRITE VOLUME"),
 )
-VOLUMES = (LANDING, ARTIFACTS)
+# The KPI report's pages and charts (`gold/kpi_report`), beside the Gold tables they show.
+REPORTS = Volume(
+    "reports",
+    Layer.GOLD,
+    "The KPI report: a static HTML page and PNG charts per business day (gold/kpi_report).",
+    ("READ VOLUME", "WRITE VOLUME"),
+)
+VOLUMES = (LANDING, ARTIFACTS, REPORTS)
 
 
 def layers(tables: Iterable[TableSpec] = TABLES) -> list[Layer]:

@@ -227,7 +227,7 @@ def _range_evaluations(
     whichever day is checked, so its checks are evaluated once for every day."""
     key = asset_key(spec)
     days = {d: whole.day_run(d) for d in whole.partition.days()}
-    targets = _materializations_of(context.instance, key, list(days))
+    targets = materializations_of(context.instance, key, list(days))
 
     def evaluate(check: TableCheck) -> dict[dt.date, quality.CheckOutcome]:
         if check.by_day is not None and not spec.rebuild:
@@ -258,7 +258,7 @@ def _range_evaluations(
             )
 
 
-def _materializations_of(
+def materializations_of(
     instance: dg.DagsterInstance, key: dg.AssetKey, days: list[dt.date]
 ) -> dict[dt.date, AssetCheckEvaluationTargetMaterializationData | None]:
     return {
