@@ -362,3 +362,61 @@ def test_checks_tab_shows_the_passed_checks_of_dim_store(dagster_dev, backfill, 
     page.screenshot(path=str(artifacts / "dim_store_checks.png"), full_page=True)
     # One status per check in the list, every one of them a pass.
     assert page.get_by_text("Succeeded", exact=True).count() >= 3
+
+
+def test_a_killed_run_worker_fails_its_run_and_the_instance_retries_it(dagster_dev):
+    """`kill -9` of a run's worker process (as the kernel's OOM killer does): its code server
+    fails the run, and the instance's run retries (`run_retries`, not on a step's failure:
+    tooling/cli/instance.py) launch it again, which materializes the partition."""
+    import os
+    import signal
+    import time
+
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(dagster_dev.dagster_home))
+    day = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    run_id = dagster_dev.client.submit_job_execution(
+        "__ASSET_JOB", "retail_assets", "__repository__", tags={"dagster/partition": day},
+        asset_selection=[["gold", "dim_date"]],
+    )  # fmt: skip
+
+    def waited(what: str, read, timeout_s: float):
+        deadline = time.monotonic() + timeout_s
+        while (found := read()) is None:
+            if time.monotonic() > deadline:
+                raise dagster_dev.fail(f"{what} not seen after {timeout_s:.0f}s")
+            time.sleep(0.2)
+        return found
+
+    def worker_pid():
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+            metadata = getattr(entry.dagster_event.event_specific_data, "metadata", None) or {}
+            if "Started process for run" in (entry.dagster_event.message or "") and "pid" in metadata:
+                return int(metadata["pid"].value)
+        return None
+
+    def status_is(status):
+        return lambda: instance.get_run_by_id(run_id).status == status or None
+
+    pid = waited("the run worker's process", worker_pid, 120)
+    waited("the run started", status_is(dg.DagsterRunStatus.STARTED), 60)
+    os.kill(pid, signal.SIGKILL)
+    waited("the killed run failed", status_is(dg.DagsterRunStatus.FAILURE), 90)
+    messages = [e.dagster_event.message or "" for e in instance.all_logs(run_id) if e.dagster_event]
+    assert any("terminated by signal 9" in m for m in messages), messages[-4:]
+    retry = waited(
+        "the retried run finished",
+        lambda: next(
+            (
+                r
+                for r in instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": run_id}))
+                if r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
+            ),
+            None,
+        ),
+        240,
+    )
+    assert retry.status == dg.DagsterRunStatus.SUCCESS and retry.tags["dagster/retry_number"] == "1"
+    materialized = instance.get_latest_materialization_event(dg.AssetKey(["gold", "dim_date"]))
+    assert materialized.run_id == retry.run_id and materialized.asset_materialization.partition == day

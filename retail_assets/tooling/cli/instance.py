@@ -5,7 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-INSTANCE_CONFIG = """\
+# A run whose worker died (killed, out of memory) is failed by its code server, which sees the
+# process end, and retried as a run; a run that failed in a step is not (a step's transient
+# failures are retried as steps, lib/orchestration/retries.py; anything else would fail again).
+OPERATIONS_CONFIG = """\
+run_retries:
+  enabled: true
+  max_retries: 2
+  retry_on_asset_or_op_failure: false
+"""
+
+INSTANCE_CONFIG = (
+    """\
 telemetry:
   enabled: false
 run_queue:
@@ -32,6 +43,8 @@ concurrency:
     # `gold_dimensions`, `gold_customer_value`): one run at a time per table.
     default_limit: 1
 """
+    + OPERATIONS_CONFIG
+)
 
 
 def dagster_home(root: Path) -> Path:
@@ -52,5 +65,9 @@ def dagster_home(root: Path) -> Path:
         if not any(key in present for key in ("storage", "run_storage", "event_log_storage", "schedule_storage")):
             with config.open("a") as out:
                 out.write("\n" + instance_config(home))
+        # An instance created before run retries: add them, unless set.
+        if "run_retries" not in present:
+            with config.open("a") as out:
+                out.write("\n" + OPERATIONS_CONFIG)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
