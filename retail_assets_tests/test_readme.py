@@ -159,6 +159,9 @@ def run_demo(argv, ws: Workspace) -> None:
     assert re.search(r"\d+ runs, 0 with failures", done.stdout), done.stdout[-2000:]
     ws.demo_days = sorted(set(re.findall(r"ingest_pos_stream\s+(\d{4}-\d{2}-\d{2})", done.stdout)))
     assert (ws.data_root / "lakehouse" / "gold" / "fact_sales" / "_delta_log").is_dir()
+    # the KPI report rendered with Gold, its newest page named
+    newest = re.search(r"KPI report \(\d+ business days\), the newest: (\S+)", done.stdout)
+    assert newest and Path(newest.group(1)).is_file(), done.stdout[-2000:]
 
 
 def run_ui(argv, ws: Workspace) -> None:
@@ -259,6 +262,26 @@ def run_bench(argv, ws: Workspace) -> None:
     assert "wrote " in done.stdout and (ws.root / "bench.json").exists()
 
 
+def run_sql(argv, ws: Workspace) -> None:
+    """On the demo's lakehouse: a statement given with -e prints its rows; the interactive shell,
+    given `.tables` and a statement on its input, lists Gold and answers."""
+    if "-e" in argv:
+        done = run(argv, ws.env)
+        assert len(done.stdout.strip().splitlines()) >= 2, done.stdout  # a header and rows
+        return
+    program = str(BIN / argv[0])
+    done = subprocess.run(
+        [program, *argv[1:]],
+        cwd=project_root(),
+        env=ws.env,
+        input=".tables\nSELECT count(*) AS lines FROM gold.fact_sales;\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "fact_sales" in done.stdout and "lines" in done.stdout, done.stdout + done.stderr
+
+
 def run_grants(argv, ws: Workspace) -> None:
     done = run(argv, ws.env)
     assert "GRANT " in done.stdout
@@ -297,6 +320,7 @@ RUNNERS: dict[str, Callable[[list[str], Workspace], None]] = {
     "retail-assets produce": run_broker_and_produce,
     "retail-assets latency": run_latency,
     "retail-assets bench": run_bench,
+    "retail-assets sql": run_sql,
     "retail-assets grants": run_grants,
     "retail-assets provision": run_provision,
     "jvm fetch": run_jvm,

@@ -151,6 +151,9 @@ def demo(
 
     failed = [s for s in summaries if not s.success or s.checks_failed]
     print(gold_summary(root / "lakehouse"))
+    pages = sorted((root / "reports" / "kpi").glob("*/index.html"))
+    if pages:
+        print(f"\nKPI report ({len(pages)} business days), the newest: {pages[-1]}")
     print(
         f"\n{len(summaries)} runs, {len(failed)} with failures, {time.monotonic() - started:.0f}s. "
         f"Open the UI with:  retail-assets ui --data-root {root}"
