@@ -32,10 +32,10 @@ LOCAL_ONLY = {
     "playwright",
     "pytest",
     "psutil",
-    "matplotlib",
 }
 # What a step on a cluster and the code server import (lib/deployment/cluster.py, lib/sources/kafka.py, lib/transforms/ingest.py,
-# lib/deployment/workspace.py, the asset metadata's markdown previews, the command line).
+# lib/deployment/workspace.py, the asset metadata's markdown previews, the command line, the KPI report's
+# charts, the alerts' Slack client).
 CLUSTER_AND_CODE_SERVER = {
     "dagster",
     "dagster-databricks",
@@ -48,6 +48,8 @@ CLUSTER_AND_CODE_SERVER = {
     "tabulate",
     "click",
     "rich",
+    "matplotlib",
+    "dagster-slack",
 }
 # One build takes a few seconds; far more means pip went to the network (build isolation).
 BUILD_BUDGET_S = 60

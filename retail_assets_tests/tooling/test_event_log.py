@@ -104,11 +104,14 @@ def test_an_instance_created_before_is_given_the_storage_and_keeps_its_settings(
     assert isinstance(instance.event_log_storage, LocalEventLogStorage)
     assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 7
 
-    # a storage the user chose is left alone, and the file is not touched twice
-    (home / "dagster.yaml").write_text("storage:\n  sqlite:\n    base_dir: " + str(home) + "\n")
+    assert instance.run_retries_enabled  # run retries added too
+
+    # a storage and run retries the user chose are left alone, and the file is not touched twice
+    chosen = "storage:\n  sqlite:\n    base_dir: " + str(home) + "\nrun_retries:\n  enabled: false\n"
+    (home / "dagster.yaml").write_text(chosen)
     cli.dagster_home(tmp_path)
     cli.dagster_home(tmp_path)
-    assert (home / "dagster.yaml").read_text() == "storage:\n  sqlite:\n    base_dir: " + str(home) + "\n"
+    assert (home / "dagster.yaml").read_text() == chosen
     assert type(dg.DagsterInstance.from_config(str(home)).event_log_storage).__name__ == "SqliteEventLogStorage"
 
 

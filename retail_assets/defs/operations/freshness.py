@@ -110,7 +110,9 @@ def _evaluation(key: dg.AssetKey, outcome: CheckOutcome) -> dg.AssetCheckEvaluat
 )
 def freshness_checks(context):
     keys = [k.asset_key for k in context.selected_asset_check_keys]
-    for key, outcome in evaluate_freshness(context.instance, context.repository_def.asset_graph, keys, clock()).items():
+    # the run's job's asset graph: the code location's, or what a `dg.materialize` was given
+    graph = context.op_execution_context.job_def.asset_layer.asset_graph
+    for key, outcome in evaluate_freshness(context.instance, graph, keys, clock()).items():
         yield dg.AssetCheckResult(
             asset_key=key,
             check_name=FRESHNESS_CHECK,
