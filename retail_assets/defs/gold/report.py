@@ -36,7 +36,11 @@ from retail_assets.lib.orchestration.factories import (
     run_partitions,
     window,
 )
-from retail_assets.lib.orchestration.factories.checks import latest_materializations, materializations_of
+from retail_assets.lib.orchestration.factories.checks import (
+    evaluations_by_day,
+    latest_materializations,
+    materializations_of,
+)
 from retail_assets.lib.orchestration.factories.metadata import ON_THE_PATH
 from retail_assets.lib.orchestration.resources import LakehouseResource
 from retail_assets.lib.orchestration.retries import retried_when_transient, step_attempt
@@ -44,6 +48,7 @@ from retail_assets.lib.registry.tables import Layer, tables_in
 from retail_assets.lib.settings import lateness_days
 from retail_assets.lib.transforms.gold import report, report_figures
 from retail_assets.lib.transforms.gold.report_figures import READS, RECORDS_IN, WINDOW_DAYS, ReportInputs
+from retail_assets.lib.transforms.quality import CheckOutcome
 
 KPI_REPORT = dg.AssetKey(["gold", "kpi_report"])
 FIGURES_EQUAL_GOLD = "figures_equal_gold"
@@ -197,19 +202,11 @@ def kpi_report_checks(context: dg.AssetCheckExecutionContext):
         yield dg.AssetCheckResult(asset_key=KPI_REPORT, check_name=FIGURES_EQUAL_GOLD, passed=passed, metadata=metadata)
         return
     # A range run records each day's evaluation on that day, against that day's materialization.
-    check_key = dg.AssetCheckKey(KPI_REPORT, FIGURES_EQUAL_GOLD)
-    yield dg.Output(
-        None, output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(check_key)
+    yield from evaluations_by_day(
+        context,
+        dg.AssetCheckKey(KPI_REPORT, FIGURES_EQUAL_GOLD),
+        {day: CheckOutcome(passed, "", metadata) for day, (passed, metadata) in outcomes.items()},
+        materializations_of(context.instance, KPI_REPORT, days.days()),
+        severity=dg.AssetCheckSeverity.ERROR,
+        blocking=False,
     )
-    targets = materializations_of(context.instance, KPI_REPORT, days.days())
-    for day, (passed, metadata) in outcomes.items():
-        yield dg.AssetCheckEvaluation(
-            asset_key=KPI_REPORT,
-            check_name=FIGURES_EQUAL_GOLD,
-            passed=passed,
-            metadata=metadata,
-            target_materialization_data=targets[day],
-            severity=dg.AssetCheckSeverity.ERROR,
-            blocking=False,
-            partition=day.isoformat(),
-        )

@@ -91,15 +91,16 @@ def evaluate_freshness(
     }
 
 
-def _evaluation(key: dg.AssetKey, outcome: CheckOutcome) -> dg.AssetCheckEvaluation:
-    return dg.AssetCheckEvaluation(
-        asset_key=key,
-        check_name=FRESHNESS_CHECK,
-        passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=outcome.description,
-        metadata=outcome.metadata,
-    )
+def _result(key: dg.AssetKey, outcome: CheckOutcome) -> dict:
+    """The fields of the `fresh` check's result for `key`, whether a run or the sensor records it."""
+    return {
+        "asset_key": key,
+        "check_name": FRESHNESS_CHECK,
+        "passed": outcome.passed,
+        "severity": dg.AssetCheckSeverity.WARN,
+        "description": outcome.description,
+        "metadata": outcome.metadata,
+    }
 
 
 @dg.multi_asset_check(
@@ -113,14 +114,7 @@ def freshness_checks(context):
     # the run's job's asset graph: the code location's, or what a `dg.materialize` was given
     graph = context.op_execution_context.job_def.asset_layer.asset_graph
     for key, outcome in evaluate_freshness(context.instance, graph, keys, clock()).items():
-        yield dg.AssetCheckResult(
-            asset_key=key,
-            check_name=FRESHNESS_CHECK,
-            passed=outcome.passed,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=outcome.description,
-            metadata=outcome.metadata,
-        )
+        yield dg.AssetCheckResult(**_result(key, outcome))
 
 
 def _upstream_first(key: dg.AssetKey) -> tuple[int, str]:
@@ -159,4 +153,4 @@ def freshness_sensor(context: dg.SensorEvaluationContext, alerts: Alerts):
     context.update_cursor(cursor)
     if not changed:
         return dg.SkipReason(f"no change: {sum(not o.passed for o in outcomes.values())} stale table(s)")
-    return dg.SensorResult(asset_events=[_evaluation(k, o) for k, o in changed.items()])
+    return dg.SensorResult(asset_events=[dg.AssetCheckEvaluation(**_result(k, o)) for k, o in changed.items()])

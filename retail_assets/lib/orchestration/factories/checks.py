@@ -240,22 +240,42 @@ def _range_evaluations(
         return {d: check.evaluate(run) for d, run in days.items()}
 
     for check, outcomes in zip(checks, side_by_side(evaluate, checks)):
-        check_key = dg.AssetCheckKey(key, check.name)
-        yield dg.Output(
-            None, output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(check_key)
+        yield from evaluations_by_day(
+            context,
+            dg.AssetCheckKey(key, check.name),
+            outcomes,
+            targets,
+            severity=check.severity,
+            blocking=check.blocking,
         )
-        for day, outcome in outcomes.items():
-            yield dg.AssetCheckEvaluation(
-                asset_key=key,
-                check_name=check.name,
-                passed=outcome.passed,
-                metadata={"partition": day.isoformat(), **outcome.metadata},
-                target_materialization_data=targets[day],
-                severity=check.severity,
-                description=outcome.description,
-                blocking=check.blocking,
-                partition=day.isoformat(),
-            )
+
+
+def evaluations_by_day(
+    context,
+    check_key: dg.AssetCheckKey,
+    outcomes: dict[dt.date, quality.CheckOutcome],
+    targets: dict[dt.date, AssetCheckEvaluationTargetMaterializationData | None],
+    *,
+    severity: dg.AssetCheckSeverity,
+    blocking: bool,
+) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:
+    """One check's outcomes in a range run: its output, then an evaluation per day, recorded on
+    that day against that day's materialization (`targets`, from `materializations_of`)."""
+    yield dg.Output(
+        None, output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(check_key)
+    )
+    for day, outcome in outcomes.items():
+        yield dg.AssetCheckEvaluation(
+            asset_key=check_key.asset_key,
+            check_name=check_key.name,
+            passed=outcome.passed,
+            metadata={"partition": day.isoformat(), **outcome.metadata},
+            target_materialization_data=targets[day],
+            severity=severity,
+            description=outcome.description or None,
+            blocking=blocking,
+            partition=day.isoformat(),
+        )
 
 
 def materializations_of(
