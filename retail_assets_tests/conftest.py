@@ -111,3 +111,19 @@ def kafka_broker():
 
     with LocalBroker() as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One local PostgreSQL (Debian's package) on a free loopback port for the session, with the
+    database `retail` of the role `retail`.
+
+    Its cluster lives in a private temporary folder; tests that need an empty database create
+    their own (`postgres.create_database(name)` returns its DSN).
+    """
+    from retail_assets.tooling.database import LocalDatabase
+
+    database = LocalDatabase()
+    with database:
+        yield database
+    database.close()

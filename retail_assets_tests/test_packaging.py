@@ -33,7 +33,8 @@ LOCAL_ONLY = {
     "pytest",
     "psutil",
 }
-# What a step on a cluster and the code server import (lib/deployment/cluster.py, lib/sources/kafka.py, lib/transforms/ingest.py,
+# What a step on a cluster and the code server import (lib/deployment/cluster.py, lib/sources/kafka.py,
+# lib/sources/database.py, lib/transforms/ingest.py,
 # lib/deployment/workspace.py, the asset metadata's markdown previews, the command line, the KPI report's
 # charts, the alerts' Slack client).
 CLUSTER_AND_CODE_SERVER = {
@@ -41,6 +42,7 @@ CLUSTER_AND_CODE_SERVER = {
     "dagster-databricks",
     "dagster-pyspark",
     "confluent-kafka",
+    "psycopg",
     "orjson",
     "databricks-sdk",
     "pyarrow",

@@ -5,6 +5,7 @@
     retail-assets generate   write synthetic landing files, Kafka events and a defect manifest
     retail-assets sql        query the lakehouse's tables with SQL (DuckDB over the Delta tables)
     retail-assets broker     run the local Kafka broker in the foreground
+    retail-assets database   run the local PostgreSQL (the online orders and the CRM) in the foreground
     retail-assets produce    send a day's POS events to Kafka at a rate (a live stream)
     retail-assets latency    measure event → Gold latency with `dagster dev` running the sensors
     retail-assets bench      time the asset graph against a plain PySpark job
@@ -63,9 +64,18 @@ for command in COMMANDS:
 def _known_failures() -> tuple[type[BaseException], ...]:
     """Failures whose message says what to do: shown as one line, without a traceback."""
     from retail_assets.lib.engine.jvm import MissingJvmArtifacts
+    from retail_assets.lib.sources.database import DatabaseUnavailable
     from retail_assets.lib.sources.kafka import KafkaUnavailable, LogBehindBronze, OffsetsNotRetained
 
-    return (Preflight, MissingJvmArtifacts, KafkaUnavailable, LogBehindBronze, OffsetsNotRetained, FileExistsError)
+    return (
+        Preflight,
+        MissingJvmArtifacts,
+        KafkaUnavailable,
+        LogBehindBronze,
+        OffsetsNotRetained,
+        DatabaseUnavailable,
+        FileExistsError,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,6 +95,21 @@ def modules(extra: str, *names: str) -> Check:
     return check
 
 
+def postgres() -> Check:
+    """Debian's PostgreSQL binaries (`retail-assets database`, the database tests)."""
+
+    def check() -> None:
+        from retail_assets.lib.sources.database import DatabaseUnavailable
+        from retail_assets.tooling.database import postgres_bin_dir
+
+        try:
+            postgres_bin_dir()
+        except DatabaseUnavailable as exc:
+            raise Preflight(str(exc)) from None
+
+    return check
+
+
 def port_free(port: int | None, what: str, option: str) -> Check:
     def check() -> None:
         from retail_assets.tooling.broker import port_is_free

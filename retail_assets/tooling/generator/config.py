@@ -40,6 +40,9 @@ class GeneratorConfig:
     new_customer_rate: float = 0.01  # daily sign-ups, as a share of the initial customers (at least 1 a day)
     late_arrival_rate: float = 0.03  # share of transactions that legitimately arrive the next day
     inventory_products_per_store: int | None = None  # store assortment size; None = derived from products
+    # A web shop store (format `online`, no tills, no stock) beside the `stores` physical ones, for
+    # the operational database's online orders (`generator/orders.py`). Off: output unchanged.
+    web_store: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.start_date, str):  # convenience for CLI/JSON callers

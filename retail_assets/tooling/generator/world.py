@@ -203,6 +203,8 @@ class World:
 
         self._build_products()
         self._build_stores()
+        # the web shop: in the store master data only (it has no tills, no stock, no changes)
+        self.web_store = self._web_store() if config.web_store else None
         for _ in range(config.customers):
             self._new_customer(-1, self.start_epoch - rng.randint(30 * DAY, 730 * DAY))
         self._snapshot()
@@ -311,6 +313,29 @@ class World:
                 s.cum_weights.append(total)
             self.stores.append(s)
 
+    def _web_store(self) -> Store:
+        """The web shop's store record, drawn from no random source: the world is otherwise the
+        one `web_store=False` builds."""
+        city, country, offset_min, region = vocab.CITIES[0]
+        num = self.config.stores + 1
+        return Store(
+            idx=self.config.stores,
+            num=num,
+            store_id=self.store_id(num),
+            name=f"{vocab.STORE_BRAND} Online",
+            city=city,
+            country=country,
+            region=region,
+            format="online",
+            opened_on="2015-01-01",
+            status="open",
+            offset_min=offset_min,
+            offset=fmt_offset(offset_min),
+            open_s=0,
+            close_s=DAY - 1,
+            snapshot_updated_at=self.start_epoch - 365 * DAY,
+        )
+
     def _email(self, first: str, last: str) -> str:
         domain = vocab.EMAIL_DOMAINS[len(self._emails) % 7 % len(vocab.EMAIL_DOMAINS)]
         base = f"{_ascii(first)}.{_ascii(last)}"
@@ -357,7 +382,7 @@ class World:
 
     def _snapshot(self) -> None:
         log = self.changes[0]
-        for s in self.stores:
+        for s in self.stores + ([self.web_store] if self.web_store else []):
             log.append(Change("stores", s.values(), s.snapshot_updated_at, full=True))
         for p in self.products:
             log.append(Change("products", p.values(), p.snapshot_updated_at, full=True))
@@ -450,3 +475,10 @@ class World:
                 s.status = "renovating" if s.status == "open" else "open"
                 values["status"] = s.status
             log.append(Change("stores", values, day_epoch + rng.randint(0, DAY - 1)))
+
+
+def web_store_of(world: World) -> str:
+    """The world's web store (`GeneratorConfig.web_store`), else its first `online` one, else its last."""
+    return next(
+        (s.store_id for s in (world.web_store, *world.stores) if s and s.format == "online"), world.stores[-1].store_id
+    )
