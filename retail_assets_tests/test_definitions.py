@@ -80,7 +80,7 @@ def test_databricks_definitions_load_and_validate(monkeypatch):
     assert (
         set(databricks.resources)
         == set(local)
-        == {"lakehouse", "kafka", "pyspark_step_launcher", "databricks", "alerts"}
+        == {"lakehouse", "kafka", "database", "pyspark_step_launcher", "databricks", "alerts"}
     )
     assert {j.name for j in databricks.resolve_all_job_defs()} >= {
         "ingest_bronze",

@@ -119,3 +119,14 @@ def _schema_safe(name: str) -> str:
 # `sc://host:port` of the Spark Connect server a process computes on (`tooling/spark_server.py`); a
 # setting of this machine, never forwarded to a Databricks cluster.
 SPARK_REMOTE_ENV = "RETAIL_SPARK_REMOTE"
+
+
+# The operational database (PostgreSQL) Bronze reads changes from; unset URL: there is none.
+DB_URL_ENV = "RETAIL_DB_JDBC_URL"
+DB_USER_ENV = "RETAIL_DB_USER"
+DB_PASSWORD_ENV = "RETAIL_DB_PASSWORD"
+
+
+def database_configured() -> bool:
+    """Whether this deployment has an operational database (`RETAIL_DB_JDBC_URL` is set)."""
+    return bool(os.environ.get(DB_URL_ENV, "").strip())

@@ -14,7 +14,7 @@ import pytest
 from retail_assets.lib.orchestration.factories import RangeMode, TableOutput, build_table_asset
 from retail_assets.lib.orchestration.stage_runs import stage_takes_ranges
 from retail_assets.lib.registry.freshness import FRESHNESS_CHECK
-from retail_assets.lib.registry.stages import STAGES
+from retail_assets.lib.registry.stages import STAGES, configured_stages
 from retail_assets.lib.registry.tables import GOLD_DIM_DATE
 from retail_assets.tooling.main_job import planned_runs
 
@@ -36,12 +36,17 @@ def test_every_asset_runs_a_range_in_one_run_but_the_kafka_stream(defs):
         if graph.get(key).is_materializable
     }
     per_day = {key for key, policy in policies.items() if policy.max_partitions_per_run == 1}
-    assert per_day == {"bronze/pos_transactions"}
+    assert per_day == {"bronze/pos_transactions", "bronze/orders_changes"}
     assert all(p is not None and (p.max_partitions_per_run in (None, 1)) for p in policies.values()), policies
-    assert [s.job_name for s in STAGES if not stage_takes_ranges(defs, s.job_name)] == ["ingest_pos_stream"]
-    # the main job's plan follows the policies: the stream a run per day, every other stage one run
+    assert [s.job_name for s in STAGES if not stage_takes_ranges(defs, s.job_name)] == [
+        "ingest_pos_stream",
+        "ingest_database",
+    ]
+    # the main job's plan follows the policies: the stream a run per day, every other stage one run;
+    # without an operational database its stage is left out
     runs = planned_runs(defs, DAYS, DAYS)
-    assert len(runs) == len(DAYS) + len(STAGES) - 1
+    assert "ingest_database" not in {stage.job_name for stage, _ in runs}
+    assert len(runs) == len(DAYS) + len(configured_stages(set())) - 1
 
 
 def test_the_policy_is_the_range_mode_of_the_compute_function():

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from retail_assets.lib.engine import PartitionRange
 from retail_assets.lib.registry import rules
-from retail_assets.lib.registry.stages import STAGE, STAGES
+from retail_assets.lib.registry.stages import STAGE, configured_stages
 from retail_assets.lib.registry.tables import (
     GOLD_AGG_DAILY_STORE_SALES,
     GOLD_DIM_PRODUCT,
@@ -86,7 +86,7 @@ class Lake:
         """Every stage in the main job's order (the Kafka stream aside): arrival-date stages for
         `arrival`, business-date stages for each of `business`."""
         out = {}
-        for stage in STAGES:
+        for stage in configured_stages(set()):
             if stage.job_name == "ingest_pos_stream" or stage.job_name in skip:
                 continue
             days = [arrival] if stage.partitioning is Partitioning.ARRIVAL_DATE else business

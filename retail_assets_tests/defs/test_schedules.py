@@ -40,9 +40,15 @@ def test_schedules_are_stopped_by_default_and_target_the_layers():
     assert {k for k in graph.asset_check_keys if k.name == FRESHNESS_CHECK}  # the sensor's, not the schedule's
 
 
-def test_ingest_takes_todays_arrival_partition():
+def test_ingest_takes_todays_arrival_partition(monkeypatch):
+    monkeypatch.delenv("RETAIL_DB_JDBC_URL", raising=False)
     request = ingest_hourly(dg.build_schedule_context(scheduled_execution_time=AT))
     assert request.partition_key == "2026-11-05" and request.run_key.startswith("ingest_lakehouse:")
+    # without an operational database its Bronze table is left out of the run, the others stay
+    assert dg.AssetKey(["bronze", "orders_changes"]) not in request.asset_selection
+    assert dg.AssetKey(["bronze", "pos_transactions"]) in request.asset_selection
+    monkeypatch.setenv("RETAIL_DB_JDBC_URL", "jdbc:postgresql://127.0.0.1:5432/retail")
+    assert ingest_hourly(dg.build_schedule_context(scheduled_execution_time=AT)).asset_selection is None
 
 
 def test_transform_covers_every_business_day_todays_arrivals_feed():

@@ -74,6 +74,28 @@ def test_nothing_secret_is_forwarded_and_databricks_credentials_never(deployment
     assert config["env_variables"][cluster.CODE_VERSION_ENV] == cluster.code_version()
 
 
+def test_the_database_credentials_reach_the_cluster_through_the_secret_scope_only(deployment):
+    from retail_assets.lib.orchestration.environments import database_resource
+
+    deployment.setenv("RETAIL_DB_JDBC_URL", "jdbc:postgresql://orders.internal:5432/retail")
+    deployment.setenv("RETAIL_DB_USER", "retail_reader")
+    deployment.setenv("RETAIL_DB_PASSWORD", "db-secret")
+    config = cluster.launcher_config()
+    text = repr(config)
+    assert "db-secret" not in text and "retail_reader" not in text
+    assert config["env_variables"]["RETAIL_DB_JDBC_URL"] == "jdbc:postgresql://orders.internal:5432/retail"
+    assert {s["name"]: s["key"] for s in config["secrets_to_env_variables"]} == cluster.DATABASE_SECRETS
+    # the same resource on the cluster, its settings read from the environment the scope fills
+    database = database_resource()
+    assert (database.jdbc_url, database.user, database.password) == (
+        "RETAIL_DB_JDBC_URL",
+        "RETAIL_DB_USER",
+        "RETAIL_DB_PASSWORD",
+    )  # dg.EnvVar names, resolved when a run uses the resource
+    with dg.build_resources({"database": database}) as built:
+        assert (built.database.user, built.database.password) == ("retail_reader", "db-secret")
+
+
 def test_the_launcher_zips_the_package_itself(deployment):
     package = Path(cluster.package_dir())
     assert (

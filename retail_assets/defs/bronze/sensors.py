@@ -1,10 +1,11 @@
-"""Sensors that start Bronze: new complete files in the landing zone, and Kafka lag.
+"""Sensors that start Bronze: new complete files in the landing zone, Kafka lag, and new changes
+in the operational database.
 
 Everything below Bronze follows by declarative automation (see `definitions.py`), with one
 exception: a Kafka run carries today's events on down to the fact table itself (`STREAM_LANE`),
 so a point-of-sale event reaches Gold in one run rather than three automation hops. Both
 sensors decide from committed Bronze data what is already ingested; their run keys make sure the
-same batch of files or the same offset range is never requested twice.
+same batch of files, the same offset range or the same change range is never requested twice.
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ import dagster as dg
 
 from retail_assets.lib import settings
 from retail_assets.lib.deployment.workspace import WORKSPACE_ERRORS, DatabricksWorkspaceResource
+from retail_assets.lib.orchestration.change_sensing import (
+    DatabaseCursor,
+    base_key,
+    batch_run_key,
+    decide_database_run,
+)
 from retail_assets.lib.orchestration.factories import asset_key, daily_partitions
-from retail_assets.lib.orchestration.resources import KafkaResource, LakehouseResource
+from retail_assets.lib.orchestration.resources import DatabaseResource, KafkaResource, LakehouseResource
 from retail_assets.lib.orchestration.sensing import KafkaCursor, decide_kafka_run, new_landing_batches
 from retail_assets.lib.registry.tables import (
+    BRONZE_ORDERS_CHANGES,
     BRONZE_POS_TRANSACTIONS,
     GOLD_DIM_DATE,
     GOLD_FACT_SALES,
@@ -27,12 +35,17 @@ from retail_assets.lib.registry.tables import (
     SILVER_RETURNS,
     SILVER_SALES_LINES,
 )
+from retail_assets.lib.sources import database as database_lib
 from retail_assets.lib.sources import kafka as kafka_lib
 
 LANDING_SENSOR = "landing_zone_sensor"
 KAFKA_SENSOR = "kafka_offsets_sensor"
+DATABASE_SENSOR = "database_changes_sensor"
 LANDING_INTERVAL_S = 15
 KAFKA_INTERVAL_S = 5
+DATABASE_INTERVAL_S = 15
+# A database tick makes one bounded query (the newest change_id) on one connection.
+DATABASE_TICK_TIMEOUT_S = 5.0
 # A Kafka tick makes at most two bounded broker calls (metadata, watermarks); a landing tick none.
 KAFKA_TICK_TIMEOUT_S = 5.0
 
@@ -202,4 +215,84 @@ def kafka_offsets_sensor(
             "retail/trigger": decision.reason[:250],
             "retail/offset_ranges": ",".join(map(str, decision.ranges))[:250],
         },
+    )
+
+
+def extraction_in_flight(instance: dg.DagsterInstance) -> str | None:
+    """An unfinished run (this sensor's or anyone's) that writes the database's Bronze table."""
+    key = asset_key(BRONZE_ORDERS_CHANGES)
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT)):
+        if (
+            run.tags.get("dagster/sensor_name") == DATABASE_SENSOR
+            or run.job_name == BRONZE_ORDERS_CHANGES.stage
+            or (run.asset_selection is not None and key in run.asset_selection)
+        ):
+            return f"run {run.run_id[:8]} ({run.status.value.lower()}) of {key.to_user_string()}"
+    return None
+
+
+def newest_status(instance: dg.DagsterInstance, *run_keys: str | None) -> str | None:
+    """The status of the newest run requested under any of `run_keys`."""
+    records = [
+        record
+        for run_key in dict.fromkeys(k for k in run_keys if k)
+        for record in instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1)
+    ]
+    if not records:
+        return None
+    return max(records, key=lambda r: r.create_timestamp).dagster_run.status.value
+
+
+@dg.sensor(
+    name=DATABASE_SENSOR,
+    description=(
+        "Compares the operational database's newest change_id with the highest one committed to Bronze and "
+        "requests one run of today's arrival partition per new batch of changes, none while an extraction is "
+        "unfinished. One bounded query per tick; an unreachable or unconfigured database skips the tick saying so."
+    ),
+    target=dg.AssetSelection.assets(asset_key(BRONZE_ORDERS_CHANGES)),
+    minimum_interval_seconds=DATABASE_INTERVAL_S,
+    default_status=default_status(),
+)
+def database_changes_sensor(
+    context: dg.SensorEvaluationContext,
+    lakehouse: LakehouseResource,
+    database: DatabaseResource,
+    databricks: dg.ResourceParam[DatabricksWorkspaceResource | None],
+):
+    if not database.configured:
+        return dg.SkipReason(
+            "no operational database is configured (RETAIL_DB_JDBC_URL is not set); nothing to extract"
+        )
+    table = f"{database.source_schema}.{database_lib.CHANGE_TABLE}"
+    try:
+        newest = database.source_max(timeout_s=min(database.connect_timeout_s, DATABASE_TICK_TIMEOUT_S))
+    except database_lib.DatabaseUnavailable as exc:
+        return dg.SkipReason(f"the database {database.where} is unreachable; will retry next tick: {exc}"[:1000])
+    except (database_lib.DatabaseRefused, database_lib.CaptureNotInstalled) as exc:
+        return dg.SkipReason(f"cannot read {table}: {exc}"[:1000])
+    try:
+        committed = lakehouse.view(databricks).committed_max(BRONZE_ORDERS_CHANGES, "change_id")
+    except WORKSPACE_ERRORS as exc:
+        return dg.SkipReason(f"the Databricks workspace did not answer; will retry next tick: {exc}"[:1000])
+    cursor = DatabaseCursor.loads(context.cursor)
+    batch_key = batch_run_key(table, database_lib.ChangeRange(committed, newest))
+    retried = cursor.last_run_key if base_key(cursor.last_run_key) == batch_key else None
+    decision = decide_database_run(
+        table=table,
+        source_max=newest,
+        committed=committed,
+        cursor=cursor,
+        now=time.time(),
+        requested_status=newest_status(context.instance, batch_key, retried),
+        in_flight=extraction_in_flight(context.instance),
+    )
+    context.update_cursor(decision.cursor.dumps())
+    if not decision.request:
+        return dg.SkipReason(decision.reason)
+    return dg.RunRequest(
+        run_key=decision.run_key,
+        partition_key=dt.datetime.now(dt.UTC).date().isoformat(),
+        asset_selection=[asset_key(BRONZE_ORDERS_CHANGES)],
+        tags={"retail/trigger": decision.reason[:250], "retail/change_range": str(decision.batch)},
     )

@@ -1,6 +1,6 @@
 """External assets for what the lakehouse reads but does not produce.
 
-Declaring the landing zone folders and the point-of-sale topic as assets makes the lineage
+Declaring the landing zone folders, the point-of-sale topic and the operational database as assets makes the lineage
 graph start where the data enters: Dagster never materializes them, Bronze depends on them.
 """
 
@@ -9,7 +9,14 @@ from __future__ import annotations
 import dagster as dg
 
 from retail_assets.lib.orchestration.factories import OWNERS
-from retail_assets.lib.registry.tables import KAFKA_TOPIC, LANDING_SOURCES, POS_EVENT_FIELDS
+from retail_assets.lib.registry.tables import (
+    BRONZE_ORDERS_CHANGES,
+    CAPTURED_TABLES,
+    DATABASE_SCHEMA,
+    KAFKA_TOPIC,
+    LANDING_SOURCES,
+    POS_EVENT_FIELDS,
+)
 
 GROUP = "sources"
 
@@ -50,7 +57,31 @@ def pos_topic() -> dg.AssetSpec:
     )
 
 
+def orders_database() -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=["postgres", f"{DATABASE_SCHEMA}_changes"],
+        group_name=GROUP,
+        description=(
+            f"The operational database's change table `{DATABASE_SCHEMA}.changes` (PostgreSQL): row triggers on "
+            f"{', '.join(f'`{DATABASE_SCHEMA}.{t}`' for t in CAPTURED_TABLES)} record every insert, update and delete "
+            "of the web shop and the CRM in one order (`change_id`).\n\n**Grain:** one row per change record."
+        ),
+        kinds={"postgres"},
+        owners=OWNERS,
+        tags={"layer": "source", "domain": "retail"},
+        metadata={
+            "dagster/column_schema": dg.TableSchema(
+                columns=[
+                    dg.TableColumn(c.name, c.type) for c in BRONZE_ORDERS_CHANGES.columns if not c.name.startswith("_")
+                ]
+            ),
+            "table": f"{DATABASE_SCHEMA}.changes",
+        },
+    )
+
+
 LANDING_ZONE: dict[str, dg.AssetSpec] = {source: landing_folder(source) for source in LANDING_SOURCES}
 POS_TOPIC = pos_topic()
+ORDERS_DATABASE = orders_database()
 
-source_assets = [*LANDING_ZONE.values(), POS_TOPIC]
+source_assets = [*LANDING_ZONE.values(), POS_TOPIC, ORDERS_DATABASE]

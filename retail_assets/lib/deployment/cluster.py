@@ -11,7 +11,7 @@ What the remote side needs and why:
 - the same non-secret `RETAIL_*` settings (`env_variables`), because the cluster re-imports the
   code location and must build the same asset graph and resources;
 - the Kafka credentials from a Databricks secret scope (`secrets_to_env_variables`), only with a
-  SASL Kafka cluster. No Databricks credential goes to a cluster: the runtime authenticates the
+  SASL Kafka cluster, and the operational database's user and password, only with a database. No Databricks credential goes to a cluster: the runtime authenticates the
   cluster itself, and the launcher resource the cluster rebuilds needs none.
 
 Which cluster: a new job cluster per step (the launcher's model; minutes of start-up each), one
@@ -36,6 +36,10 @@ SECRET_SCOPE_VAR = "RETAIL_DATABRICKS_SECRET_SCOPE"
 KAFKA_SECRETS = {
     "RETAIL_KAFKA_SASL_USERNAME": "kafka-sasl-username",
     "RETAIL_KAFKA_SASL_PASSWORD": "kafka-sasl-password",
+}
+DATABASE_SECRETS = {
+    settings.DB_USER_ENV: "db-user",
+    settings.DB_PASSWORD_ENV: "db-password",
 }
 # Settings never forwarded in clear text: they travel through the secret scope.
 SECRET_MARKERS = ("PASSWORD", "TOKEN", "SECRET", "USERNAME")
@@ -105,7 +109,10 @@ def remote_env_variables() -> dict[str, str]:
     forwarded = {
         k: v
         for k, v in os.environ.items()
-        if k.startswith("RETAIL_") and not any(m in k for m in SECRET_MARKERS) and k not in MACHINE_LOCAL
+        if k.startswith("RETAIL_")
+        and not any(m in k for m in SECRET_MARKERS)
+        and k not in MACHINE_LOCAL
+        and k not in DATABASE_SECRETS
     }
     forwarded.update(
         {
@@ -120,11 +127,15 @@ def remote_env_variables() -> dict[str, str]:
 
 
 def secrets_to_env_variables() -> list[dict[str, str]]:
-    """Only a SASL Kafka cluster's credentials: nothing else secret reaches a cluster."""
-    if not settings.env("RETAIL_KAFKA_SASL_MECHANISM", ""):
-        return []
+    """Only a SASL Kafka cluster's and an operational database's credentials: nothing else
+    secret reaches a cluster."""
+    wanted = {}
+    if settings.env("RETAIL_KAFKA_SASL_MECHANISM", ""):
+        wanted |= KAFKA_SECRETS
+    if settings.database_configured():
+        wanted |= DATABASE_SECRETS
     scope = settings.env(SECRET_SCOPE_VAR, "retail-assets")
-    return [{"name": name, "key": key, "scope": scope} for name, key in KAFKA_SECRETS.items()]
+    return [{"name": name, "key": key, "scope": scope} for name, key in wanted.items()]
 
 
 def run_as() -> str:

@@ -1,7 +1,7 @@
 """The JVM artifacts the project runs locally, declared once and fetched at set-up (SPEC §9).
 
 Two classpaths come from Maven Central:
-- `spark`: Delta Lake's Spark jar and Spark's Kafka batch source, added to every local Spark
+- `spark`: Delta Lake's Spark jar, Spark's Kafka batch source and the PostgreSQL JDBC driver, added to every local Spark
   session (`lib/engine/spark.py`, `tooling/spark_server.py`). Jars the pyspark wheel already ships (Scala,
   Hadoop, Jackson …) are left out: Spark provides them, and a second copy would shadow its own.
 - `kafka`: the Apache Kafka broker and its dependencies, run in a JVM of its own (`tooling/broker.py`).
@@ -34,6 +34,7 @@ SCALA_BINARY = "2.13"
 DELTA_VERSION = "4.4.0"
 KAFKA_VERSION = "4.4.0"
 LOG4J_VERSION = "2.25.5"  # the log4j-core kafka_2.13 depends on
+POSTGRESQL_JDBC_VERSION = "42.7.14"
 
 FETCH_COMMAND = "python -m retail_assets.lib.engine.jvm fetch"
 CACHE_ENV = "RETAIL_JVM_CACHE"
@@ -62,6 +63,13 @@ ARTIFACTS: tuple[Artifact, ...] = (
     ),
     Artifact(
         "org.apache.spark", f"spark-sql-kafka-0-10_{SCALA_BINARY}", SPARK_VERSION, "spark", "Spark's Kafka batch source"
+    ),
+    Artifact(
+        "org.postgresql",
+        "postgresql",
+        POSTGRESQL_JDBC_VERSION,
+        "spark",
+        "the PostgreSQL JDBC driver: Spark's JDBC source reads the operational database",
     ),
     Artifact(
         "org.apache.kafka", f"kafka_{SCALA_BINARY}", KAFKA_VERSION, "kafka", "the local Apache Kafka broker (KRaft)"

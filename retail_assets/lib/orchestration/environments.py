@@ -12,7 +12,12 @@ from retail_assets.lib.deployment import cluster, launcher
 from retail_assets.lib.deployment.launcher import RUNTIME_ENV
 from retail_assets.lib.deployment.workspace import DatabricksWorkspaceResource
 from retail_assets.lib.orchestration.alerts import alerts_resource
-from retail_assets.lib.orchestration.resources import DatabricksLakehouseResource, KafkaResource, LakehouseResource
+from retail_assets.lib.orchestration.resources import (
+    DatabaseResource,
+    DatabricksLakehouseResource,
+    KafkaResource,
+    LakehouseResource,
+)
 from retail_assets.lib.settings import Environment
 from retail_assets.lib.sources import spark_kafka
 
@@ -35,6 +40,23 @@ def kafka_resource(**overrides: Any) -> KafkaResource:
     return KafkaResource(**{**settings_from_env, **overrides})
 
 
+def database_resource() -> DatabaseResource:
+    """The operational database from `RETAIL_DB_JDBC_URL`, `RETAIL_DB_USER` and
+    `RETAIL_DB_PASSWORD` (each a `dg.EnvVar`, read when a run or a tick uses it); unset, the
+    deployment has no database and only its asset and sensor say so."""
+
+    def secret(name: str) -> Any:
+        return dg.EnvVar(name) if settings.env(name, "") else ""
+
+    return DatabaseResource(
+        jdbc_url=secret(settings.DB_URL_ENV),
+        user=secret(settings.DB_USER_ENV),
+        password=secret(settings.DB_PASSWORD_ENV),
+        source_schema=settings.env("RETAIL_DB_SCHEMA", "orders"),
+        lock_timeout_s=float(settings.env("RETAIL_DB_LOCK_TIMEOUT_S", "30")),
+    )
+
+
 def local_resources() -> dict[str, Any]:
     root = settings.local_data_root()
     return {
@@ -48,6 +70,7 @@ def local_resources() -> dict[str, Any]:
             deployment_env=settings.deployment_env(),
         ),
         "kafka": kafka_resource(reader=settings.env("RETAIL_KAFKA_READER", "confluent")),
+        "database": database_resource(),
         # Locally every step runs in the Dagster run's own process.
         "pyspark_step_launcher": dg.ResourceDefinition.none_resource(),
         # No workspace: the sensors read the landing folder and Bronze directly.
@@ -87,6 +110,9 @@ def databricks_resources() -> dict[str, Any]:
         "kafka": kafka_resource(
             reader=settings.env("RETAIL_KAFKA_READER", "spark"), shaded_prefix=spark_kafka.DATABRICKS_SHADED_PREFIX
         ),
+        # The same JDBC URL from the cluster (the runtime ships the PostgreSQL driver); the
+        # credentials reach the cluster through the secret scope (`cluster.secrets_to_env_variables`).
+        "database": database_resource(),
         "pyspark_step_launcher": launcher.step_launcher(),
         "databricks": DatabricksWorkspaceResource.from_env(),
         # The alert and freshness sensors run in the code server, like the other sensors.

@@ -13,6 +13,7 @@ from retail_assets.lib.deployment.workspace import DatabricksWorkspaceResource
 from retail_assets.lib.engine import DeltaSparkEngine, LakehouseEngine
 from retail_assets.lib.orchestration.sensing import LakehouseView, LocalView, WorkspaceView
 from retail_assets.lib.registry.tables import KAFKA_TOPIC
+from retail_assets.lib.sources import database as database_lib
 from retail_assets.lib.sources import kafka as kafka_lib
 from retail_assets.lib.sources import spark_kafka
 from retail_assets.lib.sources.kafka import MessageColumns, OffsetRange
@@ -178,3 +179,76 @@ class KafkaResource(dg.ConfigurableResource):
         if self.ssl_ca_location:
             config["ssl.ca.location"] = self.ssl_ca_location
         return config
+
+
+class NotConfigured(RuntimeError):
+    """No operational database is configured for this deployment."""
+
+
+class DatabaseResource(dg.ConfigurableResource):
+    """The operational database (PostgreSQL) Bronze reads changes from; secrets from `dg.EnvVar`.
+
+    One JDBC URL serves both readers: Spark's JDBC source reads the rows (locally with the driver
+    from `lib/engine/jvm.py`, on Databricks with the runtime's), psycopg runs the fence and the
+    sensor's look at the newest change. An empty `jdbc_url` means the deployment has no database:
+    the asset fails saying so and the sensor skips.
+    """
+
+    jdbc_url: str = Field(default="", description="jdbc:postgresql://host:port/database; empty: no database.")
+    user: str = Field(default="", description="Role that reads and locks the change table.")
+    password: str = Field(default="", description="Its password.")
+    source_schema: str = Field(default="orders", description="Schema of the business tables and `changes`.")
+    fetch_size: int = Field(default=10_000, description="Rows per round trip of the JDBC read.")
+    max_partitions: int = Field(default=4, description="Parallel JDBC reads of a large change range.")
+    connect_timeout_s: float = Field(default=10.0, description="Bound on opening a connection.")
+    read_timeout_s: float = Field(default=600.0, description="Bound on one run's read of its change range.")
+    lock_timeout_s: float = Field(
+        default=30.0, description="How long the fence waits for transactions still writing changes."
+    )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.jdbc_url.strip())
+
+    @property
+    def where(self) -> str:
+        """The database as the messages name it (no credentials, no parameters)."""
+        return self.jdbc_url.split("?")[0] or "no database (RETAIL_DB_JDBC_URL is not set)"
+
+    def require(self) -> None:
+        if not self.configured:
+            raise NotConfigured(
+                "no operational database is configured: set RETAIL_DB_JDBC_URL (jdbc:postgresql://host:port/database), "
+                "RETAIL_DB_USER and RETAIL_DB_PASSWORD, then run this asset again"
+            )
+
+    def connect(self, *, statement_timeout_s: float | None = None):
+        """A psycopg connection (a context manager) whose failures say what they are."""
+        self.require()
+        return database_lib.connect(
+            self.jdbc_url,
+            self.user,
+            self.password,
+            timeout_s=self.connect_timeout_s,
+            statement_timeout_s=statement_timeout_s,
+        )
+
+    def source_max(self, *, timeout_s: float | None = None) -> int:
+        """The highest committed change_id, read cheaply (no lock)."""
+        with self.connect(statement_timeout_s=timeout_s or self.connect_timeout_s) as conn:
+            return database_lib.source_max(conn, self.source_schema)
+
+    def load_changes(self, spark: Any, changes: database_lib.ChangeRange) -> Any:
+        """The changes of `changes` through Spark's JDBC source, lazily."""
+        options = database_lib.jdbc_options(
+            self.jdbc_url,
+            self.user,
+            self.password,
+            self.source_schema,
+            changes,
+            fetch_size=self.fetch_size,
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+            max_partitions=self.max_partitions,
+        )
+        return database_lib.load_changes(spark, options)

@@ -9,7 +9,9 @@ it retries every exception, permanent ones included. A retry shows in the UI as 
 "up for retry" event, its error the transient failure (the reason), with the wait.
 
 Transient: the Kafka broker unreachable (`KafkaUnavailable`, Kafka's own retriable errors and
-Spark's Kafka timeouts), the Databricks REST API answering 429 or 5xx (or not answering), a
+Spark's Kafka timeouts), the operational database unreachable or slow to answer
+(`DatabaseUnavailable`, a fence outwaited by a long transaction, the JDBC driver's connection
+failures through Spark), the Databricks REST API answering 429 or 5xx (or not answering), a
 connection refused, reset or timed out, and Spark Connect's server unavailable. A run whose
 worker was killed is retried as a run, by the instance (`run_retries` in its `dagster.yaml`).
 """
@@ -26,6 +28,7 @@ from dataclasses import dataclass, replace
 import dagster as dg
 from databricks.sdk import errors
 
+from retail_assets.lib.sources.database import DatabaseUnavailable
 from retail_assets.lib.sources.kafka import KafkaUnavailable
 
 
@@ -65,6 +68,9 @@ _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _TRANSIENT_MESSAGES = re.compile(
     r"org\.apache\.kafka\.common\.errors\.(TimeoutException|NetworkException|DisconnectException)"
     r"|StatusCode\.UNAVAILABLE|Connection refused|Connection reset by peer|Broker may not be available"
+    # the PostgreSQL JDBC driver (Spark's JDBC source): the server unreachable or gone mid-read
+    r"|org\.postgresql\.util\.PSQLException: (Connection to \S+ refused|The connection attempt failed"
+    r"|An I/O error occurred while sending to the backend)"
 )
 
 
@@ -93,6 +99,8 @@ def transient_reason(exc: BaseException) -> str | None:
         seen.add(id(current))
         if isinstance(current, KafkaUnavailable):
             return f"Kafka unavailable: {current}"
+        if isinstance(current, DatabaseUnavailable):
+            return f"database unavailable: {current}"
         if hasattr(current, "args") and current.args and hasattr(current.args[0], "retriable"):
             error = current.args[0]  # confluent_kafka.KafkaException(KafkaError)
             if error.retriable():

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 # changes, so a tick reads Bronze again only after a new commit.
 _HELD_CACHE: dict[tuple[str, int], frozenset[str]] = {}
 _OFFSETS_CACHE: dict[tuple[str, int], dict[int, int]] = {}
+_MAX_CACHE: dict[tuple[str, int, str], int] = {}
 
 
 def held_files(engine: LakehouseEngine, spec: TableSpec) -> frozenset[str]:
@@ -66,6 +67,19 @@ def committed_offsets(engine: LakehouseEngine, spec: TableSpec) -> dict[int, int
         return {}
     grouped = held.group_by("_partition").aggregate([("_offset", "max")])
     return dict(zip(grouped["_partition"].to_pylist(), grouped["_offset_max"].to_pylist()))
+
+
+def committed_max(engine: LakehouseEngine, spec: TableSpec, column: str) -> int:
+    """The highest value of an integer column Bronze holds (the database's high-water mark); 0
+    while the table is empty or absent."""
+    version = engine.version(spec)
+    if version is None:
+        return 0
+    key = (engine.storage_id(spec), version, column)
+    if key not in _MAX_CACHE:
+        values = engine.read_arrow(spec, columns=[column])[column]
+        _remember(_MAX_CACHE, key, int(pc.max(values).as_py() or 0) if len(values) else 0)
+    return _MAX_CACHE[key]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +154,8 @@ class LakehouseView(Protocol):
 
     def committed_offsets(self, spec: TableSpec) -> dict[int, int]: ...
 
+    def committed_max(self, spec: TableSpec, column: str) -> int: ...
+
 
 @dataclass(frozen=True)
 class LocalView:
@@ -156,6 +172,9 @@ class LocalView:
 
     def committed_offsets(self, spec: TableSpec) -> dict[int, int]:
         return committed_offsets(self.engine, spec)
+
+    def committed_max(self, spec: TableSpec, column: str) -> int:
+        return committed_max(self.engine, spec, column)
 
 
 # How the warehouse says a table (or its schema) does not exist yet: Spark's error classes.
@@ -230,6 +249,16 @@ class WorkspaceView:
                 {int(r["_partition"]): int(r["_offset"]) for r in rows if r["_partition"] is not None},
             )
         return dict(_OFFSETS_CACHE[key])
+
+    def committed_max(self, spec: TableSpec, column: str) -> int:
+        version = self.version(spec)
+        if version is None:
+            return 0
+        key = (*self._key(spec, version), column)
+        if key not in _MAX_CACHE:
+            rows = self.workspace.sql(f"SELECT MAX(`{column}`) AS high FROM {self._name(spec)} VERSION AS OF {version}")
+            _remember(_MAX_CACHE, key, int(rows[0]["high"]) if rows and rows[0]["high"] is not None else 0)
+        return _MAX_CACHE[key]
 
 
 # ---------------------------------------------------------------------------------------------

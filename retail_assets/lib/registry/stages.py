@@ -23,6 +23,9 @@ class Stage:
     job_name: str
     description: str
     partitioning: Partitioning
+    # A system the stage reads that a deployment may not have (the operational database): the
+    # main job leaves the stage out where it is not configured (`configured_stages`).
+    optional_source: str | None = None
 
     @property
     def tables(self) -> tuple[TableSpec, ...]:
@@ -62,6 +65,13 @@ STAGES: tuple[Stage, ...] = (
         Partitioning.ARRIVAL_DATE,
     ),
     Stage(
+        "ingest_database",
+        "Take the operational database's changes since Bronze's high-water mark into one arrival day and check "
+        "them; one run per day, in order.",
+        Partitioning.ARRIVAL_DATE,
+        optional_source="database",
+    ),
+    Stage(
         "ingest_bronze",
         "Land arrival days of landing files in Bronze, quarantine unparseable records, and check every Bronze table.",
         Partitioning.ARRIVAL_DATE,
@@ -94,6 +104,11 @@ STAGES: tuple[Stage, ...] = (
 )
 
 STAGE = {s.job_name: s for s in STAGES}
+
+
+def configured_stages(sources: set[str]) -> tuple[Stage, ...]:
+    """The stages a deployment with the optional `sources` runs (e.g. `{"database"}`)."""
+    return tuple(s for s in STAGES if s.optional_source is None or s.optional_source in sources)
 
 
 def _validate() -> None:
