@@ -88,6 +88,7 @@ def sample_tables(seed: int = 7) -> dict[t.TableSpec, pa.Table]:
                 {
                     "event_date": day,
                     "store_id": store,
+                    "channel": "store_file",
                     "revenue": revenue,
                     "returns_amount": returns,
                     "net_revenue": revenue - returns,

@@ -198,6 +198,7 @@ def test_build_scd2_generic_names_its_surrogate_key(spark):
         "valid_to",
         "is_current",
         "version",
+        "is_deleted",
         "_processed_at",
         "_arrival_date",
     ]
@@ -612,11 +613,11 @@ def test_agg_daily_store_sales(fact):
     d = Decimal
     assert sorted_rows(agg) == sorted(
         [
-            # event_date, store, sk, revenue, returns, net, transactions, units, units_returned, customers
-            (D1, "S1", 11, d("36.00"), d("10.00"), d("26.00"), 2, 5, 1, 1),
-            (D1, "S2", 12, d("0.00"), d("10.00"), d("-10.00"), 0, 0, 2, 0),
-            (D2, "S1", 11, d("40.01"), d("5.00"), d("35.01"), 2, 4, 1, 2),
-            (D2, "S2", 12, d("8.00"), d("0.00"), d("8.00"), 1, 1, 0, 1),
+            # event_date, store, channel, sk, revenue, returns, net, transactions, units, units_returned, customers
+            (D1, "S1", "pos_stream", 11, d("36.00"), d("10.00"), d("26.00"), 2, 5, 1, 1),
+            (D1, "S2", "pos_stream", 12, d("0.00"), d("10.00"), d("-10.00"), 0, 0, 2, 0),
+            (D2, "S1", "pos_stream", 11, d("40.01"), d("5.00"), d("35.01"), 2, 4, 1, 2),
+            (D2, "S2", "pos_stream", 12, d("8.00"), d("0.00"), d("8.00"), 1, 1, 0, 1),
         ],
         key=repr,
     )

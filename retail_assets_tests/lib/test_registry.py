@@ -142,7 +142,7 @@ def test_a_new_gold_aggregate_and_a_new_landing_source_reach_every_derived_list(
     )
     text = insert_after(text, "    GOLD_AGG_INVENTORY_COVER,\n", "    GOLD_AGG_DAILY_CATEGORY_SALES,\n")
     text = insert_after(
-        text, "    BRONZE_POS_TRANSACTIONS,\n    QUARANTINE_INGEST_REJECTS,\n", "    BRONZE_PROMOTIONS,\n"
+        text, "    BRONZE_ORDERS_CHANGES,\n    QUARANTINE_INGEST_REJECTS,\n", "    BRONZE_PROMOTIONS,\n"
     )
     registry.write_text(text)
     gold_assets = copy / "defs" / "gold" / "assets.py"

@@ -11,7 +11,9 @@ from pyspark.sql import functions as F
 
 from retail_assets.defs.silver.assets import (
     MASTER_DATA,
+    SALES_SOURCES,
     known_keys,
+    refinement_input,
     sales_candidates,
     sales_days_held,
     shared_arrivals_classification,
@@ -31,9 +33,8 @@ from retail_assets.lib.orchestration.factories import (
 from retail_assets.lib.registry.tables import (
     BRONZE_CUSTOMERS,
     BRONZE_INVENTORY,
-    BRONZE_POS_TRANSACTIONS,
+    BRONZE_ORDERS_CHANGES,
     BRONZE_PRODUCTS,
-    BRONZE_SALES_FILES,
     BRONZE_STORES,
     QUARANTINE_DUPLICATES,
     QUARANTINE_INGEST_REJECTS,
@@ -149,9 +150,13 @@ class Screening:
             return silver.split_outputs(shared[spec].computed(result.classification), spec, batch_id=run.run_id)
 
         self.masters = {
-            spec.refines: screened(spec, silver.clean_master_data(run.read(spec.refines), spec, batch_id=run.run_id))
+            spec.refines: screened(
+                spec, silver.clean_master_data(refinement_input(run, spec), spec, batch_id=run.run_id)
+            )
             for spec in master_data()
         }
+        # order changes merged into the lines Silver holds, counted per arrival day
+        self.merged = merged_changes_by_day(run)
         self.inventory = screened(
             SILVER_INVENTORY,
             silver.clean_inventory(
@@ -166,6 +171,20 @@ class Screening:
         self.duplicates = union(
             [self.sales.duplicates.filter(in_run)] + [r.duplicates for r in (*self.masters.values(), self.inventory)]
         )
+
+
+def merged_changes_by_day(run: TableRun | CheckRun) -> dict[tuple[dt.date, str], int]:
+    """The order change records of the run's arrival days counted rather than kept or
+    quarantined (superseded versions, cancelled lines, order headers), per (day, outcome): judged
+    over the days' sales windows, L+1 days either side, as the screening judges the lines."""
+    window_days = run.lateness_days + 1
+    merged = silver.merged_order_changes(
+        run.read(BRONZE_ORDERS_CHANGES, window_days, window_days), lateness_days=run.lateness_days
+    ).filter(run.partition.sql_predicate("_arrival_date"))
+    return {(r["_arrival_date"], r["outcome"]): int(r["records"]) for r in merged.collect()}
+
+
+MERGED_METADATA = "merged_order_changes"
 
 
 def other_days_hold_sales(run: TableRun, held: Mapping[TableSpec, list[dt.date]]) -> bool:
@@ -195,6 +214,7 @@ def screening_compute(run: TableRun) -> dict[str, TableOutput]:
     figures = reject_figures(run, quarantined)
     for day, day_figures in figures.items():
         day_figures[DUPLICATES_METADATA] = duplicates.get((day,), 0)
+        day_figures[MERGED_METADATA] = sum(n for (d, _), n in screening.merged.items() if d == day)
         day_figures["released"] = replayed.get((day,), 0)
         day_figures.update({f"rule_{rule}": n for (d, rule), n in sorted(by_rule.items()) if d == day})
     return {
@@ -209,8 +229,7 @@ rule_violations_and_duplicates = build_multi_table_asset(
     name="quarantine_rule_violations_and_duplicates",
     specs=[QUARANTINE_RULE_VIOLATIONS, QUARANTINE_DUPLICATES],
     upstream=[
-        Upstream(BRONZE_SALES_FILES, window(L + 1, L + 1)),
-        Upstream(BRONZE_POS_TRANSACTIONS, window(L + 1, L + 1)),
+        *(Upstream(spec, window(L + 1, L + 1)) for spec in SALES_SOURCES),
         Upstream(BRONZE_CUSTOMERS),
         Upstream(BRONZE_PRODUCTS),
         Upstream(BRONZE_STORES),

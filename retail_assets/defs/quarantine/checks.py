@@ -8,7 +8,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from retail_assets.defs.quarantine.assets import records_in_by_day
+from retail_assets.defs.quarantine.assets import merged_changes_by_day, records_in_by_day
 from retail_assets.lib.engine import PartitionRange
 from retail_assets.lib.orchestration.factories import CheckRun, TableCheck, build_table_checks, standard_checks
 from retail_assets.lib.registry.tables import (
@@ -60,6 +60,14 @@ def accepted(run: CheckRun) -> int:
     return from_events + sum(rows(run, spec, day) for spec in ARRIVAL_SILVER)
 
 
+def merged(run: CheckRun) -> int:
+    """The day's order change records merged into the lines Silver holds (superseded versions,
+    cancelled lines, order headers): counted, like the duplicates."""
+    if "merged" not in run.shared:
+        run.shared["merged"] = merged_changes_by_day(run.spanning())
+    return sum(n for (day, _), n in run.shared["merged"].items() if day == run.day)
+
+
 def conservation(run: CheckRun) -> quality.CheckOutcome:
     return quality.conservation(
         records_in=records_in(run),
@@ -69,6 +77,7 @@ def conservation(run: CheckRun) -> quality.CheckOutcome:
         # the ledger's rows: each names the copy kept, so the figure reconciles row by row
         duplicates=rows(run, QUARANTINE_DUPLICATES, PartitionRange.single(run.day)),
         released=released(run),
+        merged=merged(run),
     )
 
 
@@ -102,7 +111,9 @@ quarantine_checks = [
             REJECT_RATE_CHECK,
             TableCheck(
                 quality.CONSERVATION,
-                "Records in = accepted + quarantined + the duplicates ledger's rows, for the records that arrived this day (SPEC §5); released records count as accepted, their figure shown apart.",
+                "Records in = accepted + quarantined + the duplicates ledger's rows + the order changes merged into "
+                "Silver's lines, for the records that arrived this day (SPEC §5); released records count as accepted, "
+                "their figure shown apart.",
                 conservation,
                 reads=(QUARANTINE_INGEST_REJECTS, QUARANTINE_DUPLICATES, *ARRIVAL_SILVER, *EVENT_SILVER),
             ),

@@ -35,11 +35,32 @@ def known_keys(run: TableRun) -> DataFrame:
     )
 
 
+# The Bronze tables sales lines come from; the operational database's is empty (or absent)
+# where no database is configured, and gives no line then.
+SALES_SOURCES = (tables.BRONZE_SALES_FILES, tables.BRONZE_POS_TRANSACTIONS, tables.BRONZE_ORDERS_CHANGES)
+# Bronze tables a Silver refinement takes change records from besides its own (`refines`): the
+# CRM's customer changes.
+ALSO_REFINES = {tables.SILVER_CUSTOMERS: (tables.BRONZE_ORDERS_CHANGES,)}
+
+
 def sales_candidates(run: TableRun, before: int, after: int) -> DataFrame:
-    """Sales lines from files and from Kafka events, arrivals day-before … day+after."""
+    """Sales lines from files, Kafka events and online orders, arrivals day-before … day+after."""
     files = silver.sales_candidates_from_files(run.read(tables.BRONZE_SALES_FILES, before, after))
     events = silver.sales_candidates_from_events(run.read(tables.BRONZE_POS_TRANSACTIONS, before, after))
-    return files.unionByName(events)
+    orders = silver.sales_candidates_from_orders(
+        run.read(tables.BRONZE_ORDERS_CHANGES, before, after), lateness_days=run.lateness_days
+    )
+    return files.unionByName(events).unionByName(orders)
+
+
+def refinement_input(run: TableRun, spec: tables.TableSpec) -> DataFrame:
+    """The change records of the run's arrival days a Silver refinement (`spec`) cleans: its
+    Bronze table's, and the CRM's customer changes in the same shape (`ALSO_REFINES`)."""
+    records = run.read(spec.refines)
+    for other in ALSO_REFINES.get(spec, ()):
+        crm = silver.crm_customer_records(run.read(other))
+        records = records.unionByName(crm, allowMissingColumns=True)
+    return records
 
 
 def clean_sales_window(run: TableRun, before: int, after: int) -> silver.SalesResult:
@@ -51,10 +72,7 @@ def clean_sales_window(run: TableRun, before: int, after: int) -> silver.SalesRe
 def sales_days_held(run: TableRun, before: int, after: int) -> dict[tables.TableSpec, list[dt.date]]:
     """The days each Bronze sales table holds rows of, in arrivals day-before … day+after."""
     window = run.partition.widened(before, after)
-    return {
-        spec: sorted(partition_rows(run.engine, spec, window))
-        for spec in (tables.BRONZE_SALES_FILES, tables.BRONZE_POS_TRANSACTIONS)
-    }
+    return {spec: sorted(partition_rows(run.engine, spec, window)) for spec in SALES_SOURCES}
 
 
 def shared_classification(
@@ -83,7 +101,9 @@ def shared_arrivals_classification(run: TableRun, spec: tables.TableSpec) -> Sha
     Silver run of those days and their screening (a later stage for master data, the same run
     for inventory) compute it once. Inventory is judged against the master data too. Ask before
     reading the rows."""
-    inputs: dict[tables.TableSpec, str | None] = {spec.refines: str(run.partition)}
+    inputs: dict[tables.TableSpec, str | None] = {
+        source: str(run.partition) for source in (spec.refines, *ALSO_REFINES.get(spec, ()))
+    }
     params: dict[str, object] = {"rules": rules.digest()}
     if spec.references:
         inputs |= dict.fromkeys(tables.master_data())
@@ -111,8 +131,7 @@ sales_lines_and_returns = build_multi_table_asset(
     name="silver_sales_lines_and_returns",
     specs=[tables.SILVER_SALES_LINES, tables.SILVER_RETURNS],
     upstream=[
-        Upstream(tables.BRONZE_SALES_FILES, window(1, L)),
-        Upstream(tables.BRONZE_POS_TRANSACTIONS, window(1, L)),
+        *(Upstream(spec, window(1, L)) for spec in SALES_SOURCES),
         *MASTER_DATA,
     ],
     compute=sales_compute,
@@ -137,7 +156,7 @@ def master_compute(spec: tables.TableSpec):
     def compute(run: TableRun) -> TableOutput:
         shared = shared_arrivals_classification(run, spec)
         return TableOutput(
-            refined(run, shared, silver.clean_master_data(run.read(spec.refines), spec, batch_id=run.run_id))
+            refined(run, shared, silver.clean_master_data(refinement_input(run, spec), spec, batch_id=run.run_id))
         )
 
     return compute
@@ -146,7 +165,10 @@ def master_compute(spec: tables.TableSpec):
 master_data_assets = [
     # cleaned within each arrival day
     build_table_asset(
-        spec=spec, upstream=[Upstream(spec.refines)], compute=master_compute(spec), ranges=RangeMode.WHOLE_RANGE
+        spec=spec,
+        upstream=[Upstream(source) for source in (spec.refines, *ALSO_REFINES.get(spec, ()))],
+        compute=master_compute(spec),
+        ranges=RangeMode.WHOLE_RANGE,
     )
     for spec in tables.master_data()
 ]

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from retail_assets.lib.registry.tables import (
+    BRONZE_ORDERS_CHANGES,
     BRONZE_POS_TRANSACTIONS,
     BRONZE_SALES_FILES,
     QUARANTINE_INGEST_REJECTS,
@@ -132,9 +133,10 @@ def _orphan(kind: str, applies_to: tuple[str, ...]) -> Rule:
 _ALL = tuple(t.key for t in tables_in(Layer.BRONZE))
 _FILES = tuple(t.key for t in landing_sources().values())
 _JSON = tuple(t.key for t in landing_sources().values() if "JSON" in t.landing.formats) + (BRONZE_POS_TRANSACTIONS.key,)
-_SALES = (BRONZE_SALES_FILES.key, BRONZE_POS_TRANSACTIONS.key)
+# The operational database's change records hold online order lines and CRM customers alike.
+_SALES = (BRONZE_SALES_FILES.key, BRONZE_POS_TRANSACTIONS.key, BRONZE_ORDERS_CHANGES.key)
 _INVENTORY = tuple(t.key for t in landing_sources().values() if t.name == "inventory")
-_CUSTOMERS = tuple(t.key for t in landing_sources().values() if t.name == "customers")
+_CUSTOMERS = (*(t.key for t in landing_sources().values() if t.name == "customers"), BRONZE_ORDERS_CHANGES.key)
 _PRICED = (*_SALES, *(t.key for t in landing_sources().values() if t.name == "products"))
 
 RULES: tuple[Rule, ...] = (

@@ -140,7 +140,7 @@ class TableSpec:
     # that is another (`lib/registry/stages.py`).
     stage: str = ""
     checked_in: str | None = None
-    # Bronze: the landing-zone folder it ingests (None for the Kafka stream).
+    # Bronze: the landing-zone folder it ingests (None for the Kafka stream and the database).
     landing: LandingSource | None = None
     # Silver master data and inventory: the Bronze table they type, validate and deduplicate,
     # and the columns that must name a known master record (column -> Silver master table).
@@ -331,9 +331,15 @@ PRODUCT_CATEGORIES = (
 )
 STORE_STATUSES = ("open", "closed", "renovating")
 STORE_FORMATS = ("hypermarket", "supermarket", "express", "online")
-CHANNELS = ("store_file", "pos_stream")
+# How a sales line reached the lakehouse: a POS batch file, the POS event stream, or the web shop's
+# orders in the operational database.
+CHANNELS = ("store_file", "pos_stream", "online")
 
 KAFKA_TOPIC = "retail.pos.transactions"
+# The operational database's schema, the business tables its change capture records, their ops.
+DATABASE_SCHEMA = "orders"
+CAPTURED_TABLES = ("customers", "online_orders", "order_lines")
+CHANGE_OPS = ("I", "U", "D")
 
 
 def _raw_columns(fields: tuple[str, ...]) -> tuple[Column, ...]:
@@ -416,6 +422,31 @@ BRONZE_POS_TRANSACTIONS = TableSpec(
     stage="ingest_pos_stream",
     # One run per arrival day in order; the next stage checks every Bronze table at once.
     checked_in="ingest_bronze",
+)
+
+BRONZE_ORDERS_CHANGES = TableSpec(
+    layer=Layer.BRONZE,
+    name="orders_changes",
+    grain="one row per change record of the operational database (an insert, update or delete of one row)",
+    partitioning=Partitioning.ARRIVAL_DATE,
+    partition_column="_arrival_date",
+    primary_key=("_source",),
+    columns=(
+        Column("change_id", "bigint", False, "Position of the change in the change table's total order."),
+        Column("table_name", "string", False, f"Business table changed: {', '.join(CAPTURED_TABLES)}."),
+        Column("op", "string", False, "I (insert), U (update) or D (delete)."),
+        Column("row_data", "string", False, "The new row (I, U) or the deleted row (D), as JSON text."),
+        Column("changed_at", "timestamp", False, "When the database recorded the change."),
+        *INGEST_AUDIT,
+    ),
+    description=f"Online orders, order lines and CRM customers changing in the operational database (schema "
+    f"`{DATABASE_SCHEMA}`): every insert, update and delete its change capture recorded, read through JDBC in exact "
+    "change_id ranges; the high-water mark is the highest change_id committed here.",
+    volatile_columns=VOLATILE,
+    # Its own stage, checked there too: a deployment without a database leaves the stage out,
+    # and no other stage then checks a table that never exists there.
+    stage="ingest_database",
+    # No Silver table refines the online orders yet.
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -513,7 +544,12 @@ _SALES_LINE_COLUMNS = (
     Column("discount_amount", "decimal(18,2)", False, "gross_amount × discount, rounded half-up to cents."),
     Column("net_amount", "decimal(18,2)", False, "gross_amount − discount_amount."),
     Column("payment_method", "string", True),
-    Column("channel", "string", False, "`store_file` (batch export) or `pos_stream` (Kafka)."),
+    Column(
+        "channel",
+        "string",
+        False,
+        "`store_file` (batch export), `pos_stream` (Kafka) or `online` (the web shop's orders, operational database).",
+    ),
     *SILVER_LINEAGE,
 )
 SILVER_SALES_LINES = TableSpec(
@@ -584,9 +620,17 @@ SILVER_CUSTOMERS = _silver_master(
         Column("country", "string"),
         Column("birth_date", "date"),
         Column("loyalty_tier", "string"),
+        Column(
+            "is_deleted",
+            "boolean",
+            False,
+            "A deletion: the CRM erased the customer at `updated_at` (its attributes are the row as deleted); "
+            "false for every other change record.",
+        ),
     ),
-    "one row per distinct customer change record; null attribute = unchanged",
-    "Typed, validated, deduplicated customer change records.",
+    "one row per distinct customer change record (a deletion included); null attribute = unchanged",
+    "Typed, validated, deduplicated customer change records: the landing zone's files and the CRM's inserts, "
+    "updates and deletes (`bronze.orders_changes`, table `customers`).",
     BRONZE_CUSTOMERS,
     expected_values={"loyalty_tier": LOYALTY_TIERS},
 )
@@ -724,12 +768,19 @@ GOLD_DIM_CUSTOMER = TableSpec(
         Column("birth_date", "date", pii=True),
         Column("loyalty_tier", "string"),
         *_SCD2,
+        Column(
+            "is_deleted",
+            "boolean",
+            False,
+            "The CRM deleted the customer at `valid_to`: the last version, closed, with no current version after it.",
+        ),
         Column("_arrival_date", "date", False, "Arrival partition of the run that last wrote the row."),
     ),
     description=(
         "Customer dimension with full history. A run re-derives the history of the keys whose change records "
         "arrived on its days (late, out-of-order changes slot in) from every Silver record of those keys, so any "
-        "run order gives the same table as a rebuild from all of them."
+        "run order gives the same table as a rebuild from all of them. A deletion closes the key's version valid "
+        "at it and marks it `is_deleted`."
     ),
     volatile_columns=("_processed_at", "_arrival_date"),
     rebuild=True,
@@ -909,13 +960,20 @@ _FACT_MEASURES = {
 GOLD_AGG_DAILY_STORE_SALES = TableSpec(
     layer=Layer.GOLD,
     name="agg_daily_store_sales",
-    grain="one row per store and business day",
+    grain="one row per store, business day and sales channel",
     partitioning=Partitioning.EVENT_DATE,
     partition_column="event_date",
-    primary_key=("event_date", "store_id"),
+    primary_key=("event_date", "store_id", "channel"),
     columns=(
         Column("event_date", "date", False),
         Column("store_id", "string", False),
+        Column(
+            "channel",
+            "string",
+            False,
+            "How the lines reached the lakehouse (`CHANNELS`).",
+            ((GOLD_FACT_SALES, "channel"),),
+        ),
         Column("store_sk", "bigint", False),
         _measure("revenue", "decimal(18,2)", "Net amount of sales lines."),
         _measure("returns_amount", "decimal(18,2)", "Net amount of return lines, positive."),
@@ -925,8 +983,9 @@ GOLD_AGG_DAILY_STORE_SALES = TableSpec(
         _measure("units_returned", "bigint"),
         _measure("unique_customers", "bigint", "Distinct identified customers."),
     ),
-    description="Daily store sales.",
+    description="Daily store sales per channel (the web shop's online orders apart from the tills').",
     stage="build_gold",
+    accepted_values={"channel": CHANNELS},
     non_negative=("revenue", "returns_amount", "transactions", "units", "units_returned", "unique_customers"),
 )
 GOLD_AGG_PRODUCT_PERFORMANCE = TableSpec(
@@ -1053,7 +1112,7 @@ GOLD_AGG_INVENTORY_COVER = TableSpec(
 # ---------------------------------------------------------------------------------------------
 
 # History columns a current snapshot leaves out: every row is the current version.
-_HISTORY_ONLY = ("valid_to", "is_current", "version")
+_HISTORY_ONLY = ("valid_to", "is_current", "version", "is_deleted")
 
 
 def _current_snapshot(dimension: TableSpec) -> TableSpec:
@@ -1173,6 +1232,7 @@ TABLES: tuple[TableSpec, ...] = (
     BRONZE_STORES,
     BRONZE_INVENTORY,
     BRONZE_POS_TRANSACTIONS,
+    BRONZE_ORDERS_CHANGES,
     QUARANTINE_INGEST_REJECTS,
     QUARANTINE_RULE_VIOLATIONS,
     QUARANTINE_DUPLICATES,

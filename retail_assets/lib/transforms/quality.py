@@ -233,11 +233,20 @@ def exactly_once(df: DataFrame, partition_column: str, files: SourceFiles | None
 
 
 def conservation(
-    *, records_in: int, accepted: int, rejected: int, violations: int, duplicates: int, released: int = 0
+    *,
+    records_in: int,
+    accepted: int,
+    rejected: int,
+    violations: int,
+    duplicates: int,
+    released: int = 0,
+    merged: int = 0,
 ) -> CheckOutcome:
     """`violations`: the records still quarantined; `released`: those a replay let into Silver
-    since (part of `accepted`, reported apart)."""
-    accounted = accepted + rejected + violations + duplicates
+    since (part of `accepted`, reported apart); `merged`: change records of the operational
+    database's orders that Silver's lines took in as a newer version, a cancellation or their
+    order's header (`silver/orders.py`), counted like the duplicates."""
+    accounted = accepted + rejected + violations + duplicates + merged
     diff = records_in - accounted
     metadata = {
         "records_in": records_in,
@@ -245,13 +254,15 @@ def conservation(
         "ingest_rejects": rejected,
         "rule_violations": violations,
         "duplicates": duplicates,
+        "merged_order_changes": merged,
         "released_from_quarantine": released,
         "unaccounted": diff,
     }
     if diff == 0:
         return CheckOutcome(
             True,
-            f"{records_in} in = {accepted} accepted + {rejected + violations} quarantined + {duplicates} duplicates",
+            f"{records_in} in = {accepted} accepted + {rejected + violations} quarantined + {duplicates} duplicates"
+            + (f" + {merged} order changes merged" if merged else ""),
             metadata,
         )
     verb = "lost" if diff > 0 else "invented"

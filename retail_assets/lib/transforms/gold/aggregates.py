@@ -24,14 +24,14 @@ def _sum_where(condition: Column, value: Column, type_: str) -> Column:
 
 
 def agg_daily_store_sales(fact: DataFrame) -> DataFrame:
-    """`gold.agg_daily_store_sales`: one row per (event_date, store_id) present in `fact`.
+    """`gold.agg_daily_store_sales`: one row per (event_date, store_id, channel) present in `fact`.
 
     revenue = net of sale lines; returns_amount = net of return lines as a positive amount;
     net_revenue = revenue - returns_amount; transactions = distinct transactions with a sale
     line; units / units_returned = sold / returned units (both positive); unique_customers =
     distinct identified customers on sale lines. Zero where nothing qualifies.
     """
-    daily = fact.groupBy("event_date", "store_id").agg(
+    daily = fact.groupBy("event_date", "store_id", "channel").agg(
         F.max("store_sk").alias("store_sk"),
         _sum_where(_is_sale(), F.col("net_amount"), _MONEY).alias("revenue"),
         _sum_where(_is_return(), -F.col("net_amount"), _MONEY).alias("returns_amount"),

@@ -30,8 +30,12 @@ from retail_assets.lib.transforms.gold.common import (
 )
 from retail_assets.lib.transforms.gold.privacy import hash_email, hash_phone, mask_email, mask_phone
 
+# A change record that deletes its key (`silver.customers`): it ends the key's history, it is
+# not an attribute of a version.
+DELETED = "is_deleted"
+
 # The dimensions' descriptive columns are the Silver master records' (the registry's `attributes`).
-CUSTOMER_ATTRIBUTES = tables.SILVER_CUSTOMERS.attributes
+CUSTOMER_ATTRIBUTES = [a for a in tables.SILVER_CUSTOMERS.attributes if a != DELETED]
 
 
 PRODUCT_ATTRIBUTES = tables.SILVER_PRODUCTS.attributes
@@ -74,6 +78,7 @@ def _inferred_members(inferred: DataFrame, known_keys: DataFrame, *, key: str, s
         F.lit(None).cast("timestamp").alias("valid_to"),
         F.lit(True).alias("is_current"),
         F.lit(1).cast("int").alias("version"),
+        F.lit(False).alias(DELETED),
     )
 
 
@@ -108,18 +113,27 @@ def build_scd2(
       an inferred member (sk xxhash64(key), null attributes, valid from 1900-01-01, current,
       version 1, `is_inferred`); a key with records carries its `inferred_since`;
     - plus one unknown-member row: sk -1, key `__unknown__`, null attributes, valid from
-      1900-01-01T00:00Z, current, version 1.
+      1900-01-01T00:00Z, current, version 1;
+    - deletions (records with `is_deleted` true, when `changes` has the column): the version
+      valid at a deletion ends at it (`valid_to` = its `updated_at`, not current) and is marked
+      `is_deleted`; no version follows it until a later record of the key (a re-created key)
+      opens one, after a gap. A deletion's attributes make no version, repeated deletions count
+      once, a key with only deletions has no row; the first version's surrogate key is anchored
+      on the key's first-arrived record that is not a deletion.
 
     Returns `sk_column, key, *attributes, is_inferred, inferred_since, valid_from, valid_to,
-    is_current, version, _processed_at, _arrival_date`, attribute types as in `changes`.
+    is_current, version, is_deleted, _processed_at, _arrival_date`, attribute types as in `changes`.
     """
     attributes = list(attributes)
     sk_column = sk_column or _default_sk_column(key)
     _require(changes, [key, *attributes, "updated_at", "_arrival_date", "_source"], "change records")
 
+    deleted = F.col(DELETED) if DELETED in changes.columns else F.lit(False)
     records = changes.where(
         F.col(key).isNotNull() & (F.col(key) != F.lit(tables.UNKNOWN_MEMBER_ID)) & F.col("updated_at").isNotNull()
-    ).select(key, *attributes, "updated_at", "_arrival_date", "_source")
+    ).select(
+        key, *attributes, "updated_at", "_arrival_date", "_source", F.coalesce(deleted, F.lit(False)).alias("_del")
+    )
     records = _first_copy_per_change(records, key)
 
     # (key, updated_at) is unique from here on, so this order is total.
@@ -128,21 +142,27 @@ def build_scd2(
     filled = records.select(
         key,
         "updated_at",
-        *[F.last(a, ignorenulls=True).over(so_far).alias(a) for a in attributes],
+        "_del",
+        # a deletion carries the values it ends, never new ones
+        *[F.last(F.when(~F.col("_del"), F.col(a)), ignorenulls=True).over(so_far).alias(a) for a in attributes],
     )
 
     changed = F.lag("updated_at").over(history).isNull()  # the first record is always a version
-    for a in attributes:
+    for a in (*attributes, "_del"):
         changed = changed | ~F.col(a).eqNullSafe(F.lag(a).over(history))
     versions = filled.withColumn("_changed", changed).where(F.col("_changed")).drop("_changed")
 
     # The version holding the first-arrived record keeps the key's own hash: the inferred
     # member's, if sales named the key first.
-    first_arrived = records.groupBy(key).agg(F.min(F.struct("_arrival_date", "updated_at")).alias("_first"))
+    first_arrived = (
+        records.where(~F.col("_del")).groupBy(key).agg(F.min(F.struct("_arrival_date", "updated_at")).alias("_first"))
+    )
     validity = Window.partitionBy(key).orderBy("valid_from")
     known = (
         versions.withColumnRenamed("updated_at", "valid_from")
         .withColumn("valid_to", F.lead("valid_from").over(validity))
+        .withColumn(DELETED, F.coalesce(F.lead("_del").over(validity), F.lit(False)))
+        .where(~F.col("_del"))
         .withColumn("version", F.row_number().over(validity).cast("int"))
         .withColumn("is_current", F.col("valid_to").isNull())
         .join(first_arrived, key)
@@ -159,7 +179,7 @@ def build_scd2(
     types = {f.name: f.dataType for f in changes.schema.fields}
     waiting = _inferred_members(
         inferred,
-        known.select(key).distinct(),
+        records.select(key).distinct(),  # a key with only deletions is no inferred member either
         key=key,
         sk_column=sk_column,
         columns={a: types[a] for a in attributes},
@@ -174,6 +194,7 @@ def build_scd2(
         F.lit(None).cast("timestamp").alias("valid_to"),
         F.lit(True).alias("is_current"),
         F.lit(1).cast("int").alias("version"),
+        F.lit(False).alias(DELETED),
     )
 
     columns = [
@@ -186,6 +207,7 @@ def build_scd2(
         "valid_to",
         "is_current",
         "version",
+        DELETED,
     ]
     return (
         known.select(F.col(sk_column).cast("bigint").alias(sk_column), *columns[1:])

@@ -57,7 +57,9 @@ def _point_in_time_sk(lines: DataFrame, dim: DataFrame, *, key: str, sk_column: 
     - a null key (an anonymous customer), or one the dimension does not hold yet, gets the
       unknown member (-1). A key sales named before its master record has an inferred member in
       the dimension (`dimensions.py`), so -1 for a named key only means the dimension has not
-      been rebuilt since the line arrived: the next build of the day, after it, keys the line.
+      been rebuilt since the line arrived: the next build of the day, after it, keys the line;
+    - a line after the key's deletion (`is_deleted`: its last version ends at the delete) keeps
+      that last version: the sale was the deleted customer's.
     """
     line_struct = T.StructType(list(lines.schema.fields))
     version_type = T.StructType(
@@ -65,6 +67,7 @@ def _point_in_time_sk(lines: DataFrame, dim: DataFrame, *, key: str, sk_column: 
             T.StructField("sk", T.LongType()),
             T.StructField("valid_from", T.TimestampType()),
             T.StructField("valid_to", T.TimestampType()),
+            T.StructField("deleted", T.BooleanType()),
         ]
     )
     versions = dim.where(
@@ -79,6 +82,7 @@ def _point_in_time_sk(lines: DataFrame, dim: DataFrame, *, key: str, sk_column: 
             F.col(sk_column).cast("bigint").alias("sk"),
             F.col("valid_from").alias("valid_from"),
             F.col("valid_to").alias("valid_to"),
+            (F.col("is_deleted") if "is_deleted" in dim.columns else F.lit(False)).alias("deleted"),
         ).alias("_v"),
         F.lit(None).cast(line_struct).alias("_line"),
     )
@@ -103,7 +107,11 @@ def _point_in_time_sk(lines: DataFrame, dim: DataFrame, *, key: str, sk_column: 
             "_line.*",
             F.when(
                 F.col("_valid").isNotNull()
-                & (F.col("_valid.valid_to").isNull() | (F.col("_t") < F.col("_valid.valid_to"))),
+                & (
+                    F.col("_valid.valid_to").isNull()
+                    | (F.col("_t") < F.col("_valid.valid_to"))
+                    | F.coalesce(F.col("_valid.deleted"), F.lit(False))
+                ),
                 F.col("_valid.sk"),
             )
             .when(F.col("_valid").isNull() & F.col("_first").isNotNull(), F.col("_first.sk"))

@@ -132,11 +132,17 @@ def served_rows_current(
 
 
 def scd2_integrity(dim: DataFrame, *, key: str, surrogate_key: str) -> CheckOutcome:
-    """One current version per key, contiguous non-overlapping validity, one unknown member."""
+    """One current version per key, contiguous non-overlapping validity, one unknown member. A
+    key whose last version is deleted (`is_deleted`) has no current version; a version closed by
+    a deletion may be followed, after a gap, by the key's re-creation."""
     members = dim.filter(F.col(surrogate_key) != UNKNOWN_MEMBER_SK)
+    deleted = F.coalesce(F.col("is_deleted"), F.lit(False)) if "is_deleted" in dim.columns else F.lit(False)
     w = Window.partitionBy(key).orderBy("valid_from")
-    ordered = members.withColumn("_next_from", F.lead("valid_from").over(w))
-    per_key = members.groupBy(key).agg(F.sum(F.col("is_current").cast("int")).alias("current"))
+    ordered = members.withColumn("_deleted", deleted).withColumn("_next_from", F.lead("valid_from").over(w))
+    last = F.max_by(F.col("_deleted").cast("int"), F.col("valid_from")) == 1
+    per_key = ordered.groupBy(key).agg(
+        F.sum(F.col("is_current").cast("int")).alias("current"), last.alias("_ends_deleted")
+    )
     row = ordered.agg(
         F.count(F.lit(1)).alias("versions"),
         # the next version must start exactly where this one ends
@@ -144,15 +150,19 @@ def scd2_integrity(dim: DataFrame, *, key: str, surrogate_key: str) -> CheckOutc
             (
                 F.col("_next_from").isNotNull()
                 & ((F.col("valid_to") != F.col("_next_from")) | F.col("valid_to").isNull())
+                & ~(F.col("_deleted") & (F.col("valid_to") < F.col("_next_from")))
             ).cast("int")
         ).alias("gaps_or_overlaps"),
-        F.sum((F.col("_next_from").isNull() & F.col("valid_to").isNotNull()).cast("int")).alias("closed_last"),
+        F.sum((F.col("_next_from").isNull() & F.col("valid_to").isNotNull() & ~F.col("_deleted")).cast("int")).alias(
+            "closed_last"
+        ),
         F.sum((F.col("valid_to").isNotNull() & (F.col("valid_to") <= F.col("valid_from"))).cast("int")).alias(
             "empty_intervals"
         ),
     ).first()
     keys_row = per_key.agg(
-        F.count(F.lit(1)).alias("keys"), F.sum((F.col("current") != 1).cast("int")).alias("bad_current")
+        F.count(F.lit(1)).alias("keys"),
+        F.sum((F.col("current") != F.when(F.col("_ends_deleted"), 0).otherwise(1)).cast("int")).alias("bad_current"),
     ).first()
     unknown = dim.filter(F.col(surrogate_key) == UNKNOWN_MEMBER_SK).count()
     metadata = {

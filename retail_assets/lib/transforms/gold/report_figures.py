@@ -87,16 +87,22 @@ def _section(name: str, title: str, note: str, columns: list[dict[str, str]], ro
     return {"name": name, "title": title, "note": note, "columns": columns, "rows": rows}
 
 
+_STORE_FIGURES = ("revenue", "returns_amount", "net_revenue", "transactions")
+
+
 def store_sales(daily: pa.Table) -> dict[str, Any]:
-    ordered = daily.sort_by([("event_date", "ascending"), ("store_id", "ascending")]).to_pylist()
+    # a store's channels (its tills' files and stream, the web shop's orders) summed: a
+    # transaction reaches the lakehouse through one channel
+    by_store = daily.group_by(["event_date", "store_id"]).aggregate([(f, "sum") for f in _STORE_FIGURES])
+    ordered = by_store.sort_by([("event_date", "ascending"), ("store_id", "ascending")]).to_pylist()
     rows = [
         [
             r["event_date"].isoformat(),
             r["store_id"],
-            money(r["revenue"]),
-            money(r["returns_amount"]),
-            money(r["net_revenue"]),
-            r["transactions"],
+            money(r["revenue_sum"]),
+            money(r["returns_amount_sum"]),
+            money(r["net_revenue_sum"]),
+            r["transactions_sum"],
         ]
         for r in ordered
     ]

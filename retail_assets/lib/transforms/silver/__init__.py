@@ -11,11 +11,22 @@ record ends in exactly one place (docs/architecture.md, "Where every record goes
 - exact re-send of a record kept earlier   → `duplicates` (counted, not stored in Silver)
 - everything else                          → the accepted Silver rows
 
+- an order change replaced by a newer one, a cancelled order line, an order header change
+                                           → counted per arrival day (`orders.py`), as duplicates are
+
 `judging.py` is how records are judged; `sales.py` the sales lines (files and Kafka events);
-`refinements.py` master data and inventory.
+`orders.py` the operational database's online orders and CRM customers; `refinements.py`
+master data and inventory.
 """
 
 from retail_assets.lib.transforms.silver.judging import DUPLICATE_COLUMNS, FatalRecords, conform, refuse_fatal
+from retail_assets.lib.transforms.silver.orders import (
+    MERGED_OUTCOMES,
+    crm_customer_records,
+    merged_order_changes,
+    order_change_outcomes,
+    sales_candidates_from_orders,
+)
 from retail_assets.lib.transforms.silver.refinements import (
     SplitResult,
     clean_inventory,
@@ -39,6 +50,7 @@ __all__ = [
     "CANDIDATE_COLUMNS",
     "DUPLICATE_COLUMNS",
     "FatalRecords",
+    "MERGED_OUTCOMES",
     "POS_LINE_FIELDS",
     "SalesResult",
     "SplitResult",
@@ -48,11 +60,15 @@ __all__ = [
     "clean_sales",
     "conform",
     "count_records_in",
+    "crm_customer_records",
+    "merged_order_changes",
+    "order_change_outcomes",
     "ingest_rejects",
     "refuse_fatal",
     "known_keys",
     "sales_candidates_from_events",
     "sales_candidates_from_files",
+    "sales_candidates_from_orders",
     "sales_outputs",
     "split_outputs",
     "with_history",

@@ -128,7 +128,11 @@ class _Shape:
 
 def clean_master_data(bronze: DataFrame, spec: TableSpec, *, batch_id: str) -> SplitResult:
     """Bronze change records → their Silver table (`spec`: customers, products or stores), one
-    row per distinct change; what is typed and checked is read off the registry entry."""
+    row per distinct change; what is typed and checked is read off the registry entry.
+
+    `bronze` may hold records of other sources in its Bronze table's shape (the CRM's customer
+    changes, `orders.crm_customer_records`); one carrying `_is_deleted` true is a deletion
+    (`is_deleted`), judged like any change record."""
     if spec.references:
         raise ValueError(f"{spec.key} references master data: clean it with its known keys")
     return _clean(bronze, _Shape(spec), batch_id=batch_id)
@@ -147,6 +151,7 @@ def _clean(
         "_raw_record",
         "_extra",
         *[f"nullif(trim({f}), '') AS {f}" for f in fields],
+        *([_deleted(bronze)] if DELETED in shape.silver.column_names else []),
     )
     typed: list[Typed] = []
     checks = [missing(k) for k in (*shape.identity, *shape.required)]
@@ -186,6 +191,15 @@ def _clean(
     # that day's change too), so any range of days is cleaned in one pass.
     classified = dedup(df, ["_arrival_date", *identity], ("_source_file", "_source_line"), content)
     return split_outputs(classified, shape.silver, batch_id=batch_id)
+
+
+# A Silver change record that deletes its key; Bronze rows carry it as `_is_deleted` (none of the
+# landing zone's do: a file's record is never a deletion).
+DELETED = "is_deleted"
+
+
+def _deleted(bronze: DataFrame) -> str:
+    return f"coalesce(_{DELETED}, false) AS {DELETED}" if f"_{DELETED}" in bronze.columns else f"false AS {DELETED}"
 
 
 def _value_columns(df: DataFrame, shape: _Shape) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""Silver sales at line grain, batch files and Kafka events alike: both are first brought to one
-*candidate* shape (one row per transaction line), then `clean_sales` types and judges them.
+"""Silver sales at line grain, batch files, Kafka events and the web shop's online orders alike:
+each is first brought to one *candidate* shape (one row per transaction line; online orders in
+`orders.py`), then `clean_sales` types and judges them.
 
 Windows. The functions judge whatever rows they are given; callers filter the outputs. A sales
 line's outcome depends only on rows with the same (transaction_id, line_number, event_date), and
@@ -7,6 +8,9 @@ every copy of such a line that survives the late/future rules arrived within D-1
 event date D. So any input covering arrivals D-1 … D+L gives every line of D the same outcome:
 - Silver sales/returns for event date D: arrivals D-1 … D+L, keep `event_date == D`;
 - quarantine and duplicates for arrival A: arrivals A-L-1 … A+L+1, keep `_arrival_date == A`.
+An online order line's candidate is the newest of its change records that arrived in D-1 … D+L,
+which both windows hold whole; a change after D+L is its own candidate, quarantined as late
+(`orders.py`).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from retail_assets.lib.transforms.silver.judging import (
     with_known,
 )
 
-STORE_FILE, POS_STREAM = tables.CHANNELS
+STORE_FILE, POS_STREAM, ONLINE = tables.CHANNELS
 
 
 # Line-level fields of a POS event; the rest of a sales line comes from the event itself.
