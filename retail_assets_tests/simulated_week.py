@@ -14,9 +14,11 @@ import pyarrow as pa
 from retail_assets.lib.engine import DeltaRsEngine, DeltaSparkEngine, LakehouseEngine
 from retail_assets.lib.registry.stages import STAGES
 from retail_assets.lib.registry.tables import KAFKA_TOPIC, TABLES, TableSpec
-from retail_assets.lib.settings import ENGINE_ENV
+from retail_assets.lib.settings import DB_PASSWORD_ENV, DB_URL_ENV, DB_USER_ENV, ENGINE_ENV
 from retail_assets.tooling.broker import LocalBroker, ensure_topic, produce
+from retail_assets.tooling.database import LocalDatabase
 from retail_assets.tooling.generator import GenerationResult, GeneratorConfig, generate
+from retail_assets.tooling.generator.orders import OrdersConfig, apply_day, install_schema
 from retail_assets.tooling.main_job import RunSummary, days, run_stage, run_week
 
 LATENESS = 2
@@ -39,6 +41,7 @@ class Week:
     before_rerun: dict[str, pa.Table] | None = None
     after_rerun: dict[str, pa.Table] | None = None
     engine_name: str = "delta_rs"
+    database_dsn: str = ""  # the operational database the week's changes were made in
 
 
 def build_defs(root: Path, bootstrap: str, mp, **env: str) -> dg.Definitions:
@@ -79,15 +82,33 @@ def run_simulated_week(
     *,
     defects: bool,
     monkeypatch,
+    postgres: LocalDatabase,
     rerun: bool = False,
     n_days: int = DAYS,
     by_range: bool = True,
     engine: str = "delta_rs",
 ) -> Week:
+    """The week's files, events and the operational database's changes (in a database of its own
+    on the session's PostgreSQL), each made just before the day's ingestion runs."""
     config = GeneratorConfig.preset(
-        "tiny", seed=11, days=n_days, start_date=START, defects=defects, lateness_days=LATENESS
+        "tiny", seed=11, days=n_days, start_date=START, defects=defects, lateness_days=LATENESS, web_store=True
     )
     generated = generate(config, root, overwrite=True)
+    orders = OrdersConfig.from_generator(config)
+    database = f"week_{root.name}".lower().replace("-", "_")
+    postgres.create_database(database)
+    with postgres.connect(database, autocommit=True) as conn:
+        install_schema(conn)
+    monkeypatch.setenv(DB_URL_ENV, postgres.jdbc_url.rsplit("/", 1)[0] + f"/{database}")
+    monkeypatch.setenv(DB_USER_ENV, postgres.user)
+    monkeypatch.setenv(DB_PASSWORD_ENV, postgres.password)
+
+    def change_day(day: str) -> None:
+        index = (dt.date.fromisoformat(day) - START).days
+        if 0 <= index < orders.days:
+            with postgres.connect(database, autocommit=True) as conn:
+                apply_day(conn, orders, index)
+
     arrival_days = days(START, START + dt.timedelta(days=n_days - 1 + LATENESS))
     event_days = days(START, START + dt.timedelta(days=n_days - 1))
     placed: dict[int, str] = {}
@@ -108,6 +129,7 @@ def run_simulated_week(
             arrival_days=arrival_days,
             event_days=event_days,
             before_ingest=produce_day,
+            before_changes=change_day,
             echo=lambda _: None,
             by_range=by_range,
         )
@@ -122,6 +144,7 @@ def run_simulated_week(
             arrival_days,
             event_days,
             engine_name=engine,
+            database_dsn=postgres.dsn_for(database),
         )
         if rerun:
             rerun_one_partition_per_stage(week)

@@ -15,9 +15,11 @@ import datetime as dt
 import random
 import shutil
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -64,20 +66,21 @@ ENGINES = ["delta_rs", pytest.param("delta_spark", marks=pytest.mark.parity)]
 
 
 @pytest.fixture(scope="module")
-def defect_week(tmp_path_factory, spark, monkeymodule) -> Week:
+def defect_week(tmp_path_factory, spark, monkeymodule, postgres) -> Week:
     return run_simulated_week(
-        tmp_path_factory.mktemp("defects"), spark, defects=True, monkeypatch=monkeymodule, rerun=True
+        tmp_path_factory.mktemp("defects"), spark, defects=True, monkeypatch=monkeymodule, postgres=postgres, rerun=True
     )
 
 
 @pytest.fixture(scope="module")
-def spark_engine_week(tmp_path_factory, spark, monkeymodule) -> Week:
+def spark_engine_week(tmp_path_factory, spark, monkeymodule, postgres) -> Week:
     """The same week on the delta-spark engine, its Kafka read by Spark's batch source."""
     return run_simulated_week(
         tmp_path_factory.mktemp("defects_delta_spark"),
         spark,
         defects=True,
         monkeypatch=monkeymodule,
+        postgres=postgres,
         rerun=True,
         engine="delta_spark",
     )
@@ -103,10 +106,15 @@ def test_defect_week_runs_without_failures_and_conserves_every_partition(any_eng
         if asset == "quarantine/rule_violations" and check == quality.CONSERVATION and passed
     }
     assert conserved == set(defect_week.arrival_days)
-    # the main job runs every stage but the Kafka stream once over its days; each day's checks are its own
-    ranged = [s for s in defect_week.summaries if s.stage != "ingest_pos_stream"]
-    assert len(ranged) == len(STAGES) - 1 and all("…" in s.partition for s in ranged), [s.partition for s in ranged]
-    assert [s.partition for s in defect_week.summaries if s.stage == "ingest_pos_stream"] == defect_week.arrival_days
+    # the main job runs every stage but the Kafka stream and the database's changes once over its
+    # days; each day's checks are its own
+    per_day = ("ingest_pos_stream", "ingest_database")
+    ranged = [s for s in defect_week.summaries if s.stage not in per_day]
+    assert len(ranged) == len(STAGES) - len(per_day) and all("…" in s.partition for s in ranged), [
+        s.partition for s in ranged
+    ]
+    for stage in per_day:
+        assert [s.partition for s in defect_week.summaries if s.stage == stage] == defect_week.arrival_days
 
 
 def test_a_range_runs_checks_target_each_days_materialization_of_that_run(defect_week):
@@ -331,6 +339,51 @@ def test_warn_checks_count_the_flagged_rows(defect_week):
         assert e.passed is (not flags) and e.severity == dg.AssetCheckSeverity.WARN
         seen += sum(flags.values())
     assert seen > 0  # the defect week plants orphans
+
+
+def test_online_orders_reach_daily_store_sales_under_their_channel(defect_week):
+    """The web shop's orders as the week left them in PostgreSQL (cancelled orders gone, changed
+    quantities as last written) are the `online` rows of the daily store sales."""
+    with psycopg.connect(defect_week.database_dsn) as conn:
+        rows = conn.execute(
+            """SELECT (o.ordered_at AT TIME ZONE 'UTC')::date, o.store_id, count(DISTINCT o.order_id),
+                      sum(l.quantity), sum(l.quantity * l.unit_price * (1 - l.discount)), count(*)
+               FROM orders.online_orders o JOIN orders.order_lines l USING (order_id)
+               WHERE l.quantity > 0 GROUP BY 1, 2"""
+        ).fetchall()
+    expected = {
+        (d.isoformat(), store): (orders, units, revenue, lines) for d, store, orders, units, revenue, lines in rows
+    }
+    agg = defect_week.engine.read_arrow(GOLD_AGG_DAILY_STORE_SALES).to_pylist()
+    online = {(r["event_date"].isoformat(), r["store_id"]): r for r in agg if r["channel"] == "online"}
+    assert expected and set(online) == set(expected)
+    for key, (orders, units, revenue, lines) in expected.items():
+        row = online[key]
+        assert (row["transactions"], row["units"]) == (orders, units), key
+        assert abs(row["revenue"] - revenue) <= Decimal("0.01") * lines, key  # rounded per line
+    assert {r["channel"] for r in agg} == {"store_file", "pos_stream", "online"}
+
+
+def test_a_deleted_customers_history_ends_at_the_delete(defect_week):
+    """Each customer the CRM erased: the dimension's last version closes at the delete, marked
+    deleted, and no version of the customer is current."""
+    with psycopg.connect(defect_week.database_dsn) as conn:
+        deletes = dict(
+            conn.execute(
+                "SELECT row_data->>'customer_id', changed_at FROM orders.changes WHERE table_name = 'customers' AND op = 'D'"
+            ).fetchall()
+        )
+    assert deletes
+    dim = defect_week.engine.read_arrow(GOLD_DIM_CUSTOMER).to_pylist()
+    for customer, deleted_at in deletes.items():
+        versions = sorted((r for r in dim if r["customer_id"] == customer), key=lambda r: r["valid_from"])
+        assert versions, customer
+        last = versions[-1]
+        assert (last["valid_to"], last["is_deleted"], last["is_current"]) == (deleted_at, True, False), customer
+        assert not any(r["is_current"] for r in versions), customer
+        assert not any(r["is_deleted"] for r in versions[:-1]), customer
+    kept = [r for r in dim if r["customer_id"].startswith("C9") and r["customer_id"] not in deletes and r["is_current"]]
+    assert kept and not any(r["is_deleted"] for r in kept)
 
 
 def test_gold_tables_open_with_deltalake_and_spark(defect_week, spark):

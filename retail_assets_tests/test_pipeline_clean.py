@@ -13,11 +13,17 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def clean_week(tmp_path_factory, spark, monkeymodule) -> Week:
+def clean_week(tmp_path_factory, spark, monkeymodule, postgres) -> Week:
     # One business day (and its lateness window) shows that clean data passes every check, run
     # one partition per run (what the UI's default backfill does; the defect week runs ranges).
     return run_simulated_week(
-        tmp_path_factory.mktemp("clean"), spark, defects=False, monkeypatch=monkeymodule, n_days=1, by_range=False
+        tmp_path_factory.mktemp("clean"),
+        spark,
+        defects=False,
+        monkeypatch=monkeymodule,
+        postgres=postgres,
+        n_days=1,
+        by_range=False,
     )
 
 

@@ -15,10 +15,12 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from retail_assets.lib.settings import project_root
@@ -91,6 +93,13 @@ class Workspace:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # PostgreSQL (started by `demo`, `ui` and `database` under the data root) runs as the
+        # `postgres` user when the tests run as root: it must be able to reach its folder, which
+        # pytest's private temporary folders (mode 0700) do not let it.
+        for folder in (root, *root.parents):
+            if folder == Path(tempfile.gettempdir()):
+                break
+            folder.chmod(folder.stat().st_mode | 0o011)
         self.data_root = root / "data"
         self.env = {
             **os.environ,
@@ -245,6 +254,23 @@ def run_broker(argv, ws: Workspace) -> None:
     assert stop(process) == 0
 
 
+def run_database(argv, ws: Workspace) -> None:
+    """The seeded week is in the database the printed variables name, as the project connects."""
+    argv = replace_option(replace_option(argv, "--port", str(free_port())), "--data-root", str(ws.root / "db"))
+    log = ws.root / "database.log"
+    process = in_background(argv, ws.env, log, "Ctrl-C stops it")
+    try:
+        text = log.read_text()
+        assert re.search(r"seeded \d+ days from .*: \d+ change records", text), text
+        url = re.search(r"export RETAIL_DB_JDBC_URL=jdbc:postgresql://(\S+)", text).group(1)
+        password = re.search(r"export RETAIL_DB_PASSWORD=(\S+)", text).group(1)
+        with psycopg.connect(f"postgresql://retail:{password}@{url}") as conn:
+            ops = {op for (op,) in conn.execute("SELECT DISTINCT op FROM orders.changes")}
+        assert ops == {"I", "U", "D"}
+    finally:
+        assert stop(process) == 0
+
+
 def run_latency(argv, ws: Workspace) -> None:
     argv = replace_option(replace_option(replace_option(argv, "--batches", "1"), "--events", "2"), "--interval", "1")
     done = run(replace_option(argv, "--out", str(ws.root / "latency.json")), ws.env, timeout=900)
@@ -317,6 +343,7 @@ RUNNERS: dict[str, Callable[[list[str], Workspace], None]] = {
     "dg launch": run_dg,
     "retail-assets generate": run_generate,
     "retail-assets broker": run_broker,
+    "retail-assets database": run_database,
     "retail-assets produce": run_broker_and_produce,
     "retail-assets latency": run_latency,
     "retail-assets bench": run_bench,

@@ -21,11 +21,12 @@ from typing import Any
 
 import dagster as dg
 
+from retail_assets.lib import settings
 from retail_assets.lib.engine import PartitionRange
 from retail_assets.lib.engine.spark import start_in_background
 from retail_assets.lib.orchestration.stage_runs import execute_stage, stage_takes_ranges
-from retail_assets.lib.registry.stages import STAGES, Stage
-from retail_assets.lib.registry.tables import BRONZE_POS_TRANSACTIONS
+from retail_assets.lib.registry.stages import Stage, configured_stages
+from retail_assets.lib.registry.tables import BRONZE_ORDERS_CHANGES, BRONZE_POS_TRANSACTIONS
 
 
 @dataclass
@@ -106,9 +107,10 @@ def planned_runs(
     order: Callable[[list[str]], list[str]] | None = None,
 ) -> list[tuple[Stage, str | PartitionRange]]:
     """The runs of `run_week`, in order: each stage once over its range where its assets' backfill
-    policies allow it (as a backfill from the UI runs them), otherwise (the Kafka stream) once per day."""
+    policies allow it (as a backfill from the UI runs them), otherwise (the Kafka stream, the
+    database's changes) once per day. Without an operational database its stage is left out."""
     runs: list[tuple[Stage, str | PartitionRange]] = []
-    for stage in STAGES:
+    for stage in configured_stages(optional_sources()):
         partitions = stage.partitions(arrival_days, event_days)
         if by_range and stage_takes_ranges(defs, stage.job_name):
             runs.append(
@@ -119,6 +121,11 @@ def planned_runs(
     return runs
 
 
+def optional_sources() -> set[str]:
+    """The optional sources this deployment has (`Stage.optional_source`)."""
+    return {"database"} if settings.database_configured() else set()
+
+
 def run_week(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -126,6 +133,7 @@ def run_week(
     arrival_days: list[str],
     event_days: list[str],
     before_ingest: Callable[[str], None] | None = None,
+    before_changes: Callable[[str], None] | None = None,
     echo: Callable[[str], None] = print,
     order: Callable[[list[str]], list[str]] | None = None,
     by_range: bool = True,
@@ -135,7 +143,9 @@ def run_week(
 
     `by_range`: a stage that allows it runs once over all its days (a single-run backfill);
     otherwise, and for the Kafka stream, one run per day. `before_ingest(day)` runs just before a day's
-    Bronze ingestion (the main job produces that day's Kafka events there); `order` may reorder
+    Bronze ingestion (the main job produces that day's Kafka events there), `before_changes(day)`
+    just before a day's extraction from the operational database (the day's changes are made
+    there); `order` may reorder
     the partitions of per-day runs (tests shuffle). `on_run(stage, partition, steps)` is told of
     each run as it starts and may return a listener for the run's events (a progress display).
     """
@@ -145,6 +155,8 @@ def run_week(
     for stage, partition in planned_runs(defs, arrival_days, event_days, by_range=by_range, order=order):
         if before_ingest is not None and BRONZE_POS_TRANSACTIONS in stage.tables:
             before_ingest(str(partition))
+        if before_changes is not None and BRONZE_ORDERS_CHANGES in stage.tables:
+            before_changes(str(partition))
         listener = (
             on_run(stage, str(partition), len(defs.resolve_job_def(stage.job_name).graph.nodes)) if on_run else None
         )
@@ -162,7 +174,7 @@ def run_week(
 
 def reset_data_root(root: Path) -> None:
     """Remove generated inputs and tables (the Dagster instance is kept)."""
-    for name in ("landing", "lakehouse", "kafka", "manifest.json"):
+    for name in ("landing", "lakehouse", "kafka", "postgres", "manifest.json"):
         target = root / name
         if target.is_dir():
             shutil.rmtree(target)

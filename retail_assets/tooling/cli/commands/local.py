@@ -16,6 +16,7 @@ import click
 from retail_assets.lib import settings
 from retail_assets.tooling.cli import preflight
 from retail_assets.tooling.cli.commands.options import (
+    DATABASE_PORT,
     GENERATED,
     KAFKA_PORT,
     PRESETS,
@@ -62,7 +63,8 @@ def demo(
     data_root: Path, preset: str, seed: int, days: int, start_date: dt.datetime | None, clean: bool, force: bool
 ) -> int:
     """The main job: generate a week of data (with every defect) and materialize every asset of
-    every partition through Dagster, Kafka events produced day by day to a local broker.
+    every partition through Dagster, Kafka events produced day by day to a local broker, and the
+    web shop's and CRM's changes made day by day in a local PostgreSQL.
 
     The runs land in the data root's Dagster instance: open them afterwards with
     `retail-assets ui`."""
@@ -73,6 +75,7 @@ def demo(
             preflight.writable(root, "data root", "--data-root"),
             preflight.java(),
             preflight.jvm_artifacts("spark", "kafka"),
+            preflight.postgres(),
         ]
     )
     _replace_generated(root, force)
@@ -81,7 +84,9 @@ def demo(
 
     from retail_assets.lib.registry.tables import KAFKA_TOPIC
     from retail_assets.tooling.broker import LocalBroker, ensure_topic, produce
+    from retail_assets.tooling.database import LocalDatabase
     from retail_assets.tooling.generator import GeneratorConfig, generate
+    from retail_assets.tooling.generator.orders import OrdersConfig, apply_day, install_schema
     from retail_assets.tooling.main_job import days as day_range
     from retail_assets.tooling.main_job import planned_runs, reset_data_root, run_week
     from retail_assets.tooling.summary import gold_summary
@@ -91,7 +96,13 @@ def demo(
     started = time.monotonic()
     print(f"retail-assets main job\n  data root      {root}\n  DAGSTER_HOME   {home}", flush=True)
     reset_data_root(root)
-    overrides = {"seed": seed, "days": days, "defects": not clean, "lateness_days": settings.lateness_days()}
+    overrides = {
+        "seed": seed,
+        "days": days,
+        "defects": not clean,
+        "lateness_days": settings.lateness_days(),
+        "web_store": True,  # the store the web shop's orders name
+    }
     if start_date:
         overrides["start_date"] = start_date.date()
     config = GeneratorConfig.preset(preset, **overrides)
@@ -108,11 +119,19 @@ def demo(
         for message in generated.kafka_messages:
             by_day[dt.datetime.fromtimestamp(message.timestamp_ms / 1000, dt.UTC).date().isoformat()].append(message)
 
-        progress.status("starting the Kafka broker")
-        with LocalBroker(data_dir=root / "kafka", log_path=root / "broker.log") as broker:
+        progress.status("starting the Kafka broker and PostgreSQL")
+        with (
+            LocalBroker(data_dir=root / "kafka", log_path=root / "broker.log") as broker,
+            LocalDatabase(data_dir=root / "postgres", log_path=root / "postgres.log") as database,
+        ):
             os.environ["RETAIL_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
             ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
             progress.line(f"  kafka broker   {broker.bootstrap_servers} (topic {KAFKA_TOPIC})")
+            os.environ.update(database.env)
+            with database.connect(autocommit=True) as conn:
+                install_schema(conn)
+            orders = OrdersConfig.from_generator(config)
+            progress.line(f"  postgresql     {database.jdbc_url} (schema orders, changes captured)")
             progress.status("loading the definitions")
             from retail_assets.definitions import build_definitions
 
@@ -124,6 +143,13 @@ def demo(
                 sent = produce(broker.bootstrap_servers, KAFKA_TOPIC, by_day.pop(day, []))
                 if sent:
                     progress.line(f"  kafka          produced {len(sent)} events that arrive on {day}")
+
+            def change_day(day: str) -> None:
+                index = (dt.date.fromisoformat(day) - config.start_date).days
+                if 0 <= index < orders.days:
+                    with database.connect(autocommit=True) as conn:
+                        apply_day(conn, orders, index)
+                    progress.line(f"  postgresql     the web shop's and the CRM's changes of {day}")
 
             def on_run(stage, partition: str, steps: int):
                 progress.status(f"{stage.job_name} {partition}", steps=(0, steps))
@@ -140,6 +166,7 @@ def demo(
                 arrival_days=arrival_days,
                 event_days=event_days,
                 before_ingest=produce_day,
+                before_changes=change_day,
                 echo=echo,
                 on_run=on_run,
             )
@@ -193,15 +220,25 @@ def _replace_generated(root: Path, force: bool) -> None:
     help="Loopback port of the local Kafka broker started beside the UI.",
 )
 @click.option(
+    "--database-port",
+    type=click.IntRange(1, 65535),
+    default=DATABASE_PORT,
+    show_default=True,
+    help="Loopback port of the local PostgreSQL started beside the UI (none when RETAIL_DB_JDBC_URL names a database).",
+)
+@click.option(
     "--spark-per-run",
     is_flag=True,
     help="Each run starts its own Spark JVM instead of sharing one Spark Connect server.",
 )
 @click.argument("dagster_dev_args", nargs=-1, type=click.UNPROCESSED)
-def ui(data_root: Path, kafka_port: int, spark_per_run: bool, dagster_dev_args: tuple[str, ...]) -> int:
+def ui(
+    data_root: Path, kafka_port: int, database_port: int, spark_per_run: bool, dagster_dev_args: tuple[str, ...]
+) -> int:
     """Open the project in `dagster dev` (webserver and daemon, sensors running) on the data
-    root's instance, with the local Kafka broker and one Spark Connect server beside it for as
-    long as it runs. Arguments after `--` go to `dagster dev`."""
+    root's instance, with the local Kafka broker, the local PostgreSQL (the operational database,
+    its `orders` schema and change capture installed) and one Spark Connect server beside it for
+    as long as it runs. Arguments after `--` go to `dagster dev`."""
     import contextlib
     import subprocess
 
@@ -220,6 +257,11 @@ def ui(data_root: Path, kafka_port: int, spark_per_run: bool, dagster_dev_args: 
             preflight.jvm_artifacts("spark", "kafka"),
             preflight.port_free(kafka_port, "Kafka broker", "--kafka-port"),
             preflight.port_free(webserver_port, "Dagster webserver", "`-- -p PORT`"),
+            *(
+                []
+                if settings.database_configured()
+                else [preflight.postgres(), preflight.port_free(database_port, "PostgreSQL", "--database-port")]
+            ),
         ]
     )
     from retail_assets.lib.engine.spark import REMOTE_ENV
@@ -238,6 +280,19 @@ def ui(data_root: Path, kafka_port: int, spark_per_run: bool, dagster_dev_args: 
         ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
         os.environ["RETAIL_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
         print(f"kafka broker on {broker.bootstrap_servers}; DAGSTER_HOME={os.environ['DAGSTER_HOME']}", flush=True)
+        if settings.database_configured():
+            print(f"operational database: {os.environ[settings.DB_URL_ENV]}", flush=True)
+        else:
+            from retail_assets.tooling.database import LocalDatabase
+            from retail_assets.tooling.generator.orders import install_schema
+
+            database = stack.enter_context(
+                LocalDatabase(database_port, data_dir=root / "postgres", log_path=root / "postgres.log")
+            )
+            with database.connect(autocommit=True) as conn:
+                install_schema(conn)
+            os.environ.update(database.env)
+            print(f"postgresql on {database.jdbc_url} (user {database.user}, schema orders)", flush=True)
         if os.environ.get(REMOTE_ENV):
             print(f"runs use the Spark Connect server at {os.environ[REMOTE_ENV]}", flush=True)
         elif not spark_per_run:

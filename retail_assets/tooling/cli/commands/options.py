@@ -12,6 +12,8 @@ from retail_assets.lib import settings
 
 KAFKA_PORT = 19092
 
+DATABASE_PORT = 55432  # `retail-assets database`: beside, not on, a system PostgreSQL's 5432
+
 
 WEBSERVER_PORT = 3000  # `dagster dev`'s default
 
@@ -19,7 +21,7 @@ WEBSERVER_PORT = 3000  # `dagster dev`'s default
 PRESETS = ["tiny", "small", "medium"]
 
 
-GENERATED = ("landing", "lakehouse", "kafka", "manifest.json")  # what `demo` replaces in a data root
+GENERATED = ("landing", "lakehouse", "kafka", "postgres", "manifest.json")  # what `demo` replaces in a data root
 
 
 def example(*lines: str) -> str:
