@@ -61,16 +61,32 @@ def close_connect_clients() -> None:
         client.close()
 
 
-# Longest modules first. `.ci/run` hands whole modules to two workers in collection order; a
-# long module collected last (the simulated weeks, the `dagster dev` tests) would otherwise run
-# alone at the end while the other worker idles.
+# Longest modules first, so the two workers of `.ci/run` finish together: it hands whole
+# modules out in collection order (`--no-loadscope-reorder`: xdist would otherwise order them by
+# their number of tests), and a long module handed out last runs alone while the other worker
+# idles. The longest, as measured on a fresh clone, by name; the rest by their marks.
+LONGEST = (
+    "test_pipeline.py",
+    "test_readme.py",
+    "e2e/test_dagster_ui.py",
+    "defs/test_sensors.py",
+    "reliability/test_security.py",
+    "test_pipeline_clean.py",
+    "e2e/test_streaming.py",
+    "databricks/test_step_launcher.py",
+    "reliability/test_crash_recovery.py",
+    "defs/test_bronze_kafka.py",
+)
 LONG_FIRST = ("slow", "e2e", "reliability")
 
 
 def pytest_collection_modifyitems(config, items):
-    def rank(item) -> int:
+    def rank(item) -> tuple[int, int]:
+        module = item.nodeid.split("::")[0].removeprefix("retail_assets_tests/")
+        if module in LONGEST:
+            return (0, LONGEST.index(module))
         marks = {m.name for m in item.iter_markers()}
-        return next((i for i, name in enumerate(LONG_FIRST) if name in marks), len(LONG_FIRST))
+        return (1, next((i for i, name in enumerate(LONG_FIRST) if name in marks), len(LONG_FIRST)))
 
     items.sort(key=rank)
 

@@ -27,6 +27,8 @@ PRIVATE_DAGSTER = {
     "retail_assets.lib.orchestration.factories.checks": {
         "dagster._core.definitions.asset_checks.asset_check_evaluation"
     },
+    # automation's runs execute at the time it evaluated them (`settle_automation`)
+    "retail_assets_tests.defs.test_sensors": {"dagster._core.test_utils"},
     # the replay job runs from its code location, as a deployment loads it (no public loader)
     "retail_assets_tests.defs.test_replay": {"dagster._core.definitions.reconstruct"},
     # the guard that fails on a Dagster whose private storage internals the event log was not written for

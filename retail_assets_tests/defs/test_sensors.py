@@ -16,6 +16,9 @@ import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
+# the time the daemon would run automation's requests at: Dagster exports no clock to set
+from dagster._core.test_utils import freeze_time
+
 from retail_assets.defs.bronze.sensors import (
     LANE_TAGS,
     STREAM_LANE,
@@ -96,7 +99,9 @@ def settle_automation(
     """Evaluate every automation condition and run what it requests, one run per partition key
     as the daemon does, until nothing more is requested. `cursor` is an earlier evaluation's:
     updates are judged against it, as the running daemon judges them against its last tick.
-    Each round is evaluated as if one catch-up interval had passed, so late partitions follow too."""
+    Each round is evaluated as if one catch-up interval had passed, so late partitions follow too,
+    and its runs execute at that time as the daemon's would (near midnight, a round evaluated
+    after it requests the new day, which exists only from then on)."""
     job = defs.resolve_implicit_global_asset_job_def()
     keys = list(defs.resolve_asset_graph().get_all_asset_keys())
     runs = []
@@ -112,12 +117,13 @@ def settle_automation(
         if not by_partition:
             return runs
         for partition in sorted(by_partition):
-            run = job.execute_in_process(
-                asset_selection=by_partition[partition],
-                partition_key=partition,
-                instance=instance,
-                raise_on_error=False,
-            )
+            with freeze_time(clock):
+                run = job.execute_in_process(
+                    asset_selection=by_partition[partition],
+                    partition_key=partition,
+                    instance=instance,
+                    raise_on_error=False,
+                )
             assert run.success, f"automation run for {partition} {by_partition[partition]} failed"
             runs.append(run)
     raise AssertionError(f"automation did not settle within {rounds} rounds")
