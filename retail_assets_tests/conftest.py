@@ -74,6 +74,7 @@ LONGEST = (
     "test_pipeline_clean.py",
     "e2e/test_streaming.py",
     "databricks/test_step_launcher.py",
+    "defs/test_bronze_database.py",
     "reliability/test_crash_recovery.py",
     "defs/test_bronze_kafka.py",
 )

@@ -20,6 +20,7 @@ import retail_assets
 from retail_assets.lib.registry import rules
 from retail_assets.lib.registry.stages import STAGES
 from retail_assets.lib.registry.tables import (
+    BRONZE_ORDERS_CHANGES,
     TABLES,
     Layer,
     landing_sources,
@@ -216,7 +217,9 @@ def test_generator_defects_name_declared_rules_with_their_outcome():
         assert declared.outcome == outcome, (kind, rule, outcome, declared.outcome)
         planted.setdefault(rule, []).append(kind)
     assert set(rules.RULE) - set(planted) == set(NOT_PLANTED)
-    assert set(SOURCE_TABLES.values()) == {t.key for t in tables_in(Layer.BRONZE)}
+    # every source but the operational database, whose typed tables cannot hold a malformed record
+    # (its online lines still pass the sales rules: lib/test_online_orders.py)
+    assert set(SOURCE_TABLES.values()) == {t.key for t in tables_in(Layer.BRONZE)} - {BRONZE_ORDERS_CHANGES.key}
 
 
 def test_each_planted_defect_is_of_a_rule_that_applies_to_its_source():
