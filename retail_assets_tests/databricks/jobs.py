@@ -41,6 +41,16 @@ def bronze_stores_job() -> dg.JobDefinition:
     return dg.Definitions.merge(build_definitions(), dg.Definitions(jobs=[job])).resolve_job_def(job.name)
 
 
+def bronze_orders_job() -> dg.JobDefinition:
+    """Bronze from the operational database alone: one arrival day's changes."""
+    job = dg.define_asset_job(
+        "databricks_bronze_orders",
+        selection=dg.AssetSelection.assets(dg.AssetKey(["bronze", "orders_changes"])).without_checks(),
+        executor_def=dg.in_process_executor,
+    )
+    return dg.Definitions.merge(build_definitions(), dg.Definitions(jobs=[job])).resolve_job_def(job.name)
+
+
 def maintenance_job() -> dg.JobDefinition:
     """The deployment's `lakehouse_maintenance` graph, its one op on a job cluster.
 

@@ -27,6 +27,7 @@ import pytest
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster_shared.serdes import serialize_value
 from databricks.sdk import WorkspaceClient
+from deltalake import DeltaTable
 
 from retail_assets.definitions import build_definitions
 from retail_assets.defs.bronze.sensors import KAFKA_SENSOR, LANDING_SENSOR, STREAM_LANE
@@ -35,10 +36,11 @@ from retail_assets.lib.engine import delta_spark as ds
 from retail_assets.lib.engine import delta_sql, jvm
 from retail_assets.lib.orchestration.factories import asset_key
 from retail_assets.lib.registry.tables import BRONZE_POS_TRANSACTIONS, BRONZE_STORES, KAFKA_TOPIC, TABLES_BY_KEY
-from retail_assets.lib.settings import project_root
+from retail_assets.lib.settings import DB_PASSWORD_ENV, DB_URL_ENV, DB_USER_ENV, project_root
 from retail_assets.lib.transforms import quality
 from retail_assets.tooling.broker import LocalBroker, ensure_topic, produce
 from retail_assets.tooling.generator import GeneratorConfig, generate
+from retail_assets.tooling.generator.orders import OrdersConfig, apply_day, install_schema
 from retail_assets.tooling.stream import StreamConfig, stream_messages
 from retail_assets_tests.databricks import jobs
 from retail_assets_tests.databricks.conftest import PIPELINE_CLIENT_ID, PIPELINE_SECRET, WAREHOUSE_ID
@@ -477,6 +479,51 @@ def test_maintenance_optimizes_and_vacuums_the_delta_spark_tables(workspace, dep
     for table in tables:
         reported = [line for line in lines if f"maintenance {table}: " in line]
         assert reported and "ZORDER BY" in reported[0] and "RETAIN 168 HOURS" in reported[0], table
+
+
+def test_the_database_extraction_runs_on_the_cluster_with_credentials_from_the_secret_scope(
+    workspace, deployment, postgres, monkeypatch
+):
+    """Bronze's extraction from the operational database, launched on a cluster: the JDBC URL
+    travels as a setting, the user and password only through the secret scope (the code server
+    has neither), and the cluster's Spark reads the day's changes into the Delta table."""
+    name = "databricks_orders"
+    postgres.create_database(name)
+    config = OrdersConfig(days=1, customers=6, orders_per_day=3, start_date=DAY)
+    with postgres.connect(name, autocommit=True) as conn:
+        install_schema(conn)
+        apply_day(conn, config, 0)
+        changes = conn.execute("SELECT change_id, op FROM orders.changes ORDER BY 1").fetchall()
+    monkeypatch.setenv(DB_URL_ENV, postgres.jdbc_url.rsplit("/", 1)[0] + f"/{name}")
+    monkeypatch.delenv(DB_USER_ENV, raising=False)
+    monkeypatch.delenv(DB_PASSWORD_ENV, raising=False)
+    scope = "retail-assets"
+    api = admin(workspace)
+    api.secrets.create_scope(scope)
+    api.secrets.put_secret(scope, "db-user", string_value=postgres.user)
+    api.secrets.put_secret(scope, "db-password", string_value=postgres.password)
+
+    launched = launch(workspace, "bronze_orders_job")
+    assert launched.success, launched.failures
+    assert launched.submitted == 1
+    (run,) = [
+        r
+        for r in workspace.runs.values()
+        if r.task["spark_python_task"]["python_file"].startswith(f"{STAGING}/{launched.run_id}/")
+    ]
+    staged = workspace.volume_path(f"{STAGING}/{launched.run_id}/bronze__orders_changes/config.pkl")
+    remote = pickle.loads(staged.read_bytes())
+    assert {(s["name"], s["key"], s["scope"]) for s in remote.secrets} == {
+        (DB_USER_ENV, "db-user", scope),
+        (DB_PASSWORD_ENV, "db-password", scope),
+    }
+    assert remote.env_variables[DB_URL_ENV].endswith(f"/{name}")
+    for env in (remote.env_variables, run.task["new_cluster"].get("spark_env_vars", {}), run.cluster_environment):
+        assert not {DB_USER_ENV, DB_PASSWORD_ENV} & set(env) and postgres.password not in env.values()
+    assert f'"{postgres.password}"' not in json.dumps(run.submitted)
+    bronze = DeltaTable(table_path(deployment, dg.AssetKey(["bronze", "orders_changes"]))).to_pyarrow_table()
+    assert sorted(zip(bronze["change_id"].to_pylist(), bronze["op"].to_pylist())) == changes
+    assert engine_info(table_path(deployment, dg.AssetKey(["bronze", "orders_changes"])), 1).startswith("Apache-Spark/")
 
 
 def test_a_failing_remote_step_shows_its_remote_error(workspace, deployment):
