@@ -11,6 +11,7 @@ serves only the administrative connection that creates the role and the database
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -20,6 +21,7 @@ import subprocess
 import tempfile
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -368,3 +370,17 @@ class LocalDatabase:
         if not text:
             return f"it wrote nothing to {self.log_path}"
         return f"the last lines of {self.log_path}:\n" + "\n".join(text.splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def orders_database(data_root: Path, port: int | None = None) -> Iterator[LocalDatabase]:
+    """The local operational database of `retail-assets ui` and `demo`: PostgreSQL in
+    `<data_root>/postgres`, the web shop's and the CRM's tables with their change capture
+    installed, and this process's `RETAIL_DB_*` naming it while it runs."""
+    from retail_assets.tooling.generator.orders import install_schema  # noqa: PLC0415
+
+    with LocalDatabase(port, data_dir=data_root / "postgres", log_path=data_root / "postgres.log") as database:
+        with database.connect(autocommit=True) as conn:
+            install_schema(conn)
+        os.environ.update(database.env)
+        yield database

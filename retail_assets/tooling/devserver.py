@@ -251,8 +251,8 @@ def _stop(process: subprocess.Popen) -> None:
 def start_dagster_dev(
     root: Path, env: Mapping[str, str] | None = None, *, timeout: float = STARTUP_TIMEOUT_S
 ) -> Iterator[DagsterDev]:
-    """Start `retail-assets ui` with data under `root`; `env` overrides the environment
-    (e.g. `RETAIL_SENSORS_DEFAULT`, `RETAIL_PARTITIONS_START`)."""
+    """Start `retail-assets ui` with data under `root`, without the local PostgreSQL; `env`
+    overrides the environment (e.g. `RETAIL_SENSORS_DEFAULT`, `RETAIL_PARTITIONS_START`)."""
     root.mkdir(parents=True, exist_ok=True)
     data_root, home, log_path = root / "data", root / "dagster_home", root / "dagster_dev.log"
     port, kafka_port = free_port(), free_port()
@@ -268,6 +268,9 @@ def start_dagster_dev(
         "ui",
         "--data-root", str(data_root),
         "--kafka-port", str(kafka_port),
+        # the tests, the latency and the bench's backfills need no operational database (and
+        # under root its server could not reach a private temporary folder)
+        "--no-database",
         "--", "-h", "127.0.0.1", "-p", str(port),
     ]  # fmt: skip
     with open(log_path, "ab") as log:

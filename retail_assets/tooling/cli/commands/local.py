@@ -84,9 +84,9 @@ def demo(
 
     from retail_assets.lib.registry.tables import KAFKA_TOPIC
     from retail_assets.tooling.broker import LocalBroker, ensure_topic, produce
-    from retail_assets.tooling.database import LocalDatabase
+    from retail_assets.tooling.database import orders_database
     from retail_assets.tooling.generator import GeneratorConfig, generate
-    from retail_assets.tooling.generator.orders import OrdersConfig, apply_day, install_schema
+    from retail_assets.tooling.generator.orders import OrdersConfig, apply_day
     from retail_assets.tooling.main_job import days as day_range
     from retail_assets.tooling.main_job import planned_runs, reset_data_root, run_week
     from retail_assets.tooling.summary import gold_summary
@@ -122,14 +122,11 @@ def demo(
         progress.status("starting the Kafka broker and PostgreSQL")
         with (
             LocalBroker(data_dir=root / "kafka", log_path=root / "broker.log") as broker,
-            LocalDatabase(data_dir=root / "postgres", log_path=root / "postgres.log") as database,
+            orders_database(root) as database,
         ):
             os.environ["RETAIL_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
             ensure_topic(broker.bootstrap_servers, KAFKA_TOPIC)
             progress.line(f"  kafka broker   {broker.bootstrap_servers} (topic {KAFKA_TOPIC})")
-            os.environ.update(database.env)
-            with database.connect(autocommit=True) as conn:
-                install_schema(conn)
             orders = OrdersConfig.from_generator(config)
             progress.line(f"  postgresql     {database.jdbc_url} (schema orders, changes captured)")
             progress.status("loading the definitions")
@@ -227,13 +224,23 @@ def _replace_generated(root: Path, force: bool) -> None:
     help="Loopback port of the local PostgreSQL started beside the UI (none when RETAIL_DB_JDBC_URL names a database).",
 )
 @click.option(
+    "--no-database",
+    is_flag=True,
+    help="Start no local PostgreSQL: the database stage, asset and sensor say there is none (unless RETAIL_DB_JDBC_URL names one).",
+)
+@click.option(
     "--spark-per-run",
     is_flag=True,
     help="Each run starts its own Spark JVM instead of sharing one Spark Connect server.",
 )
 @click.argument("dagster_dev_args", nargs=-1, type=click.UNPROCESSED)
 def ui(
-    data_root: Path, kafka_port: int, database_port: int, spark_per_run: bool, dagster_dev_args: tuple[str, ...]
+    data_root: Path,
+    kafka_port: int,
+    database_port: int,
+    no_database: bool,
+    spark_per_run: bool,
+    dagster_dev_args: tuple[str, ...],
 ) -> int:
     """Open the project in `dagster dev` (webserver and daemon, sensors running) on the data
     root's instance, with the local Kafka broker, the local PostgreSQL (the operational database,
@@ -259,7 +266,7 @@ def ui(
             preflight.port_free(webserver_port, "Dagster webserver", "`-- -p PORT`"),
             *(
                 []
-                if settings.database_configured()
+                if settings.database_configured() or no_database
                 else [preflight.postgres(), preflight.port_free(database_port, "PostgreSQL", "--database-port")]
             ),
         ]
@@ -282,16 +289,12 @@ def ui(
         print(f"kafka broker on {broker.bootstrap_servers}; DAGSTER_HOME={os.environ['DAGSTER_HOME']}", flush=True)
         if settings.database_configured():
             print(f"operational database: {os.environ[settings.DB_URL_ENV]}", flush=True)
+        elif no_database:
+            print("no operational database (--no-database)", flush=True)
         else:
-            from retail_assets.tooling.database import LocalDatabase
-            from retail_assets.tooling.generator.orders import install_schema
+            from retail_assets.tooling.database import orders_database
 
-            database = stack.enter_context(
-                LocalDatabase(database_port, data_dir=root / "postgres", log_path=root / "postgres.log")
-            )
-            with database.connect(autocommit=True) as conn:
-                install_schema(conn)
-            os.environ.update(database.env)
+            database = stack.enter_context(orders_database(root, database_port))
             print(f"postgresql on {database.jdbc_url} (user {database.user}, schema orders)", flush=True)
         if os.environ.get(REMOTE_ENV):
             print(f"runs use the Spark Connect server at {os.environ[REMOTE_ENV]}", flush=True)
