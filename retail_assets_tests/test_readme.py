@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -93,13 +94,6 @@ class Workspace:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        # PostgreSQL (started by `demo`, `ui` and `database` under the data root) runs as the
-        # `postgres` user when the tests run as root: it must be able to reach its folder, which
-        # pytest's private temporary folders (mode 0700) do not let it.
-        for folder in (root, *root.parents):
-            if folder == Path(tempfile.gettempdir()):
-                break
-            folder.chmod(folder.stat().st_mode | 0o011)
         self.data_root = root / "data"
         self.env = {
             **os.environ,
@@ -111,8 +105,16 @@ class Workspace:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Workspace:
-    return Workspace(tmp_path_factory.mktemp("readme"))
+def workspace() -> Iterator[Workspace]:
+    # Not under pytest's temporary folders (mode 0700, reset by any pytest session starting):
+    # PostgreSQL, started by `demo`, `ui` and `database` under the data root, runs as the
+    # `postgres` user when the tests run as root, and must reach its folder.
+    root = Path(tempfile.mkdtemp(prefix="retail-readme-"))
+    root.chmod(0o711)
+    try:
+        yield Workspace(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def in_background(

@@ -273,6 +273,7 @@ def test_a_week_of_changes_lands_once_across_runs_killed_before_and_after_their_
     assert ops == {"I", "U", "D"}
 
 
+@pytest.mark.reliability
 def test_the_fence_waits_for_a_change_committed_late(orders, lake, monkeypatch):
     """A sequence hands out change_ids before commit: a change of an open transaction has a lower
     id than one committed after it. The run's fence waits for the open transaction, so its change
