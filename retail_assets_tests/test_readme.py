@@ -181,6 +181,7 @@ def run_ui(argv, ws: Workspace) -> None:
     rest = replace_option(replace_option(rest, "-h", "127.0.0.1"), "-p", port)
     head = argv[: argv.index("--")] if "--" in argv else argv
     head = replace_option(replace_option(head, "--data-root", str(ws.data_root)), "--kafka-port", str(free_port()))
+    head = replace_option(head, "--database-port", str(free_port()))
     process = in_background(
         [*head, "--", *rest], ws.env, ws.root / "ui.log", "Serving dagster-webserver on", sigint_ignored=True
     )

@@ -334,6 +334,9 @@ def test_lineage_graph_shows_sources_through_gold(dagster_dev, backfill, browser
     page = open_page(browser, f"{dagster_dev.base_url}/asset-groups?expanded={expanded}")
     page.get_by_text("sales_files", exact=True).first.wait_for()
     graph_full_width(page)
+    # wide enough that the three sources' lineage fits at a scale that still draws node names
+    page.set_viewport_size({"width": 2400, "height": 3200})
+    page.wait_for_timeout(1_000)
     zoom_out_until_shown(page, (*GRAPH_TOP, *GRAPH_BOTTOM, *GROUPS))
     page.wait_for_timeout(1_000)
     page.screenshot(path=str(artifacts / "lineage.png"))
