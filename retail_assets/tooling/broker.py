@@ -280,17 +280,23 @@ class LocalBroker:
             return False
 
     def _tail(self, offset: int, lines: int = 15) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(offset)
-                text = f.read().decode(errors="replace").strip()
-        except OSError:
-            text = ""
         # stack frames bury the messages: keep the log lines and each exception's "Caused by"
-        kept = [line for line in text.splitlines() if not line.lstrip().startswith(("at ", "... "))]
-        if not kept:
-            return f"it wrote nothing to {self.log_path}"
-        return f"the last lines of {self.log_path}:\n" + "\n".join(kept[-lines:])
+        return log_tail(self.log_path, offset, lines, keep=lambda line: not line.lstrip().startswith(("at ", "... ")))
+
+
+def log_tail(path: Path, offset: int, lines: int = 15, keep=lambda line: True) -> str:
+    """The last `lines` lines (those `keep` accepts) a server wrote to its log `path` from `offset`
+    on, for an error message saying why it did not start."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace").strip()
+    except OSError:
+        text = ""
+    kept = [line for line in text.splitlines() if keep(line)]
+    if not kept:
+        return f"it wrote nothing to {path}"
+    return f"the last lines of {path}:\n" + "\n".join(kept[-lines:])
 
 
 def ensure_topic(bootstrap_servers: str, topic: str, partitions: int = 3, timeout: float = 10.0) -> None:

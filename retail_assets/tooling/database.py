@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from retail_assets.lib.sources.database import DatabaseUnavailable
-from retail_assets.tooling.broker import free_port, port_is_free
+from retail_assets.tooling.broker import free_port, log_tail, port_is_free
 
 HOST = "127.0.0.1"
 DATABASE = "retail"
@@ -361,15 +361,7 @@ class LocalDatabase:
         self._process = None
 
     def _tail(self, offset: int, lines: int = 15) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(offset)
-                text = f.read().decode(errors="replace").strip()
-        except OSError:
-            text = ""
-        if not text:
-            return f"it wrote nothing to {self.log_path}"
-        return f"the last lines of {self.log_path}:\n" + "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, offset, lines)
 
 
 @contextlib.contextmanager
