@@ -24,6 +24,10 @@ DPI = 100
 SIZE = (7.0, 3.4)  # inches: 700 × 340 pixels
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 INDEX, FIGURES = "index.html", "figures.json"
+# The store chart stacks this many stores, the largest in the window, and the rest as one band:
+# a legend of a hundred stores would leave no room for the chart.
+STACKED_STORES = len(PALETTE) - 1
+OTHERS_COLOUR = "#c7c7c7"
 
 
 @dataclass(frozen=True)
@@ -51,14 +55,32 @@ def _short(day: str) -> str:
     return day[5:]  # MM-DD
 
 
-def _store_sales(ax, section: dict[str, Any]) -> None:
+def store_bands(section: dict[str, Any]) -> tuple[list[str], list[tuple[str, list[float]]]]:
+    """The store chart's days and stacked bands: net revenue per day of the `STACKED_STORES`
+    largest stores over the window, each a band labelled with its id, and of the rest as one
+    band (the section's table lists every store)."""
     days = sorted(set(_values(section, "event_date")))
-    stores = sorted(set(_values(section, "store_id")))
-    net = {(d, s): v for d, s, v in zip(*(_values(section, c) for c in ("event_date", "store_id", "net_revenue")))}
+    net: dict[tuple[str, str], float] = {}
+    for d, s, v in zip(*(_values(section, c) for c in ("event_date", "store_id", "net_revenue"))):
+        net[(d, s)] = net.get((d, s), 0.0) + v
+    totals: dict[str, float] = {}
+    for (_, store), value in net.items():
+        totals[store] = totals.get(store, 0.0) + value
+    ranked = sorted(totals, key=lambda s: (-totals[s], s))
+    bands = [(store, [net.get((d, store), 0.0) for d in days]) for store in sorted(ranked[:STACKED_STORES])]
+    rest = set(ranked[STACKED_STORES:])
+    if rest:
+        others = [sum(v for (day, s), v in net.items() if day == d and s in rest) for d in days]
+        bands.append((f"{len(rest)} other stores", others))
+    return days, bands
+
+
+def _store_sales(ax, section: dict[str, Any]) -> None:
+    days, bands = store_bands(section)
     bottom = [0.0] * len(days)
-    for i, store in enumerate(stores):
-        heights = [net.get((d, store), 0.0) for d in days]
-        ax.bar(range(len(days)), heights, bottom=bottom, color=PALETTE[i % len(PALETTE)], label=store, width=0.7)
+    for i, (label, heights) in enumerate(bands):
+        colour = PALETTE[i % len(PALETTE)] if i < STACKED_STORES else OTHERS_COLOUR
+        ax.bar(range(len(days)), heights, bottom=bottom, color=colour, label=label, width=0.7)
         bottom = [b + h for b, h in zip(bottom, heights)]
     revenue: dict[str, float] = {}
     for d, v in zip(_values(section, "event_date"), _values(section, "revenue")):
@@ -66,7 +88,7 @@ def _store_sales(ax, section: dict[str, Any]) -> None:
     ax.plot(range(len(days)), [revenue[d] for d in days], color="black", marker="o", linewidth=1.5, label="revenue")
     ax.set_xticks(range(len(days)), [_short(d) for d in days])
     ax.set_ylabel("amount")
-    ax.legend(fontsize=7, ncol=max(1, (len(stores) + 1) // 8), loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def _returns_rate(ax, section: dict[str, Any]) -> None:

@@ -114,7 +114,10 @@ def store_sales(daily: pa.Table) -> dict[str, Any]:
         column("net_revenue", "Net revenue", "money"),
         column("transactions", "Transactions", "count"),
     ]
-    note = "Net revenue per store and business day (bars, stacked by store); revenue before returns (line)."
+    note = (
+        "Net revenue per store and business day (bars, stacked: the window's largest stores, the rest as one band; "
+        "this table lists every store); revenue before returns (line)."
+    )
     return _section("store_sales", "Revenue and net revenue per day and store", note, columns, rows)
 
 
