@@ -131,7 +131,9 @@ def in_background(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
+            # as from a terminal (Ctrl-C delivered) whatever this process inherited, or as a
+            # script's background job
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN if sigint_ignored else signal.SIG_DFL),
         )
     deadline = time.monotonic() + timeout
     while ready not in log.read_text(errors="replace"):
@@ -240,6 +242,7 @@ def run_broker_and_produce(argv, ws: Workspace) -> None:
         ws.env,
         ws.root / "broker.log",
         "Ctrl-C stops it",
+        sigint_ignored=True,
     )
     try:
         produce = replace_option(replace_option(argv, "--bootstrap", f"127.0.0.1:{port}"), "--rate", "0")
@@ -253,7 +256,9 @@ def run_broker_and_produce(argv, ws: Workspace) -> None:
 def run_broker(argv, ws: Workspace) -> None:
     port = str(free_port())
     argv = replace_option(replace_option(argv, "--port", port), "--data-root", str(ws.root / "broker-only"))
-    process = in_background(argv, ws.env, ws.root / "broker-only.log", f"broker on 127.0.0.1:{port}")
+    process = in_background(
+        argv, ws.env, ws.root / "broker-only.log", f"broker on 127.0.0.1:{port}", sigint_ignored=True
+    )
     assert stop(process) == 0
 
 
@@ -261,7 +266,7 @@ def run_database(argv, ws: Workspace) -> None:
     """The seeded week is in the database the printed variables name, as the project connects."""
     argv = replace_option(replace_option(argv, "--port", str(free_port())), "--data-root", str(ws.root / "db"))
     log = ws.root / "database.log"
-    process = in_background(argv, ws.env, log, "Ctrl-C stops it")
+    process = in_background(argv, ws.env, log, "Ctrl-C stops it", sigint_ignored=True)
     try:
         text = log.read_text()
         assert re.search(r"seeded \d+ days from .*: \d+ change records", text), text

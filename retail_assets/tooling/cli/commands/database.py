@@ -11,7 +11,7 @@ from retail_assets.tooling.cli import preflight
 from retail_assets.tooling.cli.commands.options import (
     DATABASE_PORT,
     PRESETS,
-    _sigterm_unwinds,
+    _signals_unwind,
     data_root_option,
     example,
 )
@@ -62,7 +62,7 @@ def database(port: int, data_root: Path, seed_week: bool, preset: str, seed: int
     )
     from retail_assets.tooling.database import LocalDatabase
 
-    _sigterm_unwinds()
+    _signals_unwind()
     with LocalDatabase(port, data_dir=root / "postgres", log_path=root / "postgres.log") as running:
         if seed_week:
             print(_seed(running.dsn, preset, seed, days), flush=True)

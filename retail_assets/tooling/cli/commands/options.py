@@ -41,8 +41,11 @@ def data_root_option(help_text: str):
     )
 
 
-def _sigterm_unwinds() -> None:
-    # SIGTERM unwinds like Ctrl-C, so the JVMs a command started are stopped with it.
+def _signals_unwind() -> None:
+    """Ctrl-C and SIGTERM unwind a foreground command, so the servers it started are stopped
+    with it; Ctrl-C even when the command was started with SIGINT ignored (a script's
+    background job, a harness that ignores it)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 

@@ -12,7 +12,7 @@ import click
 
 from retail_assets.lib import settings
 from retail_assets.tooling.cli import preflight
-from retail_assets.tooling.cli.commands.options import KAFKA_PORT, PRESETS, _sigterm_unwinds, data_root_option, example
+from retail_assets.tooling.cli.commands.options import KAFKA_PORT, PRESETS, _signals_unwind, data_root_option, example
 from retail_assets.tooling.cli.progress import Progress
 
 
@@ -38,7 +38,7 @@ def broker(port: int, data_root: Path) -> int:
     from retail_assets.lib.registry.tables import KAFKA_TOPIC
     from retail_assets.tooling.broker import LocalBroker, ensure_topic
 
-    _sigterm_unwinds()
+    _signals_unwind()
     with LocalBroker(port, data_dir=root / "kafka", log_path=root / "broker.log") as running:
         ensure_topic(running.bootstrap_servers, KAFKA_TOPIC)
         print(
@@ -157,7 +157,7 @@ def latency(batches: int, events: int, interval: float, out: Path | None) -> int
     )
     from retail_assets.tooling.latency import measure_latency
 
-    _sigterm_unwinds()
+    _signals_unwind()
     figures = measure_latency(batches=batches, events_per_batch=events, interval_s=interval)
     # the breakdown was printed as a table above; `--out` keeps it whole
     shown = {k: v for k, v in figures.items() if k not in ("latency_samples_s", "latency_breakdown")}
