@@ -79,7 +79,7 @@ def _store_sales(ax, section: dict[str, Any]) -> None:
     days, bands = store_bands(section)
     bottom = [0.0] * len(days)
     for i, (label, heights) in enumerate(bands):
-        colour = PALETTE[i % len(PALETTE)] if i < STACKED_STORES else OTHERS_COLOUR
+        colour = PALETTE[i] if i < STACKED_STORES else OTHERS_COLOUR
         ax.bar(range(len(days)), heights, bottom=bottom, color=colour, label=label, width=0.7)
         bottom = [b + h for b, h in zip(bottom, heights)]
     revenue: dict[str, float] = {}

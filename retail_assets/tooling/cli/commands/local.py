@@ -21,6 +21,7 @@ from retail_assets.tooling.cli.commands.options import (
     KAFKA_PORT,
     PRESETS,
     WEBSERVER_PORT,
+    _ctrl_c_delivered,
     _port_argument,
     data_root_option,
     example,
@@ -249,10 +250,7 @@ def ui(
     import contextlib
     import subprocess
 
-    # Ctrl-C must stop it even when it was started with SIGINT ignored (a background job of a
-    # script, a harness whose process ignores it): take the signal back; `dagster dev` then
-    # starts with the default disposition too.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _ctrl_c_delivered()  # `dagster dev` then starts with Ctrl-C delivered too
     root = Path(data_root).resolve()
     rest = list(dagster_dev_args)
     webserver_port = _port_argument(rest) or WEBSERVER_PORT

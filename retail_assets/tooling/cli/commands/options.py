@@ -41,11 +41,17 @@ def data_root_option(help_text: str):
     )
 
 
-def _signals_unwind() -> None:
-    """Ctrl-C and SIGTERM unwind a foreground command, so the servers it started are stopped
-    with it; Ctrl-C even when the command was started with SIGINT ignored (a script's
-    background job, a harness that ignores it)."""
+def _ctrl_c_delivered() -> None:
+    """Ctrl-C stops a foreground command even when it was started with SIGINT ignored (a
+    script's background job, a harness that ignores it): the signal is taken back, and the
+    processes the command starts inherit the default disposition too."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _signals_unwind() -> None:
+    """Ctrl-C (`_ctrl_c_delivered`) and SIGTERM unwind a foreground command, so the servers it
+    started are stopped with it."""
+    _ctrl_c_delivered()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
